@@ -1,0 +1,1 @@
+"""Configuration: the site file (``gatekeeper.yaml``) and ``layout.yaml``."""

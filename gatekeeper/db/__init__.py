@@ -1,0 +1,1 @@
+"""SQLAlchemy tables and engine helpers; the source of truth that survives restarts."""

@@ -1,0 +1,96 @@
+"""The tables. Every change to them goes through an alembic migration.
+
+Node states::
+
+    BUILDING ──▶ READY ──claim──▶ USED ──passed──▶ DELETE ──▶ (row removed)
+                                   └──failed──▶ HOLD ──hold_until──▶ DELETE
+
+A static node is returned to READY after a passing build instead of being
+deleted (its host is cleaned, not destroyed).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class NodeState:
+    BUILDING = "BUILDING"
+    READY = "READY"
+    USED = "USED"
+    HOLD = "HOLD"
+    DELETE = "DELETE"
+    ALL = (BUILDING, READY, USED, HOLD, DELETE)
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    label: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    state_time: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    hold_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    external_id: Mapped[str] = mapped_column(String(255), default="")
+    address: Mapped[str] = mapped_column(String(255), default="")
+    port: Mapped[int] = mapped_column(Integer, default=22)
+    username: Mapped[str] = mapped_column(String(255), default="")
+    # Who holds it: the worker and build that claimed it.
+    claimed_by: Mapped[str] = mapped_column(String(255), default="")
+    build_uuid: Mapped[str] = mapped_column(String(64), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_nodes_label_state", "label", "state"),)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self.provider} {self.label} {self.state}>"
+
+
+class NodeRequest(Base):
+    """A worker waiting for a node of a label: the pool launches for these."""
+
+    __tablename__ = "node_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    label: Mapped[str] = mapped_column(String(255), index=True)
+    requestor: Mapped[str] = mapped_column(String(255))
+    build_uuid: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class BuildRecord(Base):
+    """Every build ever dispatched, with where it ran and how it ended."""
+
+    __tablename__ = "builds"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(255))
+    project: Mapped[str] = mapped_column(String(255), default="")
+    change: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    patchset: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pipeline: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str] = mapped_column(String(255), default="")
+    provider: Mapped[str] = mapped_column(String(255), default="")
+    worker: Mapped[str] = mapped_column(String(255), default="")
+    dispatched_at: Mapped[float] = mapped_column(Float)
+    start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    log_url: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_builds_change", "change", "patchset"),)

@@ -1,0 +1,1 @@
+"""Gearman: the embedded server, and the client that carries builds to workers."""

@@ -1,0 +1,111 @@
+"""What travels over Gearman between the scheduler and workers.
+
+Functions:
+
+- ``build:<job>``: run one build. Arguments are a JSON object of Zuul's
+  parameter names (``ZUUL_UUID``, ``ZUUL_PROJECT``, ... ``LOG_PATH``), every
+  value a string, plus one key ``gatekeeper`` holding the job's definition
+  (so workers need no copy of the layout to run it).
+- ``stop:<worker>``: abort a build running on that worker; arguments
+  ``{"uuid": ...}``.
+
+A worker sends one WORK_DATA packet when the build starts (which node,
+which provider, where the logs will be) and finishes with WORK_COMPLETE
+carrying the result; WORK_FAIL or WORK_EXCEPTION mean the worker itself
+broke, and the scheduler records the build as LOST.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gatekeeper.errors import DispatchError
+
+BUILD_PREFIX = "build:"
+STOP_PREFIX = "stop:"
+JOB_KEY = "gatekeeper"
+
+
+def build_function(job: str) -> str:
+    return f"{BUILD_PREFIX}{job}"
+
+
+def stop_function(worker: str) -> str:
+    return f"{STOP_PREFIX}{worker}"
+
+
+@dataclass
+class JobSpec:
+    """How to run a job: what the layout says, carried with the build."""
+
+    name: str
+    run: str
+    node: str
+    logs: list[str] = field(default_factory=list)
+    timeout: float = 3600.0
+    # Every project cloned into the workspace, in this order.
+    projects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StartData:
+    """The WORK_DATA a worker sends once a node is claimed."""
+
+    uuid: str
+    worker: str
+    node: str
+    provider: str
+    url: str
+    started_at: float
+
+
+@dataclass
+class CompleteData:
+    """The WORK_COMPLETE a worker sends at the end of a build."""
+
+    uuid: str
+    result: str
+    url: str = ""
+    node: str = ""
+    provider: str = ""
+    worker: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str = ""
+
+
+def encode_build(params: dict[str, str], spec: JobSpec) -> str:
+    payload: dict[str, Any] = dict(params)
+    payload[JOB_KEY] = asdict(spec)
+    return json.dumps(payload)
+
+
+def decode_build(text: str) -> tuple[dict[str, str], JobSpec]:
+    """:raises DispatchError: the arguments are not a build we can run."""
+    try:
+        payload = json.loads(text)
+        spec = JobSpec(**payload.pop(JOB_KEY))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DispatchError(f"malformed build arguments: {exc}") from exc
+    params = {str(k): str(v) for k, v in payload.items()}
+    return params, spec
+
+
+def encode(data: StartData | CompleteData) -> str:
+    return json.dumps(asdict(data))
+
+
+def decode_start(text: str) -> StartData:
+    try:
+        return StartData(**json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise DispatchError(f"malformed WORK_DATA: {exc}") from exc
+
+
+def decode_complete(text: str) -> CompleteData:
+    try:
+        return CompleteData(**json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise DispatchError(f"malformed WORK_COMPLETE: {exc}") from exc

@@ -1,0 +1,63 @@
+"""Every error gatekeeper raises on purpose.
+
+::
+
+    GatekeeperError
+     ├── ConfigError            a site file or layout is invalid (names file, line, key)
+     ├── GerritError            talking to Gerrit failed (SSH, command exit status)
+     │    └── EventParseError   a stream-events line is not an event we understand
+     ├── DispatchError          Gearman could not take or run a build
+     ├── PoolError              the node pool could not launch, claim or delete a node
+     │    └── ProviderError     a provider's API refused or failed
+     ├── TransportError         moving files to or running commands on a node failed
+     └── WorkspaceError         preparing the git workspace for a build failed
+
+Third-party exceptions are translated at the boundary (``raise GerritError(...)
+from exc``) so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+
+class GatekeeperError(Exception):
+    """Base of every error gatekeeper raises on purpose."""
+
+
+class ConfigError(GatekeeperError):
+    """A configuration file is invalid.
+
+    ``errors`` holds one line per problem, each already formatted as
+    ``file:line: key.path: message``.
+    """
+
+    def __init__(self, errors: list[str] | str) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class GerritError(GatekeeperError):
+    """Talking to Gerrit failed, or Gerrit refused a command."""
+
+
+class EventParseError(GerritError):
+    """A line from ``gerrit stream-events`` could not be turned into an event."""
+
+
+class DispatchError(GatekeeperError):
+    """Gearman could not accept or run a build."""
+
+
+class PoolError(GatekeeperError):
+    """The node pool could not launch, claim or delete a node."""
+
+
+class ProviderError(PoolError):
+    """A provider (cloud, static host list, local directories) failed."""
+
+
+class TransportError(GatekeeperError):
+    """Copying to, running on, or copying from a node failed."""
+
+
+class WorkspaceError(GatekeeperError):
+    """Preparing a build's git workspace failed (clone, fetch or merge)."""

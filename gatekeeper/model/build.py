@@ -1,0 +1,51 @@
+"""One run of one job for one queue item."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class BuildResult(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    TIMED_OUT = "TIMED_OUT"
+    ERROR = "ERROR"
+    NODE_FAILURE = "NODE_FAILURE"
+    LOST = "LOST"
+    ABORTED = "ABORTED"
+    CANCELED = "CANCELED"
+
+
+@dataclass
+class Build:
+    """A build's state as the scheduler sees it; the worker reports into it."""
+
+    job: str
+    item_uuid: str
+    uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    voting: bool = True
+    result: BuildResult | None = None
+    url: str = ""
+    node: str = ""
+    provider: str = ""
+    worker: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    dispatched_at: float = field(default_factory=time.time)
+    canceled: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    @property
+    def duration(self) -> float:
+        if self.started_at is None or self.ended_at is None:
+            return 0.0
+        return max(0.0, self.ended_at - self.started_at)
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.uuid[:7]}"

@@ -1,0 +1,85 @@
+"""A change under test and its place in a pipeline's queue."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gatekeeper.model.build import Build
+
+
+@dataclass
+class Change:
+    """A Gerrit change at one patchset, as the scheduler knows it.
+
+    ``approvals`` maps a label (Gerrit's spelling) to the votes on the current
+    patchset: one value per account username.
+    """
+
+    project: str
+    branch: str
+    number: int
+    patchset: int
+    ref: str = ""
+    revision: str = ""
+    change_id: str = ""
+    subject: str = ""
+    url: str = ""
+    owner: str = ""
+    status: str = "NEW"
+    is_current_patchset: bool = True
+    approvals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.number},{self.patchset}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "NEW"
+
+    @property
+    def is_merged(self) -> bool:
+        return self.status == "MERGED"
+
+    def label_values(self, label: str) -> list[int]:
+        """Every vote on ``label`` (matched regardless of case)."""
+        for name, votes in self.approvals.items():
+            if name.lower() == label.lower():
+                return list(votes.values())
+        return []
+
+    def gerrit_label_name(self, label: str) -> str | None:
+        """Gerrit's own spelling of ``label``, if the change carries it."""
+        for name in self.approvals:
+            if name.lower() == label.lower():
+                return name
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.key}"
+
+
+@dataclass
+class QueueItem:
+    """A change enqueued in a pipeline; owned by the scheduler thread."""
+
+    change: Change
+    pipeline: str
+    uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    enqueued_at: float = field(default_factory=time.time)
+    event_received_at: float | None = None
+    builds: dict[str, Build] = field(default_factory=dict)
+    reported: bool = False
+    dequeued: bool = False
+    merge_failed: bool = False
+    report_error: str = ""
+
+    def all_builds_done(self, job_names: list[str]) -> bool:
+        return all(name in self.builds and self.builds[name].done for name in job_names)
+
+    def __str__(self) -> str:
+        return f"{self.change} in {self.pipeline}"

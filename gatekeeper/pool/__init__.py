@@ -1,0 +1,1 @@
+"""The node pool: node lifecycle, allocation across providers, holds and reaping."""

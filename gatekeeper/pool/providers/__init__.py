@@ -1,0 +1,1 @@
+"""One module per provider: ``local``, ``static`` (``openstack`` comes with the pool issue)."""

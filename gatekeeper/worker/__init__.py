@@ -1,0 +1,1 @@
+"""The build executor: node claim, workspace, transport, console, logs, archive."""

@@ -17,6 +17,7 @@ class BuildResult(StrEnum):
     LOST = "LOST"
     ABORTED = "ABORTED"
     CANCELED = "CANCELED"
+    SKIPPED = "SKIPPED"
 
 
 @dataclass

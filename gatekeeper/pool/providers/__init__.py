@@ -1,1 +1,23 @@
 """One module per provider: ``local``, ``static`` (``openstack`` comes with the pool issue)."""
+
+from __future__ import annotations
+
+from gatekeeper.config.site import ProviderConfig
+from gatekeeper.errors import ProviderError
+from gatekeeper.pool.providers.base import Provider
+
+
+def make_provider(config: ProviderConfig) -> Provider:
+    """The provider for ``config.driver``.
+
+    :raises ProviderError: an unknown driver, or the provider cannot start.
+    """
+    if config.driver == "local":
+        from gatekeeper.pool.providers.local import LocalProvider
+
+        return LocalProvider(config)
+    if config.driver == "static":
+        from gatekeeper.pool.providers.static import StaticProvider
+
+        return StaticProvider(config)
+    raise ProviderError(f"provider {config.name}: unknown driver {config.driver!r}")

@@ -48,6 +48,11 @@ class Provider(ABC):
         :raises ProviderError: the provider refused.
         """
 
+    def fixed_names(self, label: str) -> list[str] | None:
+        """The only node names this provider can launch for ``label`` (a static
+        provider's hosts), or None when the pool may name nodes freely."""
+        return None
+
     @abstractmethod
     def list(self) -> list[str]:
         """External ids of every node this provider has (for leak detection)."""

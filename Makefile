@@ -1,0 +1,38 @@
+# gatekeeper: `make run` shows a change gated end to end; `make test` runs the suite.
+VENV    ?= .venv
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: run serve test lint bench clean sysdeps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+sysdeps:
+	@bash scripts/system-deps.sh
+
+run: sysdeps $(STAMP)
+	$(VENV)/bin/gatekeeper sandbox
+
+serve: sysdeps $(STAMP)
+	$(VENV)/bin/gatekeeper sandbox --serve
+
+test: $(STAMP)
+	@bash scripts/system-deps.sh --all || echo "some test servers are missing: their tests will skip"
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gatekeeper listeners tests bench
+	$(VENV)/bin/ruff format --check gatekeeper listeners tests bench
+	$(VENV)/bin/mypy
+
+bench: sysdeps $(STAMP)
+	$(VENV)/bin/python bench/e2e_latency.py
+
+clean:
+	rm -rf state .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,175 @@
+"""Assembles the components into one process (``gatekeeper run``) or a part
+of them (``gatekeeper scheduler``, ``worker``, ``pool``)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gatekeeper.config.layout import Layout, load_layout
+from gatekeeper.config.site import LabelConfig, SiteConfig
+from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.engine import Database
+from gatekeeper.dispatch.client import BuildDispatcher
+from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.pool.pool import Pool
+from gatekeeper.pool.providers import make_provider
+from gatekeeper.pool.providers.base import Provider
+from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.worker.executor import BuildExecutor
+from gatekeeper.worker.server import Worker
+from gatekeeper.worker.workspace import WorkspaceBuilder, gerrit_git_env
+from listeners.base import Listener
+
+log = logging.getLogger(__name__)
+
+ALL = frozenset({"gearman", "scheduler", "worker", "pool"})
+
+
+def default_labels(layout: Layout, site: SiteConfig) -> list[LabelConfig]:
+    """Labels from the site file, plus one (min-ready 1) for every job's node."""
+    labels = {label.name: label for label in site.labels}
+    for name in layout.all_job_names():
+        node = layout.job(name).node
+        if node and node not in labels:
+            labels[node] = LabelConfig(name=node, min_ready=1)
+    return list(labels.values())
+
+
+@dataclass
+class Gatekeeper:
+    """The running daemon. ``start``/``stop`` are called from the main thread."""
+
+    site: SiteConfig
+    listener: Listener | None = None
+    components: frozenset[str] = ALL
+    console: Callable[[str], None] | None = None
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-worker")
+
+    def __post_init__(self) -> None:
+        self.layout = load_layout(self.site.layout)
+        self.db = Database(self.site.database)
+        self.gearman: EmbeddedGearman | None = None
+        self.scheduler: Scheduler | None = None
+        self.dispatcher: BuildDispatcher | None = None
+        self.pool: Pool | None = None
+        self.worker: Worker | None = None
+        self.connection: GerritConnection | None = None
+        self.providers: dict[str, Provider] = {
+            p.name: make_provider(p) for p in self.site.providers
+        }
+        self._listener_thread: threading.Thread | None = None
+
+    @property
+    def gearman_servers(self) -> list[tuple[str, int]]:
+        if self.gearman is not None and not self.site.gearman.servers:
+            return [(self.gearman.host, self.gearman.port)]
+        return [(s.host, s.port) for s in self.site.gearman.client_servers]
+
+    def start(self) -> None:
+        site = self.site
+        site.state_dir.mkdir(parents=True, exist_ok=True)
+        assert site.log_root is not None
+        site.log_root.mkdir(parents=True, exist_ok=True)
+        self.db.migrate()
+        if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
+            self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
+        if "pool" in self.components:
+            self.pool = Pool(site, self.db, self.providers, default_labels(self.layout, site))
+            self.pool.start()
+        if "worker" in self.components:
+            self._start_worker()
+        if "scheduler" in self.components:
+            self._start_scheduler()
+
+    def _gerrit(self) -> GerritConnection:
+        if self.site.gerrit is None:
+            from gatekeeper.errors import ConfigError
+
+            raise ConfigError("the site file has no 'gerrit' section (host, user, key, ...)")
+        if self.connection is None:
+            self.connection = GerritConnection(self.site.gerrit)
+        return self.connection
+
+    def _start_worker(self) -> None:
+        site = self.site
+        gerrit = self._gerrit()
+        assert site.log_root is not None
+        executor = BuildExecutor(
+            nodes=NodeStore(self.db),
+            providers=self.providers,
+            workspace=WorkspaceBuilder(
+                site.state_dir / "git",
+                gerrit_git_env(gerrit.config.key, gerrit.config.known_hosts, gerrit.config.port),
+            ),
+            git_url=gerrit.config.git_url,
+            log_root=site.log_root,
+            log_url_base=site.log_url,
+            state_dir=site.state_dir,
+            node_wait=site.worker.node_wait,
+            hold_seconds=site.pool.hold_failed_hours * 3600,
+            console=self.console,
+            on_request=self.pool.wake if self.pool is not None else None,
+        )
+        self.worker = Worker(
+            self.worker_name,
+            self.gearman_servers,
+            self.layout.all_job_names(),
+            executor,
+            site.worker.count,
+        )
+        self.worker.start()
+
+    def _start_scheduler(self) -> None:
+        gerrit = self._gerrit()
+        source = GerritSource(gerrit)
+        self.scheduler = None
+        self.dispatcher = BuildDispatcher(self.gearman_servers, self._put_result)
+        self.dispatcher.wait_for_server(30)
+        self.scheduler = Scheduler(
+            layout=self.layout,
+            source=source,
+            dispatcher=self.dispatcher,
+            builds=BuildStore(self.db),
+            reporter=GerritReporter(gerrit),
+            zuul_url=gerrit.config.git_url,
+            log_url=self.site.log_url,
+        )
+        self.scheduler.start()
+        if self.listener is not None:
+            listener = self.listener
+            self._listener_thread = threading.Thread(
+                target=listener.run, args=(self.scheduler.put_trigger,), name="listener",
+                daemon=True,
+            )
+            self._listener_thread.start()
+
+    def _put_result(self, event: object) -> None:
+        if self.scheduler is not None:
+            self.scheduler.put_result(event)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        if self._listener_thread is not None:
+            self._listener_thread.join(timeout=10)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.pool is not None:
+            self.pool.stop()
+        if self.gearman is not None:
+            self.gearman.stop()
+        if self.connection is not None:
+            self.connection.close()
+        self.db.dispose()

@@ -1,0 +1,180 @@
+"""The ``gatekeeper`` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from gatekeeper import __version__
+from gatekeeper.errors import ConfigError, GatekeeperError
+
+log = logging.getLogger("gatekeeper")
+
+SITE_HELP = (
+    "Site file (YAML). Only its 'gerrit' section is required: host, port, user, key, "
+    "known_hosts. Default: ./gatekeeper.yaml if it exists."
+)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    if verbose < 2:
+        # gear and paramiko are chatty at INFO about things an operator never needs.
+        logging.getLogger("gear").setLevel(logging.WARNING)
+        logging.getLogger("paramiko").setLevel(logging.WARNING)
+
+
+def _load_site(path: Path | None):  # type: ignore[no-untyped-def]
+    from gatekeeper.config.loader import load_site
+
+    if path is None and Path("gatekeeper.yaml").exists():
+        path = Path("gatekeeper.yaml")
+    return load_site(path, Path.cwd())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gatekeeper")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """gatekeeper: every approved Gerrit change tested on a fresh node, merged only if it passes.
+
+    \b
+    Quick start:
+      gatekeeper sandbox          watch a change go through a local Gerrit simulator
+      gatekeeper run -c FILE      run the whole daemon against your Gerrit
+      gatekeeper validate         check layout.yaml
+    """
+    ctx.obj = {"verbose": verbose}
+
+
+def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> None:
+    from gatekeeper.app import Gatekeeper
+    from gatekeeper.gerrit.connection import GerritConnection
+    from listeners.gerrit import GerritListener
+
+    _setup_logging(verbose)
+    try:
+        site = _load_site(site_path)
+        listener = None
+        if "scheduler" in components:
+            if site.gerrit is None:
+                raise ConfigError(
+                    "no Gerrit configured: write a site file with a 'gerrit' section "
+                    "(see README) and pass it with -c, or try 'gatekeeper sandbox'"
+                )
+            listener = GerritListener(GerritConnection(site.gerrit))
+        app = Gatekeeper(site, listener=listener, components=components)
+        app.start()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("gatekeeper running (%s); Ctrl-C stops it", ", ".join(sorted(components)))
+    while not stop.wait(1.0):
+        pass
+    app.stop()
+
+
+site_option = click.option(
+    "-c", "--config", "site_path", type=click.Path(path_type=Path, dir_okay=False),
+    help=SITE_HELP,
+)
+
+
+@main.command()
+@site_option
+@click.pass_context
+def run(ctx: click.Context, site_path: Path | None) -> None:
+    """Run everything in one process against a real Gerrit.
+
+    Listener, scheduler, embedded Gearman, workers and the node pool, on the
+    defaults: ./layout.yaml, SQLite at ./state/gatekeeper.db, Gearman on
+    127.0.0.1:4730, the 'local' provider under ./state/nodes, logs under
+    ./state/logs.
+    """
+    _serve(site_path, frozenset({"gearman", "scheduler", "worker", "pool"}), ctx.obj["verbose"])
+
+
+@main.command()
+@site_option
+@click.pass_context
+def scheduler(ctx: click.Context, site_path: Path | None) -> None:
+    """Run only the listener and scheduler (and the embedded Gearman server
+    unless the site file lists external servers)."""
+    _serve(site_path, frozenset({"gearman", "scheduler"}), ctx.obj["verbose"])
+
+
+@main.command()
+@site_option
+@click.pass_context
+def worker(ctx: click.Context, site_path: Path | None) -> None:
+    """Run only build workers: they take builds from the site's Gearman servers
+    and claim nodes from the shared database."""
+    _serve(site_path, frozenset({"worker"}), ctx.obj["verbose"])
+
+
+@main.command()
+@site_option
+@click.pass_context
+def pool(ctx: click.Context, site_path: Path | None) -> None:
+    """Run only the node pool: keep min-ready nodes per label, delete used
+    ones, expire holds."""
+    _serve(site_path, frozenset({"pool"}), ctx.obj["verbose"])
+
+
+@main.command()
+@click.argument("layout", required=False, type=click.Path(path_type=Path, dir_okay=False),
+                default=Path("layout.yaml"))
+@click.option("--no-includes", is_flag=True,
+              help="Skip 'includes:' (python-file parameter functions) and check the rest.")
+def validate(layout: Path, no_includes: bool) -> None:
+    """Check a layout file (default ./layout.yaml); print every error with its
+    file, line and key, and exit non-zero if there is any."""
+    from gatekeeper.config.layout import validate_layout_file
+
+    errors = validate_layout_file(layout, includes=not no_includes)
+    for line in errors:
+        click.echo(line, err=True)
+    if errors:
+        sys.exit(1)
+    click.echo(f"{layout}: OK")
+
+
+@main.command()
+@click.option("--serve", is_flag=True,
+              help="Keep running after the demo so you can push and approve changes by hand.")
+@click.option("--state", "state", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("state/sandbox"), show_default=True,
+              help="Where the sandbox keeps everything (wiped at start).")
+@click.option("--layout", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("layout.yaml"), show_default=True)
+def sandbox(serve: bool, state: Path, layout: Path) -> None:
+    """Start a local Gerrit simulator with the eight projects of the original
+    gate and the whole daemon, push a change to nova, approve it, and show each
+    step until it merges. Exits 0 when the change merged."""
+    from gatekeeper.sandbox.demo import Demo
+
+    logging.getLogger("gear").setLevel(logging.WARNING)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    sys.exit(Demo(state, layout).run(serve))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

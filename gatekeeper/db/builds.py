@@ -1,0 +1,120 @@
+"""Build records: what ran where, when, and how it ended."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gatekeeper.db.engine import Database
+from gatekeeper.db.tables import BuildRecord
+
+log = logging.getLogger(__name__)
+
+
+class BuildStore:
+    """Writes and reads build records. Owned by the scheduler thread.
+
+    Every method is its own transaction; records returned are detached
+    copies, safe to read after the session is gone.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def dispatched(
+        self,
+        uuid: str,
+        job: str,
+        project: str,
+        change: int | None,
+        patchset: int | None,
+        pipeline: str,
+        dispatched_at: float,
+    ) -> None:
+        """Record a build handed to Gearman (again, if it is re-dispatched)."""
+        with self.db.session() as session:
+            record = session.get(BuildRecord, uuid)
+            if record is None:
+                record = BuildRecord(uuid=uuid)
+                session.add(record)
+            record.job = job
+            record.project = project
+            record.change = change
+            record.patchset = patchset
+            record.pipeline = pipeline
+            record.dispatched_at = dispatched_at
+            # Defaults only apply on INSERT; a fresh object must still read well.
+            record.node = record.node or ""
+            record.provider = record.provider or ""
+            record.worker = record.worker or ""
+            record.log_url = record.log_url or ""
+
+    def started(
+        self, uuid: str, node: str, provider: str, worker: str, start_time: float, log_url: str
+    ) -> None:
+        """Record that a worker claimed a node and started the build."""
+        with self.db.session() as session:
+            record = self._get_or_stub(session, uuid, start_time)
+            record.node = node
+            record.provider = provider
+            record.worker = worker
+            record.start_time = start_time
+            record.log_url = log_url
+
+    def completed(
+        self,
+        uuid: str,
+        result: str,
+        end_time: float,
+        log_url: str = "",
+        node: str = "",
+        provider: str = "",
+    ) -> None:
+        """Record a build's result; empty strings keep what was recorded before."""
+        with self.db.session() as session:
+            record = self._get_or_stub(session, uuid, end_time)
+            record.result = result
+            record.end_time = end_time
+            if log_url:
+                record.log_url = log_url
+            if node:
+                record.node = node
+            if provider:
+                record.provider = provider
+
+    def get(self, uuid: str) -> BuildRecord | None:
+        with self.db.session() as session:
+            return session.get(BuildRecord, uuid)
+
+    def for_change(self, change: int) -> list[BuildRecord]:
+        """Every build of a change, oldest first."""
+        with self.db.session() as session:
+            query = (
+                select(BuildRecord)
+                .where(BuildRecord.change == change)
+                .order_by(BuildRecord.dispatched_at, BuildRecord.uuid)
+            )
+            return list(session.scalars(query))
+
+    @staticmethod
+    def _get_or_stub(session: Session, uuid: str, when: float) -> BuildRecord:
+        record = session.get(BuildRecord, uuid)
+        if record is None:
+            # A result for a build we never saw dispatched (e.g. the scheduler
+            # restarted in between): keep it rather than lose it.
+            log.warning("build %s was not recorded as dispatched", uuid)
+            record = BuildRecord(
+                uuid=uuid,
+                job="",
+                project="",
+                pipeline="",
+                node="",
+                provider="",
+                worker="",
+                dispatched_at=when,
+                log_url="",
+            )
+            session.add(record)
+        return record

@@ -1,0 +1,138 @@
+"""The engine and sessions every component shares.
+
+SQLite (the embedded default) is opened in WAL mode with a busy timeout so
+the scheduler, workers and pool threads of one process, and several
+processes on one host, can share the file. PostgreSQL is used as given by
+its URL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, make_url, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gatekeeper.errors import GatekeeperError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Milliseconds a SQLite writer waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant works: it only has to be the same in every gatekeeper process.
+_PG_MIGRATE_LOCK = 0x6A7E_6B65
+_migrate_lock = threading.Lock()
+
+
+class Database:
+    """Engine plus session factory. Shared by every thread of a process.
+
+    :raises GatekeeperError: the URL is not one SQLAlchemy understands.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except SQLAlchemyError as exc:
+            raise GatekeeperError(f"bad database URL: {exc}") from exc
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._sqlite_path: Path | None = None
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                self._sqlite_path = Path(parsed.database).expanduser().resolve()
+                self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            # Sessions move between threads (a pool thread hands a node to a
+            # worker); the connection pool makes sure one thread at a time.
+            kwargs["connect_args"] = {
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            }
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"<Database {self.engine.url!r}>"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration.
+
+        Safe to call from several threads and processes at once: they take
+        turns (a PostgreSQL advisory lock, or a lock file next to the SQLite
+        database), and whoever comes second finds nothing to do.
+        """
+        with _migrate_lock, self._cross_process_lock(), self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                conn.commit()
+            try:
+                self._upgrade(conn)
+            finally:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                    conn.commit()
+
+    def _upgrade(self, conn: Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        # Keep alembic from reconfiguring the process's logging.
+        cfg.attributes["configure_logging"] = False
+        command.upgrade(cfg, "head")
+        log.debug("database %s migrated to head", self.engine.url)
+
+    @contextmanager
+    def _cross_process_lock(self) -> Iterator[None]:
+        if self._sqlite_path is None:
+            yield
+            return
+        lock_path = self._sqlite_path.with_name(self._sqlite_path.name + ".migrate-lock")
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()

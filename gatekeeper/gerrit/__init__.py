@@ -1,0 +1,1 @@
+"""Gerrit: the SSH connection, event parsing and the command lines we send."""

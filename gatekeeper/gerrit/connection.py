@@ -1,0 +1,298 @@
+"""The SSH connection to Gerrit: version, query, review, stream-events.
+
+This module is the only place that sends a Gerrit command; every argument
+is quoted by :mod:`gatekeeper.gerrit.cmdline` so that hostile text (commit
+subjects, comments, project names) arrives as literal text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from gatekeeper.config.site import GerritConfig
+from gatekeeper.errors import GerritError
+from gatekeeper.gerrit import cmdline
+
+log = logging.getLogger(__name__)
+
+#: Gerrit < 2.13 sends only the votes a comment changed, without oldValue.
+OLD_VALUE_SINCE = (2, 13)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``gerrit version 3.10.3`` -> (3, 10, 3); unknown -> ()."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return ()
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def load_key(path: Path) -> paramiko.PKey:
+    """Load a private key of any type paramiko knows.
+
+    :raises GerritError: the file is missing or not a key (its content is never logged).
+    """
+    try:
+        return paramiko.PKey.from_path(path)
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise GerritError(f"cannot load SSH key {path}: {exc.__class__.__name__}") from exc
+
+
+def ssh_client(
+    host: str,
+    port: int,
+    user: str,
+    key: Path,
+    known_hosts: Path,
+    accept_unknown_host: bool = False,
+    timeout: float = 30.0,
+    keepalive: int = 15,
+) -> paramiko.SSHClient:
+    """An SSH client connected with the host key verified against ``known_hosts``.
+
+    :raises GerritError: unknown or changed host key, refused auth, network error.
+    """
+    client = paramiko.SSHClient()
+    try:
+        client.load_host_keys(str(known_hosts))
+    except OSError as exc:
+        raise GerritError(f"cannot read known_hosts {known_hosts}: {exc}") from exc
+    # An unknown host may be accepted (and remembered for this process) only
+    # when asked for; a changed key is always refused by paramiko.
+    policy = paramiko.AutoAddPolicy() if accept_unknown_host else paramiko.RejectPolicy()
+    client.set_missing_host_key_policy(policy)
+    try:
+        client.connect(
+            host,
+            port=port,
+            username=user,
+            pkey=load_key(key),
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise GerritError(f"host key for {host}:{port} does not match known_hosts") from exc
+    except (paramiko.SSHException, OSError) as exc:
+        client.close()
+        raise GerritError(f"cannot connect to {user}@{host}:{port}: {exc}") from exc
+    transport = client.get_transport()
+    if transport is not None and keepalive:
+        transport.set_keepalive(keepalive)
+    return client
+
+
+class GerritConnection:
+    """Runs Gerrit commands over one cached SSH connection.
+
+    Safe to share between threads: commands are serialised by a lock (the
+    scheduler thread is the main user; the sandbox and tests use it too).
+    """
+
+    def __init__(self, config: GerritConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._version: tuple[int, ...] | None = None
+
+    # -- plumbing ---------------------------------------------------------
+    def connect(self) -> paramiko.SSHClient:
+        """A fresh client (the caller owns it); used for stream-events."""
+        c = self.config
+        return ssh_client(
+            c.host, c.port, c.user, c.key, c.known_hosts, c.accept_unknown_host,
+            keepalive=c.keepalive,
+        )
+
+    def _cached_client(self) -> paramiko.SSHClient:
+        client = self._client
+        transport = client.get_transport() if client else None
+        if client is None or transport is None or not transport.is_active():
+            if client is not None:
+                client.close()
+            self._client = client = self.connect()
+        return client
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run one command; returns (exit status, stdout, stderr).
+
+        :raises GerritError: the SSH connection failed (not a non-zero exit).
+        """
+        command = cmdline.join(argv)
+        with self._lock:
+            for attempt in (1, 2):
+                client = self._cached_client()
+                try:
+                    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+                    out = stdout.read().decode("utf-8", "replace")
+                    err = stderr.read().decode("utf-8", "replace")
+                    status = stdout.channel.recv_exit_status()
+                    return status, out, err
+                except (paramiko.SSHException, OSError, EOFError, socket.timeout) as exc:
+                    # A cached connection may have died quietly; retry once on a new one.
+                    self.close_locked()
+                    if attempt == 2:
+                        raise GerritError(f"{argv[:2]} failed: {exc}") from exc
+                    log.info("gerrit connection lost (%s); reconnecting", exc)
+        raise GerritError("unreachable")  # pragma: no cover
+
+    def close_locked(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    # -- commands ---------------------------------------------------------
+    def version(self) -> tuple[int, ...]:
+        if self._version is None:
+            status, out, err = self.run(["gerrit", "version"])
+            if status != 0:
+                raise GerritError(f"gerrit version failed: {err.strip()}")
+            self._version = parse_version(out)
+            log.info("connected to %s", out.strip())
+        return self._version
+
+    def sends_old_value(self) -> bool:
+        """Whether comment-added events mark changed votes with oldValue."""
+        version = self.version()
+        return not version or version >= OLD_VALUE_SINCE
+
+    def query(self, query: str, *options: str) -> list[dict[str, Any]]:
+        """``gerrit query --format JSON``; returns the change rows, not the stats row.
+
+        :raises GerritError: the command failed or printed something that is not JSON.
+        """
+        argv = ["gerrit", "query", "--format", "JSON", *options, query]
+        status, out, err = self.run(argv)
+        if status != 0:
+            raise GerritError(f"gerrit query {query!r} failed ({status}): {err.strip()}")
+        rows = []
+        for line in out.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
+            if row.get("type") == "stats":
+                continue
+            if "type" in row and row.get("type") == "error":
+                raise GerritError(f"gerrit query error: {row.get('message')}")
+            rows.append(row)
+        return rows
+
+    def query_change(self, number: int) -> dict[str, Any] | None:
+        rows = self.query(
+            f"change:{int(number)}",
+            "--current-patch-set",
+            "--all-approvals",
+            "--dependencies",
+            "--submit-records",
+        )
+        return rows[0] if rows else None
+
+    def review(
+        self,
+        project: str,
+        change: int,
+        patchset: int,
+        message: str = "",
+        labels: dict[str, int] | None = None,
+        submit: bool = False,
+    ) -> None:
+        """``gerrit review``: vote, comment and optionally submit.
+
+        :raises GerritError: Gerrit refused (for a submit: the change did not merge).
+        """
+        argv = review_argv(project, change, patchset, message, labels or {}, submit)
+        status, out, err = self.run(argv, timeout=300)
+        if status != 0:
+            raise GerritError(
+                f"gerrit review {change},{patchset} failed ({status}): {(err or out).strip()}"
+            )
+
+    def stream_lines(self, client: paramiko.SSHClient, stop: threading.Event,
+                     max_line: int) -> Iterator[bytes]:
+        """Yield raw stream-events lines until the stream ends or ``stop`` is set.
+
+        A line longer than ``max_line`` is yielded truncated to ``max_line + 1``
+        bytes (so the parser can tell it was too long) and the rest is skipped.
+
+        :raises GerritError: the connection broke.
+        """
+        try:
+            channel = client.get_transport().open_session()  # type: ignore[union-attr]
+            channel.settimeout(1.0)
+            channel.exec_command(cmdline.join(["gerrit", "stream-events"]))
+        except (paramiko.SSHException, OSError, AttributeError) as exc:
+            raise GerritError(f"cannot start stream-events: {exc}") from exc
+        buf = b""
+        skipping = False
+        try:
+            while not stop.is_set():
+                try:
+                    data = channel.recv(65536)
+                except socket.timeout:
+                    continue
+                except (paramiko.SSHException, OSError) as exc:
+                    raise GerritError(f"stream-events connection broke: {exc}") from exc
+                if not data:
+                    if channel.exit_status_ready():
+                        err = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
+                        raise GerritError(
+                            f"stream-events ended (exit {channel.recv_exit_status()}): {err}"
+                        )
+                    raise GerritError("stream-events connection closed")
+                buf += data
+                while True:
+                    newline = buf.find(b"\n")
+                    if newline < 0:
+                        if len(buf) > max_line:
+                            if not skipping:
+                                yield buf[: max_line + 1]
+                            skipping = True
+                            buf = b""
+                        break
+                    line, buf = buf[:newline], buf[newline + 1 :]
+                    if skipping:
+                        skipping = False
+                        continue
+                    if line.strip():
+                        yield line
+        finally:
+            channel.close()
+
+
+def review_argv(
+    project: str,
+    change: int,
+    patchset: int,
+    message: str,
+    labels: dict[str, int],
+    submit: bool,
+) -> list[str]:
+    """The argument vector of a ``gerrit review`` (quoted later, as a whole)."""
+    argv = ["gerrit", "review", "--project", project]
+    if message:
+        argv += ["--message", message]
+    for name, value in labels.items():
+        argv += ["--label", f"{name}={int(value):+d}" if value else f"{name}=0"]
+    if submit:
+        argv.append("--submit")
+    argv.append(f"{int(change)},{int(patchset)}")
+    return argv

@@ -1,0 +1,81 @@
+"""Reads a change's current state from Gerrit as a :class:`Change`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gatekeeper.errors import GerritError
+from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.model.change import Change
+from gatekeeper.model.events import TriggerEvent
+
+log = logging.getLogger(__name__)
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise GerritError(f"gerrit query: {what} is not a number: {value!r}") from exc
+
+
+def change_from_query(row: dict[str, Any]) -> Change:
+    """A ``gerrit query --current-patch-set --all-approvals`` row as a Change.
+
+    :raises GerritError: the row lacks what every change has.
+    """
+    try:
+        current = row.get("currentPatchSet") or {}
+        approvals: dict[str, dict[str, int]] = {}
+        for approval in current.get("approvals", []):
+            by = approval.get("by", {})
+            who = by.get("username") or by.get("email") or by.get("name") or "?"
+            approvals.setdefault(approval["type"], {})[who] = int(approval["value"])
+        return Change(
+            project=row["project"],
+            branch=row["branch"],
+            number=_int(row["number"], "number"),
+            patchset=_int(current.get("number", 0), "patchset"),
+            ref=current.get("ref", ""),
+            revision=current.get("revision", ""),
+            change_id=row.get("id", ""),
+            subject=row.get("subject", ""),
+            url=row.get("url", ""),
+            owner=(row.get("owner") or {}).get("username", ""),
+            status=row.get("status", "NEW"),
+            approvals=approvals,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GerritError(f"gerrit query row is not a change: {exc!r}") from exc
+
+
+class GerritSource:
+    """Looks up changes for the scheduler thread."""
+
+    def __init__(self, connection: GerritConnection) -> None:
+        self.connection = connection
+
+    def get_change(self, number: int) -> Change | None:
+        """:raises GerritError:"""
+        row = self.connection.query_change(number)
+        return change_from_query(row) if row else None
+
+    def change_for_event(self, event: TriggerEvent) -> Change | None:
+        """The change an event is about, at the patchset the event names.
+
+        ``is_current_patchset`` tells whether that patchset is still current.
+        """
+        if event.change is None:
+            return None
+        change = self.get_change(event.change)
+        if change is None:
+            return None
+        if event.patchset is not None and event.patchset != change.patchset:
+            # The event is about an older patchset: test what the event named.
+            change.is_current_patchset = False
+            change.patchset = event.patchset
+            change.ref = event.ref or change.ref
+            change.revision = event.revision
+            change.approvals = {}
+        return change

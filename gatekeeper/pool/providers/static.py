@@ -1,0 +1,105 @@
+"""Hosts someone else runs, reached over SSH: one node per configured host.
+
+The pool names a static node after its host. "Launching" checks the host is
+reachable with its configured host key; "deleting" wipes the build's
+directory ``<workdir>/<node name>`` and the pool then offers the host again.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import shlex
+
+from gatekeeper.config.site import ProviderConfig, StaticHost
+from gatekeeper.db.tables import Node
+from gatekeeper.errors import ProviderError, TransportError
+from gatekeeper.pool.providers.base import LaunchedNode, Provider
+from gatekeeper.worker.transport import Transport
+from gatekeeper.worker.transport_ssh import SSHTransport, connect, exec_simple
+
+log = logging.getLogger(__name__)
+
+
+class StaticProvider(Provider):
+    """The configured SSH hosts. Called from pool launcher threads and
+    worker threads; holds only the read-only host list.
+    """
+
+    reusable_nodes = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.hosts: dict[str, StaticHost] = {h.name: h for h in config.hosts}
+
+    def fixed_names(self, label: str) -> list[str] | None:
+        return [h.name for h in self.hosts.values() if h.label == label]
+
+    def _host(self, name: str) -> StaticHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise ProviderError(f"static provider {self.name} has no host {name!r}") from None
+
+    def node_root(self, host: StaticHost, node_name: str) -> str:
+        """``<workdir>/<node name>``, refusing anything that would leave workdir.
+
+        :raises ProviderError:
+        """
+        workdir = posixpath.normpath(host.workdir)
+        root = posixpath.normpath(posixpath.join(workdir, node_name))
+        if (
+            not workdir.startswith("/")
+            or workdir == "/"
+            or posixpath.dirname(root) != workdir
+            or "/" in node_name
+        ):
+            raise ProviderError(f"node {node_name!r} would not be under workdir {host.workdir!r}")
+        return root
+
+    def launch(self, node_name: str, label: str) -> LaunchedNode:
+        host = self._host(node_name)
+        if host.label != label:
+            raise ProviderError(f"host {host.name} has label {host.label}, not {label}")
+        root = self.node_root(host, node_name)
+        try:
+            client = connect(
+                host.host, host.port, host.username, host.private_key, host.known_hosts
+            )
+            try:
+                exec_simple(client, f"mkdir -p -- {shlex.quote(root)}")
+            finally:
+                client.close()
+        except TransportError as exc:
+            raise ProviderError(f"static host {host.name} is not usable: {exc}") from exc
+        return LaunchedNode(
+            external_id=host.name, address=host.host, port=host.port, username=host.username
+        )
+
+    def delete(self, node: Node) -> None:
+        host = self._host(node.name)
+        root = self.node_root(host, node.name)
+        try:
+            client = connect(
+                host.host, host.port, host.username, host.private_key, host.known_hosts
+            )
+            try:
+                exec_simple(client, f"rm -rf -- {shlex.quote(root)}")
+            finally:
+                client.close()
+        except TransportError as exc:
+            raise ProviderError(f"cannot clean static host {host.name}: {exc}") from exc
+
+    def list(self) -> list[str]:
+        return sorted(self.hosts)
+
+    def transport(self, node: Node) -> Transport:
+        host = self._host(node.name)
+        return SSHTransport(
+            host=host.host,
+            port=host.port,
+            username=host.username,
+            private_key=host.private_key,
+            known_hosts=host.known_hosts,
+            root=self.node_root(host, node.name),
+        )

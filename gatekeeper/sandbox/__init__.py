@@ -1,0 +1,1 @@
+"""The Gerrit simulator and the all-in-one demo behind ``gatekeeper sandbox``."""

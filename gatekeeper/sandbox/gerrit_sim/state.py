@@ -1,0 +1,297 @@
+"""Everything the simulator knows, behind one lock, and the event fan-out.
+
+Server threads (one per SSH exec request) read and change this state; every
+change happens under ``SimState.lock``, and events are appended and fanned
+out under the same lock, so every subscriber sees them in emission order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gatekeeper.errors import GerritError
+from gatekeeper.sandbox.gerrit_sim.git import CommitInfo, Repo
+from gatekeeper.sandbox.gerrit_sim.records import (
+    ReviewRecord,
+    SimChange,
+    SimMessage,
+    SimPatchset,
+)
+
+log = logging.getLogger(__name__)
+
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Account:
+    """A user who may log in with one public key."""
+
+    username: str
+    name: str
+    email: str
+    key_type: str
+    key_base64: str
+    groups: frozenset[str] = frozenset()
+
+    def attr(self) -> dict[str, str]:
+        """Gerrit's account attribute (name, email, username)."""
+        return {"name": self.name, "email": self.email, "username": self.username}
+
+
+@dataclass
+class Vote:
+    value: int
+    granted_on: int
+
+
+@dataclass
+class PatchSet:
+    """One uploaded revision; ``votes`` is label -> username -> vote."""
+
+    number: int
+    commit: CommitInfo
+    ref: str
+    uploader: str
+    created_on: int
+    kind: str = "REWORK"
+    votes: dict[str, dict[str, Vote]] = field(default_factory=dict)
+
+    def current_votes(self) -> dict[str, dict[str, int]]:
+        return {
+            label: {user: v.value for user, v in users.items() if v.value != 0}
+            for label, users in self.votes.items()
+            if any(v.value != 0 for v in users.values())
+        }
+
+
+@dataclass
+class Change:
+    """A change under review."""
+
+    number: int
+    project: str
+    branch: str
+    change_id: str
+    owner: str
+    created_on: int
+    status: str = "NEW"
+    last_updated: int = 0
+    patchsets: list[PatchSet] = field(default_factory=list)
+    messages: list[SimMessage] = field(default_factory=list)
+
+    @property
+    def current(self) -> PatchSet:
+        return self.patchsets[-1]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "NEW"
+
+
+@dataclass
+class Project:
+    name: str
+    repo: Repo
+    # Held for a whole push (receive-pack plus change creation) or submit,
+    # so ref updates of one project never interleave.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SimState:
+    """The simulator's data; shared by all server threads, guarded by ``lock``."""
+
+    def __init__(self, root: Path, web_url: str) -> None:
+        self.root = root
+        self.web_url = web_url if web_url.endswith("/") else web_url + "/"
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.projects: dict[str, Project] = {}
+        self.changes: dict[int, Change] = {}
+        self.reviews: list[ReviewRecord] = []
+        self._events: list[dict[str, Any]] = []
+        self._subscribers: list[queue.SimpleQueue[dict[str, Any] | None]] = []
+
+    # -- accounts and projects ------------------------------------------------
+
+    def account_by_email(self, email: str) -> Account | None:
+        with self.lock:
+            return next((a for a in self.accounts.values() if a.email == email), None)
+
+    def project(self, name: str) -> Project:
+        """The project called ``name``.
+
+        :raises GerritError: no such project.
+        """
+        with self.lock:
+            project = self.projects.get(name)
+        if project is None:
+            raise GerritError(f"project {name} not found")
+        return project
+
+    def create_project(self, name: str, files: dict[str, str | bytes], branch: str) -> None:
+        """Create the project's bare repository with one commit.
+
+        :raises GerritError: the name is unsafe or taken, or git failed.
+        """
+        if not _PROJECT_NAME.fullmatch(name) or ".." in name or name.endswith(".git"):
+            raise GerritError(f"invalid project name {name!r}")
+        with self.lock:
+            if name in self.projects:
+                raise GerritError(f"project {name} already exists")
+            repo = Repo(self.root / "git" / f"{name}.git")
+            self.projects[name] = Project(name, repo)
+        repo.init(files, branch)
+
+    # -- changes ----------------------------------------------------------------
+
+    def change_url(self, change: Change) -> str:
+        return f"{self.web_url}{change.number}"
+
+    def find_revision(self, project: str, sha: str) -> tuple[Change, PatchSet] | None:
+        """The change and patch set whose revision is ``sha`` in ``project``."""
+        with self.lock:
+            for change in self.changes.values():
+                if change.project != project:
+                    continue
+                for ps in change.patchsets:
+                    if ps.commit.sha == sha:
+                        return change, ps
+        return None
+
+    def add_patchset(
+        self, project: str, branch: str, commit: CommitInfo, uploader: str
+    ) -> tuple[Change, PatchSet] | None:
+        """Record ``commit`` as a new change or a new patch set of its open change.
+
+        Returns None when the commit is already known or its change is closed.
+        """
+        with self.lock:
+            if self.find_revision(project, commit.sha) is not None:
+                return None
+            change = next(
+                (
+                    c
+                    for c in self.changes.values()
+                    if c.project == project and c.branch == branch and c.change_id == commit.change_id
+                ),
+                None,
+            )
+            if change is not None and not change.is_open:
+                log.info("ignoring push of %s: change %d is closed", commit.sha, change.number)
+                return None
+            timestamp = now()
+            if change is None:
+                number = len(self.changes) + 1
+                change = Change(number, project, branch, commit.change_id, uploader, timestamp)
+                self.changes[number] = change
+            ps_number = len(change.patchsets) + 1
+            # Gerrit would classify rebases and message-only edits; the
+            # simulator calls every new patch set a rework.
+            kind = "REWORK"
+            ref = f"refs/changes/{change.number % 100:02d}/{change.number}/{ps_number}"
+            patchset = PatchSet(ps_number, commit, ref, uploader, timestamp, kind)
+            change.patchsets.append(patchset)
+            change.last_updated = timestamp
+            change.messages.append(
+                SimMessage(uploader, f"Uploaded patch set {ps_number}.", ps_number)
+            )
+            return change, patchset
+
+    def depends_on(self, change: Change) -> list[tuple[Change, PatchSet]]:
+        """Open changes whose revision is a git parent of ``change``'s current patch set."""
+        with self.lock:
+            found = []
+            for parent in change.current.commit.parents:
+                hit = self.find_revision(change.project, parent)
+                if hit is not None and hit[0].number != change.number:
+                    found.append(hit)
+            return found
+
+    def needed_by(self, change: Change) -> list[Change]:
+        """Open changes whose current patch set sits on one of ``change``'s revisions."""
+        with self.lock:
+            revisions = {ps.commit.sha for ps in change.patchsets}
+            return [
+                other
+                for other in self.changes.values()
+                if other.is_open
+                and other.project == change.project
+                and other.number != change.number
+                and revisions.intersection(other.current.commit.parents)
+            ]
+
+    def snapshot(self, number: int) -> SimChange:
+        """A copy of change ``number``.
+
+        :raises KeyError: no such change.
+        """
+        with self.lock:
+            change = self.changes[number]
+            return SimChange(
+                number=change.number,
+                project=change.project,
+                branch=change.branch,
+                change_id=change.change_id,
+                subject=change.current.commit.subject,
+                status=change.status,
+                patchsets=[
+                    SimPatchset(
+                        ps.number,
+                        ps.commit.sha,
+                        ps.ref,
+                        list(ps.commit.parents),
+                        ps.uploader,
+                        ps.created_on,
+                    )
+                    for ps in change.patchsets
+                ],
+                votes=change.current.current_votes(),
+                messages=list(change.messages),
+                owner=change.owner,
+                depends_on=[c.number for c, _ in self.depends_on(change)],
+            )
+
+    # -- events -------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Record ``event`` and hand it to every subscriber, in emission order."""
+        with self.lock:
+            self._events.append(event)
+            for subscriber in self._subscribers:
+                subscriber.put(event)
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self._events)
+
+    def subscribe(self) -> queue.SimpleQueue[dict[str, Any] | None]:
+        """A queue that receives every event emitted from now on (None = stop)."""
+        subscriber: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        with self.lock:
+            self._subscribers.append(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+        with self.lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+        subscriber.put(None)
+
+    def close_subscribers(self) -> None:
+        """Wake every subscriber with the stop marker."""
+        with self.lock:
+            subscribers, self._subscribers = self._subscribers, []
+        for subscriber in subscribers:
+            subscriber.put(None)

@@ -1,0 +1,1 @@
+"""The scheduler: main loop, pipeline managers, trigger matching, reporting."""

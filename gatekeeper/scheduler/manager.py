@@ -1,0 +1,278 @@
+"""A pipeline's queue: what enters it, which builds run, when it reports.
+
+Both managers test each item on its own change; a dependent (gate)
+pipeline additionally reports with the submit its reporters ask for and
+treats a change Gerrit would not merge as a merge failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gatekeeper.dispatch import protocol
+from gatekeeper.errors import DispatchError, GatekeeperError, GerritError
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.events import TriggerEvent
+from gatekeeper.scheduler import triggers
+from gatekeeper.scheduler.params import build_params
+from gatekeeper.scheduler.report import compose_message
+
+if TYPE_CHECKING:
+    from gatekeeper.scheduler.scheduler import SchedulerContext
+
+log = logging.getLogger(__name__)
+
+
+class PipelineManager:
+    """One pipeline. Called only from the scheduler thread."""
+
+    def __init__(self, pipeline: Any, context: SchedulerContext) -> None:
+        self.pipeline = pipeline
+        self.name: str = pipeline.name
+        self.context = context
+        self.items: list[QueueItem] = []
+
+    @property
+    def dependent(self) -> bool:
+        return bool(self.pipeline.manager == "dependent")
+
+    # -- entering and leaving --------------------------------------------
+    def dequeue_obsoleted(self, event: TriggerEvent) -> None:
+        """A new patchset or an abandon makes queued items pointless."""
+        if event.change is None:
+            return
+        for item in list(self.items):
+            if item.change.number != event.change or item.change.project != event.project:
+                continue
+            obsolete = event.type == "change-abandoned" or (
+                event.type == "patchset-created"
+                and self.pipeline.dequeue_on_new_patchset
+                and event.patchset is not None
+                and item.change.patchset < event.patchset
+            )
+            if obsolete:
+                log.info("dequeued %s from %s: %s", item.change, self.name, event.type)
+                self.remove(item, cancel=True)
+
+    def consider(self, event: TriggerEvent, cache: dict[int, Any]) -> None:
+        """Enqueue the event's change if this pipeline's triggers want it."""
+        if event.change is None or not self.context.layout.jobs_for(event.project, self.name):
+            return
+        if not triggers.event_matches(self.pipeline, event):
+            return
+        if event.change not in cache:
+            cache[event.change] = self.context.source.change_for_event(event)
+        change: Change | None = cache[event.change]
+        if change is None:
+            log.warning("%s: change %s not found in Gerrit", self.name, event.change)
+            return
+        reason = triggers.requirements_unmet(self.pipeline, change)
+        if reason:
+            log.info("%s not enqueued in %s: %s", change, self.name, reason)
+            return
+        if any(i.change.number == change.number and i.change.patchset == change.patchset
+               for i in self.items):
+            log.info("%s is already in %s", change, self.name)
+            return
+        item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
+        self.items.append(item)
+        log.info("enqueued %s in %s", change, self.name)
+        self._report_start(item)
+
+    def remove(self, item: QueueItem, cancel: bool) -> None:
+        if cancel:
+            for build in item.builds.values():
+                if not build.done:
+                    build.canceled = True
+                    self.context.dispatcher.cancel(build.uuid)
+                    self.context.builds.completed(build.uuid, BuildResult.CANCELED.value,
+                                                  time.time())
+        item.dequeued = True
+        if item in self.items:
+            self.items.remove(item)
+
+    def find_build(self, uuid: str) -> Build | None:
+        for item in self.items:
+            for build in item.builds.values():
+                if build.uuid == uuid:
+                    return build
+        return None
+
+    def on_build_completed(self, build: Build) -> None:
+        """Nothing to do now: :meth:`process` picks up what this unblocks."""
+
+    # -- the work ----------------------------------------------------------
+    def process(self) -> bool:
+        changed = False
+        for item in list(self.items):
+            changed = self._launch_ready_jobs(item) or changed
+            if self._item_finished(item):
+                self._report(item)
+                self.remove(item, cancel=False)
+                changed = True
+        return changed
+
+    def _job_trees(self, item: QueueItem) -> list[Any]:
+        return list(self.context.layout.jobs_for(item.change.project, self.name))
+
+    def _all_jobs(self, item: QueueItem) -> list[str]:
+        names: list[str] = []
+
+        def walk(trees: list[Any]) -> None:
+            for tree in trees:
+                names.append(tree.name)
+                walk(list(tree.children))
+
+        walk(self._job_trees(item))
+        return names
+
+    def _launch_ready_jobs(self, item: QueueItem) -> bool:
+        changed = False
+
+        def walk(trees: list[Any], parent_ok: bool | None) -> None:
+            nonlocal changed
+            for tree in trees:
+                build = item.builds.get(tree.name)
+                if build is None:
+                    if parent_ok is False:
+                        build = Build(job=tree.name, item_uuid=item.uuid,
+                                      result=BuildResult.SKIPPED)
+                        item.builds[tree.name] = build
+                        changed = True
+                    elif parent_ok is None or parent_ok:
+                        self._dispatch(item, tree.name)
+                        changed = True
+                    continue
+                if build.done:
+                    walk(list(tree.children), build.result == BuildResult.SUCCESS)
+                elif tree.children:
+                    # Parent still running: children wait.
+                    pass
+
+        walk(self._job_trees(item), None)
+        return changed
+
+    def _dispatch(self, item: QueueItem, job_name: str) -> None:
+        layout = self.context.layout
+        job = layout.job(job_name)
+        build = Build(job=job_name, item_uuid=item.uuid, voting=bool(job.voting))
+        item.builds[job_name] = build
+        change = item.change
+        params = build_params(change, [], self.name, job_name, build.uuid, self.context.zuul_url)
+        projects = [change.project] + [
+            p for p in layout.projects_for_job(job_name) if p != change.project
+        ]
+        spec = protocol.JobSpec(
+            name=job_name,
+            run=job.run or "",
+            node=job.node,
+            logs=list(job.logs),
+            timeout=float(job.timeout),
+            projects=projects,
+        )
+        self.context.builds.dispatched(build.uuid, job_name, change.project, change.number,
+                                       change.patchset, self.name, build.dispatched_at)
+        try:
+            self.context.dispatcher.submit(build.uuid, params, spec,
+                                           precedence=str(self.pipeline.precedence))
+        except DispatchError as exc:
+            log.error("could not dispatch %s for %s: %s", job_name, change, exc)
+            build.result = BuildResult.ERROR
+            build.ended_at = time.time()
+            self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
+            return
+        log.info("build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change,
+                 self.name)
+
+    def _item_finished(self, item: QueueItem) -> bool:
+        names = self._all_jobs(item)
+        return bool(names) and item.all_builds_done(names)
+
+    def _item_passed(self, item: QueueItem) -> bool:
+        return all(
+            b.result == BuildResult.SUCCESS for b in item.builds.values() if b.voting
+        )
+
+    # -- reporting ---------------------------------------------------------
+    def _report_start(self, item: QueueItem) -> None:
+        action = getattr(self.pipeline, "start", None)
+        if not _gerrit_options(action):
+            return
+        message = (getattr(self.pipeline, "start_message", None)
+                   or f"Starting {self.name} jobs.")
+        self._send(item, action, message, allow_submit=False)
+
+    def _report(self, item: QueueItem) -> None:
+        passed = self._item_passed(item)
+        action = self.pipeline.success if passed else self.pipeline.failure
+        headline = (self.pipeline.success_message if passed
+                    else self.pipeline.failure_message)
+        headline = headline or ("Build succeeded." if passed else "Build failed.")
+        footer = getattr(self.pipeline, "footer_message", "") or ""
+        message = compose_message(headline, self.name, item, self._all_jobs(item), footer)
+        log.info("reporting %s in %s: %s", item.change, self.name,
+                 "SUCCESS" if passed else "FAILURE")
+        submitted = self._send(item, action, message, allow_submit=True)
+        if submitted and not self._is_merged(item.change):
+            self._report_merge_failure(item, "Gerrit did not merge the change")
+
+    def _send(self, item: QueueItem, action: Any, message: str, allow_submit: bool) -> bool:
+        """Send one review; returns whether it asked Gerrit to submit."""
+        options = _gerrit_options(action)
+        if options is None:
+            return False
+        submit = allow_submit and bool(options.get("submit"))
+        labels = {k: int(v) for k, v in options.items() if k != "submit"}
+        try:
+            self.context.reporter.report(item.change, message, labels, submit)
+        except GerritError as exc:
+            item.report_error = str(exc)
+            if submit:
+                self._report_merge_failure(item, str(exc))
+            else:
+                log.error("could not report %s in %s: %s", item.change, self.name, exc)
+            return False
+        item.reported = True
+        return submit
+
+    def _is_merged(self, change: Change) -> bool:
+        try:
+            current = self.context.source.get_change(change.number)
+        except GatekeeperError as exc:
+            log.error("could not read back %s after submit: %s", change, exc)
+            return False
+        merged = current is not None and current.is_merged
+        if merged:
+            change.status = "MERGED"
+            log.info("change merged: %s", change)
+        return merged
+
+    def _report_merge_failure(self, item: QueueItem, why: str) -> None:
+        item.merge_failed = True
+        log.warning("merge failure for %s in %s: %s", item.change, self.name, why)
+        action = getattr(self.pipeline, "merge_failure", None) or self.pipeline.failure
+        headline = (getattr(self.pipeline, "merge_failure_message", None)
+                    or "This change was unable to be automatically merged with the current "
+                    "state of the repository. Please rebase your change and upload a new "
+                    "patchset.")
+        options = _gerrit_options(action)
+        if options is None:
+            return
+        labels = {k: int(v) for k, v in options.items() if k != "submit"}
+        try:
+            self.context.reporter.report(item.change, headline.rstrip() + "\n", labels, False)
+        except GerritError as exc:
+            log.error("could not report merge failure of %s: %s", item.change, exc)
+
+
+def _gerrit_options(action: Any) -> dict[str, Any] | None:
+    """The ``gerrit:`` part of a reporter action, or None if it has none."""
+    if action is None:
+        return None
+    gerrit = action.get("gerrit") if isinstance(action, dict) else getattr(action, "gerrit", None)
+    if gerrit is None:
+        return None
+    return dict(gerrit)

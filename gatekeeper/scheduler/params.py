@@ -1,0 +1,48 @@
+"""Build parameters, under the names Zuul gave them (devstack-gate reads these)."""
+
+from __future__ import annotations
+
+from gatekeeper.model.change import Change
+
+
+def base_log_path(change: Change) -> str:
+    """``<last 2 digits of change>/<change>/<patchset>``."""
+    number = str(change.number)
+    return f"{number[-2:]}/{number}/{change.patchset}"
+
+
+def log_path(change: Change, pipeline: str, job: str, uuid: str) -> str:
+    return f"{base_log_path(change)}/{pipeline}/{job}/{uuid[:7]}"
+
+
+def build_params(
+    change: Change,
+    changes_ahead: list[Change],
+    pipeline: str,
+    job: str,
+    uuid: str,
+    zuul_url: str,
+) -> dict[str, str]:
+    """Every parameter a build gets, as strings.
+
+    ``changes_ahead`` are the changes the build must include before this one,
+    in queue order (empty in an independent pipeline).
+    """
+    changes = [*changes_ahead, change]
+    return {
+        "ZUUL_UUID": uuid,
+        "ZUUL_PROJECT": change.project,
+        "ZUUL_PIPELINE": pipeline,
+        "ZUUL_BRANCH": change.branch,
+        "ZUUL_CHANGE": str(change.number),
+        "ZUUL_PATCHSET": str(change.patchset),
+        "ZUUL_REF": change.ref,
+        "ZUUL_COMMIT": change.revision,
+        "ZUUL_URL": zuul_url,
+        "ZUUL_CHANGES": "^".join(f"{c.project}:{c.branch}:{c.ref}" for c in changes),
+        "ZUUL_CHANGE_IDS": " ".join(f"{c.number},{c.patchset}" for c in changes),
+        "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
+        "ZUUL_JOB": job,
+        "LOG_PATH": log_path(change, pipeline, job, uuid),
+        "BASE_LOG_PATH": base_log_path(change),
+    }

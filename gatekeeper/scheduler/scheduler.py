@@ -1,0 +1,216 @@
+"""The scheduler thread: the only code that changes queue state.
+
+Other threads only ``put`` events. Each pass drains management events
+first, then build results (they may finish items), then triggers; then it
+processes every pipeline until nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gatekeeper.config.layout import Layout
+from gatekeeper.db.builds import BuildStore
+from gatekeeper.dispatch.client import BuildDispatcher
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
+from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.reporter import GerritReporter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SchedulerContext:
+    """What pipeline managers use to act; built once by the scheduler."""
+
+    layout: Layout
+    source: GerritSource
+    dispatcher: BuildDispatcher
+    builds: BuildStore
+    reporter: GerritReporter
+    zuul_url: str
+    log_url: str
+
+
+class Scheduler:
+    """Owns every pipeline's queue. Runs in its own thread (``start``)."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        source: GerritSource,
+        dispatcher: BuildDispatcher,
+        builds: BuildStore,
+        reporter: GerritReporter,
+        zuul_url: str,
+        log_url: str,
+    ) -> None:
+        self.context = SchedulerContext(
+            layout, source, dispatcher, builds, reporter, zuul_url, log_url
+        )
+        self.managers = [PipelineManager(p, self.context) for p in layout.pipelines]
+        self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
+        self._results: queue.Queue[ResultEvent] = queue.Queue()
+        self._management: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = threading.Lock()
+        self.events_processed = 0
+
+    # -- called from any thread ------------------------------------------
+    def put_trigger(self, event: TriggerEvent) -> None:
+        self._triggers.put(event)
+        self._wake.set()
+
+    def put_result(self, event: ResultEvent) -> None:
+        self._results.put(event)
+        self._wake.set()
+
+    def put_management(self, action: Callable[[], None]) -> None:
+        self._management.put(action)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def is_settled(self) -> bool:
+        """Nothing queued, nothing being processed, and every pipeline empty."""
+        with self._busy:
+            return (
+                self._triggers.empty()
+                and self._results.empty()
+                and self._management.empty()
+                and all(not m.items for m in self.managers)
+            )
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Pipeline name -> items, for status output (read without locks: a view)."""
+        return {m.name: [str(i) for i in list(m.items)] for m in self.managers}
+
+    # -- the scheduler thread ----------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._busy:
+                try:
+                    self._run_once()
+                except Exception:
+                    log.exception("scheduler pass failed")
+
+    def _run_once(self) -> None:
+        while not self._management.empty():
+            action = self._management.get()
+            try:
+                action()
+            except Exception:
+                log.exception("management action failed")
+        while not self._results.empty():
+            self._handle_result(self._results.get())
+        while not self._triggers.empty():
+            event = self._triggers.get()
+            self.events_processed += 1
+            try:
+                self._handle_trigger(event)
+            except GatekeeperError as exc:
+                log.error("event %s could not be processed: %s", event, exc)
+            except Exception:
+                log.exception("event %s could not be processed", event)
+        for _ in range(100):
+            changed = False
+            for manager in self.managers:
+                try:
+                    changed = manager.process() or changed
+                except Exception:
+                    log.exception("pipeline %s failed to process", manager.name)
+            if not changed:
+                break
+
+    def _handle_trigger(self, event: TriggerEvent) -> None:
+        log.info("event received: %s", describe_event(event))
+        for manager in self.managers:
+            manager.dequeue_obsoleted(event)
+        change_cache: dict[int, object] = {}
+        for manager in self.managers:
+            manager.consider(event, change_cache)
+
+    def _find_build(self, uuid: str) -> tuple[PipelineManager, Build] | None:
+        for manager in self.managers:
+            build = manager.find_build(uuid)
+            if build is not None:
+                return manager, build
+        return None
+
+    def _handle_result(self, event: ResultEvent) -> None:
+        found = self._find_build(event.uuid)
+        if isinstance(event, BuildStarted):
+            data = event.data
+            self.context.builds.started(
+                event.uuid, data.node, data.provider, data.worker, data.started_at, data.url
+            )
+            if found is None:
+                return
+            manager, build = found
+            build.started_at, build.node, build.provider = data.started_at, data.node, data.provider
+            build.worker, build.url = data.worker, data.url
+            log.info("build %s started on node %s (%s) by %s", build, data.node,
+                     data.provider, data.worker)
+            if build.canceled:
+                self.context.dispatcher.cancel(build.uuid)
+            return
+        if isinstance(event, BuildCompleted):
+            data = event.data
+            try:
+                result = BuildResult(data.result)
+            except ValueError:
+                result = BuildResult.ERROR
+            end = data.ended_at or time.time()
+            self.context.builds.completed(
+                event.uuid, result.value, end, data.url, data.node, data.provider
+            )
+            if found is None:
+                log.debug("result for unknown or dequeued build %s: %s", event.uuid, result)
+                return
+            manager, build = found
+            if build.canceled:
+                return
+            build.result = result
+            build.ended_at = end
+            build.started_at = data.started_at or build.started_at or end
+            build.url = data.url or build.url
+            build.node = data.node or build.node
+            if data.error:
+                log.warning("build %s: %s", build, data.error)
+            log.info("build %s completed: %s", build, result.value)
+            manager.on_build_completed(build)
+
+
+def describe_event(event: TriggerEvent) -> str:
+    parts = [event.type, event.project]
+    if event.change is not None:
+        parts.append(event.change_key)
+    elif event.ref:
+        parts.append(event.ref)
+    if event.account is not None and event.account.username:
+        parts.append(f"by {event.account.username}")
+    votes = [f"{a.label}{a.value:+d}" for a in event.changed_approvals()]
+    if votes:
+        parts.append(" ".join(votes))
+    return " ".join(parts)

@@ -1,0 +1,100 @@
+"""Where a build's logs go on disk, how they are browsed, and their URL.
+
+LOG_PATH comes from the scheduler but ends up as a directory name on the
+worker, so it is checked component by component; file names inside the logs
+come from the job (anything at all), so the index pages escape them.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+_COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
+INDEX = "index.html"
+
+
+def safe_log_dir(log_root: Path, log_path: str) -> Path:
+    """The directory for ``log_path`` under ``log_root`` (not created).
+
+    :raises ValueError: a component is empty, ``.``/``..`` or has other
+        characters, or the result (symlinks resolved) leaves ``log_root``.
+    """
+    parts = log_path.split("/")
+    for part in parts:
+        if part in (".", "..") or not _COMPONENT.fullmatch(part):
+            raise ValueError(f"unsafe LOG_PATH {log_path!r}")
+    root = Path(log_root).resolve()
+    result = root.joinpath(*parts).resolve()
+    if result == root or not result.is_relative_to(root):
+        raise ValueError(f"LOG_PATH {log_path!r} leaves the log root")
+    return result
+
+
+def log_url(base_url: str, log_path: str) -> str:
+    """The URL of a build's log directory (ends with ``/``)."""
+    return f"{base_url.rstrip('/')}/{quote(log_path.strip('/'), safe='/')}/"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{n}B"  # pragma: no cover - the loop always returns
+
+
+def _page(directory: Path, title: str, is_root: bool) -> str:
+    rows = []
+    if not is_root:
+        rows.append('<tr><td><a href="../">../</a></td><td></td></tr>')
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: (not e.is_dir(), e.name))
+    except OSError as exc:
+        log.warning("cannot list %s: %s", directory, exc)
+        entries = []
+    for entry in entries:
+        if entry.name == INDEX:
+            continue
+        is_dir = entry.is_dir(follow_symlinks=False)
+        # fsencode: hrefs carry the name's real bytes, even when not UTF-8.
+        href = quote(os.fsencode(entry.name), safe="") + ("/" if is_dir else "")
+        label = html.escape(entry.name, quote=True) + ("/" if is_dir else "")
+        try:
+            size = "" if is_dir else _size(entry.stat(follow_symlinks=False).st_size)
+        except OSError:
+            size = "?"
+        rows.append(f'<tr><td><a href="{href}">{label}</a></td><td>{size}</td></tr>')
+    safe_title = html.escape(title, quote=True)
+    body = "\n".join(rows)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>Index of {safe_title}</title></head>\n"
+        f"<body><h1>Index of {safe_title}</h1>\n<table>\n{body}\n</table>\n</body></html>\n"
+    )
+
+
+def write_index(directory: Path) -> None:
+    """Write ``index.html`` in ``directory`` and every directory below it.
+
+    Symlinked directories are listed but not followed.
+    """
+    top = Path(directory)
+    for current, _dirs, _files in os.walk(top, followlinks=False):
+        here = Path(current)
+        rel = here.relative_to(top).as_posix()
+        title = "/" if rel == "." else f"/{rel}/"
+        index = here / INDEX
+        if index.is_symlink():
+            # A job could leave a symlink named index.html pointing anywhere.
+            index.unlink()
+        index.write_text(
+            _page(here, title, is_root=here == top), encoding="utf-8", errors="replace"
+        )

@@ -1,0 +1,307 @@
+"""Runs one build: claim a node, prepare the workspace, run the job, archive logs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
+
+from gatekeeper.dispatch.protocol import JOB_KEY, CompleteData, JobSpec, StartData
+from gatekeeper.errors import DispatchError, PoolError, TransportError, WorkspaceError
+from gatekeeper.model.build import BuildResult
+from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
+from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder, parse_zuul_changes
+
+if TYPE_CHECKING:
+    from gatekeeper.db.tables import Node
+    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.pool.providers.base import Provider
+
+log = logging.getLogger(__name__)
+console_log = logging.getLogger("gatekeeper.console")
+
+CONSOLE = "console.txt"
+
+
+class _Console:
+    """console.txt of one build, plus the live callback. Written from the build's
+    thread and from whatever thread the transport reads output on."""
+
+    def __init__(self, path: Path, sink: Callable[[str], None]) -> None:
+        self._fh: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+        self._sink = sink
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._fh.write(text + "\n")
+            self._fh.flush()
+        try:
+            self._sink(text)
+        except Exception:
+            log.exception("console callback failed")
+
+    def __enter__(self) -> _Console:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+class BuildExecutor:
+    """Runs builds, one per call of :meth:`run`; owned by the Worker, whose
+    build threads call :meth:`run` concurrently (it keeps no per-build state).
+
+    ``git_url`` is Gerrit's base git URL (``ZUUL_URL`` is used when empty);
+    ``log_url_base`` is the URL ``log_root`` is published under.
+    ``on_request`` nudges the pool when a node request is made.
+    ``console`` receives every console line (without the build's uuid);
+    by default lines go to the ``gatekeeper.console`` logger.
+    """
+
+    def __init__(
+        self,
+        nodes: NodeStore,
+        providers: dict[str, Provider],
+        workspace: WorkspaceBuilder,
+        git_url: str,
+        log_root: Path,
+        log_url_base: str,
+        state_dir: Path,
+        node_wait: float = 600.0,
+        hold_seconds: float = 24 * 3600.0,
+        console: Callable[[str], None] | None = None,
+        on_request: Callable[[], None] | None = None,
+        claim_interval: float = 0.2,
+    ) -> None:
+        self.nodes = nodes
+        self.providers = providers
+        self.workspace = workspace
+        self.git_url = git_url
+        self.log_root = Path(log_root)
+        self.log_url_base = log_url_base
+        self.state_dir = Path(state_dir)
+        self.node_wait = node_wait
+        self.hold_seconds = hold_seconds
+        self.console = console
+        self.on_request = on_request
+        self.claim_interval = claim_interval
+
+    # -- node ----------------------------------------------------------------
+
+    def _claim(self, label: str, worker: str, uuid: str, stop: threading.Event) -> Node | None:
+        """A claimed node, or None when none came within ``node_wait`` or ``stop`` was set.
+
+        :raises PoolError: the database refused.
+        """
+        node = self.nodes.claim(label, worker, uuid)
+        if node is not None:
+            return node
+        request_id = self.nodes.request(label, worker, uuid)
+        try:
+            if self.on_request is not None:
+                try:
+                    self.on_request()
+                except Exception:
+                    log.exception("pool wake-up failed")
+            deadline = time.monotonic() + self.node_wait
+            while time.monotonic() < deadline:
+                if stop.wait(self.claim_interval):
+                    return None
+                node = self.nodes.claim(label, worker, uuid)
+                if node is not None:
+                    return node
+            return None
+        finally:
+            try:
+                self.nodes.cancel_request(request_id)
+            except Exception:
+                log.exception("could not cancel node request %s", request_id)
+
+    # -- build ---------------------------------------------------------------
+
+    def run(
+        self,
+        params: dict[str, str],
+        spec: JobSpec,
+        worker_name: str,
+        stop: threading.Event,
+        on_start: Callable[[StartData], None],
+    ) -> CompleteData:
+        """Run one build to its end and say how it ended.
+
+        :raises DispatchError: the parameters lack ZUUL_UUID (nothing to report against).
+        """
+        uuid = params.get("ZUUL_UUID", "")
+        if not uuid:
+            raise DispatchError(f"build of {spec.name} has no ZUUL_UUID")
+
+        def done(result: str, error: str) -> CompleteData:
+            return CompleteData(uuid=uuid, result=str(result), worker=worker_name, error=error)
+
+        try:
+            log_dir = safe_log_dir(self.log_root, params.get("LOG_PATH", ""))
+        except ValueError as exc:
+            log.warning("build %s refused: %s", uuid, exc)
+            return done(BuildResult.ERROR, str(exc))
+        url = log_url(self.log_url_base, params["LOG_PATH"])
+
+        if stop.is_set():
+            return done(BuildResult.ABORTED, "aborted before it started")
+        try:
+            node = self._claim(spec.node, worker_name, uuid, stop)
+        except PoolError as exc:
+            log.warning("build %s: claim failed: %s", uuid, exc)
+            return done(BuildResult.NODE_FAILURE, str(exc))
+        if node is None:
+            if stop.is_set():
+                return done(BuildResult.ABORTED, "aborted while waiting for a node")
+            return done(BuildResult.NODE_FAILURE, f"no {spec.node} node within {self.node_wait}s")
+
+        started_at = time.time()
+        result: str = BuildResult.ERROR
+        error = ""
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                on_start(StartData(uuid, worker_name, node.name, node.provider, url, started_at))
+            except Exception:
+                log.exception("build %s: start callback failed", uuid)
+            sink = self.console or (lambda line: console_log.info("%s %s", uuid[:7], line))
+            with _Console(log_dir / CONSOLE, sink) as console:
+                result, error = self._build(params, spec, node, uuid, stop, log_dir, console)
+                console.line(f"gatekeeper build {uuid} result {result}")
+            write_index(log_dir)
+        except Exception as exc:
+            # Whatever broke, the node is released below and the build reported.
+            log.exception("build %s failed in the worker", uuid)
+            result, error = BuildResult.ERROR, f"worker error: {exc}"
+        finally:
+            self._release(node, result == BuildResult.SUCCESS, f"build {uuid} {result}")
+        return CompleteData(
+            uuid=uuid,
+            result=str(result),
+            error=error,
+            worker=worker_name,
+            url=url,
+            node=node.name,
+            provider=node.provider,
+            started_at=started_at,
+            ended_at=time.time(),
+        )
+
+    def _release(self, node: Node, passed: bool, comment: str) -> None:
+        try:
+            state = self.nodes.release(node.name, passed, self.hold_seconds, comment)
+            log.debug("released %s: %s", node.name, state)
+        except Exception:
+            log.exception("could not release node %s", node.name)
+
+    def _build(
+        self,
+        params: dict[str, str],
+        spec: JobSpec,
+        node: Node,
+        uuid: str,
+        stop: threading.Event,
+        log_dir: Path,
+        console: _Console,
+    ) -> tuple[str, str]:
+        """The build on a claimed node; returns (result, error)."""
+        console.line(f"gatekeeper build {uuid} job {spec.name}")
+        console.line(f"NODE_PROVIDER={node.provider}")
+        console.line(f"NODE_NAME={node.name}")
+        for key in sorted(params):
+            if key != JOB_KEY:
+                console.line(f"{key}={params[key]}")
+        try:
+            transport = self.providers[node.provider].transport(node)
+        except KeyError:
+            console.line(f"ERROR: unknown provider {node.provider}")
+            return BuildResult.ERROR, f"unknown provider {node.provider}"
+
+        (self.state_dir / "workspaces").mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{uuid[:7]}-", dir=self.state_dir / "workspaces"))
+        try:
+            try:
+                states = self._prepare(params, spec, tmp / "workspace")
+            except WorkspaceError as exc:
+                console.line(f"ERROR: preparing the workspace failed: {exc}")
+                return BuildResult.ERROR, str(exc)
+            for state in states:
+                console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
+            if stop.is_set():
+                return BuildResult.ABORTED, "aborted"
+            try:
+                transport.push(tmp / "workspace", "workspace")
+            except TransportError as exc:
+                console.line(f"ERROR: copying the workspace to the node failed: {exc}")
+                return BuildResult.ERROR, str(exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        result, error = self._run(params, spec, node, transport, stop, console)
+        if spec.logs:
+            try:
+                copied = transport.pull("workspace", spec.logs, log_dir / "logs")
+                console.line(f"collected {len(copied)} log files")
+            except (TransportError, OSError) as exc:
+                console.line(f"WARNING: collecting logs failed: {exc}")
+        return result, error
+
+    def _prepare(self, params: dict[str, str], spec: JobSpec, dest: Path) -> list[RepoState]:
+        """:raises WorkspaceError:"""
+        dest.mkdir(parents=True)
+        projects = list(spec.projects)
+        project = params.get("ZUUL_PROJECT", "")
+        if project and project not in projects:
+            projects.append(project)
+        git_url = self.git_url or params.get("ZUUL_URL", "")
+        if projects and not git_url:
+            raise WorkspaceError("no git URL to clone from")
+        changes = parse_zuul_changes(params.get("ZUUL_CHANGES", ""))
+        branch = params.get("ZUUL_BRANCH") or "master"
+        return self.workspace.prepare(dest, git_url, projects, changes, branch)
+
+    def _run(
+        self,
+        params: dict[str, str],
+        spec: JobSpec,
+        node: Node,
+        transport: Transport,
+        stop: threading.Event,
+        console: _Console,
+    ) -> tuple[str, str]:
+        env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
+        env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
+        # The node's root is the transport's business; the command learns the
+        # absolute workspace path where it runs (same line: keeps line numbers).
+        command = 'WORKSPACE="$PWD"; export WORKSPACE; ' + spec.run
+        try:
+            status = transport.run(command, env, "workspace", console.line, spec.timeout, stop)
+        except CommandTimedOut:
+            console.line(f"TIMED OUT after {spec.timeout}s")
+            return BuildResult.TIMED_OUT, f"timed out after {spec.timeout}s"
+        except CommandAborted:
+            console.line("ABORTED")
+            return BuildResult.ABORTED, "aborted"
+        except TransportError as exc:
+            console.line(f"ERROR: running the job failed: {exc}")
+            return BuildResult.ERROR, str(exc)
+        console.line(f"exit status {status}")
+        if status == 0:
+            return BuildResult.SUCCESS, ""
+        return BuildResult.FAILURE, f"exit status {status}"

@@ -1,0 +1,263 @@
+"""Run builds on another host over SSH: the ``static`` provider's transport.
+
+Files move with rsync over OpenSSH (host key checked against the configured
+known_hosts file, never accepted blindly); commands run through paramiko so
+their output can be streamed and they can be killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import paramiko
+
+from gatekeeper.errors import TransportError
+from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.worker.transport_local import (
+    KILL_GRACE,
+    POLL,
+    LineSplitter,
+    check_env,
+    check_patterns,
+    check_relative,
+    copied_files,
+    rsync_pull_args,
+    rsync_push_args,
+    run_rsync,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 15.0
+# The remote wrapper's first output line: the command's process group id.
+_PID_MARK = "gatekeeper-pgid "
+_PID_LINE = re.compile(rb"gatekeeper-pgid (\d+)\n")
+
+
+def connect(
+    host: str,
+    port: int,
+    username: str,
+    private_key: Path,
+    known_hosts: Path,
+    timeout: float = CONNECT_TIMEOUT,
+) -> paramiko.SSHClient:
+    """An SSH connection that trusts only the host key in ``known_hosts``.
+
+    :raises TransportError: unreachable, unknown host key, or key refused.
+    """
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.load_host_keys(str(known_hosts))
+        client.connect(
+            host,
+            port=port,
+            username=username,
+            key_filename=str(private_key),
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+    except (OSError, paramiko.SSHException) as exc:
+        client.close()
+        # str(exc) never contains key material, only what went wrong.
+        raise TransportError(f"ssh {username}@{host}:{port}: {exc}") from exc
+    return client
+
+
+def exec_simple(client: paramiko.SSHClient, command: str, timeout: float = 60.0) -> str:
+    """Run a short command and return its output.
+
+    :raises TransportError: it failed or exited non-zero.
+    """
+    try:
+        _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode("utf-8", errors="replace")
+        err = stderr.read().decode("utf-8", errors="replace")
+        status = stdout.channel.recv_exit_status()
+    except (OSError, paramiko.SSHException) as exc:
+        raise TransportError(f"ssh command failed: {exc}") from exc
+    if status != 0:
+        raise TransportError(f"ssh command exited {status}: {err.strip()[-2000:]}")
+    return out
+
+
+class SSHTransport(Transport):
+    """Moves files to and runs commands on one SSH host, under ``root``.
+    Used by one worker thread at a time; each call opens its own connection.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        private_key: Path,
+        known_hosts: Path,
+        root: str,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.private_key = Path(private_key)
+        self.known_hosts = Path(known_hosts)
+        root = posixpath.normpath(root)
+        if not root.startswith("/") or root == "/":
+            raise TransportError(f"SSH node root must be an absolute directory, not {root!r}")
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"<SSHTransport {self.username}@{self.host}:{self.port}{self.root}>"
+
+    @property
+    def ssh_command(self) -> str:
+        """The ``rsync -e`` value; rsync splits it like a shell would."""
+        q = shlex.quote
+        return (
+            f"ssh -i {q(str(self.private_key))} -p {int(self.port)} -o IdentitiesOnly=yes"
+            f" -o BatchMode=yes -o UserKnownHostsFile={q(str(self.known_hosts))}"
+            " -o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null"
+        )
+
+    def _remote(self, relative: str) -> str:
+        return posixpath.join(self.root, check_relative(relative)).rstrip("/")
+
+    def _rsync_target(self, path: str) -> str:
+        # rsync (>= 3.2.4) escapes the remote path itself before the remote
+        # shell sees it, so it is given unquoted here.
+        return f"{self.username}@{self.host}:{path}"
+
+    @contextmanager
+    def _client(self) -> Iterator[paramiko.SSHClient]:
+        client = connect(self.host, self.port, self.username, self.private_key, self.known_hosts)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def push(self, local_dir: Path, remote_dir: str) -> None:
+        dest = self._remote(remote_dir)
+        with self._client() as client:
+            exec_simple(client, f"mkdir -p -- {shlex.quote(posixpath.dirname(dest))}")
+        run_rsync(rsync_push_args(Path(local_dir), self._rsync_target(dest), self.ssh_command))
+
+    def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
+        source = self._remote(remote_dir)
+        check_patterns(patterns)
+        with self._client() as client:
+            exists = exec_simple(client, f"test -d {shlex.quote(source)} && echo yes || true")
+        if exists.strip() != "yes":
+            return []
+        local_dir = Path(local_dir)
+        local_dir.mkdir(parents=True, exist_ok=True)
+        args = rsync_pull_args(self._rsync_target(source), patterns, local_dir, self.ssh_command)
+        return copied_files(local_dir, run_rsync(args))
+
+    def clean(self) -> None:
+        with self._client() as client:
+            exec_simple(client, f"rm -rf -- {shlex.quote(self.root)}")
+
+    def run(
+        self,
+        command: str,
+        env: dict[str, str],
+        cwd: str,
+        on_output: Callable[[str], None],
+        timeout: float,
+        stop: threading.Event,
+    ) -> int:
+        workdir = self._remote(cwd)
+        q = shlex.quote
+        assignments = " ".join(f"{k}={q(v)}" for k, v in check_env(env).items())
+        # sshd runs this in a new session, so the login shell's pid is the
+        # process group of everything the command starts: print it so the
+        # group can be killed on timeout (closing the channel kills nothing).
+        remote = (
+            f"echo {_PID_MARK}$$ && mkdir -p -- {q(workdir)} && cd -- {q(workdir)}"
+            f" && exec env {assignments} bash -c {q(command)}"
+        )
+        with self._client() as client:
+            try:
+                channel = client.get_transport().open_session()  # type: ignore[union-attr]
+                channel.set_combine_stderr(True)
+                channel.settimeout(POLL)
+                channel.exec_command(remote)
+            except (OSError, paramiko.SSHException) as exc:
+                raise TransportError(f"cannot start command on {self.host}: {exc}") from exc
+            try:
+                return self._stream(client, channel, on_output, timeout, stop)
+            finally:
+                channel.close()
+
+    def _stream(
+        self,
+        client: paramiko.SSHClient,
+        channel: paramiko.Channel,
+        on_output: Callable[[str], None],
+        timeout: float,
+        stop: threading.Event,
+    ) -> int:
+        splitter = LineSplitter(on_output)
+        deadline = time.monotonic() + timeout
+        head = b""
+        pgid: int | None = None
+        while True:
+            if stop.is_set():
+                self._kill(client, pgid)
+                raise CommandAborted("stopped")
+            if time.monotonic() > deadline:
+                self._kill(client, pgid)
+                raise CommandTimedOut(f"timed out after {timeout:.0f}s")
+            try:
+                data = channel.recv(65536)
+            except TimeoutError:
+                continue
+            except (OSError, paramiko.SSHException) as exc:
+                raise TransportError(f"lost the command on {self.host}: {exc}") from exc
+            if not data:
+                break
+            if pgid is None:
+                head += data
+                match = _PID_LINE.match(head)
+                if match is None:
+                    if b"\n" in head or len(head) > 64:
+                        # The wrapper did not run as expected; pass it all on.
+                        pgid, data = 0, head
+                    else:
+                        continue
+                else:
+                    pgid, data = int(match.group(1)), head[match.end() :]
+            splitter.feed(data)
+        splitter.flush()
+        try:
+            return channel.recv_exit_status()
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransportError(f"lost the command on {self.host}: {exc}") from exc
+
+    def _kill(self, client: paramiko.SSHClient, pgid: int | None) -> None:
+        """SIGTERM the remote process group, SIGKILL it if it lingers."""
+        if not pgid:
+            log.warning("cannot kill the command on %s: its process group is unknown", self.host)
+            return
+        group = f"-{int(pgid)}"
+        steps = int(KILL_GRACE / 0.1)
+        script = (
+            f"kill -TERM -- {group} 2>/dev/null || exit 0;"
+            f" for i in $(seq {steps}); do kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.1;"
+            f" done; kill -KILL -- {group} 2>/dev/null; exit 0"
+        )
+        try:
+            exec_simple(client, script, timeout=KILL_GRACE + 10)
+        except TransportError as exc:
+            log.warning("killing the command on %s failed: %s", self.host, exc)

@@ -1,0 +1,294 @@
+"""The build's git workspace: each project cloned, the queued changes merged in.
+
+A worker keeps one bare mirror per project under its cache directory
+(``git clone --mirror`` once, then ``git remote update --prune``) so a build
+clones locally instead of over the network; only the changes under test are
+fetched from Gerrit for each build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from gatekeeper.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+# One path component of a project name. Deliberately narrow: project names
+# become directory names here and arguments to git.
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
+_BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+_CHANGE_REF = re.compile(r"refs/changes/\d+/(\d+)/(\d+)")
+
+# Merges need an identity; a fresh worker host has none configured.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "gatekeeper",
+    "GIT_AUTHOR_EMAIL": "gatekeeper@localhost",
+    "GIT_COMMITTER_NAME": "gatekeeper",
+    "GIT_COMMITTER_EMAIL": "gatekeeper@localhost",
+    # Never wait on a password prompt in a worker thread.
+    "GIT_TERMINAL_PROMPT": "0",
+}
+# Options that make merges behave the same whatever the host's git config says.
+_GIT_OPTIONS = [
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "merge.ff=true",
+    "-c",
+    "core.hooksPath=/dev/null",
+]
+GIT_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class ChangeRef:
+    """One change to merge into the workspace, as ZUUL_CHANGES lists it."""
+
+    project: str
+    branch: str
+    ref: str
+    number: int = 0
+    patchset: int = 0
+
+    def __str__(self) -> str:
+        if self.number:
+            return f"{self.project} {self.number},{self.patchset}"
+        return f"{self.project} {self.ref}"
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """Where a project's workspace ended up after the merges."""
+
+    project: str
+    branch: str
+    head_sha: str
+    subject: str
+
+
+def check_project_name(project: str) -> None:
+    """:raises WorkspaceError: ``project`` could escape its directory or pass as an option."""
+    parts = project.split("/")
+    if (
+        not project
+        or project.startswith("/")
+        or any(p in (".", "..") or not _COMPONENT.fullmatch(p) for p in parts)
+    ):
+        raise WorkspaceError(f"refusing unsafe project name {project!r}")
+
+
+def _check_ref(ref: str) -> None:
+    if not _REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/", ".")):
+        raise WorkspaceError(f"refusing unsafe ref {ref!r}")
+
+
+def _check_branch(branch: str) -> None:
+    if not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/", ".")):
+        raise WorkspaceError(f"refusing unsafe branch name {branch!r}")
+
+
+def parse_zuul_changes(value: str) -> list[ChangeRef]:
+    """Turn ``project:branch:ref^project:branch:ref`` into ChangeRefs, in order.
+
+    :raises WorkspaceError: an entry is not ``project:branch:ref``.
+    """
+    changes = []
+    for entry in value.split("^"):
+        if not entry.strip():
+            continue
+        parts = entry.strip().split(":")
+        if len(parts) != 3 or not all(parts):
+            raise WorkspaceError(f"malformed ZUUL_CHANGES entry {entry!r}")
+        project, branch, ref = parts
+        match = _CHANGE_REF.fullmatch(ref)
+        number, patchset = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        changes.append(ChangeRef(project, branch, ref, number, patchset))
+    return changes
+
+
+def gerrit_git_env(key: Path, known_hosts: Path, port: int) -> dict[str, str]:
+    """The environment that makes git talk to Gerrit with our key, strictly."""
+    # git runs GIT_SSH_COMMAND through a shell, so the paths must be quoted.
+    command = [
+        "ssh",
+        "-i",
+        shlex.quote(str(key)),
+        "-p",
+        str(int(port)),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        shlex.quote(f"UserKnownHostsFile={known_hosts}"),
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    return {"GIT_SSH_COMMAND": " ".join(command)}
+
+
+def _join_url(git_url: str, project: str) -> str:
+    return f"{git_url.rstrip('/')}/{project}"
+
+
+class WorkspaceBuilder:
+    """Prepares build workspaces from a shared mirror cache.
+
+    Shared by every worker thread of a process (each calls :meth:`prepare`);
+    a per-project lock, also held on a lock file so several worker processes
+    may share one cache, serialises updates of a mirror.
+    """
+
+    def __init__(self, cache_dir: Path, git_env: dict[str, str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        self._env = {**os.environ, **(git_env or {}), **_IDENTITY}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _git(self, args: list[str], cwd: Path | None = None) -> str:
+        """Run git; return its stdout.
+
+        :raises WorkspaceError: git failed, was missing, or ran too long.
+        """
+        argv = ["git", *_GIT_OPTIONS, *args]
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise WorkspaceError(f"git {args[0]} failed: {exc}") from exc
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise WorkspaceError(f"git {' '.join(args)} failed: {' / '.join(detail)}")
+        return proc.stdout
+
+    def _lock(self, project: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(project, threading.Lock())
+
+    def mirror_path(self, project: str) -> Path:
+        """The cache directory of ``project`` (one flat name, no slashes)."""
+        check_project_name(project)
+        return self.cache_dir / (quote(project, safe="") + ".git")
+
+    def _update_mirror(self, git_url: str, project: str) -> Path:
+        """Clone or refresh the mirror. Caller holds the project's lock."""
+        mirror = self.mirror_path(project)
+        if (mirror / "HEAD").exists():
+            log.debug("updating mirror of %s", project)
+            self._git(["remote", "set-url", "origin", _join_url(git_url, project)], cwd=mirror)
+            self._git(["remote", "update", "--prune"], cwd=mirror)
+            return mirror
+        log.info("cloning mirror of %s", project)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Clone beside it and rename, so an interrupted clone never looks like a mirror.
+        tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.cache_dir))
+        try:
+            self._git(["clone", "--mirror", "--", _join_url(git_url, project), str(tmp / "m")])
+            shutil.rmtree(mirror, ignore_errors=True)
+            (tmp / "m").rename(mirror)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return mirror
+
+    def _clone_from_cache(self, git_url: str, project: str, dest: Path) -> None:
+        lock_file = self.cache_dir / (quote(project, safe="") + ".lock")
+        with self._lock(project):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with open(lock_file, "w") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                mirror = self._update_mirror(git_url, project)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                # --no-hardlinks: the workspace must not share inodes with the cache,
+                # since jobs write into it.
+                self._git(
+                    ["clone", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(dest)]
+                )
+
+    def _branch_exists(self, repo: Path, branch: str) -> bool:
+        try:
+            self._git(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], repo)
+        except WorkspaceError:
+            return False
+        return True
+
+    def prepare(
+        self,
+        dest: Path,
+        git_url: str,
+        projects: list[str],
+        changes: list[ChangeRef],
+        branch: str,
+    ) -> list[RepoState]:
+        """Clone ``projects`` into ``dest/<project>`` on ``branch`` and merge ``changes``.
+
+        A project without ``branch`` is checked out on master. A change is
+        merged, in the order given, into its project when it targets the
+        branch checked out there (a change to another branch does not belong
+        in this tree).
+
+        :raises WorkspaceError: a name is unsafe, git failed, or a change
+            does not merge (the message names the change).
+        """
+        _check_branch(branch)
+        for project in projects:
+            check_project_name(project)
+        for change in changes:
+            check_project_name(change.project)
+            _check_ref(change.ref)
+        states = []
+        for project in projects:
+            repo = dest / project
+            self._clone_from_cache(git_url, project, repo)
+            checkout = branch
+            if not self._branch_exists(repo, branch):
+                if branch == "master" or not self._branch_exists(repo, "master"):
+                    raise WorkspaceError(f"{project} has neither branch {branch} nor master")
+                log.info("%s has no branch %s; using master", project, branch)
+                checkout = "master"
+            self._git(["checkout", "-q", "-B", checkout, f"refs/remotes/origin/{checkout}"], repo)
+            # Jobs that fetch from origin should reach Gerrit, not this host's cache.
+            self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
+            for change in changes:
+                if change.project == project and change.branch == checkout:
+                    self._merge(repo, git_url, change)
+            out = self._git(["log", "-1", "--format=%H%x00%s"], repo).rstrip("\n")
+            sha, _, subject = out.partition("\0")
+            states.append(RepoState(project, checkout, sha, subject))
+        return states
+
+    def _merge(self, repo: Path, git_url: str, change: ChangeRef) -> None:
+        """:raises WorkspaceError: the change could not be fetched or merged."""
+        log.debug("merging %s into %s", change, repo)
+        try:
+            self._git(["fetch", "-q", "--", _join_url(git_url, change.project), change.ref], repo)
+        except WorkspaceError as exc:
+            raise WorkspaceError(f"could not fetch {change}: {exc}") from exc
+        try:
+            self._git(["merge", "--no-edit", "--ff", "FETCH_HEAD"], repo)
+        except WorkspaceError as exc:
+            try:
+                self._git(["merge", "--abort"], repo)
+            except WorkspaceError:
+                log.debug("merge --abort failed in %s", repo)
+            raise WorkspaceError(f"merge conflict: {change} does not merge") from exc

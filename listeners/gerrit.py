@@ -1,0 +1,98 @@
+"""Gerrit ``stream-events`` over SSH, with reconnects.
+
+Each line becomes a :class:`TriggerEvent` handed to the sink. A line that is
+not an event we understand is logged (truncated) and skipped: one bad line
+must never stop the stream. When the connection drops, the listener
+reconnects with capped exponential backoff and logs every attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from gatekeeper.errors import EventParseError, GerritError
+from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.events import parse_event
+from listeners.base import Sink
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1_000_000
+
+
+class GerritListener:
+    """Owns the listener thread: the one that calls :meth:`run`."""
+
+    def __init__(
+        self,
+        connection: GerritConnection,
+        backoff_start: float = 1.0,
+        backoff_max: float = 60.0,
+        max_line: int = MAX_LINE,
+    ) -> None:
+        self.connection = connection
+        self.backoff_start = backoff_start
+        self.backoff_max = backoff_max
+        self.max_line = max_line
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self.reconnects = 0
+        self.skipped_lines = 0
+
+    def run(self, sink: Sink) -> None:
+        delay = self.backoff_start
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            try:
+                client = self.connection.connect()
+            except GerritError as exc:
+                log.warning(
+                    "stream-events: connect attempt %d failed: %s; retrying in %.1fs",
+                    attempt, exc, delay,
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            try:
+                legacy = not self._sends_old_value()
+                log.info("stream-events: connected to %s:%d (attempt %d)",
+                         self.connection.config.host, self.connection.config.port, attempt)
+                self.connected.set()
+                delay = self.backoff_start
+                attempt = 0
+                for line in self.connection.stream_lines(client, self._stop, self.max_line):
+                    self._handle_line(line, legacy, sink)
+            except GerritError as exc:
+                if not self._stop.is_set():
+                    self.reconnects += 1
+                    log.warning("stream-events: %s; reconnecting in %.1fs", exc, delay)
+            except Exception:
+                log.exception("stream-events: unexpected error; reconnecting in %.1fs", delay)
+            finally:
+                self.connected.clear()
+                client.close()
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    def _sends_old_value(self) -> bool:
+        try:
+            return self.connection.sends_old_value()
+        except GerritError as exc:
+            log.warning("cannot read gerrit version (%s); assuming Gerrit >= 2.13", exc)
+            return True
+
+    def _handle_line(self, line: bytes, legacy: bool, sink: Sink) -> None:
+        try:
+            event = parse_event(line, legacy_approvals=legacy, max_length=self.max_line)
+        except EventParseError as exc:
+            self.skipped_lines += 1
+            log.error("stream-events: skipped a line: %s", exc)
+            return
+        if event is not None:
+            log.debug("stream-events: %s", event)
+            sink(event)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages gatekeeper and its tests use, when missing.
+# `--all` also installs the test-only servers (sshd, gearmand, PostgreSQL).
+set -euo pipefail
+
+need=(git rsync openssh-client)
+if [[ "${1:-}" == "--all" ]]; then
+    need+=(openssh-server gearman-job-server postgresql)
+fi
+
+missing=()
+for pkg in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+    echo "gatekeeper needs: ${missing[*]} (install them with your package manager)" >&2
+    exit 1
+fi
+sudo=()
+[[ $(id -u) -ne 0 ]] && sudo=(sudo)
+echo "installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from gatekeeper.config import yamlmarks
 from gatekeeper.config.site import SiteConfig
-from gatekeeper.config.yamlmarks import KeyPath, Marks
+from gatekeeper.config.yamlmarks import Marks
 from gatekeeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _field_type(model: type[BaseModel], key: Any) -> Any:
         if isinstance(va, str):
             spellings.add(va)
         elif va is not None and hasattr(va, "choices"):
-            spellings.update(va.choices)
+            spellings.update(c for c in va.choices if isinstance(c, str))
         if key in spellings:
             return field.annotation
     return None
@@ -198,16 +198,15 @@ def validation_errors(
     exc: ValidationError, model: type[BaseModel], data: Any, marks: Marks, file: Path | str
 ) -> list[str]:
     """Format every error in ``exc`` as a ``file:line: path: message`` line."""
-    lines: list[str] = []
+    found: dict[str, int] = {}
     for error in exc.errors():
         path, missing = _data_path(data, error["loc"])
         if missing and error["type"] != "missing":
             path = path[:-1]
         path, msg = _message(error, model, path)
-        line = format_error(file, marks, path, msg)
-        if line not in lines:
-            lines.append(line)
-    return lines
+        found.setdefault(format_error(file, marks, path, msg), line_for(marks, path))
+    # In file order, which is how a person fixes them.
+    return sorted(found, key=lambda text: found[text])
 
 
 def validate(model: type[M], data: Any, marks: Marks, file: Path) -> M:

@@ -83,6 +83,11 @@ class Pool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            # Cancelled launches never ran; their BUILDING rows are cleaned
+            # up by the next start().
+            self._launching.clear()
+            self._idle.set()
         log.info("pool stopped")
 
     def wake(self) -> None:
@@ -135,7 +140,17 @@ class Pool:
     def _launch_for_demand(self) -> None:
         counts = self.nodes.counts()
         pending = self.nodes.pending_requests()
-        for label in self.labels:
+        labels = list(self.labels)
+        configured = {label.name for label in labels}
+        # A worker may wait for a label the site file does not list (the
+        # zero-config default lists none): launch for it anywhere, keeping
+        # none ready.
+        labels += [
+            LabelConfig.model_validate({"name": name, "min-ready": 0})
+            for name in sorted(pending)
+            if name not in configured
+        ]
+        for label in labels:
             have = counts.get((label.name, NodeState.READY), 0) + counts.get(
                 (label.name, NodeState.BUILDING), 0
             )

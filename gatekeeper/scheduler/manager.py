@@ -61,7 +61,8 @@ class PipelineManager:
         """Enqueue the event's change if this pipeline's triggers want it."""
         if event.change is None or not self.context.layout.jobs_for(event.project, self.name):
             return
-        if not triggers.event_matches(self.pipeline, event):
+        matched = triggers.matching_triggers(self.pipeline, event)
+        if not matched:
             return
         if event.change not in cache:
             cache[event.change] = self.context.source.change_for_event(event)
@@ -69,7 +70,7 @@ class PipelineManager:
         if change is None:
             log.warning("%s: change %s not found in Gerrit", self.name, event.change)
             return
-        reason = triggers.requirements_unmet(self.pipeline, change)
+        reason = triggers.requirements_unmet(self.pipeline, change, matched)
         if reason:
             log.info("%s not enqueued in %s: %s", change, self.name, reason)
             return
@@ -110,7 +111,11 @@ class PipelineManager:
         for item in list(self.items):
             changed = self._launch_ready_jobs(item) or changed
             if self._item_finished(item):
-                self._report(item)
+                try:
+                    self._report(item)
+                except Exception:
+                    # Never keep an item whose report broke: it would be retried forever.
+                    log.exception("reporting %s in %s failed", item.change, self.name)
                 self.remove(item, cancel=False)
                 changed = True
         return changed
@@ -272,7 +277,6 @@ def _gerrit_options(action: Any) -> dict[str, Any] | None:
     """The ``gerrit:`` part of a reporter action, or None if it has none."""
     if action is None:
         return None
-    gerrit = action.get("gerrit") if isinstance(action, dict) else getattr(action, "gerrit", None)
-    if gerrit is None:
+    if action is None or action.gerrit is None:
         return None
-    return dict(gerrit)
+    return {**action.votes, "submit": action.submit}

@@ -44,7 +44,7 @@ class Report:
 def compose_message(
     headline: str, pipeline: str, item: QueueItem, job_order: list[str], footer: str = ""
 ) -> str:
-    lines = [f"{headline.rstrip()} ({pipeline} pipeline).", ""]
+    lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
     for name in job_order:
         build = item.builds.get(name)
         if build is not None:

@@ -256,7 +256,9 @@ class BuildExecutor:
         result, error = self._run(params, spec, node, transport, stop, console)
         if spec.logs:
             try:
-                copied = transport.pull("workspace", spec.logs, log_dir / "logs")
+                # Paths are kept: a job's logs/screen-n-api.txt is archived at
+                # <LOG_PATH>/logs/screen-n-api.txt, as devstack-gate laid them out.
+                copied = transport.pull("workspace", spec.logs, log_dir)
                 console.line(f"collected {len(copied)} log files")
             except (TransportError, OSError) as exc:
                 console.line(f"WARNING: collecting logs failed: {exc}")

@@ -57,8 +57,10 @@ class Transport(ABC):
     @abstractmethod
     def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
         """Copy files under ``<root>/<remote_dir>`` matching rsync-style glob
-        ``patterns`` (``logs/**``, ``screen-*.txt``) into ``local_dir``, keeping
-        relative paths. Symlinks are not copied. Returns the files copied.
+        ``patterns`` into ``local_dir``, keeping relative paths. Patterns are
+        anchored at ``remote_dir`` (``logs/**``, ``screen-*.txt`` name paths
+        from there). Symlinks, ``.git`` directories and a top-level
+        ``console.txt`` are never copied. Returns the files copied.
 
         :raises TransportError:
         """

@@ -88,8 +88,11 @@ def rsync_pull_args(
     args = ["rsync", "-a", "--no-links", "--prune-empty-dirs", "--out-format=%n"]
     if ssh:
         args += ["-e", ssh]
-    args.append("--include=*/")
-    args += [f"--include={p}" for p in patterns]
+    # The archive's own console.txt is never replaced, and git's internals
+    # (whose .git/logs/ would match "logs/**") are never collected.
+    args += ["--exclude=/console.txt", "--exclude=.git/", "--include=*/"]
+    # Anchored: a pattern names paths from the root of the pulled directory.
+    args += [f"--include=/{p.lstrip('/')}" for p in patterns]
     args.append("--exclude=*")
     return [*args, f"{source}/", f"{dest}/"]
 

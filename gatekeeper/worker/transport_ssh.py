@@ -166,7 +166,8 @@ class SSHTransport(Transport):
 
     def clean(self) -> None:
         with self._client() as client:
-            exec_simple(client, f"rm -rf -- {shlex.quote(self.root)}")
+            root = shlex.quote(self.root)
+            exec_simple(client, f"rm -rf -- {root} && mkdir -p -- {root}")
 
     def run(
         self,

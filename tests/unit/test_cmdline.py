@@ -19,7 +19,7 @@ from gatekeeper.gerrit import cmdline
         ("  lead  trail  ", ["lead", "trail"]),
         ("'a b' \"c d\"", ["a b", "c d"]),
         ("'say \"hi\"'", ['say "hi"']),
-        ("\"it's\"", ["it's"]),
+        ('"it\'s"', ["it's"]),
         ("a''b", ["ab"]),
         ("'' x \"\"", ["x"]),
         ("a\\ b", ["a b"]),

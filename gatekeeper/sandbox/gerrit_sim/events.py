@@ -47,9 +47,10 @@ def patchset_attr(state: SimState, patchset: PatchSet) -> dict[str, Any]:
 
 def change_attr(state: SimState, change: Change) -> dict[str, Any]:
     current = change.current.commit
-    return {
-        "project": change.project,
-        "branch": change.branch,
+    attr: dict[str, Any] = {"project": change.project, "branch": change.branch}
+    if change.topic:
+        attr["topic"] = change.topic
+    return attr | {
         "id": change.change_id,
         "number": str(change.number),
         "subject": current.subject,
@@ -98,9 +99,7 @@ def comment_added(
     return _change_event(state, "comment-added", head, change, patchset)
 
 
-def change_merged(
-    state: SimState, change: Change, submitter: str, new_rev: str
-) -> dict[str, Any]:
+def change_merged(state: SimState, change: Change, submitter: str, new_rev: str) -> dict[str, Any]:
     head = {"submitter": account_attr(state, submitter), "newRev": new_rev}
     return _change_event(state, "change-merged", head, change, change.current)
 

@@ -130,9 +130,7 @@ class Repo:
             mode = "100755" if name.endswith(".sh") else "100644"
             entries.append(f"{mode} blob {blob}\t{name}")
         tree = self._mktree(entries)
-        commit = self.git(
-            "commit-tree", tree, "-m", "Initial commit", env=SIM_IDENT
-        ).strip()
+        commit = self.git("commit-tree", tree, "-m", "Initial commit", env=SIM_IDENT).strip()
         self.git("update-ref", f"refs/heads/{branch}", commit, ZERO)
 
     def _mktree(self, entries: list[str]) -> str:
@@ -169,7 +167,9 @@ class Repo:
 
     def new_commits(self, tip: str, branch: str) -> list[str]:
         """Commits reachable from ``tip`` and not from ``branch``, oldest first."""
-        out = self.git("rev-list", "--reverse", "--topo-order", tip, "--not", f"refs/heads/{branch}")
+        out = self.git(
+            "rev-list", "--reverse", "--topo-order", tip, "--not", f"refs/heads/{branch}"
+        )
         return out.split()
 
     def commits_between(self, tip: str, base: str) -> list[str]:

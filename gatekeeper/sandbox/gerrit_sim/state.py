@@ -87,6 +87,7 @@ class Change:
     owner: str
     created_on: int
     status: str = "NEW"
+    topic: str = ""
     last_updated: int = 0
     patchsets: list[PatchSet] = field(default_factory=list)
     messages: list[SimMessage] = field(default_factory=list)
@@ -171,7 +172,7 @@ class SimState:
         return None
 
     def add_patchset(
-        self, project: str, branch: str, commit: CommitInfo, uploader: str
+        self, project: str, branch: str, commit: CommitInfo, uploader: str, topic: str = ""
     ) -> tuple[Change, PatchSet] | None:
         """Record ``commit`` as a new change or a new patch set of its open change.
 
@@ -184,7 +185,9 @@ class SimState:
                 (
                     c
                     for c in self.changes.values()
-                    if c.project == project and c.branch == branch and c.change_id == commit.change_id
+                    if c.project == project
+                    and c.branch == branch
+                    and c.change_id == commit.change_id
                 ),
                 None,
             )
@@ -196,6 +199,8 @@ class SimState:
                 number = len(self.changes) + 1
                 change = Change(number, project, branch, commit.change_id, uploader, timestamp)
                 self.changes[number] = change
+            if topic:
+                change.topic = topic
             ps_number = len(change.patchsets) + 1
             # Gerrit would classify rebases and message-only edits; the
             # simulator calls every new patch set a rework.
@@ -210,7 +215,7 @@ class SimState:
             return change, patchset
 
     def depends_on(self, change: Change) -> list[tuple[Change, PatchSet]]:
-        """Open changes whose revision is a git parent of ``change``'s current patch set."""
+        """Changes whose revision is a git parent of ``change``'s current patch set."""
         with self.lock:
             found = []
             for parent in change.current.commit.parents:

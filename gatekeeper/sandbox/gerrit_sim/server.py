@@ -1,0 +1,334 @@
+"""The simulator's SSH server: paramiko, one thread per exec request.
+
+Threads: one accept thread; paramiko's own thread per connection; one
+handler thread per exec request (plus pump threads for git). Every exec
+request ends with an exit status, then the channel closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from typing import IO, Any
+
+import paramiko
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+)
+
+from gatekeeper.errors import GerritError
+from gatekeeper.gerrit import cmdline
+from gatekeeper.sandbox.gerrit_sim import commands, push
+from gatekeeper.sandbox.gerrit_sim.state import SimState
+
+log = logging.getLogger(__name__)
+
+
+class _DropResets(logging.Filter):
+    """A client that hangs up abruptly is normal for a server, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Socket exception:")
+
+
+_transport_log = logging.getLogger(f"{__name__}.transport")
+_transport_log.addFilter(_DropResets())
+
+_MSG_CHANNEL_SUCCESS = 99
+_GIT_SERVICES = {
+    "git-upload-pack": "upload-pack",
+    "git-receive-pack": "receive-pack",
+}
+_CHUNK = 65536
+
+
+class _Transport(paramiko.Transport):
+    """A paramiko transport that starts exec handlers after the exec reply.
+
+    paramiko answers an exec request only after ``check_channel_exec_request``
+    returns; a handler started from inside it could close the channel before
+    the reply is sent, and the client would then see "Channel closed".
+    So the handler is started when the success reply leaves the transport.
+    Owned by paramiko's connection thread.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._pending: dict[int, threading.Thread] = {}
+        self._pending_lock = threading.Lock()
+
+    def start_after_reply(self, channel: paramiko.Channel, thread: threading.Thread) -> None:
+        with self._pending_lock:
+            self._pending[channel.remote_chanid] = thread
+
+    def _send_user_message(self, data: Any) -> None:
+        super()._send_user_message(data)  # type: ignore[misc]
+        raw = data.asbytes()
+        if len(raw) >= 5 and raw[0] == _MSG_CHANNEL_SUCCESS:
+            with self._pending_lock:
+                thread = self._pending.pop(int.from_bytes(raw[1:5], "big"), None)
+            if thread is not None:
+                thread.start()
+
+
+class _Interface(paramiko.ServerInterface):
+    """paramiko's callbacks for one connection; runs in its transport thread."""
+
+    def __init__(self, server: SshServer, transport: _Transport) -> None:
+        self._server = server
+        self._transport = transport
+        self._env: dict[int, dict[str, str]] = {}
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        with self._server.state.lock:
+            account = self._server.state.accounts.get(username)
+        if account is not None and account.key_base64 == key.get_base64():
+            return AUTH_SUCCESSFUL
+        return AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return OPEN_SUCCEEDED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_env_request(
+        self, channel: paramiko.Channel, name: bytes | str, value: bytes | str
+    ) -> bool:
+        key = name.decode() if isinstance(name, bytes) else name
+        if key != "GIT_PROTOCOL":
+            return False
+        text = value.decode() if isinstance(value, bytes) else value
+        self._env.setdefault(channel.get_id(), {})[key] = text
+        return True
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        try:
+            line = command.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        username = self._transport.get_username() or ""
+        env = self._env.pop(channel.get_id(), {})
+        # Subscribe before the exec reply, so a client whose exec_command()
+        # has returned is sure to see every later event.
+        subscriber = None
+        if cmdline.split(line)[:2] == ["gerrit", "stream-events"]:
+            subscriber = self._server.state.subscribe()
+        thread = threading.Thread(
+            target=self._server.handle,
+            args=(channel, username, line, env, subscriber),
+            name=f"gerrit-sim-exec-{username}",
+            daemon=True,
+        )
+        self._transport.start_after_reply(channel, thread)
+        return True
+
+
+class SshServer:
+    """Accepts SSH connections for the simulator; owns the accept thread."""
+
+    def __init__(self, state: SimState, host_key: paramiko.PKey, host: str, port: int) -> None:
+        self.state = state
+        self._host_key = host_key
+        self._sock = socket.create_server((host, port))
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._transports: list[paramiko.Transport] = []
+        self._handlers: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="gerrit-sim-accept", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self.state.close_subscribers()
+        # Let stream-events sessions (woken above) and quick commands send
+        # their exit status before the connections go away.
+        deadline = time.monotonic() + 2
+        with self._lock:
+            handlers = list(self._handlers)
+        for handler in handlers:
+            handler.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            transports, self._transports = self._transports, []
+        for transport in transports:
+            transport.close()
+        self._thread.join(timeout=5)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                if not self._stop.is_set():
+                    log.exception("accept failed")
+                break
+            try:
+                # Small request/response packets; without this, Nagle plus
+                # delayed ACKs add ~40 ms to every command.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                transport = _Transport(conn)
+                transport.set_log_channel(_transport_log.name)
+                transport.add_server_key(self._host_key)
+                transport.start_server(event=threading.Event(), server=_Interface(self, transport))
+                with self._lock:
+                    self._transports = [t for t in self._transports if t.is_active()]
+                    self._transports.append(transport)
+            except Exception:
+                log.exception("could not start SSH session")
+                conn.close()
+
+    # -- exec handling (one thread per request) -----------------------------------
+
+    def handle(
+        self,
+        channel: paramiko.Channel,
+        username: str,
+        line: str,
+        env: dict[str, str],
+        subscriber: Any,
+    ) -> None:
+        status = 1
+        with self._lock:
+            self._handlers.add(threading.current_thread())
+        try:
+            argv = cmdline.split(line)
+            if subscriber is not None:
+                status = self._stream_events(channel, subscriber)
+            elif argv and (argv[0] in _GIT_SERVICES or argv[:1] == ["git"]):
+                status = self._git(channel, username, argv, env)
+            else:
+                result = commands.run(self.state, username, line, argv)
+                if result.stdout:
+                    channel.sendall(result.stdout.encode())
+                if result.stderr:
+                    channel.sendall_stderr(result.stderr.encode())
+                status = result.exit_status
+        except Exception:
+            log.exception("command %r from %s failed", line, username)
+            try:
+                channel.sendall_stderr(b"fatal: internal server error\n")
+            except Exception:
+                log.debug("could not report the failure to %s", username)
+        finally:
+            try:
+                channel.send_exit_status(status)
+            except Exception:
+                log.debug("channel of %s closed before exit status", username)
+            channel.close()
+            with self._lock:
+                self._handlers.discard(threading.current_thread())
+
+    def _stream_events(self, channel: paramiko.Channel, subscriber: Any) -> int:
+        def watch_client() -> None:
+            # recv() returns b"" once the client closes or sends EOF.
+            try:
+                while channel.recv(_CHUNK):
+                    pass
+            except Exception:
+                log.debug("stream-events client went away")
+            self.state.unsubscribe(subscriber)
+
+        threading.Thread(target=watch_client, name="gerrit-sim-stream-watch", daemon=True).start()
+        try:
+            while not self._stop.is_set():
+                event = subscriber.get()
+                if event is None:
+                    break
+                channel.sendall((json.dumps(event) + "\n").encode())
+        finally:
+            self.state.unsubscribe(subscriber)
+        return 0
+
+    def _git(
+        self, channel: paramiko.Channel, username: str, argv: list[str], env: dict[str, str]
+    ) -> int:
+        if argv[0] == "git" and len(argv) > 1:
+            argv = [f"git-{argv[1]}", *argv[2:]]
+        service = _GIT_SERVICES.get(argv[0])
+        if service is None or len(argv) != 2:
+            channel.sendall_stderr(f"fatal: {argv[0]}: not found\n".encode())
+            return 1
+        name = argv[1].strip("/").removesuffix(".git")
+        try:
+            project = self.state.project(name)
+        except GerritError:
+            channel.sendall_stderr(f"fatal: project {name} not found\n".encode())
+            return 1
+        if service == "upload-pack":
+            return _pump(channel, ["git", service, str(project.repo.path)], env)
+        with project.lock:
+            status = _pump(channel, ["git", service, str(project.repo.path)], env)
+            if status == 0:
+                report = push.process(self.state, project, username)
+                channel.sendall_stderr("".join(f"remote: {r}\n" for r in report).encode())
+        return status
+
+
+def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str]) -> int:
+    """Run ``args`` with its stdin/stdout/stderr joined to ``channel``; return its status."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(extra_env)
+    proc = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        try:
+            while True:
+                data = channel.recv(_CHUNK)
+                if not data:
+                    break
+                stdin.write(data)
+                stdin.flush()
+        except (OSError, ValueError):
+            log.debug("git stdin closed early")
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                log.debug("git stdin already closed")
+
+    def drain(stream: IO[bytes], send: Any) -> None:
+        try:
+            while True:
+                data = stream.read1(_CHUNK)  # type: ignore[attr-defined]
+                if not data:
+                    break
+                send(data)
+        except OSError:
+            log.debug("channel closed while git was writing")
+
+    feeder = threading.Thread(target=feed, name="gerrit-sim-git-in", daemon=True)
+    out = threading.Thread(target=drain, args=(proc.stdout, channel.sendall), daemon=True)
+    err = threading.Thread(target=drain, args=(proc.stderr, channel.sendall_stderr), daemon=True)
+    for thread in (feeder, out, err):
+        thread.start()
+    status = proc.wait()
+    out.join()
+    err.join()
+    proc.stdout.close()
+    proc.stderr.close()
+    return status

@@ -1,0 +1,186 @@
+"""The Gerrit simulator's public face: start, stop, seed, and look inside."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from gatekeeper.errors import GerritError
+from gatekeeper.sandbox.gerrit_sim.records import ReviewRecord, SimChange
+from gatekeeper.sandbox.gerrit_sim.server import SshServer
+from gatekeeper.sandbox.gerrit_sim.state import Account, SimState
+
+log = logging.getLogger(__name__)
+
+HOST_KEY_NAME = "ssh_host_ed25519_key"
+
+
+class GerritSimulator:
+    """A small Gerrit on 127.0.0.1 that speaks SSH: stream-events, query,
+    review (votes, submit with real merges), version, and git over SSH where
+    pushes to ``refs/for/<branch>`` become changes.
+
+    Created and driven by the test or demo thread; serves from its own
+    threads (see :mod:`gatekeeper.sandbox.gerrit_sim.server`). Listeners run
+    in one dispatcher thread, in emission order.
+
+    Simplifications, on purpose: any account may stream events and vote any
+    label (Code-Review and Verified -2..+2, Workflow -1..+1); submit needs
+    Code-Review +2, Verified +2 and Workflow +1 with no blocking vote; every
+    patch set's kind is REWORK.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        web_url: str = "http://127.0.0.1/",
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.port = port
+        self.state = SimState(self.root, web_url)
+        self._host_key = _load_host_key(self.root / HOST_KEY_NAME)
+        self._server: SshServer | None = None
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._dispatcher: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on ``host:port`` (a free port when 0) and serve."""
+        self._server = SshServer(self.state, self._host_key, self.host, self.port)
+        self.port = self._server.port
+        subscriber = self.state.subscribe()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, args=(subscriber,), name="gerrit-sim-listeners", daemon=True
+        )
+        self._dispatcher.start()
+        self._server.start()
+        log.info("Gerrit simulator listening on %s:%d", self.host, self.port)
+
+    def stop(self) -> None:
+        """Close every connection (stream-events sessions too) and stop."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.state.close_subscribers()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=5)
+            self._dispatcher = None
+
+    def __enter__(self) -> GerritSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _dispatch(self, subscriber: Any) -> None:
+        while True:
+            event = subscriber.get()
+            if event is None:
+                return
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed")
+
+    # -- seeding ------------------------------------------------------------------
+
+    def known_hosts_line(self) -> str:
+        """The host key as a known_hosts line for this host and port."""
+        return (
+            f"[{self.host}]:{self.port} {self._host_key.get_name()} {self._host_key.get_base64()}"
+        )
+
+    def add_account(
+        self,
+        username: str,
+        name: str,
+        email: str,
+        public_key: str,
+        groups: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Add an account that logs in with ``public_key`` (an OpenSSH .pub line).
+
+        :raises GerritError: the key line is malformed.
+        """
+        parts = public_key.split()
+        if len(parts) < 2:
+            raise GerritError(f"not an OpenSSH public key line: {public_key!r}")
+        account = Account(username, name, email, parts[0], parts[1], frozenset(groups))
+        with self.state.lock:
+            self.state.accounts[username] = account
+
+    def create_project(
+        self, name: str, files: dict[str, str | bytes] | None = None, branch: str = "master"
+    ) -> None:
+        """Create a project whose branch holds one commit with ``files``.
+
+        :raises GerritError: bad or duplicate name, or git failed.
+        """
+        self.state.create_project(name, files or {"README": f"{name}\n"}, branch)
+
+    # -- looking inside -------------------------------------------------------------
+
+    def get_change(self, number: int) -> SimChange:
+        """A snapshot of change ``number``.
+
+        :raises KeyError: no such change.
+        """
+        return self.state.snapshot(number)
+
+    def branch_head(self, project: str, branch: str = "master") -> str:
+        """The sha at the tip of ``branch``.
+
+        :raises GerritError: no such project or branch.
+        """
+        sha = self.state.project(project).repo.rev(f"refs/heads/{branch}")
+        if sha is None:
+            raise GerritError(f"{project}: branch {branch} not found")
+        return sha
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event emitted so far, oldest first."""
+        return self.state.events()
+
+    def reviews(self) -> list[ReviewRecord]:
+        """Every ``gerrit review`` received so far, oldest first."""
+        with self.state.lock:
+            return list(self.state.reviews)
+
+    def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(event)`` for each later event, from the dispatcher thread."""
+        self._listeners.append(callback)
+
+    def git_url(self, project: str, user: str) -> str:
+        return f"ssh://{user}@{self.host}:{self.port}/{project}"
+
+
+def _load_host_key(path: Path) -> paramiko.PKey:
+    """Load the ed25519 host key, generating it on first use.
+
+    :raises GerritError: ssh-keygen failed or the key cannot be read.
+    """
+    if not path.exists():
+        proc = subprocess.run(
+            ["ssh-keygen", "-t", "ed25519", "-N", "", "-q", "-C", "gerrit-sim", "-f", str(path)],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GerritError(f"ssh-keygen failed: {proc.stderr.decode(errors='replace')}")
+    try:
+        return paramiko.Ed25519Key.from_private_key_file(str(path))
+    except (OSError, paramiko.SSHException) as exc:
+        raise GerritError(f"cannot load host key {path}: {exc}") from exc

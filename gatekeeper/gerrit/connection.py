@@ -71,9 +71,18 @@ def ssh_client(
     policy = paramiko.AutoAddPolicy() if accept_unknown_host else paramiko.RejectPolicy()
     client.set_missing_host_key_policy(policy)
     try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        # Commands are small request/response exchanges: without TCP_NODELAY,
+        # Nagle's algorithm adds ~40 ms to each on a reused connection.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        client.close()
+        raise GerritError(f"cannot connect to {host}:{port}: {exc}") from exc
+    try:
         client.connect(
             host,
             port=port,
+            sock=sock,
             username=user,
             pkey=load_key(key),
             timeout=timeout,
@@ -84,9 +93,11 @@ def ssh_client(
         )
     except paramiko.BadHostKeyException as exc:
         client.close()
+        sock.close()
         raise GerritError(f"host key for {host}:{port} does not match known_hosts") from exc
     except (paramiko.SSHException, OSError) as exc:
         client.close()
+        sock.close()
         raise GerritError(f"cannot connect to {user}@{host}:{port}: {exc}") from exc
     transport = client.get_transport()
     if transport is not None and keepalive:
@@ -140,7 +151,7 @@ class GerritConnection:
                     err = stderr.read().decode("utf-8", "replace")
                     status = stdout.channel.recv_exit_status()
                     return status, out, err
-                except (paramiko.SSHException, OSError, EOFError, socket.timeout) as exc:
+                except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
                     # A cached connection may have died quietly; retry once on a new one.
                     self.close_locked()
                     if attempt == 2:
@@ -247,7 +258,7 @@ class GerritConnection:
             while not stop.is_set():
                 try:
                     data = channel.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except (paramiko.SSHException, OSError) as exc:
                     raise GerritError(f"stream-events connection broke: {exc}") from exc

@@ -44,7 +44,7 @@ class Demo:
     """Runs the story in the main thread; callbacks print from other threads."""
 
     def __init__(self, root: Path, layout: Path, out: Console | None = None) -> None:
-        self.out = out or Console(highlight=False)
+        self.out = out or Console(highlight=False, soft_wrap=True)
         self.root = root
         self.layout = layout
         self._lock = threading.Lock()

@@ -88,6 +88,8 @@ class Sandbox:
         self.listener: GerritListener | None = None
         self.events_delivered = 0
         self._delivered_lock = threading.Lock()
+        #: Called (in the listener thread) with each event as it reaches the scheduler.
+        self.event_hooks: list[Callable[[TriggerEvent], None]] = []
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, port: int = 0) -> None:
@@ -115,6 +117,8 @@ class Sandbox:
         class Counting:
             def run(self, sink: Callable[[TriggerEvent], None]) -> None:
                 def counted(event: TriggerEvent) -> None:
+                    for hook in sandbox.event_hooks:
+                        hook(event)
                     sink(event)
                     with sandbox._delivered_lock:
                         sandbox.events_delivered += 1

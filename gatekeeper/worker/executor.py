@@ -250,6 +250,8 @@ class BuildExecutor:
             except TransportError as exc:
                 console.line(f"ERROR: copying the workspace to the node failed: {exc}")
                 return BuildResult.ERROR, str(exc)
+            log.info("workspace synced to node %s (%s): %d projects", node.name,
+                     node.provider, len(states))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

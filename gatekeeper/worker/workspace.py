@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -256,26 +257,36 @@ class WorkspaceBuilder:
         for change in changes:
             check_project_name(change.project)
             _check_ref(change.ref)
-        states = []
-        for project in projects:
-            repo = dest / project
-            self._clone_from_cache(git_url, project, repo)
-            checkout = branch
-            if not self._branch_exists(repo, branch):
-                if branch == "master" or not self._branch_exists(repo, "master"):
-                    raise WorkspaceError(f"{project} has neither branch {branch} nor master")
-                log.info("%s has no branch %s; using master", project, branch)
-                checkout = "master"
-            self._git(["checkout", "-q", "-B", checkout, f"refs/remotes/origin/{checkout}"], repo)
-            # Jobs that fetch from origin should reach Gerrit, not this host's cache.
-            self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
-            for change in changes:
-                if change.project == project and change.branch == checkout:
-                    self._merge(repo, git_url, change)
-            out = self._git(["log", "-1", "--format=%H%x00%s"], repo).rstrip("\n")
-            sha, _, subject = out.partition("\0")
-            states.append(RepoState(project, checkout, sha, subject))
-        return states
+        # Projects are independent of each other: prepare them in parallel,
+        # since each costs a round trip to Gerrit (cache update, change fetch).
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(projects)))) as pool:
+            futures = [
+                pool.submit(self._prepare_project, dest, git_url, project, changes, branch)
+                for project in projects
+            ]
+            return [future.result() for future in futures]
+
+    def _prepare_project(
+        self, dest: Path, git_url: str, project: str, changes: list[ChangeRef], branch: str
+    ) -> RepoState:
+        """:raises WorkspaceError:"""
+        repo = dest / project
+        self._clone_from_cache(git_url, project, repo)
+        checkout = branch
+        if not self._branch_exists(repo, branch):
+            if branch == "master" or not self._branch_exists(repo, "master"):
+                raise WorkspaceError(f"{project} has neither branch {branch} nor master")
+            log.info("%s has no branch %s; using master", project, branch)
+            checkout = "master"
+        self._git(["checkout", "-q", "-B", checkout, f"refs/remotes/origin/{checkout}"], repo)
+        # Jobs that fetch from origin should reach Gerrit, not this host's cache.
+        self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
+        for change in changes:
+            if change.project == project and change.branch == checkout:
+                self._merge(repo, git_url, change)
+        out = self._git(["log", "-1", "--format=%H%x00%s"], repo).rstrip("\n")
+        sha, _, subject = out.partition("\0")
+        return RepoState(project, checkout, sha, subject)
 
     def _merge(self, repo: Path, git_url: str, change: ChangeRef) -> None:
         """:raises WorkspaceError: the change could not be fetched or merged."""

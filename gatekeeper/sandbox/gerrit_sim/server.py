@@ -235,7 +235,11 @@ class SshServer:
                 channel.send_exit_status(status)
             except Exception:
                 log.debug("channel of %s closed before exit status", username)
-            channel.close()
+            try:
+                channel.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                # The client (or the server's stop) already closed the transport.
+                log.debug("channel of %s already closed", username)
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 

@@ -125,15 +125,17 @@ def main() -> int:
             ]
             box.wait_until_settled()
             out.print("approving them one at a time, each on a READY node ...")
-            latencies, phases = [], {"event->dispatch": [], "dispatch->node": [],
-                                     "node->first command": []}
+            latencies, phases = (
+                [],
+                {"event->dispatch": [], "dispatch->node": [], "node->first command": []},
+            )
             for number, ps in changes:
                 wait(lambda: bool(nodes.list(state=NodeState.READY)), 60, "a READY node")
                 box.approve(number, ps)
                 box.wait_until_settled(120)
                 [record] = box.app.scheduler.context.builds.for_change(number)  # type: ignore[union-attr]
                 assert record.result == "SUCCESS", (number, record.result)
-                log_dir = box.site.log_root / record.log_url[len(box.site.log_url):]  # type: ignore[operator]
+                log_dir = box.site.log_root / record.log_url[len(box.site.log_url) :]  # type: ignore[operator]
                 first = float((log_dir / "logs" / "first-command").read_text())
                 latencies.append(first - approvals[number])
                 phases["event->dispatch"].append(record.dispatched_at - approvals[number])
@@ -143,12 +145,17 @@ def main() -> int:
             box.stop()
         base = baseline(args.count, root / "baseline")
 
-    table = Table(title=f"approval reaching the listener -> job's first command ({args.count} approvals)")
+    table = Table(
+        title=f"approval reaching the listener -> job's first command ({args.count} approvals)"
+    )
     for column in ("measure", "p50 ms", "p99 ms", "mean ms", "p50 / baseline p50"):
         table.add_column(column, justify="right" if column != "measure" else "left")
     base_p50 = percentile(base, 50)
-    rows = [("gatekeeper end to end", latencies), *phases.items(),
-            ("baseline: command run directly", base)]
+    rows = [
+        ("gatekeeper end to end", latencies),
+        *phases.items(),
+        ("baseline: command run directly", base),
+    ]
     for name, values in rows:
         table.add_row(
             name,

@@ -117,6 +117,7 @@ class Gatekeeper:
             hold_seconds=site.pool.hold_failed_hours * 3600,
             console=self.console,
             on_request=self.pool.wake if self.pool is not None else None,
+            is_canceled=BuildStore(self.db).is_canceled,
         )
         self.worker = Worker(
             self.worker_name,
@@ -146,7 +147,9 @@ class Gatekeeper:
         if self.listener is not None:
             listener = self.listener
             self._listener_thread = threading.Thread(
-                target=listener.run, args=(self.scheduler.put_trigger,), name="listener",
+                target=listener.run,
+                args=(self.scheduler.put_trigger,),
+                name="listener",
                 daemon=True,
             )
             self._listener_thread.start()

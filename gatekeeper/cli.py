@@ -93,7 +93,10 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
 
 
 site_option = click.option(
-    "-c", "--config", "site_path", type=click.Path(path_type=Path, dir_okay=False),
+    "-c",
+    "--config",
+    "site_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help=SITE_HELP,
 )
 
@@ -140,10 +143,17 @@ def pool(ctx: click.Context, site_path: Path | None) -> None:
 
 
 @main.command()
-@click.argument("layout", required=False, type=click.Path(path_type=Path, dir_okay=False),
-                default=Path("layout.yaml"))
-@click.option("--no-includes", is_flag=True,
-              help="Skip 'includes:' (python-file parameter functions) and check the rest.")
+@click.argument(
+    "layout",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("layout.yaml"),
+)
+@click.option(
+    "--no-includes",
+    is_flag=True,
+    help="Skip 'includes:' (python-file parameter functions) and check the rest.",
+)
 def validate(layout: Path, no_includes: bool) -> None:
     """Check a layout file (default ./layout.yaml); print every error with its
     file, line and key, and exit non-zero if there is any."""
@@ -158,13 +168,25 @@ def validate(layout: Path, no_includes: bool) -> None:
 
 
 @main.command()
-@click.option("--serve", is_flag=True,
-              help="Keep running after the demo so you can push and approve changes by hand.")
-@click.option("--state", "state", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("state/sandbox"), show_default=True,
-              help="Where the sandbox keeps everything (wiped at start).")
-@click.option("--layout", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("layout.yaml"), show_default=True)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep running after the demo so you can push and approve changes by hand.",
+)
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("state/sandbox"),
+    show_default=True,
+    help="Where the sandbox keeps everything (wiped at start).",
+)
+@click.option(
+    "--layout",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("layout.yaml"),
+    show_default=True,
+)
 def sandbox(serve: bool, state: Path, layout: Path) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each

@@ -50,15 +50,21 @@ class GerritListener:
             except GerritError as exc:
                 log.warning(
                     "stream-events: connect attempt %d failed: %s; retrying in %.1fs",
-                    attempt, exc, delay,
+                    attempt,
+                    exc,
+                    delay,
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
             try:
                 legacy = not self._sends_old_value()
-                log.info("stream-events: connected to %s:%d (attempt %d)",
-                         self.connection.config.host, self.connection.config.port, attempt)
+                log.info(
+                    "stream-events: connected to %s:%d (attempt %d)",
+                    self.connection.config.host,
+                    self.connection.config.port,
+                    attempt,
+                )
                 self.connected.set()
                 delay = self.backoff_start
                 attempt = 0

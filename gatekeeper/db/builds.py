@@ -84,6 +84,11 @@ class BuildStore:
             if provider:
                 record.provider = provider
 
+    def is_canceled(self, uuid: str) -> bool:
+        """Whether the scheduler canceled the build (workers ask before starting it)."""
+        record = self.get(uuid)
+        return record is not None and record.result == "CANCELED"
+
     def get(self, uuid: str) -> BuildRecord | None:
         with self.db.session() as session:
             return session.get(BuildRecord, uuid)

@@ -77,8 +77,9 @@ class BuildDispatcher:
         except gear.TimeoutError as exc:
             raise DispatchError(f"no gearman server answered within {timeout}s") from exc
 
-    def submit(self, uuid: str, params: dict[str, str], spec: protocol.JobSpec,
-               precedence: str = "normal") -> None:
+    def submit(
+        self, uuid: str, params: dict[str, str], spec: protocol.JobSpec, precedence: str = "normal"
+    ) -> None:
         """:raises DispatchError: no server took the job."""
         job = gear.TextJob(
             protocol.build_function(spec.name), protocol.encode_build(params, spec), unique=uuid
@@ -86,7 +87,9 @@ class BuildDispatcher:
         with self._lock:
             self._jobs[uuid] = job
         try:
-            self._client.submitJob(job, precedence=PRECEDENCE.get(precedence, gear.PRECEDENCE_NORMAL))
+            self._client.submitJob(
+                job, precedence=PRECEDENCE.get(precedence, gear.PRECEDENCE_NORMAL)
+            )
         except gear.GearmanError as exc:
             with self._lock:
                 self._jobs.pop(uuid, None)
@@ -149,5 +152,8 @@ class BuildDispatcher:
         if known is None:
             return
         log.error("build %s lost: %s", uuid, why)
-        self.sink(BuildCompleted(uuid=uuid, data=protocol.CompleteData(
-            uuid=uuid, result="LOST", error=why)))
+        self.sink(
+            BuildCompleted(
+                uuid=uuid, data=protocol.CompleteData(uuid=uuid, result="LOST", error=why)
+            )
+        )

@@ -123,7 +123,12 @@ class GerritConnection:
         """A fresh client (the caller owns it); used for stream-events."""
         c = self.config
         return ssh_client(
-            c.host, c.port, c.user, c.key, c.known_hosts, c.accept_unknown_host,
+            c.host,
+            c.port,
+            c.user,
+            c.key,
+            c.known_hosts,
+            c.accept_unknown_host,
             keepalive=c.keepalive,
         )
 
@@ -237,8 +242,9 @@ class GerritConnection:
                 f"gerrit review {change},{patchset} failed ({status}): {(err or out).strip()}"
             )
 
-    def stream_lines(self, client: paramiko.SSHClient, stop: threading.Event,
-                     max_line: int) -> Iterator[bytes]:
+    def stream_lines(
+        self, client: paramiko.SSHClient, stop: threading.Event, max_line: int
+    ) -> Iterator[bytes]:
         """Yield raw stream-events lines until the stream ends or ``stop`` is set.
 
         A line longer than ``max_line`` is yielded truncated to ``max_line + 1``

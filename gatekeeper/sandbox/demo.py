@@ -20,8 +20,15 @@ COMPONENTS = {
     "gatekeeper.worker": "worker",
     "gatekeeper.pool": "pool",
 }
-COLOURS = {"listener": "cyan", "scheduler": "magenta", "gearman": "blue", "worker": "green",
-           "pool": "yellow", "gerrit": "bright_white", "sandbox": "bold"}
+COLOURS = {
+    "listener": "cyan",
+    "scheduler": "magenta",
+    "gearman": "blue",
+    "worker": "green",
+    "pool": "yellow",
+    "gerrit": "bright_white",
+    "sandbox": "bold",
+}
 
 
 class StoryHandler(logging.Handler):
@@ -32,8 +39,9 @@ class StoryHandler(logging.Handler):
         self.out = out
 
     def emit(self, record: logging.LogRecord) -> None:
-        who = next((short for prefix, short in COMPONENTS.items()
-                    if record.name.startswith(prefix)), None)
+        who = next(
+            (short for prefix, short in COMPONENTS.items() if record.name.startswith(prefix)), None
+        )
         if who is None or record.name == "gatekeeper.console":
             return
         style = "red" if record.levelno >= logging.WARNING else COLOURS[who]
@@ -61,15 +69,27 @@ class Demo:
         kind = event.get("type")
         change = event.get("change", {})
         if kind == "comment-added" and event.get("author", {}).get("username") == "gatekeeper":
-            votes = " ".join(f"{a['type']}{int(a['value']):+d}" for a in event.get("approvals", [])
-                             if "oldValue" in a) or "no vote change"
-            self.say("gerrit", f"review received on change {change.get('number')} "
-                     f"from gatekeeper: [bold]{escape(votes)}[/]")
+            votes = (
+                " ".join(
+                    f"{a['type']}{int(a['value']):+d}"
+                    for a in event.get("approvals", [])
+                    if "oldValue" in a
+                )
+                or "no vote change"
+            )
+            self.say(
+                "gerrit",
+                f"review received on change {change.get('number')} "
+                f"from gatekeeper: [bold]{escape(votes)}[/]",
+            )
             for line in event.get("comment", "").splitlines():
                 self.say("gerrit", f"  [italic]{escape(line)}[/]")
         elif kind == "change-merged":
-            self.say("gerrit", f"[bold green]change {change.get('number')} MERGED[/] into "
-                     f"{change.get('branch')} at {event.get('newRev', '')[:12]}")
+            self.say(
+                "gerrit",
+                f"[bold green]change {change.get('number')} MERGED[/] into "
+                f"{change.get('branch')} at {event.get('newRev', '')[:12]}",
+            )
 
     def run(self, serve: bool) -> int:
         handler = StoryHandler(self.out)
@@ -81,8 +101,11 @@ class Demo:
             sandbox.start()
             assert sandbox.sim is not None
             sandbox.sim.add_listener(self.gerrit_event)
-            self.say("sandbox", f"Gerrit simulator on ssh://127.0.0.1:{sandbox.sim.port} with "
-                     "the eight projects; gatekeeper is listening to stream-events")
+            self.say(
+                "sandbox",
+                f"Gerrit simulator on ssh://127.0.0.1:{sandbox.sim.port} with "
+                "the eight projects; gatekeeper is listening to stream-events",
+            )
             status = self.story(sandbox)
             if serve:
                 self.print_howto(sandbox)
@@ -102,29 +125,41 @@ class Demo:
 
     def story(self, sandbox: Sandbox) -> int:
         assert sandbox.sim is not None
-        self.say("sandbox", "alice pushes a change to openstack/nova (git push HEAD:refs/for/master)")
+        self.say(
+            "sandbox", "alice pushes a change to openstack/nova (git push HEAD:refs/for/master)"
+        )
         number, patchset = sandbox.push_change(
-            "openstack/nova", "Add the m1.xlarge flavor",
+            "openstack/nova",
+            "Add the m1.xlarge flavor",
             {"nova/__init__.py": NOVA_XLARGE},
         )
         self.say("sandbox", f"bob approves change {number},{patchset}: Code-Review+2 Workflow+1")
         sandbox.approve(number, patchset)
         try:
-            sandbox.wait_for(lambda: sandbox.sim.get_change(number).status != "NEW",  # type: ignore[union-attr]
-                             600, "the change to merge")
+            sandbox.wait_for(
+                lambda: sandbox.sim.get_change(number).status != "NEW",  # type: ignore[union-attr]
+                600,
+                "the change to merge",
+            )
             sandbox.wait_until_settled(120)
         except GatekeeperError as exc:
             self.say("sandbox", f"[red]{escape(str(exc))}[/]")
         change = sandbox.sim.get_change(number)
         logs = sandbox.site.log_root
         if change.status == "MERGED":
-            self.say("sandbox", f"[bold green]change {number} merged[/]; "
-                     f"nova master is now {sandbox.sim.branch_head('openstack/nova')[:12]}")
+            self.say(
+                "sandbox",
+                f"[bold green]change {number} merged[/]; "
+                f"nova master is now {sandbox.sim.branch_head('openstack/nova')[:12]}",
+            )
             self.say("sandbox", f"log archive: {logs}")
             return 0
         last = change.messages[-1].text if change.messages else "no review"
-        self.say("sandbox", f"[red]change {number} is {change.status}, not merged[/]: "
-                 f"{escape(last.splitlines()[0] if last else '')}")
+        self.say(
+            "sandbox",
+            f"[red]change {number} is {change.status}, not merged[/]: "
+            f"{escape(last.splitlines()[0] if last else '')}",
+        )
         self.say("sandbox", f"log archive: {logs}")
         return 1
 
@@ -137,7 +172,8 @@ class Demo:
 
   export GIT_SSH_COMMAND="{ssh}"
   git clone ssh://alice@127.0.0.1:{port}/openstack/glance && cd glance
-  echo change >> README.rst && git commit -am "My change" -m "Change-Id: I$(head -c20 /dev/urandom | sha1sum | cut -c1-40)"
+  echo change >> README.rst
+  git commit -am "My change" -m "Change-Id: I$(head -c20 /dev/urandom | sha1sum | cut -c1-40)"
   git push origin HEAD:refs/for/master
 
   ssh -p {port} -i {keys}/bob -o UserKnownHostsFile={kh} bob@127.0.0.1 \\

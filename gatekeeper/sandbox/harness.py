@@ -52,7 +52,8 @@ def make_key(path: Path) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
-            check=True, stdin=subprocess.DEVNULL,
+            check=True,
+            stdin=subprocess.DEVNULL,
         )
     return path.with_suffix(".pub").read_text().strip()
 
@@ -105,8 +106,12 @@ class Sandbox:
         self.site = self._site_config()
         connection = GerritConnection(self.site.gerrit)  # type: ignore[arg-type]
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)
-        self.app = Gatekeeper(self.site, listener=self._counting(self.listener),
-                              console=self.console, worker_name="sandbox-worker")
+        self.app = Gatekeeper(
+            self.site,
+            listener=self._counting(self.listener),
+            console=self.console,
+            worker_name="sandbox-worker",
+        )
         self.app.start()
         if not self.listener.connected.wait(30):
             raise SandboxError("the listener did not connect to the Gerrit simulator")
@@ -150,8 +155,11 @@ class Sandbox:
         data.update(self.extra_site)
         site = SiteConfig.model_validate(data)
         site.gerrit = GerritConfig(
-            host=self.sim.host, port=self.sim.port, user="gatekeeper",
-            key=self.keys / "gatekeeper", known_hosts=self.known_hosts,
+            host=self.sim.host,
+            port=self.sim.port,
+            user="gatekeeper",
+            key=self.keys / "gatekeeper",
+            known_hosts=self.known_hosts,
         )
         return site.resolve(self.root)
 
@@ -164,17 +172,29 @@ class Sandbox:
     # -- what people do ----------------------------------------------------
     def git_env(self, user: str) -> dict[str, str]:
         assert self.sim is not None
-        ssh = cmdline.join([
-            "ssh", "-i", str(self.keys / user), "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-        ])
+        ssh = cmdline.join(
+            [
+                "ssh",
+                "-i",
+                str(self.keys / user),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                f"UserKnownHostsFile={self.known_hosts}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
+        )
         name, email, _ = USERS.get(user, (user, f"{user}@example.org", set()))
         return {
             **os.environ,
             "GIT_SSH_COMMAND": ssh,
-            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
             "GIT_TERMINAL_PROMPT": "0",
         }
 
@@ -206,8 +226,7 @@ class Sandbox:
                 path.write_text(content)
             _git(["-C", str(work), "add", "-A"], env)
             full = f"{message.rstrip()}\n\nChange-Id: {change_id}\n"
-            _git(["-C", str(work), "commit", "-q", "--allow-empty", "-F", "-"], env,
-                 stdin=full)
+            _git(["-C", str(work), "commit", "-q", "--allow-empty", "-F", "-"], env, stdin=full)
             _git(["-C", str(work), "push", "-q", "origin", f"HEAD:refs/for/{branch}"], env)
         for event in self.sim.events()[before:]:
             if event.get("type") == "patchset-created" and event["change"]["id"] == change_id:
@@ -217,8 +236,7 @@ class Sandbox:
     def gerrit(self, user: str, argv: list[str]) -> tuple[int, str, str]:
         """Run a Gerrit command over SSH as ``user`` (as ``ssh ... gerrit ...`` would)."""
         assert self.sim is not None
-        client = ssh_client(self.sim.host, self.sim.port, user, self.keys / user,
-                            self.known_hosts)
+        client = ssh_client(self.sim.host, self.sim.port, user, self.keys / user, self.known_hosts)
         try:
             _, out, err = client.exec_command(cmdline.join(argv), timeout=60)
             text, errors = out.read().decode(), err.read().decode()
@@ -229,8 +247,7 @@ class Sandbox:
             client.close()
 
     def review(self, user: str, change: int, patchset: int, *options: str) -> None:
-        status, out, err = self.gerrit(user, ["gerrit", "review", *options,
-                                              f"{change},{patchset}"])
+        status, out, err = self.gerrit(user, ["gerrit", "review", *options, f"{change},{patchset}"])
         if status != 0:
             raise SandboxError(f"gerrit review as {user} failed: {(err or out).strip()}")
 
@@ -261,14 +278,21 @@ class Sandbox:
 
     def connection_for(self, user: str) -> GerritConnection:
         assert self.sim is not None
-        return GerritConnection(GerritConfig(host=self.sim.host, port=self.sim.port, user=user,
-                                             key=self.keys / user,
-                                             known_hosts=self.known_hosts))
+        return GerritConnection(
+            GerritConfig(
+                host=self.sim.host,
+                port=self.sim.port,
+                user=user,
+                key=self.keys / user,
+                known_hosts=self.known_hosts,
+            )
+        )
 
 
 def _git(args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
-    result = subprocess.run(["git", *args], env=env, input=stdin, text=True,
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        ["git", *args], env=env, input=stdin, text=True, capture_output=True, check=False
+    )
     if result.returncode != 0:
         raise SandboxError(f"git {args[0]} failed: {result.stderr.strip()}")
 

@@ -52,7 +52,7 @@ def vcpus_for(flavor: str) -> int:
     return sizes[flavor]
 '''
 
-NOVA_TEST = '''import unittest
+NOVA_TEST = """import unittest
 
 from nova import vcpus_for
 
@@ -67,7 +67,7 @@ class TestFlavors(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-'''
+"""
 
 PY_TESTS = "#!/usr/bin/env bash\nset -e\npython3 -m unittest discover -v -s tests -t .\n"
 
@@ -84,12 +84,14 @@ def _generic(name: str) -> dict[str, str | bytes]:
 def seed_files(project: str) -> dict[str, str | bytes]:
     files = _generic(project)
     if project == "openstack/nova":
-        files.update({
-            "nova/__init__.py": NOVA_INIT,
-            "tests/__init__.py": "",
-            "tests/test_flavors.py": NOVA_TEST,
-            "run_tests.sh": PY_TESTS,
-        })
+        files.update(
+            {
+                "nova/__init__.py": NOVA_INIT,
+                "tests/__init__.py": "",
+                "tests/test_flavors.py": NOVA_TEST,
+                "run_tests.sh": PY_TESTS,
+            }
+        )
     if project == "openstack-infra/devstack-gate":
         files["devstack-vm-gate-wrap.sh"] = GATE_WRAP
     return files

@@ -74,8 +74,10 @@ class PipelineManager:
         if reason:
             log.info("%s not enqueued in %s: %s", change, self.name, reason)
             return
-        if any(i.change.number == change.number and i.change.patchset == change.patchset
-               for i in self.items):
+        if any(
+            i.change.number == change.number and i.change.patchset == change.patchset
+            for i in self.items
+        ):
             log.info("%s is already in %s", change, self.name)
             return
         item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
@@ -89,8 +91,9 @@ class PipelineManager:
                 if not build.done:
                     build.canceled = True
                     self.context.dispatcher.cancel(build.uuid)
-                    self.context.builds.completed(build.uuid, BuildResult.CANCELED.value,
-                                                  time.time())
+                    self.context.builds.completed(
+                        build.uuid, BuildResult.CANCELED.value, time.time()
+                    )
         item.dequeued = True
         if item in self.items:
             self.items.remove(item)
@@ -143,8 +146,9 @@ class PipelineManager:
                 build = item.builds.get(tree.name)
                 if build is None:
                     if parent_ok is False:
-                        build = Build(job=tree.name, item_uuid=item.uuid,
-                                      result=BuildResult.SKIPPED)
+                        build = Build(
+                            job=tree.name, item_uuid=item.uuid, result=BuildResult.SKIPPED
+                        )
                         item.builds[tree.name] = build
                         changed = True
                     elif parent_ok is None or parent_ok:
@@ -178,48 +182,54 @@ class PipelineManager:
             timeout=float(job.timeout),
             projects=projects,
         )
-        self.context.builds.dispatched(build.uuid, job_name, change.project, change.number,
-                                       change.patchset, self.name, build.dispatched_at)
+        self.context.builds.dispatched(
+            build.uuid,
+            job_name,
+            change.project,
+            change.number,
+            change.patchset,
+            self.name,
+            build.dispatched_at,
+        )
         try:
-            self.context.dispatcher.submit(build.uuid, params, spec,
-                                           precedence=str(self.pipeline.precedence))
+            self.context.dispatcher.submit(
+                build.uuid, params, spec, precedence=str(self.pipeline.precedence)
+            )
         except DispatchError as exc:
             log.error("could not dispatch %s for %s: %s", job_name, change, exc)
             build.result = BuildResult.ERROR
             build.ended_at = time.time()
             self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
             return
-        log.info("build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change,
-                 self.name)
+        log.info(
+            "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
+        )
 
     def _item_finished(self, item: QueueItem) -> bool:
         names = self._all_jobs(item)
         return bool(names) and item.all_builds_done(names)
 
     def _item_passed(self, item: QueueItem) -> bool:
-        return all(
-            b.result == BuildResult.SUCCESS for b in item.builds.values() if b.voting
-        )
+        return all(b.result == BuildResult.SUCCESS for b in item.builds.values() if b.voting)
 
     # -- reporting ---------------------------------------------------------
     def _report_start(self, item: QueueItem) -> None:
         action = getattr(self.pipeline, "start", None)
         if not _gerrit_options(action):
             return
-        message = (getattr(self.pipeline, "start_message", None)
-                   or f"Starting {self.name} jobs.")
+        message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
         self._send(item, action, message, allow_submit=False)
 
     def _report(self, item: QueueItem) -> None:
         passed = self._item_passed(item)
         action = self.pipeline.success if passed else self.pipeline.failure
-        headline = (self.pipeline.success_message if passed
-                    else self.pipeline.failure_message)
+        headline = self.pipeline.success_message if passed else self.pipeline.failure_message
         headline = headline or ("Build succeeded." if passed else "Build failed.")
         footer = getattr(self.pipeline, "footer_message", "") or ""
         message = compose_message(headline, self.name, item, self._all_jobs(item), footer)
-        log.info("reporting %s in %s: %s", item.change, self.name,
-                 "SUCCESS" if passed else "FAILURE")
+        log.info(
+            "reporting %s in %s: %s", item.change, self.name, "SUCCESS" if passed else "FAILURE"
+        )
         submitted = self._send(item, action, message, allow_submit=True)
         if submitted and not self._is_merged(item.change):
             self._report_merge_failure(item, "Gerrit did not merge the change")
@@ -259,10 +269,12 @@ class PipelineManager:
         item.merge_failed = True
         log.warning("merge failure for %s in %s: %s", item.change, self.name, why)
         action = getattr(self.pipeline, "merge_failure", None) or self.pipeline.failure
-        headline = (getattr(self.pipeline, "merge_failure_message", None)
-                    or "This change was unable to be automatically merged with the current "
-                    "state of the repository. Please rebase your change and upload a new "
-                    "patchset.")
+        headline = (
+            getattr(self.pipeline, "merge_failure_message", None)
+            or "This change was unable to be automatically merged with the current "
+            "state of the repository. Please rebase your change and upload a new "
+            "patchset."
+        )
         options = _gerrit_options(action)
         if options is None:
             return

@@ -10,7 +10,7 @@ from gatekeeper.model.change import QueueItem
 
 def format_duration(seconds: float) -> str:
     """``4m 02s``, ``1h 03m 10s``, ``12s``: what people read in CI comments."""
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -29,7 +29,12 @@ class GerritReporter:
         """:raises GerritError: Gerrit refused the review (or the submit)."""
         spelled = {gerrit_label(change, k): v for k, v in labels.items()}
         votes = " ".join(f"{k}{v:+d}" for k, v in spelled.items())
-        self.connection.review(change.project, change.number, change.patchset, message,
-                               spelled, submit)
-        log.info("review posted on %s: %s%s", change, votes or "(no votes)",
-                 " and submitted" if submit else "")
+        self.connection.review(
+            change.project, change.number, change.patchset, message, spelled, submit
+        )
+        log.info(
+            "review posted on %s: %s%s",
+            change,
+            votes or "(no votes)",
+            " and submitted" if submit else "",
+        )

@@ -161,17 +161,22 @@ class Scheduler:
     def _handle_result(self, event: ResultEvent) -> None:
         found = self._find_build(event.uuid)
         if isinstance(event, BuildStarted):
-            data = event.data
+            start = event.data
             self.context.builds.started(
-                event.uuid, data.node, data.provider, data.worker, data.started_at, data.url
+                event.uuid, start.node, start.provider, start.worker, start.started_at, start.url
             )
             if found is None:
                 return
             manager, build = found
-            build.started_at, build.node, build.provider = data.started_at, data.node, data.provider
-            build.worker, build.url = data.worker, data.url
-            log.info("build %s started on node %s (%s) by %s", build, data.node,
-                     data.provider, data.worker)
+            build.started_at, build.node = start.started_at, start.node
+            build.provider, build.worker, build.url = start.provider, start.worker, start.url
+            log.info(
+                "build %s started on node %s (%s) by %s",
+                build,
+                start.node,
+                start.provider,
+                start.worker,
+            )
             if build.canceled:
                 self.context.dispatcher.cancel(build.uuid)
             return
@@ -182,6 +187,9 @@ class Scheduler:
             except ValueError:
                 result = BuildResult.ERROR
             end = data.ended_at or time.time()
+            if found is None and result == BuildResult.CANCELED:
+                # The worker confirms a cancel the scheduler already recorded.
+                return
             self.context.builds.completed(
                 event.uuid, result.value, end, data.url, data.node, data.provider
             )

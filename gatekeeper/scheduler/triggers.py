@@ -45,8 +45,9 @@ def trigger_matches(trigger: GerritTrigger, event: TriggerEvent) -> bool:
         cast = event.changed_approvals()
         for wanted in trigger.approval:
             for label, value in wanted.items():
-                if not any(a.label.lower() == label.lower() and a.value == int(value)
-                           for a in cast):
+                if not any(
+                    a.label.lower() == label.lower() and a.value == int(value) for a in cast
+                ):
                     return False
     return True
 
@@ -85,16 +86,20 @@ def _state_unmet(require: Any, change: Change, rejecting: bool) -> str:
     if require.open is not None and change.is_open != require.open:
         if not rejecting:
             return f"change is {'not ' if require.open else ''}open"
-    if (require.current_patchset is not None and not rejecting
-            and change.is_current_patchset != require.current_patchset):
+    if (
+        require.current_patchset is not None
+        and not rejecting
+        and change.is_current_patchset != require.current_patchset
+    ):
         return "not the current patchset" if require.current_patchset else "current patchset"
     if require.status and not rejecting and change.status not in require.status:
         return f"status {change.status} not in {require.status}"
     return ""
 
 
-def requirements_unmet(pipeline: PipelineConfig, change: Change,
-                       triggers: list[GerritTrigger] | None = None) -> str:
+def requirements_unmet(
+    pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
+) -> str:
     """Why the change may not enter the pipeline, or '' if it may."""
     why = _state_unmet(pipeline.require, change, rejecting=False)
     if why:

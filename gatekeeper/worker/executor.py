@@ -68,6 +68,8 @@ class BuildExecutor:
     ``git_url`` is Gerrit's base git URL (``ZUUL_URL`` is used when empty);
     ``log_url_base`` is the URL ``log_root`` is published under.
     ``on_request`` nudges the pool when a node request is made.
+    ``is_canceled(uuid)`` tells whether the scheduler dequeued the build
+    while it waited in Gearman.
     ``console`` receives every console line (without the build's uuid);
     by default lines go to the ``gatekeeper.console`` logger.
     """
@@ -86,6 +88,7 @@ class BuildExecutor:
         console: Callable[[str], None] | None = None,
         on_request: Callable[[], None] | None = None,
         claim_interval: float = 0.2,
+        is_canceled: Callable[[str], bool] | None = None,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -99,6 +102,7 @@ class BuildExecutor:
         self.console = console
         self.on_request = on_request
         self.claim_interval = claim_interval
+        self.is_canceled = is_canceled
 
     # -- node ----------------------------------------------------------------
 
@@ -161,6 +165,11 @@ class BuildExecutor:
 
         if stop.is_set():
             return done(BuildResult.ABORTED, "aborted before it started")
+        if self.is_canceled is not None and self.is_canceled(uuid):
+            # Dequeued while it waited in Gearman (no Gearman server can
+            # withdraw a queued job): do not spend a node on it.
+            log.info("build %s was canceled before it started", uuid)
+            return done(BuildResult.CANCELED, "canceled before it started")
         try:
             node = self._claim(spec.node, worker_name, uuid, stop)
         except PoolError as exc:
@@ -250,8 +259,12 @@ class BuildExecutor:
             except TransportError as exc:
                 console.line(f"ERROR: copying the workspace to the node failed: {exc}")
                 return BuildResult.ERROR, str(exc)
-            log.info("workspace synced to node %s (%s): %d projects", node.name,
-                     node.provider, len(states))
+            log.info(
+                "workspace synced to node %s (%s): %d projects",
+                node.name,
+                node.provider,
+                len(states),
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -131,11 +131,22 @@ class Worker:
             deadline = time.monotonic() + STOP_GRACE
             while self._busy and time.monotonic() < deadline:
                 self._idle.wait(deadline - time.monotonic())
-        for gw in [*self._gear, *([self._stop_gear] if self._stop_gear else [])]:
+        connections = [*self._gear, *([self._stop_gear] if self._stop_gear else [])]
+        for gw in connections:
+            # While gear's poll thread still runs, so that a GRAB_JOB answer can
+            # still arrive: gear.shutdown() alone waits 5 s on a connection
+            # left waiting for one, then drops it without closing its socket.
+            try:
+                gw.stopWaitingForJobs()
+            except Exception:
+                log.exception("interrupting a Gearman connection failed")
+        for gw in connections:
             try:
                 gw.shutdown()
             except Exception:
                 log.exception("shutting down a Gearman connection failed")
+            for conn in list(gw.inactive_connections):
+                conn.disconnect()
         for thread in self._threads:
             thread.join(timeout=STOP_GRACE)
         log.info("worker %s stopped", self.name)

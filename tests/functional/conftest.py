@@ -15,8 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 # Two stacks cover both Gearman servers and both databases without the full matrix.
 STACKS = [
     pytest.param(("embedded", "sqlite"), id="embedded-sqlite"),
-    pytest.param(("gearmand", "postgresql"), id="gearmand-postgresql",
-                 marks=[pytest.mark.gearmand, pytest.mark.postgresql]),
+    pytest.param(
+        ("gearmand", "postgresql"),
+        id="gearmand-postgresql",
+        marks=[pytest.mark.gearmand, pytest.mark.postgresql],
+    ),
 ]
 
 
@@ -34,8 +37,7 @@ def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]
 
 
 def _started(tmp_path: Path, servers: list[tuple[str, int]], url: str) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path / "sandbox", REPO / "layout.yaml", gearman_servers=servers,
-                  database=url)
+    box = Sandbox(tmp_path / "sandbox", REPO / "layout.yaml", gearman_servers=servers, database=url)
     try:
         box.start()
         yield box

@@ -19,8 +19,32 @@ def test_safe_log_dir_accepts_zuul_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "log_path",
-    ["../x", "a/../../x", "/etc/passwd", "a//b", "", ".", "a/./b", "a b", "a/b\n", "x/..", "a\\..\\b"],
-    ids=["dotdot", "inner", "absolute", "empty-part", "empty", "dot", "inner-dot", "space", "newline", "trailing", "backslash"],
+    [
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "a//b",
+        "",
+        ".",
+        "a/./b",
+        "a b",
+        "a/b\n",
+        "x/..",
+        "a\\..\\b",
+    ],
+    ids=[
+        "dotdot",
+        "inner",
+        "absolute",
+        "empty-part",
+        "empty",
+        "dot",
+        "inner-dot",
+        "space",
+        "newline",
+        "trailing",
+        "backslash",
+    ],
 )
 def test_safe_log_dir_refuses_traversal(tmp_path: Path, log_path: str) -> None:
     with pytest.raises(ValueError):

@@ -76,7 +76,9 @@ class Upstream:
         git(work, "push", "-q", "origin", f"HEAD:{ref}")
         return ChangeRef(project, base, ref, number, 1)
 
-    def commit_on_branch(self, project: str, branch: str, files: dict[str, str], subject: str) -> None:
+    def commit_on_branch(
+        self, project: str, branch: str, files: dict[str, str], subject: str
+    ) -> None:
         work = self.root.parent / "work" / project
         exists = git(work, "ls-remote", "origin", f"refs/heads/{branch}")
         git(work, "fetch", "-q", "origin", branch if exists else "master")
@@ -219,7 +221,18 @@ def test_concurrent_prepares_share_the_cache(
 @pytest.mark.parametrize(
     "project",
     ["../evil", "/etc", "a/../../b", "a//b", "", ".", "nova/..", "-oProxy", "a b", "x/.git/../y"],
-    ids=["dotdot", "absolute", "inner-dotdot", "empty-part", "empty", "dot", "trailing", "option", "space", "git"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "inner-dotdot",
+        "empty-part",
+        "empty",
+        "dot",
+        "trailing",
+        "option",
+        "space",
+        "git",
+    ],
 )
 def test_hostile_project_names_refused(
     builder: WorkspaceBuilder, tmp_path: Path, project: str

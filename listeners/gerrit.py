@@ -59,16 +59,16 @@ class GerritListener:
                 continue
             try:
                 legacy = not self._sends_old_value()
-                log.info(
-                    "stream-events: connected to %s:%d (attempt %d)",
-                    self.connection.config.host,
-                    self.connection.config.port,
-                    attempt,
-                )
-                self.connected.set()
-                delay = self.backoff_start
-                attempt = 0
-                for line in self.connection.stream_lines(client, self._stop, self.max_line):
+                host, port = self.connection.config.host, self.connection.config.port
+
+                def opened() -> None:
+                    nonlocal delay, attempt
+                    log.info("stream-events: connected to %s:%d (attempt %d)", host, port, attempt)
+                    self.connected.set()
+                    delay, attempt = self.backoff_start, 0
+
+                lines = self.connection.stream_lines(client, self._stop, self.max_line, opened)
+                for line in lines:
                     self._handle_line(line, legacy, sink)
             except GerritError as exc:
                 if not self._stop.is_set():

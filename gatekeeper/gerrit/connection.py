@@ -12,7 +12,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +243,11 @@ class GerritConnection:
             )
 
     def stream_lines(
-        self, client: paramiko.SSHClient, stop: threading.Event, max_line: int
+        self,
+        client: paramiko.SSHClient,
+        stop: threading.Event,
+        max_line: int,
+        on_open: Callable[[], None] | None = None,
     ) -> Iterator[bytes]:
         """Yield raw stream-events lines until the stream ends or ``stop`` is set.
 
@@ -258,6 +262,9 @@ class GerritConnection:
             channel.exec_command(cmdline.join(["gerrit", "stream-events"]))
         except (paramiko.SSHException, OSError, AttributeError) as exc:
             raise GerritError(f"cannot start stream-events: {exc}") from exc
+        if on_open is not None:
+            # Gerrit has accepted the command: events from now on reach us.
+            on_open()
         buf = b""
         skipping = False
         try:

@@ -27,7 +27,7 @@ from paramiko.common import (
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.sandbox.gerrit_sim import commands, push
-from gatekeeper.sandbox.gerrit_sim.state import SimState
+from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,9 @@ class SshServer:
                 event = subscriber.get()
                 if event is None:
                     break
+                if RAW_LINE in event:
+                    channel.sendall(event[RAW_LINE].encode() + b"\n")
+                    continue
                 channel.sendall((json.dumps(event) + "\n").encode())
         finally:
             self.state.unsubscribe(subscriber)

@@ -159,6 +159,10 @@ class GerritSimulator:
         with self.state.lock:
             return list(self.state.reviews)
 
+    def send_raw_line(self, text: str) -> None:
+        """Write ``text`` as a line to every stream-events session (tests of bad input)."""
+        self.state.emit_raw(text)
+
     def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` for each later event, from the dispatcher thread."""
         self._listeners.append(callback)

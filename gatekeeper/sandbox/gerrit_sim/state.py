@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: Key of a subscriber item that is a raw line to send as is (see emit_raw).
+RAW_LINE = "__raw_line__"
+
 from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim.git import CommitInfo, Repo
 from gatekeeper.sandbox.gerrit_sim.records import (
@@ -276,6 +279,13 @@ class SimState:
             self._events.append(event)
             for subscriber in self._subscribers:
                 subscriber.put(event)
+
+    def emit_raw(self, text: str) -> None:
+        """Send ``text`` as one stream-events line, unrecorded: a test's way of
+        showing listeners a line no real Gerrit event looks like."""
+        with self.lock:
+            for subscriber in self._subscribers:
+                subscriber.put({RAW_LINE: text})
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -59,11 +59,16 @@ class GerritListener:
                 continue
             try:
                 legacy = not self._sends_old_value()
-                host, port = self.connection.config.host, self.connection.config.port
 
                 def opened() -> None:
                     nonlocal delay, attempt
-                    log.info("stream-events: connected to %s:%d (attempt %d)", host, port, attempt)
+                    config = self.connection.config
+                    log.info(
+                        "stream-events: connected to %s:%d (attempt %d)",
+                        config.host,
+                        config.port,
+                        attempt,
+                    )
                     self.connected.set()
                     delay, attempt = self.backoff_start, 0
 

@@ -174,7 +174,7 @@ def test_unknown_host_key_is_refused(ci: SimUser, tmp_path: Path) -> None:
     config = GerritConfig(
         host=ci.sim.host, port=ci.sim.port, user="ci", key=ci.key, known_hosts=empty
     )
-    with pytest.raises(GerritError, match="not found in known_hosts|cannot connect"):
+    with pytest.raises(GerritError, match=r"not found in known_hosts|cannot connect"):
         GerritConnection(config).version()
 
 

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Key of a subscriber item that is a raw line to send as is (see emit_raw).
-RAW_LINE = "__raw_line__"
-
 from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim.git import CommitInfo, Repo
 from gatekeeper.sandbox.gerrit_sim.records import (
@@ -29,6 +26,9 @@ from gatekeeper.sandbox.gerrit_sim.records import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Key of a subscriber item that is a raw line to send as is (see emit_raw).
+RAW_LINE = "__raw_line__"
 
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
 

@@ -63,16 +63,19 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
     from gatekeeper.gerrit.connection import GerritConnection
     from listeners.gerrit import GerritListener
 
-    _setup_logging(verbose)
     try:
         site = _load_site(site_path)
+        if site.gerrit is None and components & {"scheduler", "worker"}:
+            raise ConfigError(
+                "no Gerrit configured: write a site file with a 'gerrit' section "
+                "(see README) and pass it with -c, or try 'gatekeeper sandbox'"
+            )
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(verbose)
+    try:
         listener = None
-        if "scheduler" in components:
-            if site.gerrit is None:
-                raise ConfigError(
-                    "no Gerrit configured: write a site file with a 'gerrit' section "
-                    "(see README) and pass it with -c, or try 'gatekeeper sandbox'"
-                )
+        if "scheduler" in components and site.gerrit is not None:
             listener = GerritListener(GerritConnection(site.gerrit))
         app = Gatekeeper(site, listener=listener, components=components)
         app.start()

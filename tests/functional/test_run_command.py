@@ -1,0 +1,116 @@
+"""`gatekeeper run -c gatekeeper.yaml` as a user starts it: a process against Gerrit."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.sandbox.gerrit_sim import GerritSimulator
+from tests.fixtures.gearmand import free_port
+from tests.fixtures.gerrit_sim import SimUser
+
+pytestmark = pytest.mark.timeout(120)
+
+LAYOUT = """
+pipelines:
+  - name: check
+    manager: IndependentPipelineManager
+    trigger:
+      gerrit:
+        - event: patchset-created
+    success:
+      gerrit:
+        verified: 1
+    failure:
+      gerrit:
+        verified: -1
+jobs:
+  - name: demo-unit
+    node: small
+    run: cd demo/project && ./run.sh
+projects:
+  - name: demo/project
+    check:
+      - demo-unit
+"""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        pause.wait(0.05)
+
+
+def test_gatekeeper_run_votes_on_a_pushed_change(
+    gerrit_sim: GerritSimulator, sim_user: Callable[..., SimUser], tmp_path: Path
+) -> None:
+    ci = sim_user("gatekeeper", groups=frozenset({"Non-Interactive Users"}))
+    alice = sim_user("alice")
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    (site_dir / "layout.yaml").write_text(LAYOUT)
+    (site_dir / "gatekeeper.yaml").write_text(
+        f"gerrit:\n  host: 127.0.0.1\n  port: {gerrit_sim.port}\n  user: gatekeeper\n"
+        f"  key: {ci.key}\n  known_hosts: {ci.known_hosts}\n"
+        f"gearman:\n  listen:\n    port: {free_port()}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatekeeper.cli", "run"],  # finds ./gatekeeper.yaml
+        cwd=site_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_for(
+            lambda: any("stream-events: connected" in line for line in output),
+            60,
+            "the listener to connect",
+        )
+        work = tmp_path / "work"
+        alice.git("clone", "-q", gerrit_sim.git_url("demo/project", "alice"), str(work))
+        (work / "README").write_text("changed\n")
+        alice.git(
+            "-C",
+            str(work),
+            "-c",
+            "user.name=Alice",
+            "-c",
+            "user.email=a@example.org",
+            "commit",
+            "-qam",
+            "Change the README\n\nChange-Id: I" + "2" * 40,
+        )
+        alice.git("-C", str(work), "push", "-q", "origin", "HEAD:refs/for/master")
+        wait_for(
+            lambda: gerrit_sim.get_change(1).votes.get("Verified") == {"gatekeeper": 1},
+            60,
+            "Verified +1",
+        )
+        assert (site_dir / "state" / "gatekeeper.db").exists()
+        archive = site_dir / "state" / "logs" / "1" / "1" / "1" / "check" / "demo-unit"
+        [build] = list(archive.iterdir())
+        assert "ok" in (build / "console.txt").read_text().splitlines()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert status == 0, "".join(output[-40:])

@@ -13,7 +13,7 @@ import threading
 
 from gatekeeper.errors import EventParseError, GerritError
 from gatekeeper.gerrit.connection import GerritConnection
-from gatekeeper.gerrit.events import parse_event
+from gatekeeper.gerrit.events import EXCERPT_LENGTH, KNOWN_TYPES, parse_event
 from listeners.base import Sink
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,18 @@ class GerritListener:
             self.skipped_lines += 1
             log.error("stream-events: skipped a line: %s", exc)
             return
-        if event is not None:
-            log.debug("stream-events: %s", event)
-            sink(event)
+        if event is None:
+            return
+        if event.type not in KNOWN_TYPES:
+            self.skipped_lines += 1
+            log.warning(
+                "stream-events: skipped an event of unknown type %r: %s",
+                event.type[:100],
+                line[:EXCERPT_LENGTH].decode("utf-8", "replace"),
+            )
+            return
+        log.debug("stream-events: %s", event)
+        sink(event)
 
     def stop(self) -> None:
         self._stop.set()

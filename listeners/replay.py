@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from gatekeeper.errors import EventParseError
-from gatekeeper.gerrit.events import parse_event
+from gatekeeper.gerrit.events import KNOWN_TYPES, parse_event
 from listeners.base import Sink
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,18 @@ class ReplayListener:
                     self.skipped_lines += 1
                     log.error("%s:%d: skipped: %s", self.path, number, exc)
                     continue
-                if event is not None:
-                    sink(event)
+                if event is None:
+                    continue
+                if event.type not in KNOWN_TYPES:
+                    self.skipped_lines += 1
+                    log.warning(
+                        "%s:%d: skipped an event of unknown type %r",
+                        self.path,
+                        number,
+                        event.type[:100],
+                    )
+                    continue
+                sink(event)
 
     def stop(self) -> None:
         self._stop.set()

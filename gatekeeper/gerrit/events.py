@@ -23,7 +23,7 @@ from gatekeeper.model.events import Account, Approval, TriggerEvent
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ACCOUNT_FIELDS", "EXCERPT_LENGTH", "parse_event"]
+__all__ = ["ACCOUNT_FIELDS", "EXCERPT_LENGTH", "KNOWN_TYPES", "parse_event"]
 
 EXCERPT_LENGTH = 200
 
@@ -47,6 +47,19 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "wip-state-changed": "changer",
     "private-state-changed": "changer",
 }
+#: Every event type Gerrit (and its replication plugin) documents. A listener
+#: skips others, with a warning: a type we do not know cannot be routed right.
+KNOWN_TYPES = frozenset(
+    {
+        *ACCOUNT_FIELDS,
+        "project-created",
+        "ref-replicated",
+        "ref-replication-done",
+        "ref-replication-scheduled",
+        "dropped-output",
+    }
+)
+
 # Tried in order when the event type is not in the table above.
 _ACCOUNT_FALLBACK = (
     "uploader",

@@ -145,7 +145,7 @@ class Demo:
         except GatekeeperError as exc:
             self.say("sandbox", f"[red]{escape(str(exc))}[/]")
         change = sandbox.sim.get_change(number)
-        logs = sandbox.site.log_root
+        logs = self.archive_of(sandbox, number)
         if change.status == "MERGED":
             self.say(
                 "sandbox",
@@ -162,6 +162,17 @@ class Demo:
         )
         self.say("sandbox", f"log archive: {logs}")
         return 1
+
+    def archive_of(self, sandbox: Sandbox, number: int) -> Path:
+        """Where the change's last build is archived (the log root if none ran)."""
+        root = sandbox.site.log_root
+        assert root is not None and sandbox.app is not None and sandbox.app.scheduler
+        records = sandbox.app.scheduler.context.builds.for_change(number)
+        finished = [r for r in records if r.log_url.startswith(sandbox.site.log_url)]
+        if not finished:
+            return root
+        last = max(finished, key=lambda r: r.end_time or 0)
+        return root / last.log_url[len(sandbox.site.log_url) :]
 
     def print_howto(self, sandbox: Sandbox) -> None:
         assert sandbox.sim is not None

@@ -1,9 +1,17 @@
 """The build's git workspace: each project cloned, the queued changes merged in.
 
-A worker keeps one bare mirror per project under its cache directory
-(``git clone --mirror`` once, then ``git remote update --prune``) so a build
-clones locally instead of over the network; only the changes under test are
-fetched from Gerrit for each build.
+A worker keeps one bare mirror per project under its cache directory so a
+build clones locally instead of over the network. A mirror holds branches
+and tags only (one ``git fetch --prune`` per build): Gerrit's
+``refs/changes/*`` run to hundreds of thousands on a busy project, and only
+the changes under test are fetched from Gerrit, into the build's workspace.
+
+Every repository is made with an empty template: copying git's sample hooks
+costs more than the clone itself on a small repository, and hooks never run
+here (``core.hooksPath=/dev/null``). Workspace clones hard-link the mirror's
+objects, which git never modifies in place; the workspace is copied to the
+node (rsync makes new files there) and removed, so no job writes through a
+link into the cache.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ _GIT_OPTIONS = [
     "core.hooksPath=/dev/null",
 ]
 GIT_TIMEOUT = 600.0
+# What a mirror holds: branches and tags, pruned as Gerrit deletes them.
+_MIRROR_REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
 
 
 @dataclass(frozen=True)
@@ -193,42 +203,62 @@ class WorkspaceBuilder:
         return self.cache_dir / (quote(project, safe="") + ".git")
 
     def _update_mirror(self, git_url: str, project: str) -> Path:
-        """Clone or refresh the mirror. Caller holds the project's lock."""
+        """Create or refresh the mirror. Caller holds the project's lock."""
         mirror = self.mirror_path(project)
+        fetch = ["fetch", "-q", "--prune", "--", _join_url(git_url, project), *_MIRROR_REFSPECS]
         if (mirror / "HEAD").exists():
             log.debug("updating mirror of %s", project)
-            self._git(["remote", "set-url", "origin", _join_url(git_url, project)], cwd=mirror)
-            self._git(["remote", "update", "--prune"], cwd=mirror)
+            self._git(fetch, cwd=mirror)
             return mirror
         log.info("cloning mirror of %s", project)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Clone beside it and rename, so an interrupted clone never looks like a mirror.
+        # Fill it beside its place and rename, so an interrupted fetch never
+        # looks like a mirror.
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.cache_dir))
         try:
-            self._git(["clone", "--mirror", "--", _join_url(git_url, project), str(tmp / "m")])
+            self._git(["init", "-q", "--bare", "--template=", str(tmp / "m")])
+            self._git(fetch, cwd=tmp / "m")
             shutil.rmtree(mirror, ignore_errors=True)
             (tmp / "m").rename(mirror)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return mirror
 
-    def _clone_from_cache(self, git_url: str, project: str, dest: Path) -> None:
+    def _clone_from_cache(self, git_url: str, project: str, branch: str, dest: Path) -> str:
+        """Clone ``project`` at ``branch`` (or master) into ``dest``; return the branch.
+
+        :raises WorkspaceError: the project has neither branch, or git failed.
+        """
         lock_file = self.cache_dir / (quote(project, safe="") + ".lock")
         with self._lock(project):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with open(lock_file, "w") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 mirror = self._update_mirror(git_url, project)
+                checkout = branch
+                if not self._branch_exists(mirror, branch):
+                    if branch == "master" or not self._branch_exists(mirror, "master"):
+                        raise WorkspaceError(f"{project} has neither branch {branch} nor master")
+                    log.info("%s has no branch %s; using master", project, branch)
+                    checkout = "master"
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                # --no-hardlinks: the workspace must not share inodes with the cache,
-                # since jobs write into it.
                 self._git(
-                    ["clone", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(dest)]
+                    [
+                        "clone",
+                        "-q",
+                        "--template=",
+                        "--branch",
+                        checkout,
+                        "--",
+                        str(mirror),
+                        str(dest),
+                    ]
                 )
+        return checkout
 
-    def _branch_exists(self, repo: Path, branch: str) -> bool:
+    def _branch_exists(self, mirror: Path, branch: str) -> bool:
         try:
-            self._git(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], repo)
+            self._git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], mirror)
         except WorkspaceError:
             return False
         return True
@@ -271,14 +301,7 @@ class WorkspaceBuilder:
     ) -> RepoState:
         """:raises WorkspaceError:"""
         repo = dest / project
-        self._clone_from_cache(git_url, project, repo)
-        checkout = branch
-        if not self._branch_exists(repo, branch):
-            if branch == "master" or not self._branch_exists(repo, "master"):
-                raise WorkspaceError(f"{project} has neither branch {branch} nor master")
-            log.info("%s has no branch %s; using master", project, branch)
-            checkout = "master"
-        self._git(["checkout", "-q", "-B", checkout, f"refs/remotes/origin/{checkout}"], repo)
+        checkout = self._clone_from_cache(git_url, project, branch, repo)
         # Jobs that fetch from origin should reach Gerrit, not this host's cache.
         self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
         for change in changes:

@@ -58,6 +58,17 @@ _GIT_OPTIONS = [
     "merge.ff=true",
     "-c",
     "core.hooksPath=/dev/null",
+    # Keep what a fetch brings as one pack, not a file (and a directory) per
+    # object: the workspace is copied to the node file by file.
+    "-c",
+    "fetch.unpackLimit=1",
+    # A gc that git detaches would delete packs under a running clone or
+    # rsync; mirrors are collected in the foreground, under their lock, and
+    # workspaces (which live for one build) never.
+    "-c",
+    "gc.autoDetach=false",
+    "-c",
+    "maintenance.autoDetach=false",
 ]
 GIT_TIMEOUT = 600.0
 # What a mirror holds: branches and tags, pruned as Gerrit deletes them.
@@ -169,12 +180,12 @@ class WorkspaceBuilder:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
-    def _git(self, args: list[str], cwd: Path | None = None) -> str:
-        """Run git; return its stdout.
+    def _git(self, args: list[str], cwd: Path | None = None, auto_gc: bool = False) -> str:
+        """Run git; return its stdout. ``auto_gc`` lets git collect garbage as it sees fit.
 
         :raises WorkspaceError: git failed, was missing, or ran too long.
         """
-        argv = ["git", *_GIT_OPTIONS, *args]
+        argv = ["git", *_GIT_OPTIONS, *([] if auto_gc else ["-c", "gc.auto=0"]), *args]
         try:
             proc = subprocess.run(
                 argv,
@@ -208,7 +219,7 @@ class WorkspaceBuilder:
         fetch = ["fetch", "-q", "--prune", "--", _join_url(git_url, project), *_MIRROR_REFSPECS]
         if (mirror / "HEAD").exists():
             log.debug("updating mirror of %s", project)
-            self._git(fetch, cwd=mirror)
+            self._git(fetch, cwd=mirror, auto_gc=True)
             return mirror
         log.info("cloning mirror of %s", project)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

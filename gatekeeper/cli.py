@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 import click
 
@@ -199,6 +200,45 @@ def sandbox(serve: bool, state: Path, layout: Path) -> None:
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     sys.exit(Demo(state, layout).run(serve))
+
+
+@main.command()
+@click.argument("events", type=click.File("rb"))
+@click.option(
+    "--layout",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("layout.yaml"),
+    show_default=True,
+)
+@click.option(
+    "--no-includes",
+    is_flag=True,
+    help="Skip 'includes:' (python-file parameter functions) and route with the rest.",
+)
+def route(events: IO[bytes], layout: Path, no_includes: bool) -> None:
+    """Dry run: where each Gerrit event in EVENTS (a stream-events JSONL file,
+    or - for standard input) would go.
+
+    \b
+    Prints one JSON line per event:
+      {"line": N, "type": ..., "enqueue": [{"pipeline", "project", "change",
+       "ref", "jobs", "unchecked"?, "undecided"?}], "rejected"?: [...]}
+    "unchecked" lists requirements only Gerrit could decide (votes by others,
+    whether the patchset is current); "undecided" lists jobs whose files
+    filters need the change's files. A line that cannot be read gives
+    {"line": N, "error": ...}. Exits 0 unless the layout does not load.
+    """
+    from gatekeeper.config.layout import load_layout
+    from gatekeeper.scheduler.dryrun import dumps, route_lines
+
+    # Only errors: a dry run's output is its JSON lines.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        loaded = load_layout(layout, includes=not no_includes)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for result in route_lines(loaded, events):
+        click.echo(dumps(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -219,6 +219,7 @@ class GerritConnection:
             "--all-approvals",
             "--dependencies",
             "--submit-records",
+            "--files",
         )
         return rows[0] if rows else None
 

@@ -20,8 +20,15 @@ def _int(value: Any, what: str) -> int:
         raise GerritError(f"gerrit query: {what} is not a number: {value!r}") from exc
 
 
+def _file_names(patchset: dict[str, Any]) -> list[str] | None:
+    files = patchset.get("files")
+    if not isinstance(files, list):
+        return None
+    return [str(f["file"]) for f in files if isinstance(f, dict) and "file" in f]
+
+
 def change_from_query(row: dict[str, Any]) -> Change:
-    """A ``gerrit query --current-patch-set --all-approvals`` row as a Change.
+    """A ``gerrit query --current-patch-set --all-approvals --files`` row as a Change.
 
     :raises GerritError: the row lacks what every change has.
     """
@@ -45,6 +52,7 @@ def change_from_query(row: dict[str, Any]) -> Change:
             owner=(row.get("owner") or {}).get("username", ""),
             status=row.get("status", "NEW"),
             approvals=approvals,
+            files=_file_names(current),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise GerritError(f"gerrit query row is not a change: {exc!r}") from exc
@@ -68,9 +76,10 @@ class GerritSource:
         """
         if event.change is None:
             return None
-        change = self.get_change(event.change)
-        if change is None:
+        row = self.connection.query_change(event.change)
+        if not row:
             return None
+        change = change_from_query(row)
         if event.patchset is not None and event.patchset != change.patchset:
             # The event is about an older patchset: test what the event named.
             change.is_current_patchset = False
@@ -78,4 +87,8 @@ class GerritSource:
             change.ref = event.ref or change.ref
             change.revision = event.revision
             change.approvals = {}
+            change.files = None
+            for patchset in row.get("patchSets") or []:
+                if str(patchset.get("number")) == str(event.patchset):
+                    change.files = _file_names(patchset)
         return change

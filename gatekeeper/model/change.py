@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gatekeeper.model.build import Build
@@ -16,7 +16,13 @@ class Change:
     """A Gerrit change at one patchset, as the scheduler knows it.
 
     ``approvals`` maps a label (Gerrit's spelling) to the votes on the current
-    patchset: one value per account username.
+    patchset: one value per account username. ``files`` are the paths the
+    patchset touches, ``/COMMIT_MSG`` included, as Gerrit lists them.
+
+    A change read from Gerrit is complete. One made from an event alone (a
+    dry run) knows only what the event carried: ``files`` is None when
+    unknown, and the ``*_known`` flags say whether a requirement on the
+    status, the current patchset or votes by others can be decided.
     """
 
     project: str
@@ -32,6 +38,10 @@ class Change:
     status: str = "NEW"
     is_current_patchset: bool = True
     approvals: dict[str, dict[str, int]] = field(default_factory=dict)
+    files: list[str] | None = None
+    status_known: bool = True
+    current_known: bool = True
+    votes_complete: bool = True
 
     @property
     def key(self) -> str:
@@ -73,6 +83,9 @@ class QueueItem:
     enqueued_at: float = field(default_factory=time.time)
     event_received_at: float | None = None
     builds: dict[str, Build] = field(default_factory=dict)
+    #: The job trees this item runs (the layout's JobTree objects), chosen at
+    #: enqueue time for its branch and files.
+    job_trees: list[Any] = field(default_factory=list)
     reported: bool = False
     dequeued: bool = False
     merge_failed: bool = False

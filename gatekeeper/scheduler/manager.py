@@ -16,7 +16,7 @@ from gatekeeper.errors import DispatchError, GatekeeperError, GerritError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler import triggers
+from gatekeeper.scheduler import routing
 from gatekeeper.scheduler.params import build_params
 from gatekeeper.scheduler.report import compose_message
 
@@ -59,20 +59,26 @@ class PipelineManager:
 
     def consider(self, event: TriggerEvent, cache: dict[int, Any]) -> None:
         """Enqueue the event's change if this pipeline's triggers want it."""
-        if event.change is None or not self.context.layout.jobs_for(event.project, self.name):
+
+        def lookup() -> Change | None:
+            number = event.change or 0
+            if number not in cache:
+                cache[number] = self.context.source.change_for_event(event)
+            found: Change | None = cache[number]
+            return found
+
+        decision = routing.decide(self.context.layout, self.pipeline, event, lookup)
+        if decision is None:
             return
-        matched = triggers.matching_triggers(self.pipeline, event)
-        if not matched:
-            return
-        if event.change not in cache:
-            cache[event.change] = self.context.source.change_for_event(event)
-        change: Change | None = cache[event.change]
+        change = decision.change
         if change is None:
-            log.warning("%s: change %s not found in Gerrit", self.name, event.change)
+            if decision.reason:
+                log.warning("%s: change %s: %s", self.name, event.change, decision.reason)
+            else:
+                log.info("%s matches %s, but ref updates are not queued yet", event, self.name)
             return
-        reason = triggers.requirements_unmet(self.pipeline, change, matched)
-        if reason:
-            log.info("%s not enqueued in %s: %s", change, self.name, reason)
+        if not decision.enqueue:
+            log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
             return
         if any(
             i.change.number == change.number and i.change.patchset == change.patchset
@@ -81,8 +87,15 @@ class PipelineManager:
             log.info("%s is already in %s", change, self.name)
             return
         item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
+        item.job_trees = decision.selection.trees
         self.items.append(item)
-        log.info("enqueued %s in %s", change, self.name)
+        skipped = decision.selection.skipped
+        log.info(
+            "enqueued %s in %s%s",
+            change,
+            self.name,
+            f" (not running {', '.join(sorted(skipped))})" if skipped else "",
+        )
         self._report_start(item)
 
     def remove(self, item: QueueItem, cancel: bool) -> None:
@@ -124,7 +137,7 @@ class PipelineManager:
         return changed
 
     def _job_trees(self, item: QueueItem) -> list[Any]:
-        return list(self.context.layout.jobs_for(item.change.project, self.name))
+        return list(item.job_trees)
 
     def _all_jobs(self, item: QueueItem) -> list[str]:
         names: list[str] = []
@@ -206,8 +219,9 @@ class PipelineManager:
         )
 
     def _item_finished(self, item: QueueItem) -> bool:
-        names = self._all_jobs(item)
-        return bool(names) and item.all_builds_done(names)
+        # An item whose every job was filtered out (branch, files, skip-if)
+        # is finished at once, and passes: nothing it runs failed.
+        return item.all_builds_done(self._all_jobs(item))
 
     def _item_passed(self, item: QueueItem) -> bool:
         return all(b.result == BuildResult.SUCCESS for b in item.builds.values() if b.voting)

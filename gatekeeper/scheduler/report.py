@@ -45,6 +45,8 @@ def compose_message(
     headline: str, pipeline: str, item: QueueItem, job_order: list[str], footer: str = ""
 ) -> str:
     lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
+    if not job_order:
+        lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
     for name in job_order:
         build = item.builds.get(name)
         if build is not None:

@@ -10,9 +10,14 @@ an approved change does not trigger the gate again.
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass, field
 
-from gatekeeper.config.layout import ApprovalRequirement, GerritTrigger, PipelineConfig
+from gatekeeper.config.layout import (
+    ApprovalRequirement,
+    GerritTrigger,
+    PipelineConfig,
+    PipelineRequire,
+)
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 
@@ -31,7 +36,13 @@ def trigger_matches(trigger: GerritTrigger, event: TriggerEvent) -> bool:
     if trigger.branch and not _any_match(trigger.branch, event.branch):
         return False
     if trigger.ref and not _any_match(trigger.ref, event.ref):
-        return False
+        # Gerrit before 2.13 sent branch updates by short name, and layouts of
+        # that time match them so (``ref: ^(?!refs/).*$``): a branch update
+        # matches by either name.
+        if not (event.type == "ref-updated" and event.branch):
+            return False
+        if not _any_match(trigger.ref, event.branch):
+            return False
     if trigger.ignore_deletes and event.type == "ref-updated" and event.new_rev == ZERO_SHA:
         return False
     if trigger.comment and not _any_match(trigger.comment, event.comment, search=True):
@@ -67,8 +78,13 @@ def _votes(change: Change, label: str) -> dict[str, int]:
     return {}
 
 
-def approval_met(requirement: ApprovalRequirement, change: Change) -> bool:
-    """Some vote on the change satisfies every label of the requirement."""
+def approval_met(requirement: ApprovalRequirement, change: Change) -> bool | None:
+    """Whether some vote satisfies every label of the requirement.
+
+    None when the change's votes are incomplete (made from an event) and
+    the votes it does carry do not settle it.
+    """
+    unknown = False
     for label, accepted in requirement.labels.items():
         ok = False
         for username, value in _votes(change, label).items():
@@ -78,46 +94,98 @@ def approval_met(requirement: ApprovalRequirement, change: Change) -> bool:
                 ok = True
                 break
         if not ok:
-            return False
-    return True
+            if change.votes_complete:
+                return False
+            unknown = True
+    return None if unknown else True
 
 
-def _state_unmet(require: Any, change: Change, rejecting: bool) -> str:
-    if require.open is not None and change.is_open != require.open:
-        if not rejecting:
-            return f"change is {'not ' if require.open else ''}open"
-    if (
-        require.current_patchset is not None
-        and not rejecting
-        and change.is_current_patchset != require.current_patchset
-    ):
-        return "not the current patchset" if require.current_patchset else "current patchset"
-    if require.status and not rejecting and change.status not in require.status:
-        return f"status {change.status} not in {require.status}"
-    return ""
+@dataclass
+class Verdict:
+    """Whether a change may enter a pipeline.
+
+    ``reason`` says why not ('' if it may); ``unchecked`` lists requirements
+    that could not be decided from what is known of the change (only for a
+    change made from an event; they are assumed met).
+    """
+
+    reason: str = ""
+    unchecked: list[str] = field(default_factory=list)
+
+
+def _state(require: PipelineRequire, change: Change, verdict: Verdict) -> None:
+    if require.open is not None:
+        if not change.status_known:
+            verdict.unchecked.append(f"open: {str(require.open).lower()}")
+        elif change.is_open != require.open:
+            verdict.reason = f"change is {'not ' if require.open else ''}open"
+            return
+    if require.current_patchset is not None:
+        if not change.current_known:
+            verdict.unchecked.append(f"current-patchset: {str(require.current_patchset).lower()}")
+        elif change.is_current_patchset != require.current_patchset:
+            verdict.reason = (
+                "not the current patchset" if require.current_patchset else "current patchset"
+            )
+            return
+    if require.status:
+        if not change.status_known:
+            verdict.unchecked.append(f"status: {', '.join(require.status)}")
+        elif change.status not in require.status:
+            verdict.reason = f"status {change.status} not in {require.status}"
+
+
+def check_requirements(
+    pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
+) -> Verdict:
+    """May ``change`` enter ``pipeline`` (``triggers``: the ones its event matched)?"""
+    verdict = Verdict()
+    _state(pipeline.require, change, verdict)
+    if verdict.reason:
+        return verdict
+    for requirement in pipeline.require.approval:
+        met = approval_met(requirement, change)
+        if met is False:
+            verdict.reason = f"missing approval {_describe(requirement)}"
+            return verdict
+        if met is None:
+            verdict.unchecked.append(f"require approval {_describe(requirement)}")
+    for requirement in pipeline.reject.approval:
+        if not requirement.labels:
+            continue
+        met = approval_met(requirement, change)
+        if met is True:
+            verdict.reason = f"rejected by approval {_describe(requirement)}"
+            return verdict
+        if met is None or not change.votes_complete:
+            # Votes by others could still reject it.
+            verdict.unchecked.append(f"reject approval {_describe(requirement)}")
+    if triggers:
+        unchecked: list[str] = []
+        for trigger in triggers:
+            required = [approval_met(r, change) for r in trigger.require_approval]
+            rejected = [approval_met(r, change) for r in trigger.reject_approval if r.labels]
+            if False in required or True in rejected:
+                continue
+            if None in required or None in rejected or (rejected and not change.votes_complete):
+                unchecked.extend(
+                    [f"trigger require-approval {_describe(r)}" for r in trigger.require_approval]
+                    + [f"trigger reject-approval {_describe(r)}" for r in trigger.reject_approval]
+                )
+                continue
+            return verdict
+        if unchecked:
+            verdict.unchecked.extend(dict.fromkeys(unchecked))
+            return verdict
+        verdict.reason = "no trigger's require-approval/reject-approval is met"
+    return verdict
 
 
 def requirements_unmet(
     pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
 ) -> str:
     """Why the change may not enter the pipeline, or '' if it may."""
-    why = _state_unmet(pipeline.require, change, rejecting=False)
-    if why:
-        return why
-    for requirement in pipeline.require.approval:
-        if not approval_met(requirement, change):
-            return f"missing approval {_describe(requirement)}"
-    for requirement in pipeline.reject.approval:
-        if requirement.labels and approval_met(requirement, change):
-            return f"rejected by approval {_describe(requirement)}"
-    if triggers:
-        for trigger in triggers:
-            if all(approval_met(r, change) for r in trigger.require_approval) and not any(
-                approval_met(r, change) for r in trigger.reject_approval if r.labels
-            ):
-                return ""
-        return "no trigger's require-approval/reject-approval is met"
-    return ""
+    return check_requirements(pipeline, change, triggers).reason
 
 
 def _describe(requirement: ApprovalRequirement) -> str:

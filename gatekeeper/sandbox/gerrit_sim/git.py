@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatekeeper.errors import GerritError
@@ -59,6 +59,10 @@ exit $status
 """
 
 
+# git's --name-status letters as Gerrit names them (renames are not detected here).
+_CHANGE_TYPES = {"A": "ADDED", "M": "MODIFIED", "D": "DELETED", "T": "MODIFIED"}
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     """What the simulator needs to know about one pushed commit."""
@@ -70,6 +74,8 @@ class CommitInfo:
     message: str
     insertions: int
     deletions: int
+    #: (path, Gerrit's change type, insertions, deletions), in path order.
+    files: list[tuple[str, str, int, int]] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -196,14 +202,27 @@ class Repo:
         message = message[:-1] if message.endswith("\n\n") else message
         parent_list = parents.split()
         insertions = deletions = 0
+        files: list[tuple[str, str, int, int]] = []
         if parent_list:
-            stat = self.git("diff", "--numstat", parent_list[0], full)
-            for line in stat.splitlines():
-                added, removed, _ = line.split("\t", 2)
+            counts: dict[str, tuple[int, int]] = {}
+            stat = self.git("diff", "--no-renames", "--numstat", "-z", parent_list[0], full)
+            for record in stat.split("\0"):
+                if not record:
+                    continue
+                added, removed, path = record.split("\t", 2)
                 if added != "-":
+                    counts[path] = (int(added), int(removed))
                     insertions += int(added)
                     deletions += int(removed)
-        return CommitInfo(full, parent_list, name, email, message, insertions, deletions)
+            status = self.git("diff", "--no-renames", "--name-status", "-z", parent_list[0], full)
+            fields = status.split("\0")
+            for kind, path in zip(fields[0::2], fields[1::2], strict=False):
+                if path:
+                    plus, minus = counts.get(path, (0, 0))
+                    files.append((path, _CHANGE_TYPES.get(kind[:1], "MODIFIED"), plus, minus))
+        return CommitInfo(
+            full, parent_list, name, email, message, insertions, deletions, sorted(files)
+        )
 
     def merge(self, ours: str, theirs: str, message: str) -> str:
         """Create a merge commit of ``theirs`` into ``ours``; return its sha.

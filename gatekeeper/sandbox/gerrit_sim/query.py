@@ -158,12 +158,32 @@ def _approvals(state: SimState, patchset: PatchSet) -> list[dict[str, Any]]:
     return rows
 
 
-def _patchset(state: SimState, patchset: PatchSet, with_approvals: bool) -> dict[str, Any]:
+def _files(patchset: PatchSet) -> list[dict[str, Any]]:
+    """Gerrit's file attributes: the commit message first, as a file of its own."""
+    commit = patchset.commit
+    rows: list[dict[str, Any]] = [
+        {
+            "file": "/COMMIT_MSG",
+            "type": "ADDED",
+            "insertions": len(commit.message.splitlines()),
+            "deletions": 0,
+        }
+    ]
+    for path, kind, added, removed in commit.files:
+        rows.append({"file": path, "type": kind, "insertions": added, "deletions": -removed})
+    return rows
+
+
+def _patchset(
+    state: SimState, patchset: PatchSet, with_approvals: bool, with_files: bool = False
+) -> dict[str, Any]:
     row = events.patchset_attr(state, patchset)
     if with_approvals:
         approvals = _approvals(state, patchset)
         if approvals:
             row["approvals"] = approvals
+    if with_files:
+        row["files"] = _files(patchset)
     return row
 
 
@@ -189,10 +209,11 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
         ]
     if "patchsets" in options or "all_approvals" in options:
         row["patchSets"] = [
-            _patchset(state, ps, "all_approvals" in options) for ps in change.patchsets
+            _patchset(state, ps, "all_approvals" in options, "files" in options)
+            for ps in change.patchsets
         ]
     if "current" in options:
-        row["currentPatchSet"] = _patchset(state, change.current, True)
+        row["currentPatchSet"] = _patchset(state, change.current, True, "files" in options)
     if "dependencies" in options:
         depends = [
             {

@@ -1,0 +1,92 @@
+"""``gatekeeper route``: where each Gerrit event line would go, without Gerrit.
+
+Every line goes through the scheduler's own routing (:func:`routing.decide`)
+with the change as the event describes it. One JSON object per input line:
+
+    {"line": 3, "type": "comment-added",
+     "enqueue": [{"pipeline": "gate", "project": "openstack/nova",
+                  "change": "123,2", "ref": "refs/changes/23/123/2",
+                  "jobs": ["gate-nova-python27", ...],
+                  "unchecked": ["require approval code-review: [2]"],
+                  "undecided": {"reason": "needs the change's files, ...",
+                                "jobs": ["gate-nova-python27", ...]}}],
+     "rejected": [{"pipeline": "check", "reason": "change is not open"}]}
+
+``unchecked`` and ``undecided`` appear only when not empty: requirements
+and job filters that need what only Gerrit knows (others' votes, the files).
+A line that cannot be read gives ``{"line": N, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from gatekeeper.config.layout import Layout
+from gatekeeper.errors import EventParseError, GatekeeperError
+from gatekeeper.gerrit.events import parse_event
+from gatekeeper.model.events import TriggerEvent
+from gatekeeper.scheduler import routing
+
+__all__ = ["route_event", "route_lines"]
+
+
+def route_event(layout: Layout, event: TriggerEvent) -> dict[str, Any]:
+    """Every pipeline's decision on ``event``, as the JSON object described above.
+
+    :raises ConfigError: a template a project uses cannot be expanded.
+    """
+    enqueue: list[dict[str, Any]] = []
+    rejected: list[dict[str, str]] = []
+    change = routing.change_from_event(event)
+    for pipeline in layout.pipelines:
+        decision = routing.decide(layout, pipeline, event, lambda: change)
+        if decision is None:
+            continue
+        if not decision.enqueue:
+            rejected.append({"pipeline": pipeline.name, "reason": decision.reason})
+            continue
+        entry: dict[str, Any] = {
+            "pipeline": pipeline.name,
+            "project": event.project,
+            "change": event.change_key if event.change is not None else None,
+            "ref": event.ref,
+            "jobs": decision.selection.job_names(),
+        }
+        if decision.unchecked:
+            entry["unchecked"] = decision.unchecked
+        if decision.selection.undecided:
+            entry["undecided"] = {
+                "reason": routing.NEEDS_FILES,
+                "jobs": list(decision.selection.undecided),
+            }
+        enqueue.append(entry)
+    out: dict[str, Any] = {"type": event.type, "enqueue": enqueue}
+    if rejected:
+        out["rejected"] = rejected
+    return out
+
+
+def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
+    """One result per non-blank line, numbered from 1. Never raises for a bad line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_event(line)
+        except EventParseError as exc:
+            yield {"line": number, "error": str(exc)}
+            continue
+        if event is None:
+            # dropped-output: Gerrit lost events; nothing to route.
+            yield {"line": number, "type": "dropped-output", "enqueue": []}
+            continue
+        try:
+            yield {"line": number, **route_event(layout, event)}
+        except GatekeeperError as exc:
+            yield {"line": number, "type": event.type, "error": str(exc)}
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, ensure_ascii=False, separators=(", ", ": "))

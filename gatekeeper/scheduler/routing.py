@@ -1,0 +1,231 @@
+"""Which pipelines an event enters, and which of a project's jobs run there.
+
+One decision, two callers: the scheduler (with the change as Gerrit reports
+it) and ``gatekeeper route`` (a dry run, with only what the event carries).
+Both go through :func:`decide`, so a dry run says exactly what the daemon
+would do, and says what it could not know without asking Gerrit.
+
+Jobs are filtered per change as Zuul v2 did: ``branch:`` (matched against
+the branch, or the ref for a ref update), ``files:`` (any changed file
+matches) and ``skip-if`` (every condition's project, branch and
+all-files-match-any hold). A job filtered out takes the jobs that would run
+after it along.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatekeeper.config.layout import JobConfig, JobTree, Layout, PipelineConfig, SkipIf
+from gatekeeper.model.change import Change
+from gatekeeper.model.events import TriggerEvent
+from gatekeeper.scheduler.triggers import check_requirements, matching_triggers
+
+__all__ = ["Decision", "JobSelection", "change_from_event", "decide", "select_jobs"]
+
+# Files Gerrit lists that are not in the tree: a change never touches only these.
+META_FILES = frozenset({"/COMMIT_MSG", "/MERGE_LIST"})
+
+NEEDS_FILES = "needs the change's files, which the event does not carry"
+
+
+@dataclass
+class JobSelection:
+    """The job trees that run, and why the others do not.
+
+    ``undecided`` names jobs kept although a filter could not be evaluated
+    (the files were unknown): the scheduler always knows them, so only a dry
+    run sees this.
+    """
+
+    trees: list[JobTree] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    undecided: dict[str, str] = field(default_factory=dict)
+
+    def job_names(self) -> list[str]:
+        """Every job that runs, parents before their children, in layout order."""
+        return [tree.name for root in self.trees for tree in root.walk()]
+
+
+def _matches_any(patterns: list[re.Pattern[str]], *values: str) -> bool:
+    return any(p.match(v) for p in patterns for v in values if v)
+
+
+def _tree_files(files: list[str]) -> list[str]:
+    return [f for f in files if f not in META_FILES]
+
+
+def _skip_condition(
+    condition: SkipIf, project: str, branch: str, files: list[str] | None
+) -> bool | None:
+    """Whether this ``skip-if`` entry holds (None: the files would decide)."""
+    if condition.project is not None and not condition.project.match(project):
+        return False
+    if condition.branch is not None and not condition.branch.match(branch):
+        return False
+    if not condition.all_files_match_any:
+        return True
+    if files is None:
+        return None
+    changed = _tree_files(files)
+    # A change that touches no file in the tree (a commit message edit) is not skipped.
+    return bool(changed) and all(
+        any(p.match(f) for p in condition.all_files_match_any) for f in changed
+    )
+
+
+def job_applies(
+    job: JobConfig, project: str, branch: str, ref: str, files: list[str] | None
+) -> tuple[bool, str, bool]:
+    """(runs, why not or why undecided, undecided) for one job and one change or ref."""
+    if job.branch and not _matches_any(job.branch, branch, ref):
+        return False, f"branch {branch or ref} does not match branch:", False
+    undecided = False
+    if job.files:
+        if files is None:
+            undecided = True
+        elif not any(p.match(f) for p in job.files for f in files):
+            return False, "no changed file matches files:", False
+    for condition in job.skip_if:
+        holds = _skip_condition(condition, project, branch, files)
+        if holds:
+            return False, "skip-if holds", False
+        if holds is None:
+            undecided = True
+    return True, NEEDS_FILES if undecided else "", undecided
+
+
+def select_jobs(
+    layout: Layout,
+    project: str,
+    pipeline: str,
+    branch: str,
+    ref: str = "",
+    files: list[str] | None = None,
+) -> JobSelection:
+    """The trees of ``project`` in ``pipeline`` that run for this change or ref.
+
+    ``files`` None means unknown: filters that need them let the job run
+    and mark it undecided.
+
+    :raises ConfigError: a template the project uses cannot be expanded.
+    """
+    selection = JobSelection()
+
+    def prune(trees: list[JobTree]) -> Iterator[JobTree]:
+        for tree in trees:
+            runs, why, undecided = job_applies(layout.job(tree.name), project, branch, ref, files)
+            if not runs:
+                for dropped in tree.walk():
+                    selection.skipped.setdefault(
+                        dropped.name, why if dropped is tree else f"runs after {tree.name}"
+                    )
+                continue
+            if undecided:
+                selection.undecided[tree.name] = why
+            yield JobTree(tree.name, list(prune(tree.children)))
+
+    selection.trees = list(prune(layout.jobs_for(project, pipeline)))
+    return selection
+
+
+@dataclass
+class Decision:
+    """What one pipeline does with one event.
+
+    ``change`` is None for a ref update. ``reason`` says why it is not
+    enqueued ('' when it is); ``unchecked`` lists requirements that could
+    not be decided from what was known of the change.
+    """
+
+    pipeline: str
+    change: Change | None
+    selection: JobSelection
+    reason: str = ""
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def enqueue(self) -> bool:
+        return not self.reason
+
+
+def decide(
+    layout: Layout,
+    pipeline: PipelineConfig,
+    event: TriggerEvent,
+    lookup: Callable[[], Change | None],
+) -> Decision | None:
+    """None when ``pipeline`` has no interest in ``event``; otherwise its decision.
+
+    ``lookup`` gives the event's change (asked only when a trigger matched).
+
+    :raises ConfigError: a template the project uses cannot be expanded.
+    :raises GerritError: from ``lookup``.
+    """
+    if not layout.jobs_for(event.project, pipeline.name):
+        return None
+    matched = matching_triggers(pipeline, event)
+    if not matched:
+        return None
+    if event.change is None:
+        # A ref update: requirements are about changes and do not apply.
+        selection = select_jobs(layout, event.project, pipeline.name, event.branch, event.ref)
+        return Decision(pipeline.name, None, selection)
+    change = lookup()
+    if change is None:
+        return Decision(pipeline.name, None, JobSelection(), reason="change not found in Gerrit")
+    verdict = check_requirements(pipeline, change, matched)
+    if verdict.reason:
+        return Decision(pipeline.name, change, JobSelection(), verdict.reason, verdict.unchecked)
+    selection = select_jobs(layout, change.project, pipeline.name, change.branch, "", change.files)
+    return Decision(pipeline.name, change, selection, "", verdict.unchecked)
+
+
+def _raw_change(event: TriggerEvent) -> dict[str, Any]:
+    change = event.raw.get("change")
+    return change if isinstance(change, dict) else {}
+
+
+def change_from_event(event: TriggerEvent) -> Change | None:
+    """The event's change as far as the event tells it (for a dry run).
+
+    Known: project, branch, number, patchset, the author's votes on a
+    comment, the status when the event carries it, and that a new patchset
+    is current. Not known: other reviewers' votes and the files.
+    """
+    if event.change is None or event.patchset is None:
+        return None
+    raw = _raw_change(event)
+    status = raw.get("status")
+    is_open = raw.get("open")
+    known_status = isinstance(status, str) or isinstance(is_open, bool)
+    if not isinstance(status, str):
+        status = "NEW" if is_open is not False else "ABANDONED"
+    if event.type == "change-merged":
+        status, known_status = "MERGED", True
+    elif event.type == "change-abandoned":
+        status, known_status = "ABANDONED", True
+    approvals: dict[str, dict[str, int]] = {}
+    who = event.account.username if event.account is not None else ""
+    for approval in event.approvals:
+        by = approval.by.username if approval.by is not None else who
+        approvals.setdefault(approval.label, {})[by or "?"] = approval.value
+    return Change(
+        project=event.project,
+        branch=event.branch,
+        number=event.change,
+        patchset=event.patchset,
+        ref=event.ref,
+        revision=event.revision,
+        change_id=event.change_id,
+        url=event.change_url,
+        status=status,
+        approvals=approvals,
+        files=None,
+        status_known=known_status,
+        current_known=event.type == "patchset-created",
+        votes_complete=False,
+    )

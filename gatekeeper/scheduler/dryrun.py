@@ -26,29 +26,33 @@ from typing import Any
 from gatekeeper.config.layout import Layout
 from gatekeeper.errors import EventParseError, GatekeeperError
 from gatekeeper.gerrit.events import parse_event
+from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler import routing
 
 __all__ = ["route_event", "route_lines"]
 
 
-def route_event(layout: Layout, event: TriggerEvent) -> dict[str, Any]:
+def route_event(router: routing.Router, event: TriggerEvent) -> dict[str, Any]:
     """Every pipeline's decision on ``event``, as the JSON object described above.
 
     :raises ConfigError: a template a project uses cannot be expanded.
     """
     enqueue: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
-    change = routing.change_from_event(event)
-    for pipeline in layout.pipelines:
-        decision = routing.decide(layout, pipeline, event, lambda: change)
-        if decision is None:
-            continue
+    made: list[Change | None] = []
+
+    def lookup() -> Change | None:
+        if not made:
+            made.append(routing.change_from_event(event))
+        return made[0]
+
+    for decision in router.decisions(event, lookup):
         if not decision.enqueue:
-            rejected.append({"pipeline": pipeline.name, "reason": decision.reason})
+            rejected.append({"pipeline": decision.pipeline, "reason": decision.reason})
             continue
         entry: dict[str, Any] = {
-            "pipeline": pipeline.name,
+            "pipeline": decision.pipeline,
             "project": event.project,
             "change": event.change_key if event.change is not None else None,
             "ref": event.ref,
@@ -70,6 +74,7 @@ def route_event(layout: Layout, event: TriggerEvent) -> dict[str, Any]:
 
 def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
     """One result per non-blank line, numbered from 1. Never raises for a bad line."""
+    router = routing.Router(layout)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -83,7 +88,7 @@ def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[s
             yield {"line": number, "type": "dropped-output", "enqueue": []}
             continue
         try:
-            yield {"line": number, **route_event(layout, event)}
+            yield {"line": number, **route_event(router, event)}
         except GatekeeperError as exc:
             yield {"line": number, "type": event.type, "error": str(exc)}
 

@@ -16,7 +16,6 @@ from gatekeeper.errors import DispatchError, GatekeeperError, GerritError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler import routing
 from gatekeeper.scheduler.params import build_params
 from gatekeeper.scheduler.report import compose_message
 
@@ -67,7 +66,7 @@ class PipelineManager:
             found: Change | None = cache[number]
             return found
 
-        decision = routing.decide(self.context.layout, self.pipeline, event, lookup)
+        decision = self.context.router.decide(self.pipeline, event, lookup)
         if decision is None:
             return
         change = decision.change
@@ -87,7 +86,7 @@ class PipelineManager:
             log.info("%s is already in %s", change, self.name)
             return
         item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
-        item.job_trees = decision.selection.trees
+        item.job_trees = list(decision.selection.trees)
         self.items.append(item)
         skipped = decision.selection.skipped
         log.info(

@@ -19,12 +19,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.config.layout import JobConfig, JobTree, Layout, PipelineConfig, SkipIf
+from gatekeeper.config.layout import (
+    GerritTrigger,
+    JobConfig,
+    JobTree,
+    Layout,
+    PipelineConfig,
+    SkipIf,
+)
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler.triggers import check_requirements, matching_triggers
 
-__all__ = ["Decision", "JobSelection", "change_from_event", "decide", "select_jobs"]
+__all__ = ["Decision", "JobSelection", "Router", "change_from_event", "decide", "select_jobs"]
 
 # Files Gerrit lists that are not in the tree: a change never touches only these.
 META_FILES = frozenset({"/COMMIT_MSG", "/MERGE_LIST"})
@@ -44,10 +51,13 @@ class JobSelection:
     trees: list[JobTree] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     undecided: dict[str, str] = field(default_factory=dict)
+    _names: list[str] | None = field(default=None, repr=False, compare=False)
 
     def job_names(self) -> list[str]:
         """Every job that runs, parents before their children, in layout order."""
-        return [tree.name for root in self.trees for tree in root.walk()]
+        if self._names is None:
+            self._names = [tree.name for root in self.trees for tree in root.walk()]
+        return list(self._names)
 
 
 def _matches_any(patterns: list[re.Pattern[str]], *values: str) -> bool:
@@ -152,27 +162,41 @@ class Decision:
         return not self.reason
 
 
+Selector = Callable[[str, str, str, str, "list[str] | None"], JobSelection]
+
+
 def decide(
     layout: Layout,
     pipeline: PipelineConfig,
     event: TriggerEvent,
     lookup: Callable[[], Change | None],
+    select: Selector | None = None,
+    for_type: list[GerritTrigger] | None = None,
 ) -> Decision | None:
     """None when ``pipeline`` has no interest in ``event``; otherwise its decision.
 
-    ``lookup`` gives the event's change (asked only when a trigger matched).
+    ``lookup`` gives the event's change (asked only when a trigger matched);
+    ``select`` chooses the jobs (default :func:`select_jobs` on ``layout``);
+    ``for_type`` are the pipeline's triggers for the event's type, if known.
 
     :raises ConfigError: a template the project uses cannot be expanded.
     :raises GerritError: from ``lookup``.
     """
     if not layout.jobs_for(event.project, pipeline.name):
         return None
-    matched = matching_triggers(pipeline, event)
+    matched = matching_triggers(pipeline, event, for_type)
     if not matched:
         return None
+    if select is None:
+
+        def select(
+            project: str, name: str, branch: str, ref: str, files: list[str] | None
+        ) -> JobSelection:
+            return select_jobs(layout, project, name, branch, ref, files)
+
     if event.change is None:
         # A ref update: requirements are about changes and do not apply.
-        selection = select_jobs(layout, event.project, pipeline.name, event.branch, event.ref)
+        selection = select(event.project, pipeline.name, event.branch, event.ref, None)
         return Decision(pipeline.name, None, selection)
     change = lookup()
     if change is None:
@@ -180,8 +204,89 @@ def decide(
     verdict = check_requirements(pipeline, change, matched)
     if verdict.reason:
         return Decision(pipeline.name, change, JobSelection(), verdict.reason, verdict.unchecked)
-    selection = select_jobs(layout, change.project, pipeline.name, change.branch, "", change.files)
+    selection = select(change.project, pipeline.name, change.branch, "", change.files)
     return Decision(pipeline.name, change, selection, "", verdict.unchecked)
+
+
+class Router:
+    """:func:`decide` for every pipeline of one layout, with what can be known
+    in advance looked up instead of recomputed.
+
+    Most events concern few pipelines: one whose triggers never name the
+    event's type, or where the project runs no job, is passed over with a
+    dict lookup. Job selections are cached by what decides them (project,
+    pipeline, branch, ref, files). Built per layout (a new layout gets a new
+    Router); used by the scheduler thread, or by one dry run.
+    """
+
+    _CACHE = 8192
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._candidates: dict[tuple[str, str], tuple[PipelineConfig, ...]] = {}
+        self._selections: dict[tuple[Any, ...], JobSelection] = {}
+        self._for_type: dict[tuple[str, str], list[GerritTrigger]] = {}
+
+    def triggers_for_type(self, pipeline: PipelineConfig, kind: str) -> list[GerritTrigger]:
+        """The pipeline's Gerrit triggers whose event regexes match ``kind``."""
+        key = (pipeline.name, kind)
+        found = self._for_type.get(key)
+        if found is None:
+            found = [t for t in pipeline.trigger.gerrit if _matches_any(t.event, kind)]
+            self._for_type[key] = found
+        return found
+
+    def candidates(self, event: TriggerEvent) -> tuple[PipelineConfig, ...]:
+        """The pipelines, in layout order, with a trigger for the event's type
+        and jobs for its project: the only ones :func:`decide` may answer for."""
+        key = (event.type, event.project)
+        found = self._candidates.get(key)
+        if found is None:
+            found = tuple(
+                p
+                for p in self.layout.pipelines
+                if self.triggers_for_type(p, event.type)
+                and self.layout.jobs_for(event.project, p.name)
+            )
+            if len(self._candidates) >= self._CACHE:
+                self._candidates.clear()
+            self._candidates[key] = found
+        return found
+
+    def select(
+        self, project: str, pipeline: str, branch: str, ref: str, files: list[str] | None
+    ) -> JobSelection:
+        """:func:`select_jobs`, cached; the selection is shared: do not change it."""
+        key = (project, pipeline, branch, ref, None if files is None else tuple(files))
+        found = self._selections.get(key)
+        if found is None:
+            if len(self._selections) >= self._CACHE:
+                self._selections.clear()
+            found = select_jobs(self.layout, project, pipeline, branch, ref, files)
+            self._selections[key] = found
+        return found
+
+    def decide(
+        self,
+        pipeline: PipelineConfig,
+        event: TriggerEvent,
+        lookup: Callable[[], Change | None],
+    ) -> Decision | None:
+        """As :func:`decide`, for one pipeline of this layout."""
+        if pipeline not in self.candidates(event):
+            return None
+        for_type = self.triggers_for_type(pipeline, event.type)
+        return decide(self.layout, pipeline, event, lookup, self.select, for_type)
+
+    def decisions(
+        self, event: TriggerEvent, lookup: Callable[[], Change | None]
+    ) -> Iterator[Decision]:
+        """Every interested pipeline's decision on ``event``, in layout order."""
+        for pipeline in self.candidates(event):
+            for_type = self.triggers_for_type(pipeline, event.type)
+            decision = decide(self.layout, pipeline, event, lookup, self.select, for_type)
+            if decision is not None:
+                yield decision
 
 
 def _raw_change(event: TriggerEvent) -> dict[str, Any]:

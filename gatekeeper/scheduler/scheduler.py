@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gatekeeper.config.layout import Layout
 from gatekeeper.db.builds import BuildStore
@@ -24,6 +24,7 @@ from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ class SchedulerContext:
     reporter: GerritReporter
     zuul_url: str
     log_url: str
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.layout)
 
 
 class Scheduler:

@@ -30,8 +30,9 @@ def _any_match(patterns: list[re.Pattern[str]], value: str, search: bool = False
     return any(p.match(value) for p in patterns)
 
 
-def trigger_matches(trigger: GerritTrigger, event: TriggerEvent) -> bool:
-    if not _any_match(trigger.event, event.type):
+def trigger_matches(trigger: GerritTrigger, event: TriggerEvent, type_known: bool = False) -> bool:
+    """Whether ``event`` fires ``trigger`` (``type_known``: its event regexes already matched)."""
+    if not type_known and not _any_match(trigger.event, event.type):
         return False
     if trigger.branch and not _any_match(trigger.branch, event.branch):
         return False
@@ -63,7 +64,15 @@ def trigger_matches(trigger: GerritTrigger, event: TriggerEvent) -> bool:
     return True
 
 
-def matching_triggers(pipeline: PipelineConfig, event: TriggerEvent) -> list[GerritTrigger]:
+def matching_triggers(
+    pipeline: PipelineConfig,
+    event: TriggerEvent,
+    for_type: list[GerritTrigger] | None = None,
+) -> list[GerritTrigger]:
+    """The pipeline's triggers that ``event`` fires; ``for_type`` (if given) are
+    the ones whose event regexes match its type, looked up in advance."""
+    if for_type is not None:
+        return [t for t in for_type if trigger_matches(t, event, type_known=True)]
     return [t for t in pipeline.trigger.gerrit if trigger_matches(t, event)]
 
 

@@ -24,6 +24,7 @@ from gatekeeper.gerrit.events import parse_event
 from gatekeeper.model.change import Change
 from gatekeeper.scheduler import routing
 from gatekeeper.scheduler.dryrun import route_event, route_lines
+from gatekeeper.scheduler.routing import Router
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 OPENSTACK = SHARED / "layouts" / "openstack-project-config-2015.yaml"
@@ -57,6 +58,10 @@ def event_from(shape: dict[str, Any], edit: Callable[[dict[str, Any]], None]) ->
     event = parse_event(json.dumps(data))
     assert event is not None
     return event
+
+
+def routed(layout: Layout, event: Any) -> dict[str, Any]:
+    return route_event(Router(layout), event)
 
 
 def pipelines(result: dict[str, Any]) -> list[str]:
@@ -102,7 +107,7 @@ NOT_RECHECKS = [
 
 @pytest.mark.parametrize("text", RECHECKS, ids=lambda t: repr(t)[:40])
 def test_recheck_spellings_enter_check(layout: Layout, shapes: Any, text: str) -> None:
-    result = route_event(layout, comment_event(shapes, text, []))
+    result = routed(layout, comment_event(shapes, text, []))
     assert pipelines(result) == ["check"]
     check = entry(result, "check")
     assert check["change"] == "123456,1" and check["project"] == "openstack/nova"
@@ -113,7 +118,7 @@ def test_recheck_spellings_enter_check(layout: Layout, shapes: Any, text: str) -
 
 @pytest.mark.parametrize("text", NOT_RECHECKS, ids=lambda t: repr(t)[:40])
 def test_other_comments_do_not(layout: Layout, shapes: Any, text: str) -> None:
-    assert route_event(layout, comment_event(shapes, text, []))["enqueue"] == []
+    assert routed(layout, comment_event(shapes, text, []))["enqueue"] == []
 
 
 # -- approvals --------------------------------------------------------------
@@ -126,7 +131,7 @@ def test_workflow_transition_enters_gate_and_repeated_vote_does_not(
         {"type": "Code-Review", "description": "Code-Review", "value": "2"},
         {"type": "Workflow", "description": "Workflow", "value": "1", "oldValue": "0"},
     ]
-    result = route_event(layout, comment_event(shapes, "Patch Set 1: Workflow+1", cast))
+    result = routed(layout, comment_event(shapes, "Patch Set 1: Workflow+1", cast))
     assert "gate" in pipelines(result)
     gate = entry(result, "gate")
     # Jenkins' Verified vote is not in bob's event: only Gerrit can confirm it.
@@ -134,13 +139,13 @@ def test_workflow_transition_enters_gate_and_repeated_vote_does_not(
     assert "gate-tempest-dsvm-full" in gate["jobs"]
 
     repeated = [{k: v for k, v in a.items() if k != "oldValue"} for a in cast]
-    result = route_event(layout, comment_event(shapes, "Patch Set 1:\n\nnice", repeated))
+    result = routed(layout, comment_event(shapes, "Patch Set 1:\n\nnice", repeated))
     assert "gate" not in pipelines(result)
 
 
 def test_workflow_minus_one_is_not_an_approval(layout: Layout, shapes: Any) -> None:
     cast = [{"type": "Workflow", "description": "Workflow", "value": "-1", "oldValue": "0"}]
-    result = route_event(layout, comment_event(shapes, "Patch Set 1: Workflow-1", cast))
+    result = routed(layout, comment_event(shapes, "Patch Set 1: Workflow-1", cast))
     assert pipelines(result) == []
 
 
@@ -179,8 +184,8 @@ def new_patchset(shapes: Any, project: str = "openstack/nova", branch: str = "ma
 def test_stable_branch_drops_jobs_whose_branch_regex_excludes_it(
     layout: Layout, shapes: Any
 ) -> None:
-    master = entry(route_event(layout, new_patchset(shapes)), "check")["jobs"]
-    kilo = entry(route_event(layout, new_patchset(shapes, branch="stable/kilo")), "check")["jobs"]
+    master = entry(routed(layout, new_patchset(shapes)), "check")["jobs"]
+    kilo = entry(routed(layout, new_patchset(shapes, branch="stable/kilo")), "check")["jobs"]
     # ^(?!stable/kilo).*$ and friends in the layout's jobs: section.
     for job in ("gate-nova-python34", "gate-grenade-dsvm", "gate-nova-pep8-constraints"):
         assert job in master and job not in kilo
@@ -215,7 +220,7 @@ def test_docs_only_change_skips_expensive_jobs(layout: Layout, shapes: Any) -> N
 
 
 def test_event_without_files_says_which_jobs_it_cannot_decide(layout: Layout, shapes: Any) -> None:
-    check = entry(route_event(layout, new_patchset(shapes)), "check")
+    check = entry(routed(layout, new_patchset(shapes)), "check")
     undecided = check["undecided"]
     assert undecided["reason"] == routing.NEEDS_FILES
     assert "gate-tempest-dsvm-full" in undecided["jobs"]  # skip-if on files
@@ -246,22 +251,24 @@ def ref_updated(shapes: Any, ref: str, old: str = "1" * 40, new: str = "2" * 40)
 
 
 def test_tag_and_branch_updates(layout: Layout, shapes: Any) -> None:
-    tag = route_event(layout, ref_updated(shapes, "refs/tags/13.0.0", old="0" * 40))
+    tag = routed(layout, ref_updated(shapes, "refs/tags/13.0.0", old="0" * 40))
     assert pipelines(tag) == ["tag", "release"]
     assert all(e["change"] is None and e["ref"] == "refs/tags/13.0.0" for e in tag["enqueue"])
     assert "nova-tarball" in entry(tag, "release")["jobs"]
     # post's trigger (ref: ^(?!refs/).*$) was written for Gerrit's old short
     # names; a branch update matches it by full or by short name.
     for name in ("refs/heads/master", "master"):
-        branch = route_event(layout, ref_updated(shapes, name))
+        branch = routed(layout, ref_updated(shapes, name))
         assert pipelines(branch) == ["post"]
         assert "nova-branch-tarball" in entry(branch, "post")["jobs"]
-    deleted = route_event(layout, ref_updated(shapes, "refs/heads/stable/juno", new="0" * 40))
+    deleted = route_event(
+        Router(layout), ref_updated(shapes, "refs/heads/stable/juno", new="0" * 40)
+    )
     assert pipelines(deleted) == []
 
 
 def test_project_not_in_layout(layout: Layout, shapes: Any) -> None:
-    result = route_event(layout, new_patchset(shapes, project="example/not-in-layout"))
+    result = routed(layout, new_patchset(shapes, project="example/not-in-layout"))
     assert result == {"type": "patchset-created", "enqueue": []}
 
 
@@ -270,7 +277,7 @@ def test_closed_change_is_rejected_with_the_reason(layout: Layout, shapes: Any) 
         data["comment"] = "recheck"
         data["change"]["status"] = "ABANDONED"
 
-    result = route_event(layout, event_from(shapes["comment-added"], edit))
+    result = routed(layout, event_from(shapes["comment-added"], edit))
     assert result["enqueue"] == []
     assert {"pipeline": "check", "reason": "change is not open"} in result["rejected"]
 

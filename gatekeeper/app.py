@@ -15,6 +15,7 @@ from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.pool.nodes import NodeStore
@@ -153,6 +154,25 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def reconfigure(self, wait: float = 30.0) -> bool:
+        """Load the layout file again and switch every component to it.
+
+        An invalid layout is logged with its errors and the current one
+        stays. Returns whether the new layout took effect.
+        """
+        try:
+            layout = load_layout(self.site.layout)
+        except GatekeeperError as exc:
+            log.error("reconfigure: %s; keeping the current layout", exc)
+            return False
+        self.layout = layout
+        if self.worker is not None:
+            self.worker.set_jobs(layout.all_job_names())
+        if self.scheduler is not None and not self.scheduler.reconfigure(layout).wait(wait):
+            log.warning("reconfigure: the scheduler has not switched within %.0fs", wait)
+        log.info("reconfigured from %s", self.site.layout)
+        return True
 
     def _put_result(self, event: object) -> None:
         if self.scheduler is not None:

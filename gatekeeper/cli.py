@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -82,18 +83,47 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
         app.start()
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
+    terminate = threading.Event()
+    reload = threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
-        stop.set()
+        terminate.set()
+        wake.set()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        reload.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("gatekeeper running (%s); Ctrl-C stops it", ", ".join(sorted(components)))
-    while not stop.wait(1.0):
-        pass
-    app.stop()
+    signal.signal(signal.SIGHUP, on_hangup)
+    pidfile = _pidfile(site.state_dir, components)
+    pidfile.write_text(f"{os.getpid()}\n")
+    log.info(
+        "gatekeeper running (%s), pid %d; Ctrl-C stops it, SIGHUP reloads %s",
+        ", ".join(sorted(components)),
+        os.getpid(),
+        site.layout,
+    )
+    try:
+        while not terminate.is_set():
+            wake.wait(1.0)
+            wake.clear()
+            if reload.is_set() and not terminate.is_set():
+                reload.clear()
+                log.info("SIGHUP: reloading %s", site.layout)
+                app.reconfigure()
+    finally:
+        pidfile.unlink(missing_ok=True)
+        app.stop()
+
+
+def _pidfile(state_dir: Path, components: frozenset[str]) -> Path:
+    """Where a daemon of these components records its pid, for ``gatekeeper reconfigure``."""
+    role = "gatekeeper" if components >= {"scheduler", "worker"} else "-".join(sorted(components))
+    return state_dir / f"{role}.pid"
 
 
 site_option = click.option(
@@ -160,15 +190,17 @@ def pool(ctx: click.Context, site_path: Path | None) -> None:
 )
 def validate(layout: Path, no_includes: bool) -> None:
     """Check a layout file (default ./layout.yaml); print every error with its
-    file, line and key, and exit non-zero if there is any."""
-    from gatekeeper.config.layout import validate_layout_file
+    file, line and key, and exit non-zero if there is any. On success, print
+    how many pipelines, projects, templates and jobs it has."""
+    from gatekeeper.config.layout import load_layout
 
-    errors = validate_layout_file(layout, includes=not no_includes)
-    for line in errors:
-        click.echo(line, err=True)
-    if errors:
+    try:
+        loaded = load_layout(layout, includes=not no_includes)
+    except ConfigError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
         sys.exit(1)
-    click.echo(f"{layout}: OK")
+    click.echo(f"{layout}: OK ({loaded.counts()})")
 
 
 @main.command()
@@ -200,6 +232,41 @@ def sandbox(serve: bool, state: Path, layout: Path) -> None:
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     sys.exit(Demo(state, layout).run(serve))
+
+
+@main.command()
+@site_option
+def reconfigure(site_path: Path | None) -> None:
+    """Reload the layout in the running daemons of this site (SIGHUP).
+
+    Checks the layout first and changes nothing if it has errors. Queued
+    changes stay queued; builds of jobs the new layout no longer runs are
+    cancelled. The daemons are found by the pid files in the site's state
+    directory.
+    """
+    from gatekeeper.config.layout import validate_layout_file
+
+    try:
+        site = _load_site(site_path)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    errors = validate_layout_file(site.layout)
+    if errors:
+        for line in errors:
+            click.echo(line, err=True)
+        raise click.ClickException(f"{site.layout} has errors: nothing was reloaded")
+    signalled = []
+    for pidfile in sorted(site.state_dir.glob("*.pid")):
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError) as exc:
+            click.echo(f"{pidfile}: no running daemon ({exc})", err=True)
+            continue
+        signalled.append(f"{pidfile.stem} (pid {pid})")
+    if not signalled:
+        raise click.ClickException(f"no running gatekeeper found in {site.state_dir}")
+    click.echo(f"reloading {site.layout} in {', '.join(signalled)}")
 
 
 @main.command()

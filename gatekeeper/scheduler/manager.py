@@ -97,15 +97,38 @@ class PipelineManager:
         )
         self._report_start(item)
 
+    def adopt(self, item: QueueItem) -> None:
+        """Take over ``item`` from this pipeline's manager of the previous layout.
+
+        Its jobs are chosen again; builds of jobs it no longer runs are
+        cancelled if running and forgotten either way, so they neither wait
+        for nor count in its report.
+        """
+        change = item.change
+        selection = self.context.router.select(
+            change.project, self.name, change.branch, "", change.files
+        )
+        item.job_trees = list(selection.trees)
+        keep = {tree.name for root in item.job_trees for tree in root.walk()}
+        for name, build in list(item.builds.items()):
+            if name in keep:
+                continue
+            if not build.done:
+                log.info("cancelling %s of %s: the job is gone from the layout", build, change)
+                self._cancel(build)
+            del item.builds[name]
+        self.items.append(item)
+
+    def _cancel(self, build: Build) -> None:
+        build.canceled = True
+        self.context.dispatcher.cancel(build.uuid)
+        self.context.builds.completed(build.uuid, BuildResult.CANCELED.value, time.time())
+
     def remove(self, item: QueueItem, cancel: bool) -> None:
         if cancel:
             for build in item.builds.values():
                 if not build.done:
-                    build.canceled = True
-                    self.context.dispatcher.cancel(build.uuid)
-                    self.context.builds.completed(
-                        build.uuid, BuildResult.CANCELED.value, time.time()
-                    )
+                    self._cancel(build)
         item.dequeued = True
         if item in self.items:
             self.items.remove(item)

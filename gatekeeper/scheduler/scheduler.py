@@ -85,6 +85,25 @@ class Scheduler:
         self._management.put(action)
         self._wake.set()
 
+    def reconfigure(self, layout: Layout) -> threading.Event:
+        """Switch to ``layout`` in the scheduler thread; the event is set when done.
+
+        Queued items stay queued, in order, in the pipelines of the same name;
+        their jobs are chosen again under the new layout, and builds of jobs
+        they no longer run are cancelled. Items of a pipeline the new layout
+        lacks are dequeued (their builds cancelled).
+        """
+        done = threading.Event()
+
+        def switch() -> None:
+            try:
+                self._reconfigure(layout)
+            finally:
+                done.set()
+
+        self.put_management(switch)
+        return done
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
@@ -147,6 +166,30 @@ class Scheduler:
                     log.exception("pipeline %s failed to process", manager.name)
             if not changed:
                 break
+
+    def _reconfigure(self, layout: Layout) -> None:
+        previous = {m.name: m for m in self.managers}
+        self.context.layout = layout
+        self.context.router = Router(layout)
+        managers = []
+        for pipeline in layout.pipelines:
+            manager = PipelineManager(pipeline, self.context)
+            old = previous.pop(pipeline.name, None)
+            if old is not None:
+                for item in old.items:
+                    manager.adopt(item)
+            managers.append(manager)
+        for gone in previous.values():
+            for item in list(gone.items):
+                log.warning("pipeline %s is not in the new layout: dequeued %s", gone.name, item)
+                gone.remove(item, cancel=True)
+        self.managers = managers
+        log.info(
+            "reconfigured: %d pipelines, %d projects, %d items kept",
+            len(layout.pipelines),
+            len(layout.projects),
+            sum(len(m.items) for m in managers),
+        )
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
         log.info("event received: %s", describe_event(event))

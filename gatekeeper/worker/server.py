@@ -102,6 +102,16 @@ class Worker:
             thread.start()
         log.info("worker %s started: %d slots for %s", self.name, self.concurrency, self.job_names)
 
+    def set_jobs(self, job_names: list[str]) -> None:
+        """Register ``build:<job>`` for exactly these jobs from now on (a new layout)."""
+        # TextWorker encodes names in registerFunction, but setFunctions takes bytes.
+        functions = [gear.FunctionRecord(build_function(job).encode()) for job in job_names]
+        with self._lock:
+            self.job_names = list(job_names)
+            for gw in self._gear:
+                gw.setFunctions(functions)
+        log.info("worker %s now takes %s", self.name, self.job_names)
+
     def wait_for_server(self, timeout: float) -> None:
         """Block until every connection reaches a server.
 

@@ -42,6 +42,22 @@ projects:
 """
 
 
+LINT_JOB = """  - name: demo-lint
+    node: small
+    run: test -f demo/project/README
+"""
+
+
+def reconfigure(site_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", "reconfigure"],
+        cwd=site_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     pause = threading.Event()
@@ -104,6 +120,41 @@ def test_gatekeeper_run_votes_on_a_pushed_change(
         archive = site_dir / "state" / "logs" / "1" / "1" / "1" / "check" / "demo-unit"
         [build] = list(archive.iterdir())
         assert "ok" in (build / "console.txt").read_text().splitlines()
+        assert (site_dir / "state" / "gatekeeper.pid").read_text().strip() == str(proc.pid)
+
+        # A broken layout is refused before any daemon hears of it.
+        (site_dir / "layout.yaml").write_text(LAYOUT.replace("patchset-created", "(unclosed"))
+        refused = reconfigure(site_dir)
+        assert refused.returncode == 1
+        assert "layout.yaml:7: pipelines[0].trigger.gerrit[0].event" in refused.stderr
+        # A good one reaches the running daemon: the next change runs the new job too.
+        (site_dir / "layout.yaml").write_text(
+            LAYOUT.replace("projects:", LINT_JOB + "projects:") + "      - demo-lint\n"
+        )
+        done = reconfigure(site_dir)
+        assert done.returncode == 0, done.stderr
+        assert f"gatekeeper (pid {proc.pid})" in done.stdout
+        wait_for(lambda: any("reconfigured from" in line for line in output), 30, "the reload")
+        (work / "README").write_text("changed again\n")
+        alice.git(
+            "-C",
+            str(work),
+            "-c",
+            "user.name=Alice",
+            "-c",
+            "user.email=a@example.org",
+            "commit",
+            "-qam",
+            "Change it again\n\nChange-Id: I" + "3" * 40,
+        )
+        alice.git("-C", str(work), "push", "-q", "origin", "HEAD:refs/for/master")
+        wait_for(
+            lambda: gerrit_sim.get_change(2).votes.get("Verified") == {"gatekeeper": 1},
+            60,
+            "Verified +1 on the second change",
+        )
+        [report] = [m.text for m in gerrit_sim.get_change(2).messages if m.author == "gatekeeper"]
+        assert "- demo-lint " in report and "- demo-unit " in report
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

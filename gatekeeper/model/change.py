@@ -39,6 +39,9 @@ class Change:
     is_current_patchset: bool = True
     approvals: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[str] | None = None
+    #: For a ref update (``number`` 0): the ref's old and new revision.
+    old_rev: str = ""
+    new_rev: str = ""
     status_known: bool = True
     current_known: bool = True
     votes_complete: bool = True
@@ -46,6 +49,11 @@ class Change:
     @property
     def key(self) -> str:
         return f"{self.number},{self.patchset}"
+
+    @property
+    def is_ref(self) -> bool:
+        """A ref update (a merge moved a branch, a tag was pushed), not a change."""
+        return self.number == 0
 
     @property
     def is_open(self) -> bool:
@@ -70,6 +78,8 @@ class Change:
         return None
 
     def __str__(self) -> str:
+        if self.is_ref:
+            return f"{self.project} {self.ref} {self.new_rev[:7]}"
         return f"{self.project} {self.key}"
 
 

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-
 # Account and Approval are NamedTuples, not frozen dataclasses: every event
 # carries a few, and a tuple is several times cheaper to build.
 

@@ -71,18 +71,12 @@ class PipelineManager:
             return
         change = decision.change
         if change is None:
-            if decision.reason:
-                log.warning("%s: change %s: %s", self.name, event.change, decision.reason)
-            else:
-                log.info("%s matches %s, but ref updates are not queued yet", event, self.name)
+            log.warning("%s: change %s: %s", self.name, event.change, decision.reason)
             return
         if not decision.enqueue:
             log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
             return
-        if any(
-            i.change.number == change.number and i.change.patchset == change.patchset
-            for i in self.items
-        ):
+        if any(_same(i.change, change) for i in self.items):
             log.info("%s is already in %s", change, self.name)
             return
         item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
@@ -221,8 +215,8 @@ class PipelineManager:
             build.uuid,
             job_name,
             change.project,
-            change.number,
-            change.patchset,
+            None if change.is_ref else change.number,
+            None if change.is_ref else change.patchset,
             self.name,
             build.dispatched_at,
         )
@@ -251,7 +245,7 @@ class PipelineManager:
     # -- reporting ---------------------------------------------------------
     def _report_start(self, item: QueueItem) -> None:
         action = getattr(self.pipeline, "start", None)
-        if not _gerrit_options(action):
+        if not _gerrit_options(action) or item.change.is_ref:
             return
         message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
         self._send(item, action, message, allow_submit=False)
@@ -266,6 +260,12 @@ class PipelineManager:
         log.info(
             "reporting %s in %s: %s", item.change, self.name, "SUCCESS" if passed else "FAILURE"
         )
+        if item.change.is_ref:
+            # A ref update has no change in Gerrit to review: the log and the
+            # build records are its report.
+            for line in message.splitlines()[2:]:
+                log.info("%s in %s: %s", item.change, self.name, line)
+            return
         submitted = self._send(item, action, message, allow_submit=True)
         if submitted and not self._is_merged(item.change):
             self._report_merge_failure(item, "Gerrit did not merge the change")
@@ -319,6 +319,13 @@ class PipelineManager:
             self.context.reporter.report(item.change, headline.rstrip() + "\n", labels, False)
         except GerritError as exc:
             log.error("could not report merge failure of %s: %s", item.change, exc)
+
+
+def _same(a: Change, b: Change) -> bool:
+    """The same change at the same patchset, or the same ref at the same revision."""
+    if a.is_ref or b.is_ref:
+        return a.is_ref and b.is_ref and a.ref == b.ref and a.new_rev == b.new_rev
+    return a.number == b.number and a.patchset == b.patchset
 
 
 def _gerrit_options(action: Any) -> dict[str, Any] | None:

@@ -6,7 +6,10 @@ from gatekeeper.model.change import Change
 
 
 def base_log_path(change: Change) -> str:
-    """``<last 2 digits of change>/<change>/<patchset>``."""
+    """``<last 2 digits of change>/<change>/<patchset>``; for a ref update
+    ``<first 2 of newrev>/<newrev>``, as Zuul laid them out."""
+    if change.is_ref:
+        return f"{change.new_rev[:2]}/{change.new_rev}"
     number = str(change.number)
     return f"{number[-2:]}/{number}/{change.patchset}"
 
@@ -28,6 +31,22 @@ def build_params(
     ``changes_ahead`` are the changes the build must include before this one,
     in queue order (empty in an independent pipeline).
     """
+    if change.is_ref:
+        return {
+            "ZUUL_UUID": uuid,
+            "ZUUL_PROJECT": change.project,
+            "ZUUL_PIPELINE": pipeline,
+            "ZUUL_BRANCH": change.branch,
+            "ZUUL_REF": change.ref,
+            "ZUUL_OLDREV": change.old_rev,
+            "ZUUL_NEWREV": change.new_rev,
+            "ZUUL_COMMIT": change.new_rev,
+            "ZUUL_URL": zuul_url,
+            "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
+            "ZUUL_JOB": job,
+            "LOG_PATH": log_path(change, pipeline, job, uuid),
+            "BASE_LOG_PATH": base_log_path(change),
+        }
     changes = [*changes_ahead, change]
     return {
         "ZUUL_UUID": uuid,

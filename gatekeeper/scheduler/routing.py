@@ -31,7 +31,15 @@ from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler.triggers import check_requirements, matching_triggers
 
-__all__ = ["Decision", "JobSelection", "Router", "change_from_event", "decide", "select_jobs"]
+__all__ = [
+    "Decision",
+    "JobSelection",
+    "Router",
+    "change_from_event",
+    "decide",
+    "ref_from_event",
+    "select_jobs",
+]
 
 # Files Gerrit lists that are not in the tree: a change never touches only these.
 META_FILES = frozenset({"/COMMIT_MSG", "/MERGE_LIST"})
@@ -146,7 +154,8 @@ def select_jobs(
 class Decision:
     """What one pipeline does with one event.
 
-    ``change`` is None for a ref update. ``reason`` says why it is not
+    ``change`` is a ref (``is_ref``) for a ref update, and None when the
+    change was not found. ``reason`` says why it is not
     enqueued ('' when it is); ``unchecked`` lists requirements that could
     not be decided from what was known of the change.
     """
@@ -197,7 +206,7 @@ def decide(
     if event.change is None:
         # A ref update: requirements are about changes and do not apply.
         selection = select(event.project, pipeline.name, event.branch, event.ref, None)
-        return Decision(pipeline.name, None, selection)
+        return Decision(pipeline.name, ref_from_event(event), selection)
     change = lookup()
     if change is None:
         return Decision(pipeline.name, None, JobSelection(), reason="change not found in Gerrit")
@@ -287,6 +296,20 @@ class Router:
             decision = decide(self.layout, pipeline, event, lookup, self.select, for_type)
             if decision is not None:
                 yield decision
+
+
+def ref_from_event(event: TriggerEvent) -> Change:
+    """A ref update as the item a pipeline queues (change number 0)."""
+    return Change(
+        project=event.project,
+        branch=event.branch,
+        number=0,
+        patchset=0,
+        ref=event.ref,
+        revision=event.new_rev,
+        old_rev=event.old_rev,
+        new_rev=event.new_rev,
+    )
 
 
 def _raw_change(event: TriggerEvent) -> dict[str, Any]:

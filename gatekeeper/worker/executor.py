@@ -291,7 +291,11 @@ class BuildExecutor:
             raise WorkspaceError("no git URL to clone from")
         changes = parse_zuul_changes(params.get("ZUUL_CHANGES", ""))
         branch = params.get("ZUUL_BRANCH") or "master"
-        return self.workspace.prepare(dest, git_url, projects, changes, branch)
+        # A ref update (a branch moved, a tag pushed) is built at its new revision.
+        revisions = {}
+        if project and params.get("ZUUL_NEWREV"):
+            revisions[project] = params["ZUUL_NEWREV"]
+        return self.workspace.prepare(dest, git_url, projects, changes, branch, revisions)
 
     def _run(
         self,

@@ -40,6 +40,7 @@ _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 _CHANGE_REF = re.compile(r"refs/changes/\d+/(\d+)/(\d+)")
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 # Merges need an identity; a fresh worker host has none configured.
 _IDENTITY = {
@@ -281,13 +282,15 @@ class WorkspaceBuilder:
         projects: list[str],
         changes: list[ChangeRef],
         branch: str,
+        revisions: dict[str, str] | None = None,
     ) -> list[RepoState]:
         """Clone ``projects`` into ``dest/<project>`` on ``branch`` and merge ``changes``.
 
         A project without ``branch`` is checked out on master. A change is
         merged, in the order given, into its project when it targets the
         branch checked out there (a change to another branch does not belong
-        in this tree).
+        in this tree). A project in ``revisions`` is checked out at that
+        revision instead (a ref update: the new tip of a branch, a tag).
 
         :raises WorkspaceError: a name is unsafe, git failed, or a change
             does not merge (the message names the change).
@@ -298,23 +301,46 @@ class WorkspaceBuilder:
         for change in changes:
             check_project_name(change.project)
             _check_ref(change.ref)
+        revisions = revisions or {}
+        for revision in revisions.values():
+            if not _SHA.fullmatch(revision):
+                raise WorkspaceError(f"refusing revision {revision!r}: not a full sha")
         # Projects are independent of each other: prepare them in parallel,
         # since each costs a round trip to Gerrit (cache update, change fetch).
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(projects)))) as pool:
             futures = [
-                pool.submit(self._prepare_project, dest, git_url, project, changes, branch)
+                pool.submit(
+                    self._prepare_project,
+                    dest,
+                    git_url,
+                    project,
+                    changes,
+                    branch,
+                    revisions.get(project, ""),
+                )
                 for project in projects
             ]
             return [future.result() for future in futures]
 
     def _prepare_project(
-        self, dest: Path, git_url: str, project: str, changes: list[ChangeRef], branch: str
+        self,
+        dest: Path,
+        git_url: str,
+        project: str,
+        changes: list[ChangeRef],
+        branch: str,
+        revision: str = "",
     ) -> RepoState:
         """:raises WorkspaceError:"""
         repo = dest / project
         checkout = self._clone_from_cache(git_url, project, branch, repo)
         # Jobs that fetch from origin should reach Gerrit, not this host's cache.
         self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
+        if revision:
+            try:
+                self._git(["checkout", "-q", "--detach", f"{revision}^{{commit}}"], repo)
+            except WorkspaceError as exc:
+                raise WorkspaceError(f"{project} has no revision {revision}: {exc}") from exc
         for change in changes:
             if change.project == project and change.branch == checkout:
                 self._merge(repo, git_url, change)

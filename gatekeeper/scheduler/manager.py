@@ -16,7 +16,7 @@ from gatekeeper.errors import DispatchError, GatekeeperError, GerritError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler.params import build_params
+from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.report import compose_message
 
 if TYPE_CHECKING:
@@ -200,6 +200,19 @@ class PipelineManager:
         item.builds[job_name] = build
         change = item.change
         params = build_params(change, [], self.name, job_name, build.uuid, self.context.zuul_url)
+        if job.parameter_function:
+            function = layout.functions.get(job.parameter_function)
+            try:
+                if function is None:
+                    raise ValueError("is not loaded (was the layout loaded without includes?)")
+                call_parameter_function(function, item, job, params)
+            except ValueError as exc:
+                log.error("parameter function %s of %s %s", job.parameter_function, job_name, exc)
+                build.result = BuildResult.ERROR
+                build.ended_at = time.time()
+                self._record(build, change)
+                self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
+                return
         projects = [change.project] + [
             p for p in layout.projects_for_job(job_name) if p != change.project
         ]
@@ -211,15 +224,7 @@ class PipelineManager:
             timeout=float(job.timeout),
             projects=projects,
         )
-        self.context.builds.dispatched(
-            build.uuid,
-            job_name,
-            change.project,
-            None if change.is_ref else change.number,
-            None if change.is_ref else change.patchset,
-            self.name,
-            build.dispatched_at,
-        )
+        self._record(build, change)
         try:
             self.context.dispatcher.submit(
                 build.uuid, params, spec, precedence=str(self.pipeline.precedence)
@@ -232,6 +237,17 @@ class PipelineManager:
             return
         log.info(
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
+        )
+
+    def _record(self, build: Build, change: Change) -> None:
+        self.context.builds.dispatched(
+            build.uuid,
+            build.job,
+            change.project,
+            None if change.is_ref else change.number,
+            None if change.is_ref else change.patchset,
+            self.name,
+            build.dispatched_at,
         )
 
     def _item_finished(self, item: QueueItem) -> bool:

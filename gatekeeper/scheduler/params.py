@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
 from gatekeeper.model.change import Change
+
+log = logging.getLogger(__name__)
 
 
 def base_log_path(change: Change) -> str:
@@ -65,3 +72,36 @@ def build_params(
         "LOG_PATH": log_path(change, pipeline, job, uuid),
         "BASE_LOG_PATH": base_log_path(change),
     }
+
+
+def call_parameter_function(
+    function: Callable[..., Any], item: Any, job: Any, params: dict[str, str]
+) -> None:
+    """Let a layout's ``parameter-function`` change ``params`` in place.
+
+    Called as ``f(item, job, params)``, or ``f(item, params)`` for the
+    two-argument functions of early Zuul layouts. Values it sets are made
+    strings; a value set to None removes the parameter.
+
+    :raises ValueError: the function raised, or takes neither form.
+    """
+    try:
+        arity = len(inspect.signature(function).parameters)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot inspect {function!r}: {exc}") from exc
+    try:
+        if arity == 3:
+            function(item, job, params)
+        elif arity == 2:
+            function(item, params)
+        else:
+            raise ValueError(f"takes {arity} arguments; expected (item, job, params)")
+    except ValueError:
+        raise
+    except Exception as exc:  # the layout's own code: anything may come out
+        raise ValueError(f"raised {exc!r}") from exc
+    for key, value in list(params.items()):
+        if value is None:
+            del params[key]
+        elif not isinstance(value, str):
+            params[key] = str(value)

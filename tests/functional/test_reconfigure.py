@@ -64,7 +64,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 def job_results(message: str) -> dict[str, str]:
-    return dict(re.findall(r"^- (\S+) \S+ : (\w+)", message, re.M))
+    return dict(re.findall(r"^- (\S+) (?:\S+|\(no logs\)) : (\w+)", message, re.M))
 
 
 def last_report(box: Sandbox, number: int) -> str:
@@ -126,3 +126,44 @@ def test_jobs_are_chosen_by_the_files_a_change_touches(box: Sandbox) -> None:
     box.wait_until_settled()
     assert job_results(last_report(box, code)) == {"unit": "SUCCESS"}
     assert job_results(last_report(box, docs)) == {"docs": "SUCCESS"}
+
+
+FUNCTIONS = """
+def tag_project(item, job, params):
+    params["TAGGED"] = item.change.project + ":" + job.name
+    params["ZUUL_BRANCH"] = None  # removing a parameter is allowed
+
+
+def legacy_two_arguments(item, params):
+    params["LEGACY"] = item.change.number
+
+
+def broken(item, job, params):
+    raise RuntimeError("no such cloud")
+"""
+
+
+def test_parameter_functions_shape_build_parameters(box: Sandbox) -> None:
+    assert box.app is not None and box.sim is not None
+    (box.layout.parent / "functions.py").write_text(FUNCTIONS)
+    env = 'echo "TAGGED=$TAGGED LEGACY=$LEGACY BRANCH=${ZUUL_BRANCH-unset}"'
+    jobs = [
+        job("three", env, "    parameter-function: tag_project\n"),
+        job("two", env, "    parameter-function: legacy_two_arguments\n"),
+        job("bad", env, "    parameter-function: broken\n"),
+    ]
+    text = "includes:\n  - python-file: functions.py\n" + layout(jobs, ["three", "two", "bad"])
+    box.layout.write_text(text)
+    assert box.app.reconfigure() is True
+    number, _ = box.push_change("openstack/nova", "Parameters", {"p.txt": "p\n"})
+    box.wait_until_settled()
+    report = last_report(box, number)
+    assert job_results(report) == {"three": "SUCCESS", "two": "SUCCESS", "bad": "ERROR"}
+    assert box.sim.get_change(number).votes["Verified"] == {"gatekeeper": -1}
+    consoles = {
+        r.job: (box.site.log_root / r.log_url[len(box.site.log_url) :] / "console.txt")  # type: ignore[operator]
+        for r in box.app.scheduler.context.builds.for_change(number)  # type: ignore[union-attr]
+        if r.log_url
+    }
+    assert "TAGGED=openstack/nova:three LEGACY= BRANCH=unset" in consoles["three"].read_text()
+    assert f"TAGGED= LEGACY={number} BRANCH=master" in consoles["two"].read_text()

@@ -51,6 +51,14 @@ class Change:
         return f"{self.number},{self.patchset}"
 
     @property
+    def refspec(self) -> str:
+        """The change's ref; absent on a ref update. Layout parameter functions
+        written for Zuul v2 tell the two apart with ``hasattr(change, 'refspec')``."""
+        if self.is_ref:
+            raise AttributeError("a ref update has no refspec")
+        return self.ref
+
+    @property
     def is_ref(self) -> bool:
         """A ref update (a merge moved a branch, a tag was pushed), not a change."""
         return self.number == 0

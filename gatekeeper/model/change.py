@@ -104,6 +104,10 @@ class QueueItem:
     #: The job trees this item runs (the layout's JobTree objects), chosen at
     #: enqueue time for its branch and files.
     job_trees: list[Any] = field(default_factory=list)
+    #: In a dependent pipeline: the changes ahead this item's builds are
+    #: testing it on top of (``project number,patchset``), in queue order;
+    #: None until its first pass.
+    tested_with: list[str] | None = None
     reported: bool = False
     dequeued: bool = False
     merge_failed: bool = False

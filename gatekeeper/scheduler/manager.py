@@ -166,7 +166,8 @@ class PipelineManager:
         walk(self._job_trees(item))
         return names
 
-    def _launch_ready_jobs(self, item: QueueItem) -> bool:
+    def _launch_ready_jobs(self, item: QueueItem, ahead: list[Change] | None = None) -> bool:
+        """Dispatch every job of ``item`` whose parent succeeded (tested on top of ``ahead``)."""
         changed = False
 
         def walk(trees: list[Any], parent_ok: bool | None) -> None:
@@ -181,7 +182,7 @@ class PipelineManager:
                         item.builds[tree.name] = build
                         changed = True
                     elif parent_ok is None or parent_ok:
-                        self._dispatch(item, tree.name)
+                        self._dispatch(item, tree.name, ahead or [])
                         changed = True
                     continue
                 if build.done:
@@ -193,13 +194,13 @@ class PipelineManager:
         walk(self._job_trees(item), None)
         return changed
 
-    def _dispatch(self, item: QueueItem, job_name: str) -> None:
+    def _dispatch(self, item: QueueItem, job_name: str, ahead: list[Change]) -> None:
         layout = self.context.layout
         job = layout.job(job_name)
         build = Build(job=job_name, item_uuid=item.uuid, voting=bool(job.voting))
         item.builds[job_name] = build
         change = item.change
-        params = build_params(change, [], self.name, job_name, build.uuid, self.context.zuul_url)
+        params = build_params(change, ahead, self.name, job_name, build.uuid, self.context.zuul_url)
         if job.parameter_function:
             function = layout.functions.get(job.parameter_function)
             try:
@@ -213,9 +214,13 @@ class PipelineManager:
                 self._record(build, change)
                 self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
                 return
-        projects = [change.project] + [
-            p for p in layout.projects_for_job(job_name) if p != change.project
-        ]
+        # The workspace holds every project the job runs for, and every
+        # project a change under test (this one or one ahead) belongs to.
+        projects = list(
+            dict.fromkeys(
+                [change.project, *(c.project for c in ahead), *layout.projects_for_job(job_name)]
+            )
+        )
         spec = protocol.JobSpec(
             name=job_name,
             run=job.run or "",

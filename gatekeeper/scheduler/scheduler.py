@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout import Layout, PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError
@@ -22,6 +22,7 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
+from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.routing import Router
@@ -62,7 +63,7 @@ class Scheduler:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
-        self.managers = [PipelineManager(p, self.context) for p in layout.pipelines]
+        self.managers = [make_manager(p, self.context) for p in layout.pipelines]
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
         self._management: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -173,7 +174,7 @@ class Scheduler:
         self.context.router = Router(layout)
         managers = []
         for pipeline in layout.pipelines:
-            manager = PipelineManager(pipeline, self.context)
+            manager = make_manager(pipeline, self.context)
             old = previous.pop(pipeline.name, None)
             if old is not None:
                 for item in old.items:
@@ -256,6 +257,13 @@ class Scheduler:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)
             manager.on_build_completed(build)
+
+
+def make_manager(pipeline: PipelineConfig, context: SchedulerContext) -> PipelineManager:
+    """The manager a pipeline's ``manager:`` names."""
+    if pipeline.dependent:
+        return DependentPipelineManager(pipeline, context)
+    return PipelineManager(pipeline, context)
 
 
 def describe_event(event: TriggerEvent) -> str:

@@ -1,0 +1,137 @@
+"""The gate: a dependent pipeline tests changes in the order they will merge.
+
+Each change queue (see :mod:`queues`) is a line of items. Every item is
+tested on top of the items ahead of it that are not failing, all at once,
+so a queue of passing changes merges at the speed of one test run. When an
+item starts failing, the items behind it that were tested on top of it are
+reset: their builds are stopped and run again without it. Only the item at
+the head reports; a failing item waits until it gets there, so the items
+ahead of it are never disturbed.
+
+Only the first ``window`` items of a queue start builds. The window grows
+when an item merges and shrinks when one fails, as the pipeline's
+``window-*`` settings say, never below ``window-floor``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gatekeeper.model.build import BuildResult
+from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.queues import change_queues
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DependentPipelineManager", "change_key"]
+
+# A job's result that does not fail its item.
+_PASSING = {BuildResult.SUCCESS, BuildResult.SKIPPED}
+
+
+def change_key(change: Change) -> str:
+    return f"{change.project} {change.key}"
+
+
+class DependentPipelineManager(PipelineManager):
+    """One dependent pipeline. Called only from the scheduler thread."""
+
+    def __init__(self, pipeline: Any, context: Any) -> None:
+        super().__init__(pipeline, context)
+        self.queue_of = change_queues(context.layout, pipeline.name)
+        self.windows: dict[str, int] = {}
+
+    # -- queues and windows ------------------------------------------------
+    def queue_name(self, item: QueueItem) -> str:
+        return self.queue_of.get(item.change.project, item.change.project)
+
+    def queues(self) -> dict[str, list[QueueItem]]:
+        """Queue name -> its items, head first (in the order they entered)."""
+        out: dict[str, list[QueueItem]] = {}
+        for item in self.items:
+            out.setdefault(self.queue_name(item), []).append(item)
+        return out
+
+    def window(self, queue: str) -> int:
+        """How many items at the head of ``queue`` may run builds (0: no limit)."""
+        return self.windows.setdefault(queue, int(self.pipeline.window))
+
+    def _adjust_window(self, queue: str, merged: bool) -> None:
+        pipeline = self.pipeline
+        window = self.window(queue)
+        if window == 0:
+            return
+        if merged:
+            factor = int(pipeline.window_increase_factor)
+            if pipeline.window_increase_type == "exponential":
+                self.windows[queue] = window * factor
+            else:
+                self.windows[queue] = window + factor
+        else:
+            factor = int(pipeline.window_decrease_factor)
+            if pipeline.window_decrease_type == "exponential":
+                shrunk = window // factor
+            else:
+                shrunk = window - factor
+            self.windows[queue] = max(int(pipeline.window_floor), shrunk)
+        if self.windows[queue] != window:
+            log.info("%s queue %s: window %d -> %d", self.name, queue, window, self.windows[queue])
+
+    # -- items ---------------------------------------------------------------
+    def failing(self, item: QueueItem) -> bool:
+        """A voting build ended badly, or Gerrit would not merge the change."""
+        if item.merge_failed:
+            return True
+        return any(b.done and b.voting and b.result not in _PASSING for b in item.builds.values())
+
+    def _reset(self, item: QueueItem, why: str) -> bool:
+        """Forget ``item``'s builds (stopping those still running) so it is tested again."""
+        if not item.builds:
+            return False
+        log.info("resetting %s in %s: %s", item.change, self.name, why)
+        for build in item.builds.values():
+            if not build.done:
+                self._cancel(build)
+        item.builds.clear()
+        return True
+
+    # -- the work --------------------------------------------------------------
+    def process(self) -> bool:
+        changed = False
+        for queue, items in self.queues().items():
+            window = self.window(queue)
+            ahead: list[QueueItem] = []
+            for position, item in enumerate(items):
+                expected = [change_key(i.change) for i in ahead]
+                if item.tested_with is not None and item.tested_with != expected:
+                    before = ", ".join(item.tested_with) or "the branch tip"
+                    changed = self._reset(item, f"was tested on {before}") or changed
+                item.tested_with = expected
+                if window == 0 or position < window:
+                    changed = self._launch_ready_jobs(item, [i.change for i in ahead]) or changed
+                if not self.failing(item):
+                    ahead.append(item)
+            head = items[0]
+            if self._item_finished(head):
+                self._report_head(queue, head)
+                changed = True
+        return changed
+
+    def _report_head(self, queue: str, item: QueueItem) -> None:
+        try:
+            self._report(item)
+        except Exception:
+            # Never keep an item whose report broke: it would be retried forever.
+            log.exception("reporting %s in %s failed", item.change, self.name)
+        merged = item.change.is_merged and not item.merge_failed
+        self._adjust_window(queue, merged)
+        self.remove(item, cancel=False)
+        if merged:
+            # Items behind were tested with this change; it is now in the
+            # branch itself, so what they tested is still what will merge.
+            key = change_key(item.change)
+            for other in self.items:
+                if other.tested_with and key in other.tested_with:
+                    other.tested_with = [k for k in other.tested_with if k != key]

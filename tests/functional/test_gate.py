@@ -1,0 +1,230 @@
+"""The gate through the daemon: changes tested on top of the ones ahead, merged in order.
+
+Every assertion about what a build tested reads the git state the worker
+built (``git log`` of each project in the job's workspace, saved in its
+logs), not what the scheduler meant to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gatekeeper.db.tables import BuildRecord
+from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.scheduler.dependent import DependentPipelineManager
+
+pytestmark = pytest.mark.timeout(240)
+
+PROJECTS = [
+    "openstack/nova",
+    "openstack/glance",
+    "openstack/keystone",
+    "openstack/horizon",
+    "openstack/python-novaclient",
+    "openstack/python-keystoneclient",
+    "openstack-dev/devstack",
+    "openstack-infra/devstack-gate",
+]
+
+
+def gate_layout(flags: Path) -> str:
+    """nova and glance share 'integrated' (one queue); keystone runs 'solo' alone.
+
+    The job saves what it was given and what it sees, waits for the test to
+    release it (so builds overlap), and fails if its change is named in the
+    'failing' file.
+    """
+    run = f"""|
+      mkdir -p logs
+      for p in openstack/nova openstack/glance openstack/keystone; do
+        git -C "$p" log --format=%s > "logs/$(basename "$p").txt"
+      done
+      echo "$ZUUL_CHANGES" > logs/changes.txt
+      while [ ! -e {flags}/release ]; do sleep 0.05; done
+      if grep -qx "$ZUUL_CHANGE" {flags}/failing 2>/dev/null; then exit 1; fi"""
+    others = "".join(f"  - name: {p}\n" for p in PROJECTS[3:])
+    return f"""
+pipelines:
+  - name: gate
+    manager: dependent
+    require:
+      open: true
+      approval:
+        - code-review: 2
+    trigger:
+      gerrit:
+        - event: comment-added
+          approval:
+            - workflow: 1
+    success:
+      gerrit:
+        verified: 2
+        submit: true
+    failure:
+      gerrit:
+        verified: -2
+    window-floor: 1
+jobs:
+  - name: integrated
+    node: devstack-vm
+    run: {run}
+    logs: [logs/**]
+  - name: solo
+    node: devstack-vm
+    run: {run}
+    logs: [logs/**]
+projects:
+  - name: openstack/nova
+    gate: [integrated]
+  - name: openstack/glance
+    gate: [integrated]
+  - name: openstack/keystone
+    gate: [solo]
+{others}"""
+
+
+@pytest.fixture
+def flags(tmp_path: Path) -> Path:
+    path = tmp_path / "flags"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def box(tmp_path: Path, flags: Path) -> Iterator[Sandbox]:
+    layout = tmp_path / "layout.yaml"
+    layout.write_text(gate_layout(flags))
+    sandbox = Sandbox(tmp_path / "sandbox", layout, worker_count=4)
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        (flags / "release").touch()  # never leave a build waiting
+        sandbox.stop()
+
+
+def gate(box: Sandbox) -> DependentPipelineManager:
+    assert box.app is not None and box.app.scheduler is not None
+    [manager] = box.app.scheduler.managers
+    assert isinstance(manager, DependentPipelineManager)
+    return manager
+
+
+def push_and_approve(box: Sandbox, project: str, subject: str) -> int:
+    number, ps = box.push_change(project, subject, {f"{subject.replace(' ', '-')}.txt": "x\n"})
+    box.approve(number, ps)
+    return number
+
+
+def wait_all_started(box: Sandbox, count: int) -> None:
+    manager = gate(box)
+
+    def started() -> bool:
+        builds = [b for i in list(manager.items) for b in list(i.builds.values())]
+        return len(builds) == count and all(b.started_at for b in builds)
+
+    box.wait_for(started, 90, f"{count} builds to be running")
+
+
+def builds_of(box: Sandbox, number: int) -> list[BuildRecord]:
+    assert box.app is not None
+    with box.app.db.session() as session:
+        query = (
+            select(BuildRecord)
+            .where(BuildRecord.change == number)
+            .order_by(BuildRecord.dispatched_at)
+        )
+        return list(session.scalars(query))
+
+
+def seen(box: Sandbox, record: BuildRecord, name: str) -> list[str]:
+    """What the build's workspace held: ``git log`` subjects, or ZUUL_CHANGES."""
+    root = box.site.log_root
+    assert root is not None and record.log_url.startswith(box.site.log_url)
+    logs = root / record.log_url[len(box.site.log_url) :] / "logs"
+    return (logs / f"{name}.txt").read_text().split("\n")
+
+
+def branch_subjects(box: Sandbox, project: str) -> list[str]:
+    assert box.sim is not None
+    return box.sim.state.project(project).repo.git("log", "--format=%s", "master").splitlines()
+
+
+def merge_order(box: Sandbox) -> list[int]:
+    """Change numbers in the order Gerrit merged them."""
+    assert box.sim is not None
+    events = box.sim.events()
+    return [int(e["change"]["number"]) for e in events if e["type"] == "change-merged"]
+
+
+def test_three_changes_tested_together_merge_in_order(box: Sandbox, flags: Path) -> None:
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    k = push_and_approve(box, "openstack/keystone", "Change K")
+    wait_all_started(box, 4)  # all four at once: nothing waits for the one ahead
+    manager = gate(box)
+    assert manager.queue_of["openstack/nova"] == manager.queue_of["openstack/glance"]
+    assert manager.queue_of["openstack/keystone"] != manager.queue_of["openstack/nova"]
+    (flags / "release").touch()
+    box.wait_until_settled()
+
+    assert box.sim is not None
+    for number in (a, b, c, k):
+        assert box.sim.get_change(number).status == "MERGED"
+        [record] = builds_of(box, number)
+        assert record.result == "SUCCESS"
+    [ra], [rb], [rc], [rk] = (builds_of(box, n) for n in (a, b, c, k))
+    # B (glance) was tested with A in nova; C with A in nova and B in glance.
+    assert "Change A" in seen(box, rb, "nova") and "Change B" in seen(box, rb, "glance")
+    assert {"Change A", "Change C"} <= set(seen(box, rc, "nova"))
+    assert "Change B" in seen(box, rc, "glance")
+    assert "Change C" not in seen(box, ra, "nova") and "Change B" not in seen(box, ra, "glance")
+    # K is in its own queue: tested alone.
+    assert seen(box, rk, "changes")[0] == f"openstack/keystone:master:refs/changes/{k:02d}/{k}/1"
+    # Merged in queue order.
+    merged = merge_order(box)
+    assert [n for n in merged if n != k] == [a, b, c]
+
+
+@pytest.mark.parametrize("failing", ["A", "B"])
+def test_a_failure_resets_the_items_behind_it(box: Sandbox, flags: Path, failing: str) -> None:
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    wait_all_started(box, 3)
+    numbers = {"A": a, "B": b, "C": c}
+    (flags / "failing").write_text(f"{numbers[failing]}\n")
+    (flags / "release").touch()
+    box.wait_until_settled()
+
+    assert box.sim is not None
+    status = {name: box.sim.get_change(n).status for name, n in numbers.items()}
+    expected = {name: "NEW" if name == failing else "MERGED" for name in numbers}
+    assert status == expected
+    failed = box.sim.get_change(numbers[failing])
+    assert failed.votes["Verified"] == {"gatekeeper": -2}
+    behind = ["B", "C"] if failing == "A" else ["C"]
+    for name in numbers:
+        records = builds_of(box, numbers[name])
+        if name in behind:
+            # The first run was on top of the failing change; whatever it
+            # came to (stopped, or finished first), it was run again without
+            # that change, and the second run decided.
+            first, last = records
+            ref = f"/{numbers[failing]}/1"
+            if first.result != "ABORTED":  # an aborted run may not have got far enough
+                assert ref in seen(box, first, "changes")[0]
+            assert ref not in seen(box, last, "changes")[0]
+            assert last.result == "SUCCESS"
+            assert f"Change {failing}" not in seen(box, last, "nova")
+            assert f"Change {failing}" not in seen(box, last, "glance")
+        else:
+            # Items ahead of the failure are not disturbed; the failure runs once.
+            assert len(records) == 1
+    assert f"Change {failing}" not in branch_subjects(box, "openstack/nova")
+    assert merge_order(box) == [n for name, n in numbers.items() if name != failing]

@@ -11,6 +11,7 @@
      │    └── ProviderError     a provider's API refused or failed
      ├── TransportError         moving files to or running commands on a node failed
      └── WorkspaceError         preparing the git workspace for a build failed
+          └── MergeConflictError  a change under test does not merge
 
 Third-party exceptions are translated at the boundary (``raise GerritError(...)
 from exc``) so callers only ever catch these.
@@ -61,3 +62,12 @@ class TransportError(GatekeeperError):
 
 class WorkspaceError(GatekeeperError):
     """Preparing a build's git workspace failed (clone, fetch or merge)."""
+
+
+class MergeConflictError(WorkspaceError):
+    """A change under test does not merge onto the branch and the changes
+    ahead of it. ``change`` names it: ``project number,patchset``."""
+
+    def __init__(self, message: str, change: str) -> None:
+        super().__init__(message)
+        self.change = change

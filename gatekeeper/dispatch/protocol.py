@@ -74,6 +74,8 @@ class CompleteData:
     started_at: float | None = None
     ended_at: float | None = None
     error: str = ""
+    #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
+    conflict: str = ""
 
 
 def encode_build(params: dict[str, str], spec: JobSpec) -> str:

@@ -18,6 +18,8 @@ class BuildResult(StrEnum):
     ABORTED = "ABORTED"
     CANCELED = "CANCELED"
     SKIPPED = "SKIPPED"
+    #: The change under test does not merge (``Build.conflict`` names it).
+    MERGER_FAILURE = "MERGER_FAILURE"
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Build:
     ended_at: float | None = None
     dispatched_at: float = field(default_factory=time.time)
     canceled: bool = False
+    #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
+    conflict: str = ""
 
     @property
     def done(self) -> bool:

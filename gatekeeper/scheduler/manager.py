@@ -271,7 +271,19 @@ class PipelineManager:
         message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
         self._send(item, action, message, allow_submit=False)
 
+    def own_conflict(self, item: QueueItem) -> str:
+        """Why the item's own change does not merge, if a build found it so."""
+        key = f"{item.change.project} {item.change.key}"
+        for build in item.builds.values():
+            if build.result == BuildResult.MERGER_FAILURE and build.conflict == key:
+                return f"{key} does not merge onto {item.change.branch}"
+        return ""
+
     def _report(self, item: QueueItem) -> None:
+        conflict = self.own_conflict(item)
+        if conflict:
+            self._report_merge_failure(item, conflict)
+            return
         passed = self._item_passed(item)
         action = self.pipeline.success if passed else self.pipeline.failure
         headline = self.pipeline.success_message if passed else self.pipeline.failure_message

@@ -253,6 +253,7 @@ class Scheduler:
             build.started_at = data.started_at or build.started_at or end
             build.url = data.url or build.url
             build.node = data.node or build.node
+            build.conflict = data.conflict
             if data.error:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)

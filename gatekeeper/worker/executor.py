@@ -13,7 +13,13 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from gatekeeper.dispatch.protocol import JOB_KEY, CompleteData, JobSpec, StartData
-from gatekeeper.errors import DispatchError, PoolError, TransportError, WorkspaceError
+from gatekeeper.errors import (
+    DispatchError,
+    MergeConflictError,
+    PoolError,
+    TransportError,
+    WorkspaceError,
+)
 from gatekeeper.model.build import BuildResult
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
 from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
@@ -182,7 +188,7 @@ class BuildExecutor:
 
         started_at = time.time()
         result: str = BuildResult.ERROR
-        error = ""
+        error = conflict = ""
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -191,7 +197,11 @@ class BuildExecutor:
                 log.exception("build %s: start callback failed", uuid)
             sink = self.console or (lambda line: console_log.info("%s %s", uuid[:7], line))
             with _Console(log_dir / CONSOLE, sink) as console:
-                result, error = self._build(params, spec, node, uuid, stop, log_dir, console)
+                try:
+                    result, error = self._build(params, spec, node, uuid, stop, log_dir, console)
+                except MergeConflictError as exc:
+                    console.line(f"MERGER_FAILURE: {exc}")
+                    result, error, conflict = BuildResult.MERGER_FAILURE, str(exc), exc.change
                 console.line(f"gatekeeper build {uuid} result {result}")
             write_index(log_dir)
         except Exception as exc:
@@ -199,7 +209,9 @@ class BuildExecutor:
             log.exception("build %s failed in the worker", uuid)
             result, error = BuildResult.ERROR, f"worker error: {exc}"
         finally:
-            self._release(node, result == BuildResult.SUCCESS, f"build {uuid} {result}")
+            # Nothing ran on the node of a change that does not merge: no need to hold it.
+            clean = result in (BuildResult.SUCCESS, BuildResult.MERGER_FAILURE)
+            self._release(node, clean, f"build {uuid} {result}")
         return CompleteData(
             uuid=uuid,
             result=str(result),
@@ -210,6 +222,7 @@ class BuildExecutor:
             provider=node.provider,
             started_at=started_at,
             ended_at=time.time(),
+            conflict=conflict,
         )
 
     def _release(self, node: Node, passed: bool, comment: str) -> None:
@@ -247,6 +260,8 @@ class BuildExecutor:
         try:
             try:
                 states = self._prepare(params, spec, tmp / "workspace")
+            except MergeConflictError:
+                raise
             except WorkspaceError as exc:
                 console.line(f"ERROR: preparing the workspace failed: {exc}")
                 return BuildResult.ERROR, str(exc)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from gatekeeper.errors import WorkspaceError
+from gatekeeper.errors import MergeConflictError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -362,4 +362,6 @@ class WorkspaceBuilder:
                 self._git(["merge", "--abort"], repo)
             except WorkspaceError:
                 log.debug("merge --abort failed in %s", repo)
-            raise WorkspaceError(f"merge conflict: {change} does not merge") from exc
+            raise MergeConflictError(
+                f"merge conflict: {change} does not merge", str(change)
+            ) from exc

@@ -228,3 +228,25 @@ def test_a_failure_resets_the_items_behind_it(box: Sandbox, flags: Path, failing
             assert len(records) == 1
     assert f"Change {failing}" not in branch_subjects(box, "openstack/nova")
     assert merge_order(box) == [n for name, n in numbers.items() if name != failing]
+
+
+def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
+    box: Sandbox, flags: Path
+) -> None:
+    (flags / "release").touch()
+    assert box.sim is not None
+    a, a_ps = box.push_change("openstack/nova", "Change A", {"nova/shared.txt": "from A\n"})
+    c, c_ps = box.push_change("openstack/nova", "Change C", {"nova/shared.txt": "from C\n"})
+    b, b_ps = box.push_change("openstack/glance", "Change B", {"glance/b.txt": "B\n"})
+    for number, ps in ((a, a_ps), (c, c_ps), (b, b_ps)):
+        box.approve(number, ps)
+    box.wait_until_settled()
+    assert box.sim.get_change(a).status == "MERGED"
+    assert box.sim.get_change(b).status == "MERGED"
+    conflicted = box.sim.get_change(c)
+    assert conflicted.status == "NEW" and conflicted.votes["Verified"] == {"gatekeeper": -2}
+    [message] = [m.text for m in conflicted.messages if m.author == "gatekeeper"]
+    assert "Merge failed" in message
+    [record] = builds_of(box, c)
+    assert record.result == "MERGER_FAILURE"
+    assert merge_order(box) == [a, b]

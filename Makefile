@@ -33,6 +33,8 @@ lint: $(STAMP)
 
 bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/e2e_latency.py
+	$(VENV)/bin/python bench/layout_load.py
+	$(VENV)/bin/python bench/route.py
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache build *.egg-info

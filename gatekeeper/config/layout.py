@@ -20,6 +20,7 @@ messages then show the modern key path, at the line of the original key.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import logging
@@ -27,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AliasChoices,
@@ -42,9 +43,17 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gatekeeper.config import yamlmarks
-from gatekeeper.config.loader import format_error, model_keys, unknown_key_message, validate
+from gatekeeper.config.loader import (
+    describe,
+    format_error,
+    model_keys,
+    suggest,
+    unknown_key_message,
+    validate,
+)
 from gatekeeper.config.yamlmarks import KeyPath, Marks
 from gatekeeper.errors import ConfigError
+from gatekeeper.gerrit.events import KNOWN_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,7 @@ __all__ = [
     "JobDefinition",
     "JobTree",
     "Layout",
+    "LayoutCounts",
     "LayoutFile",
     "PipelineConfig",
     "PipelineRequire",
@@ -86,6 +96,12 @@ def _compile(value: Any) -> re.Pattern[str]:
         raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
 
 
+@functools.cache
+def _known_keys(model: type[BaseModel], catch_all: str) -> frozenset[str]:
+    """The keys of ``model`` that are fields, not entries of its ``catch_all`` mapping."""
+    return frozenset(model_keys(model)) - {catch_all}
+
+
 def _to_list(value: Any) -> Any:
     """Zuul lets a single value stand for a one-item list almost everywhere."""
     if value is None:
@@ -95,6 +111,15 @@ def _to_list(value: Any) -> Any:
 
 def _none_to_list(value: Any) -> Any:
     return [] if value is None else value
+
+
+def _vote(value: Any) -> int | None:
+    """A label vote as Zuul reads it: a number, or a string of one (``'+2'``); else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    return None
 
 
 Regex = Annotated[re.Pattern[str], PlainValidator(_compile)]
@@ -110,6 +135,23 @@ class _Model(BaseModel):
 # Pipelines
 
 
+def _required_votes(value: Any) -> dict[str, list[int]]:
+    """``{label: vote or [votes]}`` of a ``require``/``reject`` approval."""
+    out: dict[str, list[int]] = {}
+    for label, votes in value.items():
+        out[label] = []
+        for vote in _to_list(votes):
+            number = _vote(vote)
+            if number is None:
+                raise PydanticCustomError(
+                    "votes",
+                    "a required vote must be a number or a list of numbers, got {vote}",
+                    {"vote": describe(vote), "path": (label,)},
+                )
+            out[label].append(number)
+    return out
+
+
 class ApprovalRequirement(_Model):
     """One entry of ``require: approval:`` / ``require-approval:``.
 
@@ -123,14 +165,16 @@ class ApprovalRequirement(_Model):
     )
     older_than: str | None = Field(default=None, alias="older-than")
     newer_than: str | None = Field(default=None, alias="newer-than")
-    labels: dict[str, list[int]] = Field(default_factory=dict)
+    labels: Annotated[dict[str, list[int]], PlainValidator(_required_votes)] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _split_labels(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        known = set(model_keys(cls)) - {"labels"}
+        known = _known_keys(cls, "labels")
         out: dict[str, Any] = {"labels": {}}
         for key, value in data.items():
             if key in known:
@@ -147,7 +191,49 @@ class ApprovalRequirement(_Model):
         return value
 
 
-TriggerApproval = dict[str, int]
+def _trigger_approval(value: Any) -> dict[str, int]:
+    """One ``approval:`` entry of a trigger: ``{label: vote}``, one vote per label."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "approval",
+            "expected a mapping of labels to votes, got {value}",
+            {"value": describe(value)},
+        )
+    out: dict[str, int] = {}
+    for label, vote in value.items():
+        number = _vote(vote)
+        if number is None:
+            raise PydanticCustomError(
+                "approval",
+                "a trigger approval is one vote (a number), got {vote}",
+                {"vote": describe(vote), "path": (label,)},
+            )
+        out[str(label)] = number
+    return out
+
+
+TriggerApproval = Annotated[dict[str, int], PlainValidator(_trigger_approval)]
+
+
+# A trigger's ``event`` is a regex; one that reads like a plain event name must
+# name a real one, or the pipeline silently never triggers.
+_EVENT_NAME = re.compile(r"[a-z]+(?:-[a-z]+)*")
+# Gerrit's events (the listener skips any other); 2012's patchset-uploaded is
+# rewritten to patchset-created before validation.
+_GERRIT_EVENTS = sorted(KNOWN_TYPES)
+# The events gatekeeper emits itself, for ``trigger: zuul:``.
+_ZUUL_EVENTS = ["parent-change-enqueued", "project-change-merged"]
+
+
+def _check_events(
+    patterns: list[re.Pattern[str]], known: list[str], what: str
+) -> list[re.Pattern[str]]:
+    for index, pattern in enumerate(patterns):
+        name = pattern.pattern
+        if _EVENT_NAME.fullmatch(name) and name not in known:
+            message = unknown_key_message(name, known).replace("unknown key", f"unknown {what}", 1)
+            raise PydanticCustomError("event", "{message}", {"message": message, "path": (index,)})
+    return patterns
 
 
 class GerritTrigger(_Model):
@@ -176,6 +262,54 @@ class GerritTrigger(_Model):
         default_factory=list, alias="reject-approval"
     )
 
+    @field_validator("event")
+    @classmethod
+    def _events(cls, value: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
+        return _check_events(value, _GERRIT_EVENTS, "Gerrit event")
+
+
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# Zuul v2's order (minute hour day month weekday [second]) and APScheduler's ranges:
+# (name, lowest, highest, {name: number}).
+_CRON_FIELDS: list[tuple[str, int, int, dict[str, int]]] = [
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {"last": 31}),
+    ("month", 1, 12, {m: i for i, m in enumerate(_MONTHS, 1)}),
+    ("day of week", 0, 6, {d: i for i, d in enumerate(_WEEKDAYS)}),
+    ("second", 0, 59, {}),
+]
+_CRON_PART = re.compile(r"(?P<range>\*|[^-/]+(?:-[^-/]+)?)(?:/(?P<step>[^/]*))?")
+
+
+def _cron_field(text: str, low: int, high: int, names: dict[str, int]) -> str | None:
+    """What is wrong with one cron field (``*/15``, ``1-5``, ``mon-fri``, ``0,30``), or None."""
+    for part in text.split(","):
+        match = _CRON_PART.fullmatch(part)
+        if match is None:
+            return f"{part!r} is not a value, a range or a step"
+        step = match.group("step")
+        if step is not None and not (step.isdigit() and int(step) >= 1):
+            return f"step {step!r} is not a positive number"
+        if match.group("range") == "*":
+            continue
+        bounds: list[int] = []
+        for item in match.group("range").split("-"):
+            if item.isdigit():
+                number = int(item)
+            elif item.lower() in names:
+                number = names[item.lower()]
+            else:
+                kind = f"a number or a name ({', '.join(names)})" if names else "a number"
+                return f"{item!r} is not {kind}"
+            if not low <= number <= high:
+                return f"{item!r} is out of range {low}-{high}"
+            bounds.append(number)
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
+            return f"range {match.group('range')!r} runs backwards"
+    return None
+
 
 class TimerTrigger(_Model):
     """``trigger: timer:``: a cron line (5 fields, or 6 with seconds)."""
@@ -185,8 +319,13 @@ class TimerTrigger(_Model):
     @field_validator("time")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) not in (5, 6):
+        fields = value.split()
+        if len(fields) not in (5, 6):
             raise ValueError(f"expected a cron line of 5 or 6 fields, got {value!r}")
+        for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=False):
+            problem = _cron_field(text, low, high, names)
+            if problem is not None:
+                raise ValueError(f"{what} {problem} in cron line {value!r}")
         return value
 
 
@@ -201,6 +340,11 @@ class ZuulTrigger(_Model):
     reject_approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
         default_factory=list, alias="reject-approval"
     )
+
+    @field_validator("event")
+    @classmethod
+    def _events(cls, value: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
+        return _check_events(value, _ZUUL_EVENTS, "gatekeeper event")
 
 
 class Triggers(_Model):
@@ -229,24 +373,26 @@ def _gerrit_action(value: Any) -> dict[str, int | bool]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError("expected a mapping of labels to votes (and 'submit: true')")
+        raise ValueError(
+            f"expected a mapping of labels to votes (and 'submit: true'), got {describe(value)}"
+        )
     out: dict[str, int | bool] = {}
     for key, vote in value.items():
         if isinstance(vote, bool):
             out[str(key)] = vote
         elif key == "submit":
             raise PydanticCustomError(
-                "gerrit_action", "'submit' must be true or false", {"path": (key,)}
+                "gerrit_action",
+                "'submit' must be true or false, got {vote}",
+                {"vote": describe(vote), "path": (key,)},
             )
-        elif isinstance(vote, int):
-            out[str(key)] = vote
-        elif isinstance(vote, str) and re.fullmatch(r"[+-]?\d+", vote.strip()):
-            out[str(key)] = int(vote)
+        elif (number := _vote(vote)) is not None:
+            out[str(key)] = number
         else:
             raise PydanticCustomError(
                 "gerrit_action",
-                "a vote must be a number, got {vote!r}",
-                {"vote": vote, "path": (key,)},
+                "a vote must be a number, got {vote}",
+                {"vote": describe(vote), "path": (key,)},
             )
     return out
 
@@ -341,6 +487,16 @@ class PipelineConfig(_Model):
     disable_after_consecutive_failures: int | None = Field(
         default=None, ge=1, alias="disable-after-consecutive-failures"
     )
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value != "gerrit":
+            message = unknown_key_message(value, ["gerrit"]).replace(
+                "unknown key", "unknown source"
+            )
+            raise ValueError(f"{message}: gatekeeper takes changes from Gerrit only")
+        return value
 
     @field_validator("manager", mode="before")
     @classmethod
@@ -528,7 +684,7 @@ def _split_pipelines(cls: type[BaseModel], data: Any) -> Any:
     """Keys that are not fields are pipeline names; they're checked once pipelines are known."""
     if not isinstance(data, dict):
         return data
-    known = set(model_keys(cls)) - {"pipelines"}
+    known = _known_keys(cls, "pipelines")
     out: dict[str, Any] = {"pipelines": {}}
     for key, value in data.items():
         if key in known:
@@ -550,7 +706,9 @@ class TemplateRef(_Model):
         if not isinstance(data, dict):
             return data
         params = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
-        return {"name": params.pop("name", None), "params": params} if "name" in data else data
+        if "name" not in data:
+            return {"params": params}  # only "missing required key 'name'"
+        return {"name": data["name"], "params": {k: v for k, v in params.items() if k != "name"}}
 
 
 class ProjectTemplate(_Model):
@@ -615,24 +773,33 @@ class LayoutFile(_Model):
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 
-def _merge_trees(target: list[JobTree], additions: list[JobTree]) -> None:
-    # A job listed twice (by a template and the project) runs once, with both sets of children.
+def _merge_trees(
+    target: list[JobTree], additions: list[JobTree], rename: Callable[[str], str] | None = None
+) -> None:
+    """Merge copies of ``additions`` (each name passed through ``rename``) into ``target``.
+
+    A job listed twice (by a template and the project) runs once, with both sets of children.
+    """
+    if not additions:
+        return
     by_name = {t.name: t for t in target}
     for tree in additions:
-        if tree.name in by_name:
-            _merge_trees(by_name[tree.name].children, tree.children)
-        else:
-            copy = JobTree(tree.name, [])
-            _merge_trees(copy.children, tree.children)
-            target.append(copy)
-            by_name[tree.name] = copy
+        name = tree.name if rename is None else rename(tree.name)
+        existing = by_name.get(name)
+        if existing is None:
+            existing = by_name[name] = JobTree(name, [])
+            target.append(existing)
+        if tree.children:
+            _merge_trees(existing.children, tree.children, rename)
 
 
 class Layout:
     """A validated layout with the look-ups the scheduler needs.
 
     Built once by :func:`load_layout` and then only read (scheduler thread);
-    a reload builds a new one.
+    a reload builds a new one. A project's job trees are expanded from its
+    templates when first asked for, and kept: loading checks only that they
+    can be (every template known, every parameter given).
     """
 
     def __init__(
@@ -649,9 +816,12 @@ class Layout:
         self._pipelines = {p.name: p for p in config.pipelines}
         self._templates = {t.name: t for t in config.project_templates}
         self._projects = {p.name: p for p in config.projects}
+        # By identity: list.index would compare pydantic models field by field, O(n²) in all.
+        self._project_index = {id(p): i for i, p in enumerate(config.projects)}
         self._literal_jobs = {j.name: j for j in config.jobs if not j.is_regex}
         self._regex_jobs = [j for j in config.jobs if j.is_regex]
         self._expanded: dict[str, dict[str, list[JobTree]]] = {}
+        self._template_params: dict[str, list[str]] = {}
         self._job_cache: dict[str, JobConfig] = {}
 
     @property
@@ -675,7 +845,7 @@ class Layout:
         return [p.name for p in self.config.projects]
 
     def _index(self, project: ProjectConfig) -> int:
-        return self.config.projects.index(project)
+        return self._project_index[id(project)]
 
     def _expand(self, project: ProjectConfig) -> dict[str, list[JobTree]]:
         """Templates first (in the order listed), then the project's own trees.
@@ -685,45 +855,61 @@ class Layout:
         cached = self._expanded.get(project.name)
         if cached is not None:
             return cached
-        index = self._index(project)
+        errors = self._template_errors(project, self._index(project))
+        if errors:
+            raise ConfigError(errors)
         result: dict[str, list[JobTree]] = {}
+        for ref in project.template:
+            template = self._templates[ref.name]
+            fill = _filler({**ref.params, "name": project.short_name})
+            for pipeline, trees in template.pipelines.items():
+                _merge_trees(result.setdefault(pipeline, []), trees, fill)
+        for pipeline, trees in project.pipelines.items():
+            _merge_trees(result.setdefault(pipeline, []), trees)
+        self._expanded[project.name] = result
+        return result
+
+    def _template_errors(self, project: ProjectConfig, index: int) -> list[str]:
+        """Unknown templates, and the first parameter each template misses, as error lines.
+
+        Checking this needs no expansion, so a layout loads without expanding
+        every project; :meth:`_expand` then runs when a project's jobs are asked for.
+        """
         errors: list[str] = []
         for t_index, ref in enumerate(project.template):
             path: KeyPath = ("projects", index, "template", t_index)
             template = self._templates.get(ref.name)
             if template is None:
-                errors.append(
-                    format_error(
-                        self.file,
-                        self.marks,
-                        (*path, "name"),
-                        unknown_key_message(ref.name, self._templates).replace(
-                            "unknown key", "unknown project-template", 1
-                        ),
-                    )
+                message = unknown_key_message(ref.name, self._templates).replace(
+                    "unknown key", "unknown project-template", 1
                 )
+                errors.append(format_error(self.file, self.marks, (*path, "name"), message))
                 continue
-            params = {**ref.params, "name": project.short_name}
-            try:
-                for pipeline, trees in template.pipelines.items():
-                    expanded = [_substitute(t, params, template.name) for t in trees]
-                    _merge_trees(result.setdefault(pipeline, []), expanded)
-            except _MissingParamError as exc:
+            missing = [p for p in self._params_of(template) if p not in ref.params]
+            if missing:
                 errors.append(
                     format_error(
                         self.file,
                         self.marks,
                         path,
-                        f"project-template '{exc.template}' needs parameter '{exc.param}',"
+                        f"project-template '{template.name}' needs parameter '{missing[0]}',"
                         f" which project '{project.name}' does not give",
                     )
                 )
-        if errors:
-            raise ConfigError(errors)
-        for pipeline, trees in project.pipelines.items():
-            _merge_trees(result.setdefault(pipeline, []), trees)
-        self._expanded[project.name] = result
-        return result
+        return errors
+
+    def _params_of(self, template: ProjectTemplate) -> list[str]:
+        """The placeholders of ``template``'s job names but ``{name}``, in order of use."""
+        cached = self._template_params.get(template.name)
+        if cached is None:
+            found: dict[str, None] = {}
+            for trees in template.pipelines.values():
+                for root in trees:
+                    for tree in root.walk():
+                        found.update(dict.fromkeys(_placeholders(tree.name)[1::2]))
+            found.pop("name", None)
+            cached = self._template_params[template.name] = list(found)
+        return cached
 
     def jobs_for(self, project: str, pipeline: str) -> list[JobTree]:
         """The job trees ``project`` runs in ``pipeline`` (empty if none).
@@ -772,28 +958,69 @@ class Layout:
                 names.setdefault(definition.name)
         return list(names)
 
+    def counts(self) -> LayoutCounts:
+        """Pipelines, projects, templates and ``jobs:`` entries as written, and
+        :meth:`all_job_names` (every template expanded)."""
+        config = self.config
+        return LayoutCounts(
+            pipelines=len(config.pipelines),
+            projects=len(config.projects),
+            templates=len(config.project_templates),
+            job_entries=len(config.jobs),
+            distinct_jobs=len(self.all_job_names()),
+        )
 
-def _substitute(tree: JobTree, params: dict[str, str], template: str) -> JobTree:
-    """Fill ``{placeholders}`` in every job name of ``tree``.
 
-    :raises _MissingParamError: when a placeholder has no value.
+class LayoutCounts(NamedTuple):
+    """How big a layout is; ``str()`` gives the summary ``gatekeeper validate`` prints."""
+
+    pipelines: int
+    projects: int
+    templates: int
+    job_entries: int
+    distinct_jobs: int
+
+    def __str__(self) -> str:
+        parts = [
+            (self.pipelines, "pipeline"),
+            (self.projects, "project"),
+            (self.templates, "template"),
+            (self.job_entries, "job entry"),
+            (self.distinct_jobs, "distinct job"),
+        ]
+        return ", ".join(f"{n} {_plural(word, n)}" for n, word in parts)
+
+
+def _plural(word: str, count: int) -> str:
+    if count == 1:
+        return word
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
+
+
+@functools.lru_cache(maxsize=16384)
+def _placeholders(name: str) -> tuple[str, ...]:
+    """``gate-{name}-pep8`` → ``("gate-", "name", "-pep8")``: text and keys alternate.
+
+    Cached: every project using a template fills the same names.
     """
-
-    def one(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in params:
-            raise _MissingParamError(template, key)
-        return params[key]
-
-    name = _PLACEHOLDER.sub(one, tree.name)
-    return JobTree(name, [_substitute(c, params, template) for c in tree.children])
+    return tuple(_PLACEHOLDER.split(name))
 
 
-class _MissingParamError(Exception):
-    def __init__(self, template: str, param: str) -> None:
-        super().__init__(template, param)
-        self.template = template
-        self.param = param
+def _filler(params: dict[str, str]) -> Callable[[str], str]:
+    """A function filling ``{placeholders}`` in a job name from ``params``, which has
+    them all (:meth:`Layout._template_errors` made sure)."""
+
+    def fill(name: str) -> str:
+        parts = _placeholders(name)
+        if len(parts) == 1:
+            return name
+        out = [parts[0]]
+        for index in range(1, len(parts), 2):
+            out.append(params[parts[index]])
+            out.append(parts[index + 1])
+        return "".join(out)
+
+    return fill
 
 
 # ---------------------------------------------------------------------------
@@ -968,25 +1195,24 @@ def _check(layout: Layout, marks: Marks, file: Path, includes: bool) -> list[str
                 if key not in pipeline_names:
                     message = unknown_key_message(key, [*pipeline_names, *model_keys(kind)])
                     message = message.replace("unknown key", "unknown key or pipeline", 1)
+                    if suggest(str(key), [*pipeline_names, *model_keys(kind)]) is None:
+                        known = ", ".join(pipeline_names) or "none"
+                        message += f" (pipelines: {known})"
                     errors.append(format_error(file, marks, (section, index, key), message))
-    for project in config.projects:
-        try:
-            layout._expand(project)
-        except ConfigError as exc:
-            errors.extend(exc.errors)
+    for index, project in enumerate(config.projects):
+        errors.extend(layout._template_errors(project, index))
     if includes:
         for index, job in enumerate(config.jobs):
             fn = job.parameter_function
             if fn is not None and fn not in layout.functions:
-                errors.append(
-                    format_error(
-                        file,
-                        marks,
-                        ("jobs", index, "parameter-function"),
-                        unknown_key_message(fn, layout.functions).replace(
-                            "unknown key", "unknown function", 1
-                        ),
+                if config.includes:
+                    message = unknown_key_message(fn, layout.functions).replace(
+                        "unknown key", "unknown function", 1
                     )
+                else:
+                    message = f"unknown function '{fn}': no 'includes:' python file defines it"
+                errors.append(
+                    format_error(file, marks, ("jobs", index, "parameter-function"), message)
                 )
     return errors
 
@@ -1008,9 +1234,12 @@ def load_layout(path: Path, includes: bool = True) -> Layout:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: a layout must be a mapping (pipelines, jobs, projects...)")
+        raise ConfigError(
+            f"{path}:{marks.get((), 1)}: a layout must be a mapping (pipelines, jobs, "
+            f"projects...), got {describe(data)}"
+        )
     _modernize(data, marks, path)
-    config = validate(LayoutFile, data, marks, path)
+    config = validate(LayoutFile, data, marks, path, by_name=False)
     functions = _load_functions(config, path, marks) if includes else {}
     layout = Layout(config, path, marks, functions)
     errors = _check(layout, marks, path, includes)

@@ -8,7 +8,9 @@ that path. Unknown keys get a "did you mean" from the model's own fields.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from gatekeeper.config import yamlmarks
 from gatekeeper.config.site import SiteConfig
-from gatekeeper.config.yamlmarks import Marks
+from gatekeeper.config.yamlmarks import Marks, render_path
 from gatekeeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
+    "describe",
     "format_error",
     "line_for",
     "load_site",
@@ -36,17 +39,6 @@ __all__ = [
     "unknown_key_message",
     "validate",
 ]
-
-
-def render_path(path: Sequence[Any]) -> str:
-    """``("pipelines", 1, "trigger")`` → ``pipelines[1].trigger``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int) and not isinstance(part, bool):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def line_for(marks: Marks, path: Sequence[Any]) -> int:
@@ -61,7 +53,7 @@ def line_for(marks: Marks, path: Sequence[Any]) -> int:
 
 def format_error(file: Path | str, marks: Marks, path: Sequence[Any], message: str) -> str:
     """One error line: ``file:line: path: message`` (the path is left out when empty)."""
-    where = render_path(path)
+    where = render_path(tuple(path))
     prefix = f"{file}:{line_for(marks, path)}: "
     return f"{prefix}{where}: {message}" if where else f"{prefix}{message}"
 
@@ -79,7 +71,16 @@ def unknown_key_message(key: Any, choices: Iterable[str]) -> str:
 
 
 def model_keys(model: type[BaseModel]) -> list[str]:
-    """Every spelling of every field a YAML mapping may use for ``model``."""
+    """Every spelling of every field a YAML mapping may use for ``model``.
+
+    That is the alias where a field has one (``merge-mode``, not ``merge_mode``:
+    :func:`validate` does not accept Python's field names in a file).
+    """
+    return list(_model_keys(model))
+
+
+@functools.cache
+def _model_keys(model: type[BaseModel]) -> tuple[str, ...]:
     names: list[str] = []
     for name, field in model.model_fields.items():
         va = field.validation_alias
@@ -87,13 +88,32 @@ def model_keys(model: type[BaseModel]) -> list[str]:
             names.append(va)
         elif va is not None and hasattr(va, "choices"):
             names.extend(c for c in va.choices if isinstance(c, str))
-        if field.alias:
+        elif field.alias:
             names.append(field.alias)
-        names.append(name)
+        else:
+            names.append(name)
     extra = getattr(model, "extra_keys", None)
     if callable(extra):
         names.extend(extra())
-    return list(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names))
+
+
+def describe(value: Any) -> str:
+    """A value as a message shows it: ``'check'``, ``5``, ``true``, ``a mapping``, ``a list``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        text = repr(value)
+        return f"a list ({text})" if len(text) <= 40 else "a list"
+    return f"a {type(value).__name__}"
 
 
 def _unwrap(tp: Any) -> list[Any]:
@@ -176,18 +196,43 @@ def _data_path(data: Any, loc: Sequence[Any]) -> tuple[list[Any], bool]:
     return path, False
 
 
+# pydantic's error types, said in the words of a YAML file.
+_EXPECTED = {
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+}
+
+
 def _message(error: Any, model: type[BaseModel], path: list[Any]) -> tuple[list[Any], str]:
     kind = error["type"]
     msg = str(error["msg"])
+    ctx = error.get("ctx") or {}
     if kind == "extra_forbidden" and path:
         parent = _model_at(model, path[:-1])
         choices = model_keys(parent) if parent is not None else []
         return path, unknown_key_message(path[-1], choices)
     if kind == "missing":
         return path[:-1], f"missing required key '{path[-1]}'" if path else msg
+    if kind in _EXPECTED:
+        return path, f"expected {_EXPECTED[kind]}, got {describe(error.get('input'))}"
+    if kind == "literal_error" and "expected" in ctx:
+        return path, f"expected {ctx['expected']}, got {describe(error.get('input'))}"
+    for bound, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx and kind.startswith(("greater_than", "less_than")):
+            got = describe(error.get("input"))
+            return path, f"expected a number {sign} {ctx[bound]}, got {got}"
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-    ctx = error.get("ctx") or {}
     if "path" in ctx and isinstance(ctx["path"], tuple):
         # Our own validators may point deeper than the field they validate.
         path = path + list(ctx["path"])
@@ -199,23 +244,44 @@ def validation_errors(
 ) -> list[str]:
     """Format every error in ``exc`` as a ``file:line: path: message`` line."""
     found: dict[str, int] = {}
+    placed: list[tuple[str, list[Any], str]] = []
     for error in exc.errors():
         path, missing = _data_path(data, error["loc"])
         if missing and error["type"] != "missing":
             path = path[:-1]
         path, msg = _message(error, model, path)
+        placed.append((error["type"], path, msg))
+    # A misspelt required key is one mistake: "unknown key 'evnt' (did you mean
+    # 'event'?)" says it all, so the "missing required key 'event'" beside it goes.
+    misspelt = {
+        (tuple(path[:-1]), hint)
+        for kind, path, msg in placed
+        if kind == "extra_forbidden" and path and (hint := _hint(msg)) is not None
+    }
+    for kind, path, msg in placed:
+        if kind == "missing" and (tuple(path), msg.rsplit("'", 2)[-2]) in misspelt:
+            continue
         found.setdefault(format_error(file, marks, path, msg), line_for(marks, path))
     # In file order, which is how a person fixes them.
     return sorted(found, key=lambda text: found[text])
 
 
-def validate(model: type[M], data: Any, marks: Marks, file: Path) -> M:
+def _hint(message: str) -> str | None:
+    found = re.search(r"\(did you mean '([^']*)'\?\)$", message)
+    return found.group(1) if found else None
+
+
+def validate(model: type[M], data: Any, marks: Marks, file: Path, by_name: bool | None = None) -> M:
     """Validate ``data`` as ``model``; the file and marks place every error.
+
+    ``by_name=False`` accepts only the YAML spelling of a field (its alias),
+    as Zuul does: ``merge_mode`` is then an unknown key. ``None`` leaves it
+    to the model's configuration.
 
     :raises ConfigError: with one line per problem.
     """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, by_name=by_name)
     except ValidationError as exc:
         raise ConfigError(validation_errors(exc, model, data, marks, file)) from exc
 

@@ -8,11 +8,13 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.errors import GatekeeperError
@@ -22,6 +24,7 @@ from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
+from gatekeeper.scheduler import operations
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.worker.executor import BuildExecutor
@@ -59,6 +62,7 @@ class Gatekeeper:
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
+        self.admin: AdminWorker | None = None
         self.dispatcher: BuildDispatcher | None = None
         self.pool: Pool | None = None
         self.worker: Worker | None = None
@@ -145,6 +149,8 @@ class Gatekeeper:
             log_url=self.site.log_url,
         )
         self.scheduler.start()
+        self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
+        self.admin.start()
         if self.listener is not None:
             listener = self.listener
             self._listener_thread = threading.Thread(
@@ -154,6 +160,21 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _admin_handlers(self) -> dict[str, Handler]:
+        """Operator requests, each run in the scheduler thread."""
+        scheduler = self.scheduler
+        assert scheduler is not None
+
+        def on(operation: Callable[..., Any]) -> Handler:
+            return lambda args: scheduler.call(lambda: operation(scheduler, **args))
+
+        return {
+            "enqueue": on(operations.enqueue),
+            "dequeue": on(operations.dequeue),
+            "promote": on(operations.promote),
+            "status": on(operations.status),
+        }
 
     def reconfigure(self, wait: float = 30.0) -> bool:
         """Load the layout file again and switch every component to it.
@@ -183,6 +204,8 @@ class Gatekeeper:
             self.listener.stop()
         if self._listener_thread is not None:
             self._listener_thread.join(timeout=10)
+        if self.admin is not None:
+            self.admin.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.dispatcher is not None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -267,6 +268,101 @@ def reconfigure(site_path: Path | None) -> None:
     if not signalled:
         raise click.ClickException(f"no running gatekeeper found in {site.state_dir}")
     click.echo(f"reloading {site.layout} in {', '.join(signalled)}")
+
+
+def _ask(site_path: Path | None, function: str, args: Mapping[str, object]) -> object:
+    """Send an operator request to the site's running scheduler; exit 1 if refused."""
+    from gatekeeper.dispatch.admin import call
+
+    try:
+        site = _load_site(site_path)
+        servers = [(s.host, s.port) for s in site.gearman.client_servers]
+        return call(servers, function, dict(args))
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+pipeline_option = click.option("--pipeline", required=True, help="Pipeline name, e.g. gate.")
+project_option = click.option("--project", required=True, help="Project, e.g. openstack/nova.")
+
+
+@main.command()
+@site_option
+@pipeline_option
+@project_option
+@click.option("--change", required=True, help="NUMBER,PATCHSET of the change (current patchset).")
+def enqueue(site_path: Path | None, pipeline: str, project: str, change: str) -> None:
+    """Put a change in a pipeline of the running scheduler, as if its trigger
+    fired (the pipeline's requirements are not checked)."""
+    args = {"pipeline": pipeline, "project": project, "change": change}
+    click.echo(_ask(site_path, "enqueue", args))
+
+
+@main.command()
+@site_option
+@pipeline_option
+@project_option
+@click.option("--change", required=True, help="NUMBER,PATCHSET of the queued change.")
+def dequeue(site_path: Path | None, pipeline: str, project: str, change: str) -> None:
+    """Take a change out of a pipeline, stopping its builds, without reporting.
+    In a gate, the changes behind it are tested again without it."""
+    args = {"pipeline": pipeline, "project": project, "change": change}
+    click.echo(_ask(site_path, "dequeue", args))
+
+
+@main.command()
+@site_option
+@pipeline_option
+@click.option(
+    "--changes",
+    "changes",
+    required=True,
+    multiple=True,
+    help="NUMBER,PATCHSET; repeat, or list several after it, in the order wanted.",
+)
+@click.argument("more", nargs=-1)
+def promote(
+    site_path: Path | None, pipeline: str, changes: tuple[str, ...], more: tuple[str, ...]
+) -> None:
+    """Move changes to the head of their gate queues, in the order given; the
+    changes behind are tested again on top of them."""
+    args = {"pipeline": pipeline, "changes": [*changes, *more]}
+    click.echo(_ask(site_path, "promote", args))
+
+
+@main.command()
+@site_option
+@click.option("--json", "as_json", is_flag=True, help="Print the full status as JSON.")
+def status(site_path: Path | None, as_json: bool) -> None:
+    """Show every pipeline's queues: each change, what it is tested with, its
+    builds and an estimate of when they finish."""
+    import json
+
+    result = _ask(site_path, "status", {})
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    assert isinstance(result, dict)
+    for pipeline in result["pipelines"]:
+        queues = pipeline["queues"]
+        click.echo(
+            f"{pipeline['name']} ({pipeline['manager']}): "
+            + (f"{sum(len(q['items']) for q in queues)} queued" if queues else "empty")
+        )
+        for queue in queues:
+            if pipeline["manager"] == "dependent":
+                click.echo(f"  queue {queue['name']} (window {queue['window']})")
+            for item in queue["items"]:
+                what = item["change"] or item["ref"]
+                eta = f", done in ~{item['eta']:.0f}s" if item["eta"] is not None else ""
+                state = " FAILING" if item["failing"] else ("" if item["active"] else " waiting")
+                builds = ", ".join(
+                    f"{b['job']}:{b['result'] or ('running' if b['started_at'] else 'queued')}"
+                    for b in item["builds"]
+                )
+                click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
+                if builds:
+                    click.echo(f"       {builds}")
 
 
 @main.command()

@@ -7,6 +7,7 @@
      ├── GerritError            talking to Gerrit failed (SSH, command exit status)
      │    └── EventParseError   a stream-events line is not an event we understand
      ├── DispatchError          Gearman could not take or run a build
+     ├── OperationError         an operator's request (enqueue, promote...) cannot be done
      ├── PoolError              the node pool could not launch, claim or delete a node
      │    └── ProviderError     a provider's API refused or failed
      ├── TransportError         moving files to or running commands on a node failed
@@ -58,6 +59,10 @@ class ProviderError(PoolError):
 
 class TransportError(GatekeeperError):
     """Copying to, running on, or copying from a node failed."""
+
+
+class OperationError(GatekeeperError):
+    """An operator's request to a running scheduler cannot be done; says why."""
 
 
 class WorkspaceError(GatekeeperError):

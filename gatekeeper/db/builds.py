@@ -89,6 +89,27 @@ class BuildStore:
         record = self.get(uuid)
         return record is not None and record.result == "CANCELED"
 
+    def average_duration(self, job: str, recent: int = 10) -> float | None:
+        """Mean run time in seconds of the job's last ``recent`` successful builds."""
+        with self.db.session() as session:
+            query = (
+                select(BuildRecord.start_time, BuildRecord.end_time)
+                .where(
+                    BuildRecord.job == job,
+                    BuildRecord.result == "SUCCESS",
+                    BuildRecord.start_time.is_not(None),
+                    BuildRecord.end_time.is_not(None),
+                )
+                .order_by(BuildRecord.end_time.desc())
+                .limit(recent)
+            )
+            spans = [
+                end - start
+                for start, end in session.execute(query)
+                if start is not None and end is not None
+            ]
+        return sum(spans) / len(spans) if spans else None
+
     def get(self, uuid: str) -> BuildRecord | None:
         with self.db.session() as session:
             return session.get(BuildRecord, uuid)

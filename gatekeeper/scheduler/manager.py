@@ -76,13 +76,22 @@ class PipelineManager:
         if not decision.enqueue:
             log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
             return
-        if any(_same(i.change, change) for i in self.items):
+        self.enqueue(change, decision.selection, event.received_at)
+
+    def enqueue(
+        self, change: Change, selection: Any, received_at: float | None = None
+    ) -> QueueItem | None:
+        """Add ``change`` at the end of the queue with the jobs ``selection`` chose.
+
+        Returns the new item, or None when the change is already queued.
+        """
+        if self.find(change) is not None:
             log.info("%s is already in %s", change, self.name)
-            return
-        item = QueueItem(change=change, pipeline=self.name, event_received_at=event.received_at)
-        item.job_trees = list(decision.selection.trees)
+            return None
+        item = QueueItem(change=change, pipeline=self.name, event_received_at=received_at)
+        item.job_trees = list(selection.trees)
         self.items.append(item)
-        skipped = decision.selection.skipped
+        skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
             change,
@@ -90,6 +99,14 @@ class PipelineManager:
             f" (not running {', '.join(sorted(skipped))})" if skipped else "",
         )
         self._report_start(item)
+        return item
+
+    def find(self, change: Change) -> QueueItem | None:
+        """The item of this change at this patchset (or this ref at this revision)."""
+        for item in self.items:
+            if _same(item.change, change):
+                return item
+        return None
 
     def adopt(self, item: QueueItem) -> None:
         """Take over ``item`` from this pipeline's manager of the previous layout.
@@ -154,6 +171,10 @@ class PipelineManager:
 
     def _job_trees(self, item: QueueItem) -> list[Any]:
         return list(item.job_trees)
+
+    def job_names(self, item: QueueItem) -> list[str]:
+        """Every job the item runs, parents before children."""
+        return self._all_jobs(item)
 
     def _all_jobs(self, item: QueueItem) -> list[str]:
         names: list[str] = []

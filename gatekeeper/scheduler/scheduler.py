@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from gatekeeper.config.layout import Layout, PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.dispatch.client import BuildDispatcher
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
@@ -28,6 +29,8 @@ from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.routing import Router
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -85,6 +88,30 @@ class Scheduler:
     def put_management(self, action: Callable[[], None]) -> None:
         self._management.put(action)
         self._wake.set()
+
+    def call(self, action: Callable[[], T], timeout: float = 60.0) -> T:
+        """Run ``action`` in the scheduler thread; return its result or raise its error.
+
+        :raises OperationError: the scheduler did not get to it within ``timeout``.
+        """
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, action()))
+            except BaseException as exc:  # handed back to the caller's thread
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        self.put_management(run)
+        if not done.wait(timeout):
+            raise OperationError(f"the scheduler did not answer within {timeout:.0f}s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return cast(T, value)
 
     def reconfigure(self, layout: Layout) -> threading.Event:
         """Switch to ``layout`` in the scheduler thread; the event is set when done.

@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from gatekeeper.db.tables import BuildRecord
+from gatekeeper.dispatch import admin
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 
@@ -250,3 +252,80 @@ def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
     [record] = builds_of(box, c)
     assert record.result == "MERGER_FAILURE"
     assert merge_order(box) == [a, b]
+
+
+def ask(box: Sandbox, function: str, **args: object) -> object:
+    """An operator's request, over Gearman as the gatekeeper command sends it."""
+    assert box.app is not None
+    return admin.call(box.app.gearman_servers, function, dict(args), timeout=30)
+
+
+def test_promote_moves_changes_to_the_head(box: Sandbox, flags: Path) -> None:
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    wait_all_started(box, 3)
+    answer = ask(box, "promote", pipeline="gate", changes=[f"{c},1", f"{b},1"])
+    assert answer == f"promoted openstack/nova {c},1, openstack/glance {b},1 in gate"
+    status = ask(box, "status")
+    assert isinstance(status, dict)
+    [gate_status] = [p for p in status["pipelines"] if p["name"] == "gate"]
+    [queue] = [q for q in gate_status["queues"] if len(q["items"]) == 3]
+    assert [i["change"] for i in queue["items"]] == [f"{c},1", f"{b},1", f"{a},1"]
+    assert queue["items"][2]["tested_with"] == [
+        f"openstack/nova {c},1",
+        f"openstack/glance {b},1",
+    ]
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [c, b, a]
+    # A was tested again on top of C and B; the first runs were thrown away.
+    last = builds_of(box, a)[-1]
+    assert {"Change A", "Change C"} <= set(seen(box, last, "nova"))
+    assert "Change B" in seen(box, last, "glance")
+
+
+def test_enqueue_status_and_dequeue_by_an_operator(box: Sandbox, flags: Path) -> None:
+    assert box.sim is not None
+    number, ps = box.push_change("openstack/nova", "Not approved", {"n.txt": "n\n"})
+    box.wait_until_settled()
+    assert gate(box).items == []
+    assert ask(
+        box, "enqueue", pipeline="gate", project="openstack/nova", change=f"{number},{ps}"
+    ) == (f"enqueued openstack/nova {number},{ps} in gate")
+    wait_all_started(box, 1)
+    status = ask(box, "status")
+    assert isinstance(status, dict)
+    [item] = [i for p in status["pipelines"] for q in p["queues"] for i in q["items"]]
+    assert item["change"] == f"{number},{ps}" and item["jobs"] == ["integrated"]
+    [build] = item["builds"]
+    assert build["result"] is None and build["started_at"] is not None
+
+    refusals = {
+        "no pipeline 'nope'": (
+            "enqueue",
+            {"pipeline": "nope", "project": "openstack/nova", "change": f"{number},{ps}"},
+        ),
+        "is already in gate": (
+            "enqueue",
+            {"pipeline": "gate", "project": "openstack/nova", "change": f"{number},{ps}"},
+        ),
+        "not the current patchset": (
+            "enqueue",
+            {"pipeline": "gate", "project": "openstack/nova", "change": f"{number},{ps + 1}"},
+        ),
+        "expected a change as NUMBER,PATCHSET": (
+            "dequeue",
+            {"pipeline": "gate", "project": "openstack/nova", "change": "seven"},
+        ),
+    }
+    for reason, (function, args) in refusals.items():
+        with pytest.raises(GatekeeperError, match=reason):
+            ask(box, function, **args)
+
+    answer = ask(box, "dequeue", pipeline="gate", project="openstack/nova", change=f"{number},{ps}")
+    assert answer == f"dequeued openstack/nova {number},{ps} from gate"
+    box.wait_until_settled()
+    [record] = builds_of(box, number)
+    assert record.result in ("ABORTED", "CANCELED")
+    assert [m for m in box.sim.get_change(number).messages if m.author == "gatekeeper"] == []

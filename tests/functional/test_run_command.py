@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -49,8 +50,13 @@ LINT_JOB = """  - name: demo-lint
 
 
 def reconfigure(site_dir: Path) -> subprocess.CompletedProcess[str]:
+    return command(site_dir, "reconfigure")
+
+
+def command(site_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gatekeeper ARGS`` run in the site's directory (it finds ./gatekeeper.yaml)."""
     return subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "reconfigure"],
+        [sys.executable, "-m", "gatekeeper.cli", *args],
         cwd=site_dir,
         capture_output=True,
         text=True,
@@ -155,6 +161,23 @@ def test_gatekeeper_run_votes_on_a_pushed_change(
         )
         [report] = [m.text for m in gerrit_sim.get_change(2).messages if m.author == "gatekeeper"]
         assert "- demo-lint " in report and "- demo-unit " in report
+
+        # Operators reach the running scheduler through Gearman.
+        shown = command(site_dir, "status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert [p["name"] for p in json.loads(shown.stdout)["pipelines"]] == ["check"]
+        refused = command(
+            site_dir,
+            "dequeue",
+            "--pipeline",
+            "check",
+            "--project",
+            "demo/project",
+            "--change",
+            "2,1",
+        )
+        assert refused.returncode == 1
+        assert "demo/project 2,1 is not in check" in refused.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

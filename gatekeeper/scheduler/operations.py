@@ -1,0 +1,192 @@
+"""What operators ask of a running scheduler: enqueue, dequeue, promote, status.
+
+Every function here runs in the scheduler thread (through
+:meth:`Scheduler.call`), so it may read and change queues freely. Requests
+arrive over Gearman (:mod:`gatekeeper.dispatch.admin`) from the
+``gatekeeper enqueue|dequeue|promote|status`` commands.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from gatekeeper.errors import OperationError
+from gatekeeper.model.change import QueueItem
+from gatekeeper.scheduler.dependent import DependentPipelineManager
+from gatekeeper.scheduler.manager import PipelineManager
+
+if TYPE_CHECKING:
+    from gatekeeper.scheduler.scheduler import Scheduler
+
+__all__ = ["dequeue", "enqueue", "parse_change", "promote", "status"]
+
+_CHANGE = re.compile(r"(\d+),(\d+)")
+
+
+def parse_change(text: str) -> tuple[int, int]:
+    """``"123,2"`` -> (123, 2).
+
+    :raises OperationError: not ``NUMBER,PATCHSET``.
+    """
+    match = _CHANGE.fullmatch(text.strip())
+    if not match:
+        raise OperationError(f"expected a change as NUMBER,PATCHSET (like 123,2), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _manager(scheduler: Scheduler, pipeline: str) -> PipelineManager:
+    for manager in scheduler.managers:
+        if manager.name == pipeline:
+            return manager
+    names = ", ".join(m.name for m in scheduler.managers)
+    raise OperationError(f"no pipeline {pipeline!r} (the layout has {names})")
+
+
+def _item(manager: PipelineManager, project: str, number: int, patchset: int) -> QueueItem:
+    for item in manager.items:
+        change = item.change
+        if (change.project, change.number, change.patchset) == (project, number, patchset):
+            return item
+    raise OperationError(f"{project} {number},{patchset} is not in {manager.name}")
+
+
+def enqueue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> str:
+    """Put a change in a pipeline as if its trigger had fired (requirements not checked).
+
+    :raises OperationError: no such pipeline or change, or it cannot be queued.
+    :raises GerritError: Gerrit could not be asked about the change.
+    """
+    manager = _manager(scheduler, pipeline)
+    number, patchset = parse_change(change)
+    context = scheduler.context
+    if not context.layout.jobs_for(project, pipeline):
+        raise OperationError(f"{project} runs no jobs in {pipeline}")
+    found = context.source.get_change(number)
+    if found is None:
+        raise OperationError(f"change {number} is not in Gerrit")
+    if found.project != project:
+        raise OperationError(f"change {number} belongs to {found.project}, not {project}")
+    if found.patchset != patchset:
+        raise OperationError(
+            f"{number},{patchset} is not the current patchset (that is {found.key})"
+        )
+    if not found.is_open:
+        raise OperationError(f"{found} is {found.status}")
+    selection = context.router.select(project, pipeline, found.branch, "", found.files)
+    if manager.enqueue(found, selection, time.monotonic()) is None:
+        raise OperationError(f"{found} is already in {pipeline}")
+    return f"enqueued {found} in {pipeline}"
+
+
+def dequeue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> str:
+    """Take a change out of a pipeline, stopping its builds; nothing is reported.
+
+    :raises OperationError: no such pipeline, or the change is not in it.
+    """
+    manager = _manager(scheduler, pipeline)
+    number, patchset = parse_change(change)
+    item = _item(manager, project, number, patchset)
+    manager.remove(item, cancel=True)
+    return f"dequeued {item.change} from {pipeline}"
+
+
+def promote(scheduler: Scheduler, pipeline: str, changes: list[str]) -> str:
+    """Move changes to the head of their queues, in the order given.
+
+    The items behind are tested again on top of the new order.
+
+    :raises OperationError: not a dependent pipeline, or a change is not in it.
+    """
+    manager = _manager(scheduler, pipeline)
+    if not isinstance(manager, DependentPipelineManager):
+        raise OperationError(f"{pipeline} is not a dependent pipeline: its order means nothing")
+    promoted: list[QueueItem] = []
+    for text in changes:
+        number, patchset = parse_change(text)
+        matches = [
+            i for i in manager.items if (i.change.number, i.change.patchset) == (number, patchset)
+        ]
+        if not matches:
+            raise OperationError(f"{number},{patchset} is not in {pipeline}")
+        promoted.extend(i for i in matches if i not in promoted)
+    manager.items = promoted + [i for i in manager.items if i not in promoted]
+    return f"promoted {', '.join(str(i.change) for i in promoted)} in {pipeline}"
+
+
+def _build_status(build: Any, now: float) -> dict[str, Any]:
+    return {
+        "job": build.job,
+        "uuid": build.uuid,
+        "result": build.result.value if build.result else None,
+        "voting": build.voting,
+        "url": build.url,
+        "node": build.node,
+        "worker": build.worker,
+        "started_at": build.started_at,
+        "elapsed": (now - build.started_at) if build.started_at and not build.done else None,
+    }
+
+
+def _eta(item: QueueItem, jobs: list[str], durations: dict[str, float | None]) -> float | None:
+    """Seconds until every job of the item is done, from recent durations (None: unknown)."""
+    now = time.time()
+    remaining = 0.0
+    for job in jobs:
+        build = item.builds.get(job)
+        if build is not None and build.done:
+            continue
+        expected = durations.get(job)
+        if expected is None:
+            return None
+        elapsed = now - build.started_at if build is not None and build.started_at else 0.0
+        remaining = max(remaining, expected - elapsed)
+    return max(0.0, remaining)
+
+
+def status(scheduler: Scheduler) -> dict[str, Any]:
+    """Every pipeline, queue and item, with builds and an ETA, as plain JSON data."""
+    now = time.time()
+    builds = scheduler.context.builds
+    durations: dict[str, float | None] = {}
+    pipelines: list[dict[str, Any]] = []
+    for manager in scheduler.managers:
+        if isinstance(manager, DependentPipelineManager):
+            queues = manager.queues()
+            windows = {name: manager.window(name) for name in queues}
+        else:
+            queues = {manager.name: list(manager.items)} if manager.items else {}
+            windows = {}
+        rendered = []
+        for name, items in queues.items():
+            entries = []
+            for position, item in enumerate(items):
+                jobs = manager.job_names(item)
+                for job in jobs:
+                    if job not in durations:
+                        durations[job] = builds.average_duration(job)
+                entries.append(
+                    {
+                        "position": position,
+                        "project": item.change.project,
+                        "change": None if item.change.is_ref else item.change.key,
+                        "ref": item.change.ref,
+                        "url": item.change.url,
+                        "enqueued_at": item.enqueued_at,
+                        "tested_with": list(item.tested_with or []),
+                        "failing": isinstance(manager, DependentPipelineManager)
+                        and manager.failing(item),
+                        "active": name not in windows
+                        or windows[name] == 0
+                        or position < windows[name],
+                        "eta": _eta(item, jobs, durations),
+                        "jobs": jobs,
+                        "builds": [_build_status(b, now) for b in item.builds.values()],
+                    }
+                )
+            rendered.append({"name": name, "window": windows.get(name), "items": entries})
+        pipelines.append(
+            {"name": manager.name, "manager": manager.pipeline.manager, "queues": rendered}
+        )
+    return {"time": now, "pipelines": pipelines}

@@ -212,16 +212,26 @@ class GerritConnection:
             rows.append(row)
         return rows
 
+    #: What the scheduler asks of every change it reads.
+    CHANGE_OPTIONS = (
+        "--current-patch-set",
+        "--all-approvals",
+        "--dependencies",
+        "--submit-records",
+        "--files",
+        "--commit-message",
+    )
+
     def query_change(self, number: int) -> dict[str, Any] | None:
-        rows = self.query(
-            f"change:{int(number)}",
-            "--current-patch-set",
-            "--all-approvals",
-            "--dependencies",
-            "--submit-records",
-            "--files",
-        )
+        rows = self.query(f"change:{int(number)}", *self.CHANGE_OPTIONS)
         return rows[0] if rows else None
+
+    def query_changes(self, query: str) -> list[dict[str, Any]]:
+        """Every change ``query`` finds, with :attr:`CHANGE_OPTIONS`.
+
+        :raises GerritError:
+        """
+        return self.query(query, *self.CHANGE_OPTIONS)
 
     def review(
         self,

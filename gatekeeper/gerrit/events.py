@@ -9,6 +9,13 @@ Gerrit's shapes drift across versions, and we accept them all: change and
 patchset numbers are strings up to 2.13 and integers from 2.14; ``refName``
 is short (``master``) up to 2.11 and full from 2.12; lines before 2.11 carry
 no ``eventCreatedOn``.
+
+Most lines are one of two ordinary shapes (a change event, a ref update)
+with every field of the expected JSON type. Those are read by
+:func:`_read_well_formed`, which checks types without the careful reader's
+per-field calls and messages; on anything unusual it gives up and the
+careful reader (:func:`_read`) takes the line, so what an event becomes,
+and how a bad line is reported, is decided by the careful reader alone.
 """
 
 from __future__ import annotations
@@ -201,26 +208,38 @@ def parse_event(
         object, has no ``type``, or has a known field of the wrong type.
     """
     text = _decode(line, max_length)
-    if not text.strip():
+    # Equivalent to ``not text.strip()`` without copying the line.
+    if not text or text.isspace():
         log.debug("skipping a blank stream-events line")
         return None
-    f = _Fields(text)
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise f.fail(f"not JSON ({exc})") from exc
+        raise _Fields(text).fail(f"not JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise f.fail(f"an event should be a JSON object, got {type(data).__name__}")
+        raise _Fields(text).fail(f"an event should be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
-        raise f.fail("the event has no 'type'")
+        raise _Fields(text).fail("the event has no 'type'")
     if kind == "dropped-output":
         log.warning(
             "Gerrit dropped stream-events output: events were lost; "
             "changes may need a recheck or a manual enqueue"
         )
         return None
+    try:
+        event = _read_well_formed(data, kind, legacy_approvals)
+    except _Unusual:
+        event = _read(_Fields(text), data, kind, legacy_approvals)
+    log.debug("parsed %s", event)
+    return event
 
+
+def _read(f: _Fields, data: dict[str, Any], kind: str, legacy_approvals: bool) -> TriggerEvent:
+    """The careful reader: any shape Gerrit has sent, every field checked by name.
+
+    :raises EventParseError: a known field has the wrong type.
+    """
     change = f.obj(data, "change")
     patchset = f.obj(data, "patchSet")
     ref_update = f.obj(data, "refUpdate")
@@ -250,7 +269,7 @@ def parse_event(
         ref, branch = _ref_and_branch(ref_name) if ref_name else ("", "")
 
     new_rev = f.string(ref_update, "newRev") or f.string(data, "newRev")
-    event = TriggerEvent(
+    return TriggerEvent(
         type=kind,
         project=project,
         branch=branch,
@@ -269,5 +288,139 @@ def parse_event(
         legacy_approvals=legacy_approvals,
         raw=data,
     )
-    log.debug("parsed %s", event)
-    return event
+
+
+# -- the fast reader ----------------------------------------------------------
+#
+# Every check below is at least as strict as the careful reader's for the same
+# field (``type(v) is str`` where it would accept a str, a JSON null sent to it
+# rather than read as "absent"), and it reads no field the careful reader
+# would not: so where it gives an event, the careful reader gives the same one,
+# and where the careful reader would raise, it gives up first.
+# tests/unit/test_event_fast_path.py checks this on mutated real events.
+
+
+class _Unusual(Exception):
+    """Raised by the fast reader: this line is for the careful reader."""
+
+
+def _fast_account(value: Any) -> Account | None:
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise _Unusual
+    if not value:
+        return None
+    username = value.get("username", "")
+    name = value.get("name", "")
+    email = value.get("email", "")
+    if type(username) is not str or type(name) is not str or type(email) is not str:
+        raise _Unusual
+    return Account(username, name, email)
+
+
+def _fast_number(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int:  # not a bool: type(True) is bool
+        return value
+    if type(value) is not str:
+        raise _Unusual
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise _Unusual from None
+
+
+def _fast_approval(entry: Any, by: Account | None) -> Approval:
+    if type(entry) is not dict:
+        raise _Unusual
+    label = entry.get("type")
+    vote = _fast_number(entry.get("value"))
+    if type(label) is not str or not label or vote is None:
+        raise _Unusual
+    old = _fast_number(entry.get("oldValue"))
+    return Approval(label, vote, old, _fast_account(entry.get("by")) or by)
+
+
+def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -> TriggerEvent:
+    """A change event (``change`` but no ``refUpdate``) or a ref update (the
+    reverse) of a type in :data:`ACCOUNT_FIELDS`, read as :func:`_read` would.
+
+    :raises _Unusual: any other shape, or a field of an unexpected type.
+    """
+    field = ACCOUNT_FIELDS.get(kind)
+    if field is None:
+        raise _Unusual
+    account = _fast_account(data.get(field))
+    change = data.get("change")
+    ref_update = data.get("refUpdate")
+    patchset = data.get("patchSet")
+    if type(change) is dict and change and ref_update is None:
+        if patchset is None:
+            patchset = {}
+        elif type(patchset) is not dict:
+            raise _Unusual
+        project = change.get("project")
+        branch = change.get("branch", "")
+        ref = patchset.get("ref", "")
+        change_id = change.get("id", "")
+        change_url = change.get("url", "")
+        revision = patchset.get("revision", "")
+        old_rev = ""
+        new_rev = data.get("newRev", "")
+        number = _fast_number(change.get("number"))
+        patchset_number = _fast_number(patchset.get("number"))
+    elif type(ref_update) is dict and ref_update and change is None and patchset is None:
+        project = ref_update.get("project")
+        ref_name = ref_update.get("refName", "")
+        if type(ref_name) is not str:
+            raise _Unusual
+        ref, branch = _ref_and_branch(ref_name)
+        change_id = change_url = revision = ""
+        old_rev = ref_update.get("oldRev", "")
+        new_rev = ref_update.get("newRev", "")
+        if new_rev == "":
+            new_rev = data.get("newRev", "")
+        number = patchset_number = None
+    else:
+        raise _Unusual
+    comment = data.get("comment", "")
+    for value in (project, branch, ref, change_id, change_url, revision, old_rev, new_rev, comment):
+        if type(value) is not str:
+            raise _Unusual
+    if not project:
+        raise _Unusual
+    created = data.get("eventCreatedOn")
+    if type(created) is int:
+        created = float(created)
+    elif created is None:
+        created = time.time()
+    elif type(created) is not float:
+        raise _Unusual
+    approvals = data.get("approvals")
+    if approvals is None:
+        approvals = ()
+    elif type(approvals) is list:
+        approvals = tuple([_fast_approval(entry, account) for entry in approvals])
+    else:
+        raise _Unusual
+    return TriggerEvent(
+        type=kind,
+        project=project,
+        branch=branch,
+        ref=ref,
+        change=number,
+        patchset=patchset_number,
+        change_id=change_id,
+        change_url=change_url,
+        revision=revision,
+        old_rev=old_rev,
+        new_rev=new_rev,
+        comment=comment,
+        approvals=approvals,
+        account=account,
+        created_on=created,
+        legacy_approvals=legacy_approvals,
+        raw=data,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from gatekeeper.errors import GerritError
@@ -25,6 +26,16 @@ def _file_names(patchset: dict[str, Any]) -> list[str] | None:
     if not isinstance(files, list):
         return None
     return [str(f["file"]) for f in files if isinstance(f, dict) and "file" in f]
+
+
+# Footers are matched as Gerrit and Zuul read them: one per line, anywhere in
+# the message, the Change-Id full or abbreviated.
+_DEPENDS_ON = re.compile(r"^Depends-On:\s*(I[0-9a-fA-F]{8,40})\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def depends_on_footers(message: str) -> list[str]:
+    """The Change-Ids a commit message's ``Depends-On:`` footers name, in order."""
+    return list(dict.fromkeys(m.group(1) for m in _DEPENDS_ON.finditer(message)))
 
 
 def change_from_query(row: dict[str, Any]) -> Change:
@@ -53,6 +64,12 @@ def change_from_query(row: dict[str, Any]) -> Change:
             status=row.get("status", "NEW"),
             approvals=approvals,
             files=_file_names(current),
+            depends_on=depends_on_footers(str(row.get("commitMessage") or "")),
+            git_parents=[
+                (_int(d["number"], "dependsOn.number"), bool(d.get("isCurrentPatchSet", True)))
+                for d in row.get("dependsOn") or []
+            ],
+            git_children=[_int(d["number"], "neededBy.number") for d in row.get("neededBy") or []],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise GerritError(f"gerrit query row is not a change: {exc!r}") from exc
@@ -68,6 +85,32 @@ class GerritSource:
         """:raises GerritError:"""
         row = self.connection.query_change(number)
         return change_from_query(row) if row else None
+
+    def changes_with_id(self, change_id: str) -> list[Change]:
+        """Every change whose Change-Id starts with ``change_id`` (any project or branch).
+
+        :raises GerritError:
+        """
+        return [change_from_query(r) for r in self.connection.query_changes(f"change:{change_id}")]
+
+    def changes_depending_on(self, change: Change) -> list[Change]:
+        """Open changes that need ``change``: its git children, and those whose
+        ``Depends-On:`` names its Change-Id.
+
+        :raises GerritError:
+        """
+        found: dict[int, Change] = {}
+        for number in change.git_children:
+            child = self.get_change(number)
+            if child is not None and child.is_open:
+                found[number] = child
+        if change.change_id:
+            rows = self.connection.query_changes(f"message:{change.change_id} status:open")
+            for row in rows:
+                other = change_from_query(row)
+                if any(change.change_id.startswith(d) for d in other.depends_on):
+                    found.setdefault(other.number, other)
+        return [found[n] for n in sorted(found)]
 
     def change_for_event(self, event: TriggerEvent) -> Change | None:
         """The change an event is about, at the patchset the event names.

@@ -39,6 +39,13 @@ class Change:
     is_current_patchset: bool = True
     approvals: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[str] | None = None
+    #: Change-Ids named by the commit message's ``Depends-On:`` footers.
+    depends_on: list[str] = field(default_factory=list)
+    #: Changes whose patchsets are git parents of this one: (number, whether
+    #: that patchset is still the parent change's current one).
+    git_parents: list[tuple[int, bool]] = field(default_factory=list)
+    #: Open changes built on one of this change's patchsets (git children).
+    git_children: list[int] = field(default_factory=list)
     #: For a ref update (``number`` 0): the ref's old and new revision.
     old_rev: str = ""
     new_rev: str = ""
@@ -108,6 +115,9 @@ class QueueItem:
     #: testing it on top of (``project number,patchset``), in queue order;
     #: None until its first pass.
     tested_with: list[str] | None = None
+    #: Open changes this one needs (git parents, Depends-On), dependencies first:
+    #: tested with it in an independent pipeline, queued ahead of it in a gate.
+    needed: list[Change] = field(default_factory=list)
     reported: bool = False
     dequeued: bool = False
     merge_failed: bool = False

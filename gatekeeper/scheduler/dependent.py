@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.queues import change_queues
+from gatekeeper.scheduler.triggers import check_requirements
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class DependentPipelineManager(PipelineManager):
         super().__init__(pipeline, context)
         self.queue_of = change_queues(context.layout, pipeline.name)
         self.windows: dict[str, int] = {}
+        # Changes this pipeline merged: what items behind needed is in the branch now.
+        self._merged: set[int] = set()
 
     # -- queues and windows ------------------------------------------------
     def queue_name(self, item: QueueItem) -> str:
@@ -79,6 +83,77 @@ class DependentPipelineManager(PipelineManager):
         if self.windows[queue] != window:
             log.info("%s queue %s: window %d -> %d", self.name, queue, window, self.windows[queue])
 
+    # -- entering, with what a change needs ----------------------------------
+    def enqueue_with_needs(
+        self, change: Change, selection: Any, received_at: float | None = None
+    ) -> QueueItem | None:
+        """Enqueue ``change`` behind the open changes it needs, enqueuing those
+        first when they may enter; then the changes waiting for it.
+
+        A change whose needs cannot enter (not approved, or in another queue)
+        waits: it is enqueued when the last of them is.
+        """
+        item = self._enqueue_tree(change, selection, received_at, set())
+        if item is not None:
+            self._enqueue_waiting(change, set())
+        return item
+
+    def _enqueue_tree(
+        self, change: Change, selection: Any, received_at: float | None, visiting: set[int]
+    ) -> QueueItem | None:
+        existing = self.find(change)
+        if existing is not None:
+            return existing
+        needed = self._needs(change)
+        if needed is None:
+            return None
+        queue = self.queue_of.get(change.project, change.project)
+        for dependency in needed:
+            if self.find(dependency) is not None:
+                continue
+            why = self._cannot_enter(dependency, queue)
+            if why:
+                log.info(
+                    "%s waits in %s: it needs %s, which %s", change, self.name, dependency, why
+                )
+                return None
+        for dependency in needed:
+            if self.find(dependency) is None:
+                self._enqueue_tree(dependency, self._select(dependency), received_at, visiting)
+        item = self.enqueue(change, selection, received_at)
+        if item is not None:
+            item.needed = needed
+        return item
+
+    def _cannot_enter(self, change: Change, queue: str) -> str:
+        """Why ``change`` may not be enqueued ahead in ``queue`` now ('' if it may)."""
+        if self.queue_of.get(change.project) != queue:
+            return f"is not in this change's queue ({queue}) in {self.name}"
+        verdict = check_requirements(self.pipeline, change)
+        return verdict.reason
+
+    def _select(self, change: Change) -> Any:
+        return self.context.router.select(
+            change.project, self.name, change.branch, "", change.files
+        )
+
+    def _enqueue_waiting(self, change: Change, visiting: set[int]) -> None:
+        """Enqueue the changes that need ``change`` and were waiting for it."""
+        if change.number in visiting or change.is_ref:
+            return
+        visiting.add(change.number)
+        try:
+            waiting = self.context.source.changes_depending_on(change)
+        except GatekeeperError as exc:
+            log.error("could not ask Gerrit which changes need %s: %s", change, exc)
+            return
+        for other in waiting:
+            queue = self.queue_of.get(change.project, change.project)
+            if self.find(other) is not None or self._cannot_enter(other, queue):
+                continue
+            if self._enqueue_tree(other, self._select(other), None, visiting) is not None:
+                self._enqueue_waiting(other, visiting)
+
     # -- items ---------------------------------------------------------------
     def failing(self, item: QueueItem) -> bool:
         """A voting build ended badly, or Gerrit would not merge the change."""
@@ -104,6 +179,11 @@ class DependentPipelineManager(PipelineManager):
             window = self.window(queue)
             ahead: list[QueueItem] = []
             for position, item in enumerate(items):
+                missing = self._missing_need(item, ahead)
+                if missing:
+                    self._drop(item, missing)
+                    changed = True
+                    continue
                 expected = [change_key(i.change) for i in ahead]
                 if item.tested_with is not None and item.tested_with != expected:
                     before = ", ".join(item.tested_with) or "the branch tip"
@@ -113,11 +193,35 @@ class DependentPipelineManager(PipelineManager):
                     changed = self._launch_ready_jobs(item, [i.change for i in ahead]) or changed
                 if not self.failing(item):
                     ahead.append(item)
-            head = items[0]
-            if self._item_finished(head):
+            head = next((i for i in items if not i.dequeued), None)
+            if head is not None and self._item_finished(head):
                 self._report_head(queue, head)
                 changed = True
         return changed
+
+    def _missing_need(self, item: QueueItem, ahead: list[QueueItem]) -> Change | None:
+        """A change the item needs that is neither merged nor passing ahead of it."""
+        passing = {(i.change.project, i.change.number) for i in ahead}
+        for need in item.needed:
+            if need.number in self._merged or (need.project, need.number) in passing:
+                continue
+            return need
+        return None
+
+    def _drop(self, item: QueueItem, need: Change) -> None:
+        """``item`` cannot merge without ``need``, which failed or left: report, dequeue."""
+        log.info("dequeuing %s from %s: it needs %s, which will not merge", item, self.name, need)
+        self.remove(item, cancel=True)
+        options = self.pipeline.failure
+        labels = options.votes if options is not None and options.gerrit is not None else {}
+        message = (
+            f"This change depends on {need}, which failed to merge or left the "
+            f"{self.name} queue; it was taken out of the queue too."
+        )
+        try:
+            self.context.reporter.report(item.change, message + "\n", labels, False)
+        except GatekeeperError as exc:
+            log.error("could not report %s: %s", item.change, exc)
 
     def _report_head(self, queue: str, item: QueueItem) -> None:
         try:
@@ -129,6 +233,9 @@ class DependentPipelineManager(PipelineManager):
         self._adjust_window(queue, merged)
         self.remove(item, cancel=False)
         if merged:
+            if len(self._merged) > 100_000:
+                self._merged.clear()
+            self._merged.add(item.change.number)
             # Items behind were tested with this change; it is now in the
             # branch itself, so what they tested is still what will merge.
             key = change_key(item.change)

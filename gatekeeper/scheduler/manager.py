@@ -12,10 +12,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.dispatch import protocol
-from gatekeeper.errors import DispatchError, GatekeeperError, GerritError
+from gatekeeper.errors import DispatchError, GatekeeperError, GerritError, OperationError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
 from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.report import compose_message
 
@@ -76,7 +77,41 @@ class PipelineManager:
         if not decision.enqueue:
             log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
             return
-        self.enqueue(change, decision.selection, event.received_at)
+        self.enqueue_with_needs(change, decision.selection, event.received_at)
+
+    def _needs(self, change: Change) -> list[Change] | None:
+        """The open changes ``change`` needs, or None (reported) when they loop or
+        are outdated."""
+        if change.is_ref or self.pipeline.ignore_dependencies:
+            return []
+        try:
+            return needed_changes(self.context.source, change)
+        except OperationError as exc:
+            log.warning("%s not enqueued in %s: %s", change, self.name, exc)
+            if isinstance(exc, DependencyCycleError):
+                self._tell(change, f"This change was not enqueued in {self.name}: {exc}.")
+            return None
+
+    def _tell(self, change: Change, message: str) -> None:
+        """A message on the change, without votes."""
+        try:
+            self.context.reporter.report(change, message + "\n", {}, False)
+        except GerritError as exc:
+            log.error("could not comment on %s: %s", change, exc)
+
+    def enqueue_with_needs(
+        self, change: Change, selection: Any, received_at: float | None = None
+    ) -> QueueItem | None:
+        """Enqueue ``change``, to be tested with the open changes it needs."""
+        needed = self._needs(change)
+        if needed is None:
+            return None
+        item = self.enqueue(change, selection, received_at)
+        if item is not None:
+            item.needed = needed
+            if needed:
+                log.info("%s is tested with %s", change, ", ".join(str(c) for c in needed))
+        return item
 
     def enqueue(
         self, change: Change, selection: Any, received_at: float | None = None
@@ -158,7 +193,7 @@ class PipelineManager:
     def process(self) -> bool:
         changed = False
         for item in list(self.items):
-            changed = self._launch_ready_jobs(item) or changed
+            changed = self._launch_ready_jobs(item, item.needed) or changed
             if self._item_finished(item):
                 try:
                     self._report(item)

@@ -7,6 +7,8 @@ logs), not what the scheduler meant to send.
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -329,3 +331,96 @@ def test_enqueue_status_and_dequeue_by_an_operator(box: Sandbox, flags: Path) ->
     [record] = builds_of(box, number)
     assert record.result in ("ABORTED", "CANCELED")
     assert [m for m in box.sim.get_change(number).messages if m.author == "gatekeeper"] == []
+
+
+def change_id(tag: str) -> str:
+    return "I" + hashlib.sha1(tag.encode()).hexdigest()
+
+
+def push_on_top(box: Sandbox, project: str, parent: int, subject: str) -> tuple[int, int]:
+    """A change whose git parent is change ``parent``'s current patchset."""
+    assert box.sim is not None
+    env = box.git_env("alice")
+    work = box.root / f"work-{subject.replace(' ', '-')}"
+    ref = box.sim.get_change(parent).current_patchset.ref
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], env=env, check=True, capture_output=True, text=True)
+
+    git("clone", "-q", box.sim.git_url(project, "alice"), str(work))
+    git("-C", str(work), "fetch", "-q", "origin", ref)
+    git("-C", str(work), "checkout", "-q", "FETCH_HEAD")
+    (work / f"{subject}.txt").write_text("on top\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-qm", f"{subject}\n\nChange-Id: {change_id(subject)}")
+    git("-C", str(work), "push", "-q", "origin", "HEAD:refs/for/master")
+    [number] = [
+        int(e["change"]["number"])
+        for e in box.sim.events()
+        if e["type"] == "patchset-created" and e["change"]["id"] == change_id(subject)
+    ]
+    return number, 1
+
+
+def test_depends_on_across_projects_waits_then_merges_behind(box: Sandbox, flags: Path) -> None:
+    (flags / "release").touch()
+    assert box.sim is not None
+    a, a_ps = box.push_change("openstack/nova", "Change A", {"a.txt": "a\n"})
+    b, b_ps = box.push_change(
+        "openstack/glance", f"Change B\n\nDepends-On: {box.sim.get_change(a).change_id}", {}
+    )
+    box.approve(b, b_ps)
+    box.wait_until_settled()
+    assert gate(box).items == [] and box.sim.get_change(b).status == "NEW"  # B waits for A
+    box.approve(a, a_ps)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b]
+    [rb] = builds_of(box, b)
+    assert "Change A" in seen(box, rb, "nova")
+
+
+def test_git_parent_is_queued_ahead(box: Sandbox, flags: Path) -> None:
+    (flags / "release").touch()
+    assert box.sim is not None
+    a, a_ps = box.push_change("openstack/nova", "Change A", {"a.txt": "a\n"})
+    c, c_ps = push_on_top(box, "openstack/nova", a, "Change C")
+    box.approve(c, c_ps)
+    box.wait_until_settled()
+    assert box.sim.get_change(c).status == "NEW"  # waits: its parent is not approved
+    box.approve(a, a_ps)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, c]
+
+
+def test_dependency_cycle_is_reported(box: Sandbox, flags: Path) -> None:
+    (flags / "release").touch()
+    assert box.sim is not None
+    id_a, id_b = change_id("cycle A"), change_id("cycle B")
+    a, a_ps = box.push_change("openstack/nova", f"A\n\nDepends-On: {id_b}", {}, change_id=id_a)
+    b, b_ps = box.push_change("openstack/glance", f"B\n\nDepends-On: {id_a}", {}, change_id=id_b)
+    box.approve(b, b_ps)
+    box.approve(a, a_ps)
+    box.wait_until_settled()
+    for number in (a, b):
+        change = box.sim.get_change(number)
+        assert change.status == "NEW"
+        [message] = [m.text for m in change.messages if m.author == "gatekeeper"]
+        assert "dependency cycle" in message
+    assert builds_of(box, a) == [] and builds_of(box, b) == []
+
+
+def test_a_change_whose_dependency_fails_leaves_with_it(box: Sandbox, flags: Path) -> None:
+    assert box.sim is not None
+    a, a_ps = box.push_change("openstack/nova", "Change A", {"a.txt": "a\n"})
+    b, b_ps = box.push_change(
+        "openstack/glance", f"Change B\n\nDepends-On: {box.sim.get_change(a).change_id}", {}
+    )
+    (flags / "failing").write_text(f"{a}\n")
+    box.approve(a, a_ps)
+    box.approve(b, b_ps)
+    wait_all_started(box, 2)
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == []
+    [message] = [m.text for m in box.sim.get_change(b).messages if m.author == "gatekeeper"]
+    assert f"depends on openstack/nova {a},1" in message

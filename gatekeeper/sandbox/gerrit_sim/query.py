@@ -54,6 +54,8 @@ def _term(term: str) -> tuple[Predicate | None, int | None]:
             return (lambda c: c.change_id.startswith(value)), None
     if key == "commit":
         return (lambda c: any(ps.commit.sha.startswith(value) for ps in c.patchsets)), None
+    if key == "message":
+        return (lambda c: value in c.current.commit.message), None
     if key == "project":
         return (lambda c: c.project == value), None
     if key == "branch":

@@ -35,6 +35,7 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/e2e_latency.py
 	$(VENV)/bin/python bench/layout_load.py
 	$(VENV)/bin/python bench/route.py
+	$(VENV)/bin/python bench/gate_queue.py
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache build *.egg-info

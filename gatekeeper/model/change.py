@@ -115,6 +115,9 @@ class QueueItem:
     #: testing it on top of (``project number,patchset``), in queue order;
     #: None until its first pass.
     tested_with: list[str] | None = None
+    #: A digest of ``tested_with`` (and what merged before it), compared on
+    #: every pass instead of the list; None until its first pass.
+    tested_digest: int | None = None
     #: Open changes this one needs (git parents, Depends-On), dependencies first:
     #: tested with it in an independent pipeline, queued ahead of it in a gate.
     needed: list[Change] = field(default_factory=list)

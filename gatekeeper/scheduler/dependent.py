@@ -46,6 +46,9 @@ class DependentPipelineManager(PipelineManager):
         self.windows: dict[str, int] = {}
         # Changes this pipeline merged: what items behind needed is in the branch now.
         self._merged: set[int] = set()
+        self._merged_keys: set[str] = set()
+        # Per queue, the digest of the merged changes the items still carry.
+        self._base: dict[str, int] = {}
 
     # -- queues and windows ------------------------------------------------
     def queue_name(self, item: QueueItem) -> str:
@@ -174,34 +177,54 @@ class DependentPipelineManager(PipelineManager):
 
     # -- the work --------------------------------------------------------------
     def process(self) -> bool:
+        """One walk down every queue: reset what was tested on a state that no
+        longer holds, start what may start, report the head when it is done.
+
+        Linear in the queue's length: what an item is tested on is compared
+        as a running digest of the keys ahead of it, not as a list.
+        """
         changed = False
         for queue, items in self.queues().items():
             window = self.window(queue)
-            ahead: list[QueueItem] = []
+            digest = self._base.get(queue, 0)
+            keys: list[str] = []  # the passing items ahead, for status and logs
+            changes: list[Change] = []
+            passing: set[tuple[str, int]] = set()
             for position, item in enumerate(items):
-                missing = self._missing_need(item, ahead)
+                missing = self._missing_need(item, passing)
                 if missing:
                     self._drop(item, missing)
                     changed = True
                     continue
-                expected = [change_key(i.change) for i in ahead]
-                if item.tested_with is not None and item.tested_with != expected:
-                    before = ", ".join(item.tested_with) or "the branch tip"
-                    changed = self._reset(item, f"was tested on {before}") or changed
-                item.tested_with = expected
+                if item.tested_digest != digest:
+                    if item.tested_digest is not None:
+                        before = ", ".join(self._unmerged(item.tested_with)) or "the branch tip"
+                        changed = self._reset(item, f"was tested on {before}") or changed
+                    item.tested_digest = digest
+                    item.tested_with = list(keys)
                 if window == 0 or position < window:
-                    changed = self._launch_ready_jobs(item, [i.change for i in ahead]) or changed
+                    changed = self._launch_ready_jobs(item, changes) or changed
                 if not self.failing(item):
-                    ahead.append(item)
+                    key = change_key(item.change)
+                    keys.append(key)
+                    changes.append(item.change)
+                    passing.add((item.change.project, item.change.number))
+                    digest = hash((digest, key))
             head = next((i for i in items if not i.dequeued), None)
             if head is not None and self._item_finished(head):
                 self._report_head(queue, head)
                 changed = True
         return changed
 
-    def _missing_need(self, item: QueueItem, ahead: list[QueueItem]) -> Change | None:
+    def _unmerged(self, keys: list[str] | None) -> list[str]:
+        return [k for k in keys or [] if k not in self._merged_keys]
+
+    def tested_on(self, item: QueueItem) -> list[str]:
+        """The changes ahead that the item's builds include and that are not merged yet."""
+        return self._unmerged(item.tested_with)
+
+    def _missing_need(self, item: QueueItem, passing: set[tuple[str, int]]) -> Change | None:
         """A change the item needs that is neither merged nor passing ahead of it."""
-        passing = {(i.change.project, i.change.number) for i in ahead}
         for need in item.needed:
             if need.number in self._merged or (need.project, need.number) in passing:
                 continue
@@ -235,10 +258,11 @@ class DependentPipelineManager(PipelineManager):
         if merged:
             if len(self._merged) > 100_000:
                 self._merged.clear()
-            self._merged.add(item.change.number)
-            # Items behind were tested with this change; it is now in the
-            # branch itself, so what they tested is still what will merge.
+                self._merged_keys.clear()
             key = change_key(item.change)
-            for other in self.items:
-                if other.tested_with and key in other.tested_with:
-                    other.tested_with = [k for k in other.tested_with if k != key]
+            self._merged.add(item.change.number)
+            self._merged_keys.add(key)
+            # Items behind were tested with this change; it is now in the
+            # branch itself, so what they tested is still what will merge:
+            # their walk starts from the digest that includes it.
+            self._base[queue] = hash((item.tested_digest or 0, key))

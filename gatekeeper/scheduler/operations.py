@@ -174,7 +174,9 @@ def status(scheduler: Scheduler) -> dict[str, Any]:
                         "ref": item.change.ref,
                         "url": item.change.url,
                         "enqueued_at": item.enqueued_at,
-                        "tested_with": list(item.tested_with or []),
+                        "tested_with": manager.tested_on(item)
+                        if isinstance(manager, DependentPipelineManager)
+                        else [f"{c.project} {c.key}" for c in item.needed],
                         "failing": isinstance(manager, DependentPipelineManager)
                         and manager.failing(item),
                         "active": name not in windows

@@ -190,6 +190,7 @@ class DependentPipelineManager(PipelineManager):
             keys: list[str] = []  # the passing items ahead, for status and logs
             changes: list[Change] = []
             passing: set[tuple[str, int]] = set()
+            held_by = ""  # a hold-following-changes job not yet passed ahead
             for position, item in enumerate(items):
                 missing = self._missing_need(item, passing)
                 if missing:
@@ -202,9 +203,10 @@ class DependentPipelineManager(PipelineManager):
                         changed = self._reset(item, f"was tested on {before}") or changed
                     item.tested_digest = digest
                     item.tested_with = list(keys)
-                if window == 0 or position < window:
+                if (window == 0 or position < window) and not held_by:
                     changed = self._launch_ready_jobs(item, changes) or changed
                 if not self.failing(item):
+                    held_by = held_by or self._holding(item)
                     key = change_key(item.change)
                     keys.append(key)
                     changes.append(item.change)
@@ -215,6 +217,17 @@ class DependentPipelineManager(PipelineManager):
                 self._report_head(queue, head)
                 changed = True
         return changed
+
+    def _holding(self, item: QueueItem) -> str:
+        """A job of ``item`` with hold-following-changes that has not passed yet:
+        the items behind start nothing until it has."""
+        layout = self.context.layout
+        for name in self.job_names(item):
+            if layout.job(name).hold_following_changes:
+                build = item.builds.get(name)
+                if build is None or build.result != BuildResult.SUCCESS:
+                    return name
+        return ""
 
     def _unmerged(self, keys: list[str] | None) -> list[str]:
         return [k for k in keys or [] if k not in self._merged_keys]

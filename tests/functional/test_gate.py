@@ -11,6 +11,7 @@ import hashlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -35,7 +36,7 @@ PROJECTS = [
 ]
 
 
-def gate_layout(flags: Path) -> str:
+def gate_layout(flags: Path, window: int = 20, nova: str = "[integrated]", jobs: str = "") -> str:
     """nova and glance share 'integrated' (one queue); keystone runs 'solo' alone.
 
     The job saves what it was given and what it sees, waits for the test to
@@ -71,8 +72,9 @@ pipelines:
     failure:
       gerrit:
         verified: -2
+    window: {window}
     window-floor: 1
-jobs:
+jobs:{jobs.replace("{flags}", str(flags))}
   - name: integrated
     node: devstack-vm
     run: {run}
@@ -83,7 +85,7 @@ jobs:
     logs: [logs/**]
 projects:
   - name: openstack/nova
-    gate: [integrated]
+    gate: {nova}
   - name: openstack/glance
     gate: [integrated]
   - name: openstack/keystone
@@ -99,9 +101,15 @@ def flags(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def box(tmp_path: Path, flags: Path) -> Iterator[Sandbox]:
+def layout_text(flags: Path, request: pytest.FixtureRequest) -> str:
+    """The gate layout, with the options a test gives through :func:`with_layout`."""
+    return gate_layout(flags, **getattr(request, "param", {}))
+
+
+@pytest.fixture
+def box(tmp_path: Path, flags: Path, layout_text: str) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
-    layout.write_text(gate_layout(flags))
+    layout.write_text(layout_text)
     sandbox = Sandbox(tmp_path / "sandbox", layout, worker_count=4)
     sandbox.start()
     try:
@@ -424,3 +432,103 @@ def test_a_change_whose_dependency_fails_leaves_with_it(box: Sandbox, flags: Pat
     assert merge_order(box) == []
     [message] = [m.text for m in box.sim.get_change(b).messages if m.author == "gatekeeper"]
     assert f"depends on openstack/nova {a},1" in message
+
+
+def with_layout(**options: Any) -> Any:
+    """Run a test on ``gate_layout(flags, **options)``."""
+    return pytest.mark.parametrize(
+        "layout_text",
+        [pytest.param(options, id="-".join(sorted(options)))],
+        indirect=True,
+    )
+
+
+def builds_running(box: Sandbox) -> dict[int, list[str]]:
+    """Change number -> jobs with a build started, for every queued item."""
+    return {
+        i.change.number: [b.job for b in i.builds.values() if b.started_at]
+        for i in list(gate(box).items)
+    }
+
+
+@with_layout(window=2)
+def test_window_limits_the_items_that_run(box: Sandbox, flags: Path) -> None:
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    box.wait_for(
+        lambda: builds_running(box) == {a: ["integrated"], b: ["integrated"], c: []},
+        90,
+        "A and B to run while C waits outside the window",
+    )
+    queue = gate(box).queue_of["openstack/nova"]
+    assert gate(box).window(queue) == 2
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b, c]
+    assert gate(box).window(queue) == 5  # grew by one per merge
+
+
+HELD_JOB = """
+  - name: held
+    node: devstack-vm
+    hold-following-changes: true
+    run: while [ ! -e {flags}/release ]; do sleep 0.05; done"""
+
+
+@with_layout(nova="[integrated, held]", jobs=HELD_JOB)
+def test_hold_following_changes_holds_the_items_behind(box: Sandbox, flags: Path) -> None:
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    box.wait_for(
+        lambda: builds_running(box) == {a: ["integrated", "held"], b: []},
+        90,
+        "A to run while B is held",
+    )
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b]
+    [held] = [r for r in builds_of(box, a) if r.job == "held"]
+    [rb] = builds_of(box, b)
+    assert held.end_time is not None and rb.dispatched_at >= held.end_time
+
+
+OPTIONAL_JOB = """
+  - name: optional
+    node: devstack-vm
+    voting: false
+    run: exit 1"""
+
+
+@with_layout(nova="[integrated, optional]", jobs=OPTIONAL_JOB)
+def test_a_failing_non_voting_job_does_not_stop_the_merge(box: Sandbox, flags: Path) -> None:
+    (flags / "release").touch()
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    box.wait_until_settled()
+    assert box.sim is not None and box.sim.get_change(a).status == "MERGED"
+    messages = [m.text for m in box.sim.get_change(a).messages if m.author == "gatekeeper"]
+    [message] = [m for m in messages if "(gate pipeline)" in m]
+    assert "- optional " in message and ": FAILURE in " in message and "(non-voting)" in message
+
+
+def test_a_new_patchset_takes_the_change_out_and_resets_those_behind(
+    box: Sandbox, flags: Path
+) -> None:
+    assert box.sim is not None
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    wait_all_started(box, 3)
+    box.push_change(
+        "openstack/glance",
+        "Change B, again",
+        {"b2.txt": "b\n"},
+        change_id=box.sim.get_change(b).change_id,
+    )
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [a, c]
+    assert box.sim.get_change(b).status == "NEW"
+    first, last = builds_of(box, c)
+    assert first.result == "ABORTED" or "Change B" in seen(box, first, "glance")
+    assert "Change B" not in seen(box, last, "glance")

@@ -141,3 +141,23 @@ def test_hostile_text_reaches_gerrit_literally(sandbox: Sandbox) -> None:
     assert any(m.text.endswith(HOSTILE) for m in change.messages if m.author == "alice")
     assert change.votes["Verified"] == {"gatekeeper": 1}
     assert not Path("/tmp/pwned").exists()
+
+
+def test_check_tests_a_change_with_what_it_depends_on(sandbox: Sandbox) -> None:
+    assert sandbox.sim is not None
+    a, _ = sandbox.push_change("openstack/keystone", "Keystone part", {"k.txt": "k\n"})
+    sandbox.wait_until_settled()
+    needed = sandbox.sim.get_change(a).change_id
+    b, _ = sandbox.push_change(
+        "openstack/nova", f"Nova part\n\nDepends-On: {needed}", {"n.txt": "n\n"}
+    )
+    sandbox.wait_until_settled()
+    [report] = gatekeeper_messages(sandbox, b)
+    url = JOB_LINE.search(report).group(1)  # type: ignore[union-attr]
+    console = (archive_dir(sandbox, url) / "console.txt").read_text()
+    # Tested with the keystone change merged in, although it is not merged in Gerrit.
+    assert (
+        f"ZUUL_CHANGES=openstack/keystone:master:refs/changes/{a:02d}/{a}/1"
+        f"^openstack/nova:master:refs/changes/{b:02d}/{b}/1"
+    ) in console
+    assert sandbox.sim.get_change(a).status == "NEW"

@@ -171,7 +171,8 @@ class Demo:
         finished = [r for r in records if r.log_url.startswith(sandbox.site.log_url)]
         if not finished:
             return root
-        last = max(finished, key=lambda r: r.end_time or 0)
+        # The gate build is the one that let the change merge: show that one.
+        last = max(finished, key=lambda r: (r.pipeline == "gate", r.end_time or 0))
         return root / last.log_url[len(sandbox.site.log_url) :]
 
     def print_howto(self, sandbox: Sandbox) -> None:

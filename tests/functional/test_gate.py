@@ -532,3 +532,23 @@ def test_a_new_patchset_takes_the_change_out_and_resets_those_behind(
     first, last = builds_of(box, c)
     assert first.result == "ABORTED" or "Change B" in seen(box, first, "glance")
     assert "Change B" not in seen(box, last, "glance")
+
+
+def test_gerrit_refusing_to_merge_the_head_resets_those_behind(box: Sandbox, flags: Path) -> None:
+    """The head passes but Gerrit will not submit it (here: never approved,
+    enqueued by an operator): merge failure, and the change behind is tested
+    again without it."""
+    assert box.sim is not None
+    x, x_ps = box.push_change("openstack/nova", "Change X", {"x.txt": "x\n"})
+    ask(box, "enqueue", pipeline="gate", project="openstack/nova", change=f"{x},{x_ps}")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [b]
+    refused = box.sim.get_change(x)
+    assert refused.status == "NEW" and refused.votes.get("Verified") == {"gatekeeper": -2}
+    assert any("Merge failed" in m.text for m in refused.messages if m.author == "gatekeeper")
+    first, last = builds_of(box, b)
+    assert first.result == "ABORTED" or "Change X" in seen(box, first, "nova")
+    assert "Change X" not in seen(box, last, "nova")

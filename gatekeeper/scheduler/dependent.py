@@ -185,37 +185,47 @@ class DependentPipelineManager(PipelineManager):
         """
         changed = False
         for queue, items in self.queues().items():
-            window = self.window(queue)
-            digest = self._base.get(queue, 0)
-            keys: list[str] = []  # the passing items ahead, for status and logs
-            changes: list[Change] = []
-            passing: set[tuple[str, int]] = set()
-            held_by = ""  # a hold-following-changes job not yet passed ahead
-            for position, item in enumerate(items):
-                missing = self._missing_need(item, passing)
-                if missing:
-                    self._drop(item, missing)
-                    changed = True
-                    continue
-                if item.tested_digest != digest:
-                    if item.tested_digest is not None:
-                        before = ", ".join(self._unmerged(item.tested_with)) or "the branch tip"
-                        changed = self._reset(item, f"was tested on {before}") or changed
-                    item.tested_digest = digest
-                    item.tested_with = list(keys)
-                if (window == 0 or position < window) and not held_by:
-                    changed = self._launch_ready_jobs(item, changes) or changed
-                if not self.failing(item):
-                    held_by = held_by or self._holding(item)
-                    key = change_key(item.change)
-                    keys.append(key)
-                    changes.append(item.change)
-                    passing.add((item.change.project, item.change.number))
-                    digest = hash((digest, key))
+            # One transaction for the build records a walk writes (a reset
+            # writes two per build); the report, which talks to Gerrit, is
+            # outside it so no write lock is held meanwhile.
+            with self.context.builds.batch():
+                changed = self._walk(queue, items) or changed
             head = next((i for i in items if not i.dequeued), None)
             if head is not None and self._item_finished(head):
                 self._report_head(queue, head)
                 changed = True
+        return changed
+
+    def _walk(self, queue: str, items: list[QueueItem]) -> bool:
+        """Reset, start and drop what the queue's state asks for; True if anything changed."""
+        changed = False
+        window = self.window(queue)
+        digest = self._base.get(queue, 0)
+        keys: list[str] = []  # the passing items ahead, for status and logs
+        changes: list[Change] = []
+        passing: set[tuple[str, int]] = set()
+        held_by = ""  # a hold-following-changes job not yet passed ahead
+        for position, item in enumerate(items):
+            missing = self._missing_need(item, passing)
+            if missing:
+                self._drop(item, missing)
+                changed = True
+                continue
+            if item.tested_digest != digest:
+                if item.tested_digest is not None:
+                    before = ", ".join(self._unmerged(item.tested_with)) or "the branch tip"
+                    changed = self._reset(item, f"was tested on {before}") or changed
+                item.tested_digest = digest
+                item.tested_with = list(keys)
+            if (window == 0 or position < window) and not held_by:
+                changed = self._launch_ready_jobs(item, changes) or changed
+            if not self.failing(item):
+                held_by = held_by or self._holding(item)
+                key = change_key(item.change)
+                keys.append(key)
+                changes.append(item.change)
+                passing.add((item.change.project, item.change.number))
+                digest = hash((digest, key))
         return changed
 
     def _holding(self, item: QueueItem) -> str:

@@ -229,7 +229,7 @@ def parse_event(
         return None
     try:
         event = _read_well_formed(data, kind, legacy_approvals)
-    except _Unusual:
+    except _UnusualShapeError:
         event = _read(_Fields(text), data, kind, legacy_approvals)
     log.debug("parsed %s", event)
     return event
@@ -300,7 +300,7 @@ def _read(f: _Fields, data: dict[str, Any], kind: str, legacy_approvals: bool) -
 # tests/unit/test_event_fast_path.py checks this on mutated real events.
 
 
-class _Unusual(Exception):
+class _UnusualShapeError(Exception):
     """Raised by the fast reader: this line is for the careful reader."""
 
 
@@ -308,14 +308,14 @@ def _fast_account(value: Any) -> Account | None:
     if value is None:
         return None
     if type(value) is not dict:
-        raise _Unusual
+        raise _UnusualShapeError
     if not value:
         return None
     username = value.get("username", "")
     name = value.get("name", "")
     email = value.get("email", "")
     if type(username) is not str or type(name) is not str or type(email) is not str:
-        raise _Unusual
+        raise _UnusualShapeError
     return Account(username, name, email)
 
 
@@ -325,20 +325,20 @@ def _fast_number(value: Any) -> int | None:
     if type(value) is int:  # not a bool: type(True) is bool
         return value
     if type(value) is not str:
-        raise _Unusual
+        raise _UnusualShapeError
     try:
         return int(value.strip())
     except ValueError:
-        raise _Unusual from None
+        raise _UnusualShapeError from None
 
 
 def _fast_approval(entry: Any, by: Account | None) -> Approval:
     if type(entry) is not dict:
-        raise _Unusual
+        raise _UnusualShapeError
     label = entry.get("type")
     vote = _fast_number(entry.get("value"))
     if type(label) is not str or not label or vote is None:
-        raise _Unusual
+        raise _UnusualShapeError
     old = _fast_number(entry.get("oldValue"))
     return Approval(label, vote, old, _fast_account(entry.get("by")) or by)
 
@@ -347,11 +347,11 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
     """A change event (``change`` but no ``refUpdate``) or a ref update (the
     reverse) of a type in :data:`ACCOUNT_FIELDS`, read as :func:`_read` would.
 
-    :raises _Unusual: any other shape, or a field of an unexpected type.
+    :raises _UnusualShapeError: any other shape, or a field of an unexpected type.
     """
     field = ACCOUNT_FIELDS.get(kind)
     if field is None:
-        raise _Unusual
+        raise _UnusualShapeError
     account = _fast_account(data.get(field))
     change = data.get("change")
     ref_update = data.get("refUpdate")
@@ -360,7 +360,7 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
         if patchset is None:
             patchset = {}
         elif type(patchset) is not dict:
-            raise _Unusual
+            raise _UnusualShapeError
         project = change.get("project")
         branch = change.get("branch", "")
         ref = patchset.get("ref", "")
@@ -375,7 +375,7 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
         project = ref_update.get("project")
         ref_name = ref_update.get("refName", "")
         if type(ref_name) is not str:
-            raise _Unusual
+            raise _UnusualShapeError
         ref, branch = _ref_and_branch(ref_name)
         change_id = change_url = revision = ""
         old_rev = ref_update.get("oldRev", "")
@@ -384,27 +384,27 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
             new_rev = data.get("newRev", "")
         number = patchset_number = None
     else:
-        raise _Unusual
+        raise _UnusualShapeError
     comment = data.get("comment", "")
     for value in (project, branch, ref, change_id, change_url, revision, old_rev, new_rev, comment):
         if type(value) is not str:
-            raise _Unusual
-    if not project:
-        raise _Unusual
+            raise _UnusualShapeError
+    if project is None:
+        raise _UnusualShapeError
     created = data.get("eventCreatedOn")
     if type(created) is int:
         created = float(created)
     elif created is None:
         created = time.time()
     elif type(created) is not float:
-        raise _Unusual
+        raise _UnusualShapeError
     approvals = data.get("approvals")
     if approvals is None:
         approvals = ()
     elif type(approvals) is list:
         approvals = tuple([_fast_approval(entry, account) for entry in approvals])
     else:
-        raise _Unusual
+        raise _UnusualShapeError
     return TriggerEvent(
         type=kind,
         project=project,

@@ -18,6 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -102,8 +103,7 @@ class Database:
                     conn.commit()
 
     def _upgrade(self, conn: Connection) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg = _alembic_config()
         cfg.attributes["connection"] = conn
         # Keep alembic from reconfiguring the process's logging.
         cfg.attributes["configure_logging"] = False
@@ -126,6 +126,19 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def latest_revision() -> str:
+    """The newest migration's revision id: what a migrated database is at."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

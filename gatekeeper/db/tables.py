@@ -92,5 +92,62 @@ class BuildRecord(Base):
     end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     result: Mapped[str | None] = mapped_column(String(32), nullable=True)
     log_url: Mapped[str] = mapped_column(Text, default="")
+    # The queue item it was built for; restored queues find their builds here.
+    item_uuid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # 1 for the first run; a build lost with its worker runs again as attempt 2...
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Refreshed by the worker while the build runs: a restarted scheduler
+    # tells a build still running (re-attach) from one whose worker died.
+    heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (Index("ix_builds_change", "change", "patchset"),)
+
+
+class QueueItemRecord(Base):
+    """A change (or ref update) queued in a pipeline, kept so a restarted
+    scheduler restores every queue in order. The row goes when the item
+    leaves its pipeline; the builds table keeps the history.
+    """
+
+    __tablename__ = "queue_items"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(255), index=True)
+    # Order within the pipeline: rewritten on promote, ascending.
+    position: Mapped[int] = mapped_column(BigInteger)
+    project: Mapped[str] = mapped_column(String(255))
+    branch: Mapped[str] = mapped_column(String(255), default="")
+    change: Mapped[int] = mapped_column(BigInteger, default=0)
+    patchset: Mapped[int] = mapped_column(Integer, default=0)
+    ref: Mapped[str] = mapped_column(String(255), default="")
+    old_rev: Mapped[str] = mapped_column(String(64), default="")
+    new_rev: Mapped[str] = mapped_column(String(64), default="")
+    enqueued_at: Mapped[float] = mapped_column(Float)
+    event_received_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # JSON list of the changes ahead its builds were tested with; null until known.
+    tested_with: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # "" while queued; "REPORTING" from just before the report is sent, so a
+    # crash in between is noticed on restore and the report is not repeated
+    # blindly.
+    report_state: Mapped[str] = mapped_column(String(16), default="")
+
+
+class SchedulerState(Base):
+    """Small named values the scheduler keeps across restarts
+    (e.g. the time of the last Gerrit event acted on)."""
+
+    __tablename__ = "scheduler_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class SeenEvent(Base):
+    """Gerrit events already acted on, so catch-up after a gap (which replays
+    the recent past) acts on each once. Pruned once older than the catch-up
+    window."""
+
+    __tablename__ = "seen_events"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)

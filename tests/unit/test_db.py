@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from gatekeeper.db.builds import BuildStore
-from gatekeeper.db.engine import Database
+from gatekeeper.db.engine import Database, latest_revision
 from gatekeeper.db.tables import Base, NodeState
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.providers.base import LaunchedNode
@@ -51,7 +51,7 @@ def _migrate_concurrently(url: str) -> None:
     with database.engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     database.dispose()
-    assert versions == [("0001",)]
+    assert versions == [(latest_revision(),)]
 
 
 def test_concurrent_migrations_sqlite(tmp_path: Path) -> None:

@@ -147,6 +147,7 @@ class Gatekeeper:
             reporter=GerritReporter(gerrit),
             zuul_url=gerrit.config.git_url,
             log_url=self.site.log_url,
+            local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
         )
         self.scheduler.start()
         self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())

@@ -61,6 +61,7 @@ class BuildStore:
         patchset: int | None,
         pipeline: str,
         dispatched_at: float,
+        item_uuid: str = "",
     ) -> None:
         """Record a build handed to Gearman (again, if it is re-dispatched)."""
         with self._session() as session:
@@ -68,6 +69,7 @@ class BuildStore:
             if record is None:
                 record = BuildRecord(uuid=uuid)
                 session.add(record)
+            record.item_uuid = item_uuid or record.item_uuid or ""
             record.job = job
             record.project = project
             record.change = change

@@ -126,10 +126,9 @@ class QueueItemRecord(Base):
     event_received_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     # JSON list of the changes ahead its builds were tested with; null until known.
     tested_with: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # "" while queued; "REPORTING" from just before the report is sent, so a
-    # crash in between is noticed on restore and the report is not repeated
-    # blindly.
-    report_state: Mapped[str] = mapped_column(String(16), default="")
+    # Set just before the report is sent: a scheduler restarted after that
+    # looks at Gerrit for the report instead of repeating it blindly.
+    reporting_since: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SchedulerState(Base):

@@ -94,15 +94,7 @@ class Sandbox:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, port: int = 0) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        sim = GerritSimulator(self.root / "gerrit", port=port)
-        self.sim = sim
-        for user, (name, email, groups) in USERS.items():
-            sim.add_account(user, name, email, make_key(self.keys / user), groups=set(groups))
-        for project in PROJECTS:
-            sim.create_project(project, seed_files(project))
-        sim.start()
-        self.known_hosts.write_text(sim.known_hosts_line() + "\n")
+        self.start_gerrit(port)
         self.site = self._site_config()
         connection = GerritConnection(self.site.gerrit)  # type: ignore[arg-type]
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)
@@ -115,6 +107,30 @@ class Sandbox:
         self.app.start()
         if not self.listener.connected.wait(30):
             raise SandboxError("the listener did not connect to the Gerrit simulator")
+
+    def start_gerrit(self, port: int = 0) -> None:
+        """Only the simulator, its projects and its people: for a daemon run
+        as its own process (see :meth:`site_file`)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        sim = GerritSimulator(self.root / "gerrit", port=port)
+        self.sim = sim
+        for user, (name, email, groups) in USERS.items():
+            sim.add_account(user, name, email, make_key(self.keys / user), groups=set(groups))
+        for project in PROJECTS:
+            sim.create_project(project, seed_files(project))
+        sim.start()
+        self.known_hosts.write_text(sim.known_hosts_line() + "\n")
+
+    def site_file(self, path: Path, extra: str = "") -> Path:
+        """A ``gatekeeper.yaml`` for ``gatekeeper run`` against the simulator
+        (state in ``<root>/state``); ``extra`` is appended as YAML."""
+        assert self.sim is not None
+        path.write_text(
+            f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
+            f"  key: {self.keys / 'gatekeeper'}\n  known_hosts: {self.known_hosts}\n"
+            f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n{extra}"
+        )
+        return path
 
     def _counting(self, listener: GerritListener) -> Any:
         sandbox = self

@@ -217,6 +217,7 @@ class DependentPipelineManager(PipelineManager):
                     changed = self._reset(item, f"was tested on {before}") or changed
                 item.tested_digest = digest
                 item.tested_with = list(keys)
+                self.context.queue.tested(item)
             if (window == 0 or position < window) and not held_by:
                 changed = self._launch_ready_jobs(item, changes) or changed
             if not self.failing(item):
@@ -270,6 +271,7 @@ class DependentPipelineManager(PipelineManager):
             log.error("could not report %s: %s", item.change, exc)
 
     def _report_head(self, queue: str, item: QueueItem) -> None:
+        self.context.queue.reporting(item)
         try:
             self._report(item)
         except Exception:

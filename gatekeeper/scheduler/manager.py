@@ -126,6 +126,7 @@ class PipelineManager:
         item = QueueItem(change=change, pipeline=self.name, event_received_at=received_at)
         item.job_trees = list(selection.trees)
         self.items.append(item)
+        self.context.queue.added(item)
         skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
@@ -178,6 +179,7 @@ class PipelineManager:
         item.dequeued = True
         if item in self.items:
             self.items.remove(item)
+        self.context.queue.removed(item)
 
     def find_build(self, uuid: str) -> Build | None:
         for item in self.items:
@@ -185,6 +187,18 @@ class PipelineManager:
                 if build.uuid == uuid:
                     return build
         return None
+
+    def forget_build(self, build: Build) -> None:
+        """A build that will never report (its worker died while no scheduler
+        listened): record it lost, free its node, and let the item run the job again."""
+        from gatekeeper.scheduler.restore import lose_builds
+
+        record = self.context.builds.get(build.uuid)
+        if record is not None:
+            lose_builds(self.context.builds, [record])
+        for item in self.items:
+            if item.builds.get(build.job) is build:
+                del item.builds[build.job]
 
     def on_build_completed(self, build: Build) -> None:
         """Nothing to do now: :meth:`process` picks up what this unblocks."""
@@ -195,6 +209,7 @@ class PipelineManager:
         for item in list(self.items):
             changed = self._launch_ready_jobs(item, item.needed) or changed
             if self._item_finished(item):
+                self.context.queue.reporting(item)
                 try:
                     self._report(item)
                 except Exception:
@@ -309,6 +324,7 @@ class PipelineManager:
             None if change.is_ref else change.patchset,
             self.name,
             build.dispatched_at,
+            item_uuid=build.item_uuid,
         )
 
     def _item_finished(self, item: QueueItem) -> bool:

@@ -17,7 +17,9 @@ from typing import Any, TypeVar, cast
 
 from gatekeeper.config.layout import Layout, PipelineConfig
 from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.queues import QueueStore
 from gatekeeper.dispatch.client import BuildDispatcher
+from gatekeeper.dispatch.protocol import CompleteData
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
@@ -26,11 +28,15 @@ from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: How often re-attached builds are looked up in the database (seconds).
+ATTACHED_POLL = 2.0
 
 
 @dataclass
@@ -45,9 +51,12 @@ class SchedulerContext:
     zuul_url: str
     log_url: str
     router: Router = field(init=False)
+    #: Where queue items are kept across restarts.
+    queue: QueueStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
+        self.queue = QueueStore(self.builds)
 
 
 class Scheduler:
@@ -62,6 +71,7 @@ class Scheduler:
         reporter: GerritReporter,
         zuul_url: str,
         log_url: str,
+        local_workers: frozenset[str] = frozenset(),
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
@@ -75,6 +85,14 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._busy = threading.Lock()
         self.events_processed = 0
+        # Workers running in this process: a build recorded as theirs from
+        # before a restart is not running any more.
+        self.local_workers = local_workers
+        # Builds re-attached after a restart: their results are read from the
+        # database (the Gearman client that submitted them is gone).
+        self._attached: dict[str, Build] = {}
+        self._attached_polled = 0.0
+        self.restored: RestoreSummary | None = None
 
     # -- called from any thread ------------------------------------------
     def put_trigger(self, event: TriggerEvent) -> None:
@@ -133,6 +151,8 @@ class Scheduler:
         return done
 
     def start(self) -> None:
+        # Before any event: the queues as they were when the last run stopped.
+        self.put_management(self._restore)
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -176,6 +196,7 @@ class Scheduler:
                 log.exception("management action failed")
         while not self._results.empty():
             self._handle_result(self._results.get())
+        self._poll_attached()
         while not self._triggers.empty():
             event = self._triggers.get()
             self.events_processed += 1
@@ -194,6 +215,45 @@ class Scheduler:
                     log.exception("pipeline %s failed to process", manager.name)
             if not changed:
                 break
+
+    def _restore(self) -> None:
+        self.restored = restore_queues(self, self.local_workers)
+
+    def attach(self, build: Build) -> None:
+        """Watch a build that runs elsewhere through its database record."""
+        self._attached[build.uuid] = build
+
+    def _poll_attached(self) -> None:
+        """Results of re-attached builds, and the loss of those whose worker died."""
+        now = time.time()
+        if not self._attached or now - self._attached_polled < ATTACHED_POLL:
+            return
+        self._attached_polled = now
+        for uuid in list(self._attached):
+            record = self.context.builds.get(uuid)
+            if record is None or record.result is not None:
+                self._attached.pop(uuid)
+            if record is None:
+                continue
+            if record.result is not None:
+                data = CompleteData(
+                    uuid=uuid,
+                    result=record.result,
+                    url=record.log_url,
+                    node=record.node,
+                    provider=record.provider,
+                    worker=record.worker,
+                    started_at=record.start_time,
+                    ended_at=record.end_time,
+                )
+                self._handle_result(BuildCompleted(uuid=uuid, data=data))
+            elif record.heartbeat is None or now - record.heartbeat > HEARTBEAT_STALE:
+                self._attached.pop(uuid)
+                log.warning("build %s: its worker stopped answering; running it again", uuid[:7])
+                found = self._find_build(uuid)
+                if found is not None:
+                    manager, build = found
+                    manager.forget_build(build)
 
     def _reconfigure(self, layout: Layout) -> None:
         previous = {m.name: m for m in self.managers}
@@ -218,6 +278,7 @@ class Scheduler:
             len(layout.projects),
             sum(len(m.items) for m in managers),
         )
+
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
         log.info("event received: %s", describe_event(event))

@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("enqueued_at", sa.Float(), nullable=False),
         sa.Column("event_received_at", sa.Float(), nullable=True),
         sa.Column("tested_with", sa.Text(), nullable=True),
-        sa.Column("report_state", sa.String(length=16), nullable=False),
+        sa.Column("reporting_since", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("uuid"),
     )
     op.create_index("ix_queue_items_pipeline", "queue_items", ["pipeline"], unique=False)

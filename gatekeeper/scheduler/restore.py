@@ -1,0 +1,354 @@
+"""Putting the queues back after a restart, from the database.
+
+Every queued item has a row (:mod:`gatekeeper.db.queues`) and every build a
+record pointing at its item. At start-up, before it reads any event, the
+scheduler rebuilds each pipeline's items in their order:
+
+- the change is read again from Gerrit: a change abandoned, merged or
+  given a new patchset meanwhile leaves the queue, as it would have if the
+  scheduler had been running; Gerrit out of reach does not lose the item,
+  which is restored from its row alone;
+- an item whose report had started is looked up in Gerrit: if the report
+  (or, in a gate, the merge) is there it is not sent again;
+- a build that ended keeps its result; a build still running elsewhere (its
+  worker refreshed the heartbeat recently, and it is not a worker of this
+  process, which has just started) is re-attached and watched in the
+  database; any other build is lost: its record is marked CANCELED (so a
+  worker that still finds it queued in Gearman skips it), its node is
+  deleted, and the item runs the job again;
+- in a gate, what each item was tested with is compared with the restored
+  order: changes that merged meanwhile are part of the branch now, and
+  anything else that changed resets the item on the first pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+
+from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.tables import BuildRecord, Node, NodeState, QueueItemRecord
+from gatekeeper.errors import GatekeeperError, OperationError
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.scheduler.dependencies import needed_changes
+from gatekeeper.scheduler.dependent import DependentPipelineManager, change_key
+
+if TYPE_CHECKING:
+    from gatekeeper.scheduler.manager import PipelineManager
+    from gatekeeper.scheduler.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+#: A running build whose heartbeat is older than this has lost its worker.
+HEARTBEAT_STALE = 30.0
+
+# Gerrit's timestamps are whole seconds: a report sent in the same second as
+# it was marked may carry a timestamp up to a second earlier.
+_CLOCK_SLACK = 1.0
+
+
+@dataclass
+class RestoreSummary:
+    """What a restore found, for the log and for tests."""
+
+    restored: int = 0
+    attached: int = 0
+    lost: int = 0
+    finished: int = 0
+    #: Items that left because Gerrit says they are done with (merged,
+    #: abandoned, a new patchset) or because their report had been sent.
+    dropped: list[str] = field(default_factory=list)
+
+
+def change_ref(number: int, patchset: int) -> str:
+    return f"refs/changes/{number % 100:02d}/{number}/{patchset}"
+
+
+def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> RestoreSummary:
+    """Rebuild every pipeline's items from the database (scheduler thread)."""
+    context = scheduler.context
+    summary = RestoreSummary()
+    managers = {m.name: m for m in scheduler.managers}
+    for pipeline, rows in context.queue.load().items():
+        manager = managers.get(pipeline)
+        if manager is None:
+            for row in rows:
+                log.warning(
+                    "restore: pipeline %s is gone from the layout: %s dropped", pipeline, row.uuid
+                )
+                lose_builds(
+                    context.builds,
+                    [b for b in context.queue.builds_of(row.uuid) if b.result is None],
+                )
+                context.queue.forget(row.uuid)
+                summary.dropped.append(f"{row.project} {row.change},{row.patchset}")
+            continue
+        for row in rows:
+            try:
+                item = _restore_item(scheduler, manager, row, local_workers, summary)
+            except Exception:
+                # One odd row must not keep every other queue from coming back.
+                log.exception("restore: item %s of %s could not be restored", row.uuid, pipeline)
+                continue
+            if item is not None:
+                manager.items.append(item)
+                summary.restored += 1
+        if isinstance(manager, DependentPipelineManager):
+            _restore_tested_on(scheduler, manager)
+    if summary.restored or summary.dropped:
+        log.info(
+            "restored %d queued items (%d builds re-attached, %d lost and to be run again, "
+            "%d finished); left out: %s",
+            summary.restored,
+            summary.attached,
+            summary.lost,
+            summary.finished,
+            ", ".join(summary.dropped) or "none",
+        )
+    return summary
+
+
+def _restore_item(
+    scheduler: Scheduler,
+    manager: PipelineManager,
+    row: QueueItemRecord,
+    local_workers: frozenset[str],
+    summary: RestoreSummary,
+) -> QueueItem | None:
+    context = scheduler.context
+    label = (
+        f"{row.project} {row.change},{row.patchset}" if row.change else f"{row.project} {row.ref}"
+    )
+    change, current = _change_for(scheduler, row)
+    records = context.queue.builds_of(row.uuid)
+
+    def leave(why: str) -> None:
+        log.info("restore: %s leaves %s: %s", label, manager.name, why)
+        lose_builds(context.builds, [b for b in records if b.result is None])
+        context.queue.forget(row.uuid)
+        summary.dropped.append(label)
+
+    if current is not None:
+        if row.reporting_since is not None and _was_reported(scheduler, manager, row, current):
+            if isinstance(manager, DependentPipelineManager) and current.is_merged:
+                manager._merged.add(current.number)
+                manager._merged_keys.add(change_key(current))
+            leave("its report was sent before the restart")
+            return None
+        if not current.is_open:
+            leave(f"it is {current.status} in Gerrit")
+            return None
+        if current.patchset != row.patchset and manager.pipeline.dequeue_on_new_patchset:
+            leave(f"patchset {current.patchset} replaced it")
+            return None
+    item = QueueItem(
+        change=change,
+        pipeline=manager.name,
+        uuid=row.uuid,
+        enqueued_at=row.enqueued_at,
+        event_received_at=row.event_received_at,
+    )
+    item.tested_with = None if row.tested_with is None else list(json.loads(row.tested_with))
+    selection = context.router.select(change.project, manager.name, change.branch, "", change.files)
+    item.job_trees = list(selection.trees)
+    if current is not None and not change.is_ref and not manager.pipeline.ignore_dependencies:
+        try:
+            item.needed = needed_changes(context.source, change)
+        except (OperationError, GatekeeperError) as exc:
+            log.warning("restore: what %s needs is unknown (%s); restored without", label, exc)
+    _restore_builds(scheduler, manager, item, records, local_workers, summary)
+    return item
+
+
+def _change_for(scheduler: Scheduler, row: QueueItemRecord) -> tuple[Change, Change | None]:
+    """The item's change, and what Gerrit says of it now (None: not asked, or out of reach)."""
+    if not row.change:
+        change = Change(
+            project=row.project,
+            branch=row.branch,
+            number=0,
+            patchset=0,
+            ref=row.ref,
+            old_rev=row.old_rev,
+            new_rev=row.new_rev,
+        )
+        return change, None
+    from_row = Change(
+        project=row.project,
+        branch=row.branch,
+        number=row.change,
+        patchset=row.patchset,
+        ref=change_ref(row.change, row.patchset),
+    )
+    try:
+        current = scheduler.context.source.get_change(row.change)
+    except GatekeeperError as exc:
+        log.warning(
+            "restore: Gerrit could not be asked about change %d (%s): restored as recorded",
+            row.change,
+            exc,
+        )
+        return from_row, None
+    if current is None:
+        return from_row, None
+    if current.patchset == row.patchset:
+        return current, current
+    # Still queued at an older patchset (the pipeline keeps those): test
+    # what was enqueued.
+    from_row.change_id, from_row.subject, from_row.url = (
+        current.change_id,
+        current.subject,
+        current.url,
+    )
+    from_row.is_current_patchset = False
+    return from_row, current
+
+
+def _was_reported(
+    scheduler: Scheduler, manager: PipelineManager, row: QueueItemRecord, current: Change
+) -> bool:
+    """Whether the report marked at ``row.reporting_since`` reached Gerrit."""
+    if manager.dependent and current.is_merged:
+        return True
+    assert row.reporting_since is not None
+    connection = scheduler.context.source.connection
+    me = connection.config.user
+    try:
+        rows = connection.query(f"change:{int(row.change)}", "--comments")
+    except GatekeeperError as exc:
+        log.warning("restore: could not read the comments of %s: %s", row.change, exc)
+        return False
+    since = row.reporting_since - _CLOCK_SLACK
+    for comment in (rows[0].get("comments") or []) if rows else []:
+        reviewer = comment.get("reviewer") or {}
+        stamp = comment.get("timestamp")
+        if reviewer.get("username") != me or not isinstance(stamp, int | float):
+            continue
+        if stamp >= since:
+            return True
+    return False
+
+
+def _restore_builds(
+    scheduler: Scheduler,
+    manager: PipelineManager,
+    item: QueueItem,
+    records: list[BuildRecord],
+    local_workers: frozenset[str],
+    summary: RestoreSummary,
+) -> None:
+    """Give ``item`` the latest build of each of its jobs that still counts."""
+    layout = scheduler.context.layout
+    wanted = set(manager.job_names(item))
+    latest: dict[str, BuildRecord] = {}
+    for record in records:  # oldest first
+        if record.result == BuildResult.CANCELED.value or record.job not in wanted:
+            continue
+        latest[record.job] = record
+    now = time.time()
+    lost: list[BuildRecord] = []
+    for job, record in latest.items():
+        build = Build(
+            job=job,
+            item_uuid=item.uuid,
+            uuid=record.uuid,
+            voting=bool(layout.job(job).voting),
+            url=record.log_url,
+            node=record.node,
+            provider=record.provider,
+            worker=record.worker,
+            started_at=record.start_time,
+            ended_at=record.end_time,
+            dispatched_at=record.dispatched_at,
+        )
+        if record.result is not None:
+            try:
+                build.result = BuildResult(record.result)
+            except ValueError:
+                build.result = BuildResult.ERROR
+            item.builds[job] = build
+            summary.finished += 1
+            continue
+        alive = (
+            record.heartbeat is not None
+            and now - record.heartbeat < HEARTBEAT_STALE
+            and record.worker not in local_workers
+        )
+        if alive:
+            item.builds[job] = build
+            scheduler.attach(build)
+            summary.attached += 1
+        else:
+            lost.append(record)
+    if lost:
+        summary.lost += len(lost)
+        lose_builds(scheduler.context.builds, lost)
+
+
+def lose_builds(builds: BuildStore, records: list[BuildRecord]) -> None:
+    """Builds no one runs any more: CANCELED (a worker finding one queued skips it),
+    and the nodes they held deleted."""
+    if not records:
+        return
+    now = time.time()
+    uuids = [r.uuid for r in records]
+    for record in records:
+        log.info("restore: build %s of %s was lost in the restart", record.uuid[:7], record.job)
+        builds.completed(record.uuid, BuildResult.CANCELED.value, now)
+    with builds.db.session() as session:
+        session.execute(
+            update(Node)
+            .where(Node.build_uuid.in_(uuids), Node.state == NodeState.USED)
+            .values(
+                state=NodeState.DELETE, state_time=now, comment="its build was lost in a restart"
+            )
+        )
+
+
+def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) -> None:
+    """Set each gate item's digest so the first walk resets exactly the items whose
+    tested state no longer holds.
+
+    What an item was tested with may name changes that are not ahead of it
+    any more: merged ones are in the branch now (nothing to redo); anything
+    else (a change that failed and left) means its builds test a state that
+    will not merge.
+    """
+    source = scheduler.context.source
+    for items in manager.queues().values():
+        ahead: set[str] = set()
+        for item in items:
+            if item.tested_with is not None:
+                kept: list[str] = []
+                still_valid = True
+                for key in item.tested_with:
+                    if key in ahead:
+                        kept.append(key)
+                    elif key not in manager._merged_keys and not _merged(source, key, manager):
+                        still_valid = False
+                digest = 0
+                for key in kept:
+                    digest = hash((digest, key))
+                # -1 is never a hash value: the first walk resets the item.
+                item.tested_digest = digest if still_valid else -1
+            ahead.add(change_key(item.change))
+
+
+def _merged(source: object, key: str, manager: DependentPipelineManager) -> bool:
+    """Whether the change named by ``key`` (``project number,patchset``) has merged."""
+    try:
+        number = int(key.rsplit(" ", 1)[1].split(",")[0])
+        change = source.get_change(number)  # type: ignore[attr-defined]
+    except (ValueError, IndexError, GatekeeperError):
+        return False
+    if change is None or not change.is_merged:
+        return False
+    manager._merged.add(number)
+    manager._merged_keys.add(key)
+    return True

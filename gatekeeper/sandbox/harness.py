@@ -95,6 +95,10 @@ class Sandbox:
     # -- lifecycle ---------------------------------------------------------
     def start(self, port: int = 0) -> None:
         self.start_gerrit(port)
+        self.start_daemon()
+
+    def start_daemon(self) -> None:
+        """gatekeeper itself, in this process, against the running simulator."""
         self.site = self._site_config()
         connection = GerritConnection(self.site.gerrit)  # type: ignore[arg-type]
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)

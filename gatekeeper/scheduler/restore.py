@@ -251,6 +251,11 @@ def _restore_builds(
         if record.result == BuildResult.CANCELED.value or record.job not in wanted:
             continue
         latest[record.job] = record
+    for job, record in list(latest.items()):
+        # Aborted by a worker that was shutting down, not by this scheduler
+        # (whose cancels are CANCELED): not the change's fault; run it again.
+        if record.result == BuildResult.ABORTED.value:
+            del latest[job]
     now = time.time()
     lost: list[BuildRecord] = []
     for job, record in latest.items():

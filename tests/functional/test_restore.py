@@ -1,0 +1,243 @@
+"""What a restarted scheduler makes of the queue rows it finds.
+
+Each test leaves in the database what a previous run would have left at
+some moment (a report half sent, a build whose worker died, a change that
+moved on meanwhile), starts gatekeeper against the Gerrit simulator, and
+checks what it does: reports once, runs again what was lost, drops what
+Gerrit says is done with.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gatekeeper.db.engine import Database
+from gatekeeper.db.tables import BuildRecord, QueueItemRecord
+from gatekeeper.sandbox.harness import Sandbox
+
+pytestmark = pytest.mark.timeout(120)
+
+PROJECT = "openstack/nova"
+
+LAYOUT = """
+pipelines:
+  - name: check
+    manager: independent
+    trigger:
+      gerrit:
+        - event: patchset-created
+    success:
+      gerrit:
+        verified: 1
+    failure:
+      gerrit:
+        verified: -1
+jobs:
+  - name: unit
+    node: devstack-vm
+    run: "true"
+projects:
+  - name: openstack/nova
+    check: [unit]
+"""
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    layout = tmp_path / "layout.yaml"
+    layout.write_text(LAYOUT)
+    sandbox = Sandbox(tmp_path / "sandbox", layout)
+    sandbox.start_gerrit()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def db(box: Sandbox) -> Iterator[Database]:
+    (box.root / "state").mkdir(parents=True, exist_ok=True)
+    database = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def left_behind(
+    db: Database,
+    number: int,
+    patchset: int,
+    result: str | None,
+    reporting_since: float | None = None,
+    heartbeat: float | None = None,
+) -> tuple[str, str]:
+    """A queue row in 'check' and one build of 'unit', as a previous run left them."""
+    item, build = uuid.uuid4().hex, uuid.uuid4().hex
+    now = time.time()
+    with db.session() as session:
+        session.add(
+            QueueItemRecord(
+                uuid=item,
+                pipeline="check",
+                position=0,
+                project=PROJECT,
+                branch="master",
+                change=number,
+                patchset=patchset,
+                ref=f"refs/changes/{number % 100:02d}/{number}/{patchset}",
+                old_rev="",
+                new_rev="",
+                enqueued_at=now - 60,
+                event_received_at=None,
+                tested_with=None,
+                reporting_since=reporting_since,
+            )
+        )
+        session.add(
+            BuildRecord(
+                uuid=build,
+                job="unit",
+                project=PROJECT,
+                change=number,
+                patchset=patchset,
+                pipeline="check",
+                node="",
+                provider="local",
+                worker="a-worker-elsewhere",
+                dispatched_at=now - 50,
+                start_time=now - 45,
+                end_time=now - 5 if result else None,
+                result=result,
+                log_url="",
+                item_uuid=item,
+                attempt=1,
+                heartbeat=heartbeat,
+            )
+        )
+    return item, build
+
+
+def reports(box: Sandbox, number: int) -> list[str]:
+    assert box.sim is not None
+    return [
+        m.text
+        for m in box.sim.get_change(number).messages
+        if m.author == "gatekeeper" and "(check pipeline)" in m.text
+    ]
+
+
+def builds_of(db: Database, item: str) -> list[BuildRecord]:
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(BuildRecord)
+                .where(BuildRecord.item_uuid == item)
+                .order_by(BuildRecord.dispatched_at)
+            )
+        )
+
+
+def rows(db: Database) -> list[str]:
+    with db.session() as session:
+        return [r.uuid for r in session.scalars(select(QueueItemRecord))]
+
+
+def start(box: Sandbox) -> None:
+    box.start_daemon()
+    assert box.app is not None and box.app.scheduler is not None
+    scheduler = box.app.scheduler
+    # Events from before the start never reach this daemon's stream, so
+    # "settled" here is: restored, and every queue empty again.
+    box.wait_for(
+        lambda: scheduler.restored is not None and scheduler.is_settled(), 60, "the queue to empty"
+    )
+
+
+def push(box: Sandbox) -> int:
+    number, _ = box.push_change(PROJECT, "A change", {"a.txt": "a\n"})
+    return number
+
+
+def test_a_report_that_reached_gerrit_is_not_sent_again(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    marked = time.time()
+    box.review("gatekeeper", number, 1, "--message", "Build succeeded (check pipeline).")
+    _item, _ = left_behind(db, number, 1, "SUCCESS", reporting_since=marked)
+
+    start(box)
+
+    assert len(reports(box, number)) == 1
+    assert rows(db) == []
+    assert box.app is not None and box.app.scheduler is not None
+    assert box.app.scheduler.restored is not None
+    assert box.app.scheduler.restored.dropped == [f"{PROJECT} {number},1"]
+
+
+def test_a_report_that_did_not_reach_gerrit_is_sent_once(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    item, build = left_behind(db, number, 1, "SUCCESS", reporting_since=time.time())
+
+    start(box)
+
+    [report] = reports(box, number)
+    assert "- unit " in report and ": SUCCESS" in report
+    assert box.sim is not None and box.sim.get_change(number).votes["Verified"] == {"gatekeeper": 1}
+    assert [b.uuid for b in builds_of(db, item)] == [build]  # its result was kept, not re-run
+    assert rows(db) == []
+
+
+def test_a_build_whose_worker_died_runs_again(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    item, lost = left_behind(db, number, 1, None, heartbeat=time.time() - 600)
+
+    start(box)
+
+    records = builds_of(db, item)
+    assert next(r.uuid for r in records) == lost
+    assert [r.result for r in records] == ["CANCELED", "SUCCESS"]
+    assert len(reports(box, number)) == 1
+    assert rows(db) == []
+
+
+def test_a_build_still_running_elsewhere_is_reattached(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    item, running = left_behind(db, number, 1, None, heartbeat=time.time())
+
+    box.start_daemon()
+    assert box.app is not None and box.app.scheduler is not None
+    scheduler = box.app.scheduler
+    box.wait_for(lambda: scheduler.restored is not None, 30, "the restore")
+    assert scheduler.restored is not None and scheduler.restored.attached == 1
+    assert reports(box, number) == []
+    # The worker elsewhere finishes and records its result, as workers do.
+    with db.session() as session:
+        record = session.get(BuildRecord, running)
+        assert record is not None
+        record.result, record.end_time = "FAILURE", time.time()
+    box.wait_for(lambda: rows(db) == [], 30, "the item to be reported")
+
+    [report] = reports(box, number)
+    assert "- unit " in report and ": FAILURE" in report
+    assert [r.uuid for r in builds_of(db, item)] == [running]
+
+
+def test_a_change_that_moved_on_leaves_quietly(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    assert box.sim is not None
+    change_id = box.sim.get_change(number).change_id
+    item, _build = left_behind(db, number, 1, None)
+    box.push_change(PROJECT, "A change, again", {"a.txt": "b\n"}, change_id=change_id)
+
+    start(box)
+
+    assert rows(db) == []
+    assert [r.result for r in builds_of(db, item)] == ["CANCELED"]
+    assert box.app is not None and box.app.scheduler is not None
+    assert box.app.scheduler.restored is not None
+    assert box.app.scheduler.restored.dropped == [f"{PROJECT} {number},1"]

@@ -9,6 +9,7 @@ Gerrit says is done with.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -241,3 +242,130 @@ def test_a_change_that_moved_on_leaves_quietly(box: Sandbox, db: Database) -> No
     assert box.app is not None and box.app.scheduler is not None
     assert box.app.scheduler.restored is not None
     assert box.app.scheduler.restored.dropped == [f"{PROJECT} {number},1"]
+
+
+# -- the gate ------------------------------------------------------------------
+
+
+@pytest.fixture
+def gate_box(tmp_path: Path) -> Iterator[Sandbox]:
+    from tests.functional.test_gate import gate_layout
+
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "release").touch()
+    layout = tmp_path / "gate.yaml"
+    layout.write_text(gate_layout(flags))
+    sandbox = Sandbox(tmp_path / "gate-sandbox", layout)
+    sandbox.start_gerrit()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def gate_row(
+    db: Database, number: int, project: str, position: int, tested_with: list[str]
+) -> tuple[str, str]:
+    """A gate item whose 'integrated' build runs on a worker elsewhere."""
+    item, build = uuid.uuid4().hex, uuid.uuid4().hex
+    now = time.time()
+    with db.session() as session:
+        session.add(
+            QueueItemRecord(
+                uuid=item,
+                pipeline="gate",
+                position=position,
+                project=project,
+                branch="master",
+                change=number,
+                patchset=1,
+                ref=f"refs/changes/{number % 100:02d}/{number}/1",
+                old_rev="",
+                new_rev="",
+                enqueued_at=now - 60 + position,
+                event_received_at=None,
+                tested_with=json.dumps(tested_with),
+                reporting_since=None,
+            )
+        )
+        session.add(
+            BuildRecord(
+                uuid=build,
+                job="integrated",
+                project=project,
+                change=number,
+                patchset=1,
+                pipeline="gate",
+                node="",
+                provider="local",
+                worker="a-worker-elsewhere",
+                dispatched_at=now - 50 + position,
+                start_time=now - 45 + position,
+                result=None,
+                log_url="",
+                item_uuid=item,
+                attempt=1,
+                heartbeat=now,
+            )
+        )
+    return item, build
+
+
+def finish(db: Database, build: str, result: str) -> None:
+    with db.session() as session:
+        record = session.get(BuildRecord, build)
+        assert record is not None
+        record.result, record.end_time = result, time.time()
+
+
+@pytest.mark.parametrize("ahead_left", [False, True], ids=["merged-ahead", "failed-ahead"])
+def test_gate_items_keep_builds_tested_on_what_still_holds(
+    gate_box: Sandbox, tmp_path: Path, ahead_left: bool
+) -> None:
+    """B and C were tested on A; A merged before the restart. Nothing to redo.
+    Unless C was tested on a change that left without merging: C runs again."""
+    box = gate_box
+    (box.root / "state").mkdir(parents=True, exist_ok=True)
+    db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
+    db.migrate()
+    try:
+        numbers = []
+        for name, project in (("A", "openstack/nova"), ("B", "openstack/glance")):
+            number, _ = box.push_change(project, f"Change {name}", {f"{name}.txt": "x\n"})
+            box.approve(number, 1)
+            numbers.append(number)
+        c, _ = box.push_change("openstack/nova", "Change C", {"C.txt": "x\n"})
+        box.approve(c, 1)
+        a, b = numbers
+        box.review("gatekeeper", a, 1, "--label", "Verified=2", "--submit")
+        key = {n: f"{p} {n},1" for n, p in ((a, "openstack/nova"), (b, "openstack/glance"))}
+        gone = "openstack/keystone 999,1"  # failed and left: not merged, not queued
+        _, b_build = gate_row(db, b, "openstack/glance", 1, [key[a]])
+        c_item, c_build = gate_row(
+            db, c, "openstack/nova", 2, [key[a], key[b], *([gone] if ahead_left else [])]
+        )
+
+        box.start_daemon()
+        assert box.app is not None and box.app.scheduler is not None
+        scheduler = box.app.scheduler
+        box.wait_for(lambda: scheduler.restored is not None, 30, "the restore")
+        assert scheduler.restored is not None and scheduler.restored.attached == 2
+        finish(db, b_build, "SUCCESS")
+        if not ahead_left:
+            finish(db, c_build, "SUCCESS")
+        box.wait_for(lambda: scheduler.is_settled(), 90, "the gate to empty")
+
+        assert box.sim is not None
+        merged = [
+            int(e["change"]["number"]) for e in box.sim.events() if e["type"] == "change-merged"
+        ]
+        assert merged == [a, b, c]
+        results = [r.result for r in builds_of(db, c_item)]
+        if ahead_left:
+            # Reset at once on restore, run again on top of B, passed.
+            assert results == ["CANCELED", "SUCCESS"]
+        else:
+            assert results == ["SUCCESS"]
+    finally:
+        db.dispose()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gatekeeper.db.tables import BuildRecord
+from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.dispatch import admin
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
@@ -286,6 +286,10 @@ def test_promote_moves_changes_to_the_head(box: Sandbox, flags: Path) -> None:
         f"openstack/nova {c},1",
         f"openstack/glance {b},1",
     ]
+    # The new order is what a restart would restore.
+    with box.app.db.session() as session:  # type: ignore[union-attr]
+        rows = session.scalars(select(QueueItemRecord).order_by(QueueItemRecord.position))
+        assert [r.change for r in rows] == [c, b, a]
     (flags / "release").touch()
     box.wait_until_settled()
     assert merge_order(box) == [c, b, a]

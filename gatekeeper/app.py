@@ -25,6 +25,7 @@ from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
 from gatekeeper.scheduler import operations
+from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.worker.executor import BuildExecutor
@@ -62,6 +63,7 @@ class Gatekeeper:
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
+        self.merger: MergeQueue | None = None
         self.admin: AdminWorker | None = None
         self.dispatcher: BuildDispatcher | None = None
         self.pool: Pool | None = None
@@ -148,6 +150,7 @@ class Gatekeeper:
             zuul_url=gerrit.config.git_url,
             log_url=self.site.log_url,
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
+            merger=self._start_merger(),
         )
         self.scheduler.start()
         self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
@@ -161,6 +164,19 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _start_merger(self) -> MergeQueue:
+        """The gate's merger, publishing under ``<state>/merger`` (served to
+        workers as ``file://`` URLs: they share this host or its filesystem)."""
+        config = self._gerrit().config
+        merger = Merger(
+            self.site.state_dir / "merger",
+            config.git_url,
+            gerrit_git_env(config.key, config.known_hosts, config.port),
+        )
+        self.merger = MergeQueue(merger)
+        self.merger.start()
+        return self.merger
 
     def _admin_handlers(self) -> dict[str, Handler]:
         """Operator requests, each run in the scheduler thread."""
@@ -209,6 +225,8 @@ class Gatekeeper:
             self.admin.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.merger is not None:
+            self.merger.stop()
         if self.dispatcher is not None:
             self.dispatcher.shutdown()
         if self.worker is not None:

@@ -121,6 +121,14 @@ class QueueItem:
     #: Open changes this one needs (git parents, Depends-On), dependencies first:
     #: tested with it in an independent pipeline, queued ahead of it in a gate.
     needed: list[Change] = field(default_factory=list)
+    #: In a dependent pipeline with a merger: the ref holding the merged state
+    #: its builds test (``refs/zuul/<branch>/Z...``), and where the merge of
+    #: its current tested state stands: "" (not asked), "pending", "ok",
+    #: "blocked" (a change ahead no longer merges; wait for the queue to
+    #: change), "conflict" (its own change does not merge: ``merge_conflict``).
+    zuul_ref: str = ""
+    merge_state: str = ""
+    merge_conflict: str = ""
     reported: bool = False
     dequeued: bool = False
     merge_failed: bool = False

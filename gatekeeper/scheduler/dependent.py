@@ -22,8 +22,10 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.merger import MergeRequest, MergeResult
 from gatekeeper.scheduler.queues import change_queues
 from gatekeeper.scheduler.triggers import check_requirements
+from gatekeeper.worker.workspace import ChangeRef
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class DependentPipelineManager(PipelineManager):
     # -- items ---------------------------------------------------------------
     def failing(self, item: QueueItem) -> bool:
         """A voting build ended badly, or Gerrit would not merge the change."""
-        if item.merge_failed:
+        if item.merge_failed or item.merge_state == "conflict":
             return True
         return any(b.done and b.voting and b.result not in _PASSING for b in item.builds.values())
 
@@ -218,8 +220,10 @@ class DependentPipelineManager(PipelineManager):
                 item.tested_digest = digest
                 item.tested_with = list(keys)
                 self.context.queue.tested(item)
+                item.zuul_ref, item.merge_state, item.merge_conflict = "", "", ""
             if (window == 0 or position < window) and not held_by:
-                changed = self._launch_ready_jobs(item, changes) or changed
+                if self._merged_state_ready(item, changes):
+                    changed = self._launch_ready_jobs(item, changes) or changed
             if not self.failing(item):
                 held_by = held_by or self._holding(item)
                 key = change_key(item.change)
@@ -228,6 +232,66 @@ class DependentPipelineManager(PipelineManager):
                 passing.add((item.change.project, item.change.number))
                 digest = hash((digest, key))
         return changed
+
+    def _merged_state_ready(self, item: QueueItem, ahead: list[Change]) -> bool:
+        """Whether the merger has made the state ``item`` is tested in; asks it if not.
+
+        Without a merger, workers merge ZUUL_CHANGES themselves: always ready.
+        """
+        merger = self.context.merger
+        if merger is None or item.change.is_ref:
+            return True
+        if item.merge_state:
+            return item.merge_state == "ok"
+        item.merge_state = "pending"
+        digest = item.tested_digest
+        changes = [*ahead, item.change]
+        modes: dict[str, str] = {}
+        for change in changes:
+            project = self.context.layout.project(change.project)
+            modes[change.project] = project.merge_mode if project else "merge-resolve"
+        post = self.context.post
+        assert post is not None
+
+        def done(result: MergeResult) -> None:
+            post(lambda: self._merge_done(item, digest, result))
+
+        merger.submit(
+            MergeRequest(
+                changes=[
+                    ChangeRef(c.project, c.branch, c.ref, c.number, c.patchset) for c in changes
+                ],
+                modes=modes,
+                done=done,
+                name=f"{item.uuid[:12]}{len(item.tested_with or [])}",
+            )
+        )
+        return False
+
+    def _merge_done(self, item: QueueItem, digest: int | None, result: MergeResult) -> None:
+        """A merge came back (scheduler thread); stale if the item moved on meanwhile."""
+        if item.dequeued or item.tested_digest != digest or item.merge_state != "pending":
+            return
+        if result.ok:
+            item.zuul_ref, item.merge_state = result.ref, "ok"
+        elif result.conflict == change_key(item.change):
+            log.info("%s does not merge in %s: %s", item.change, self.name, result.error)
+            item.merge_state, item.merge_conflict = "conflict", result.error
+        elif result.conflict:
+            # A change ahead no longer merges onto the branch (it moved): that
+            # item finds out at the head, and this one is re-based then.
+            log.info("%s waits in %s: %s", item.change, self.name, result.error)
+            item.merge_state = "blocked"
+        else:
+            log.error("merger failed for %s in %s: %s", item.change, self.name, result.error)
+            item.merge_state = "conflict"
+            item.merge_conflict = f"the merger failed: {result.error}"
+
+    def own_conflict(self, item: QueueItem) -> str:
+        return item.merge_conflict or super().own_conflict(item)
+
+    def _item_finished(self, item: QueueItem) -> bool:
+        return item.merge_state == "conflict" or super()._item_finished(item)
 
     def _holding(self, item: QueueItem) -> str:
         """A job of ``item`` with hold-following-changes that has not passed yet:

@@ -272,6 +272,10 @@ class PipelineManager:
         item.builds[job_name] = build
         change = item.change
         params = build_params(change, ahead, self.name, job_name, build.uuid, self.context.zuul_url)
+        if item.zuul_ref and self.context.merger is not None:
+            # The merger's state: the same commits for every build of the item.
+            params["ZUUL_REF"] = item.zuul_ref
+            params["ZUUL_URL"] = self.context.merger.merger.url
         if job.parameter_function:
             function = layout.functions.get(job.parameter_function)
             try:

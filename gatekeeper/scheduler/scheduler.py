@@ -27,6 +27,7 @@ from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
@@ -53,6 +54,11 @@ class SchedulerContext:
     router: Router = field(init=False)
     #: Where queue items are kept across restarts.
     queue: QueueStore = field(init=False)
+    #: Makes a gate item's speculative state before its builds run; None:
+    #: workers merge ZUUL_CHANGES themselves.
+    merger: MergeQueue | None = None
+    #: Runs a callable in the scheduler thread (merge results come back so).
+    post: Callable[[Callable[[], None]], None] | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
@@ -72,10 +78,13 @@ class Scheduler:
         zuul_url: str,
         log_url: str,
         local_workers: frozenset[str] = frozenset(),
+        merger: MergeQueue | None = None,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
+        self.context.merger = merger
+        self.context.post = self.put_management
         self.managers = [make_manager(p, self.context) for p in layout.pipelines]
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
@@ -278,7 +287,6 @@ class Scheduler:
             len(layout.projects),
             sum(len(m.items) for m in managers),
         )
-
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
         log.info("event received: %s", describe_event(event))

@@ -310,7 +310,14 @@ class BuildExecutor:
         revisions = {}
         if project and params.get("ZUUL_NEWREV"):
             revisions[project] = params["ZUUL_NEWREV"]
-        return self.workspace.prepare(dest, git_url, projects, changes, branch, revisions)
+        # A gate build gets the merger's state as a refs/zuul/ ref to fetch.
+        zuul_ref = params.get("ZUUL_REF", "")
+        merged = None
+        if zuul_ref.startswith("refs/zuul/") and params.get("ZUUL_URL"):
+            merged = (params["ZUUL_URL"], zuul_ref)
+        return self.workspace.prepare(
+            dest, git_url, projects, changes, branch, revisions, merged=merged
+        )
 
     def _run(
         self,

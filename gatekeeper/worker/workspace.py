@@ -283,8 +283,14 @@ class WorkspaceBuilder:
         changes: list[ChangeRef],
         branch: str,
         revisions: dict[str, str] | None = None,
+        merged: tuple[str, str] | None = None,
     ) -> list[RepoState]:
         """Clone ``projects`` into ``dest/<project>`` on ``branch`` and merge ``changes``.
+
+        With ``merged`` (the merger's URL and ref, ``ZUUL_URL`` and a
+        ``refs/zuul/...`` ``ZUUL_REF``), the merging was done already: each
+        project is checked out at that ref fetched from ``<url>/<project>``,
+        and a project none of ``changes`` belongs to stays at its branch tip.
 
         A project without ``branch`` is checked out on master. A change is
         merged, in the order given, into its project when it targets the
@@ -305,6 +311,8 @@ class WorkspaceBuilder:
         for revision in revisions.values():
             if not _SHA.fullmatch(revision):
                 raise WorkspaceError(f"refusing revision {revision!r}: not a full sha")
+        if merged is not None:
+            _check_ref(merged[1])
         # Projects are independent of each other: prepare them in parallel,
         # since each costs a round trip to Gerrit (cache update, change fetch).
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(projects)))) as pool:
@@ -317,6 +325,7 @@ class WorkspaceBuilder:
                     changes,
                     branch,
                     revisions.get(project, ""),
+                    merged,
                 )
                 for project in projects
             ]
@@ -330,6 +339,7 @@ class WorkspaceBuilder:
         changes: list[ChangeRef],
         branch: str,
         revision: str = "",
+        merged: tuple[str, str] | None = None,
     ) -> RepoState:
         """:raises WorkspaceError:"""
         repo = dest / project
@@ -341,12 +351,38 @@ class WorkspaceBuilder:
                 self._git(["checkout", "-q", "--detach", f"{revision}^{{commit}}"], repo)
             except WorkspaceError as exc:
                 raise WorkspaceError(f"{project} has no revision {revision}: {exc}") from exc
-        for change in changes:
-            if change.project == project and change.branch == checkout:
-                self._merge(repo, git_url, change)
+        if merged is not None:
+            self._checkout_merged(repo, project, checkout, merged, changes)
+        else:
+            for change in changes:
+                if change.project == project and change.branch == checkout:
+                    self._merge(repo, git_url, change)
         out = self._git(["log", "-1", "--format=%H%x00%s"], repo).rstrip("\n")
         sha, _, subject = out.partition("\0")
         return RepoState(project, checkout, sha, subject)
+
+    def _checkout_merged(
+        self,
+        repo: Path,
+        project: str,
+        branch: str,
+        merged: tuple[str, str],
+        changes: list[ChangeRef],
+    ) -> None:
+        """Put ``repo`` on the merger's ref, keeping the branch's name.
+
+        :raises WorkspaceError: the ref is missing in a project that has changes.
+        """
+        url, ref = merged
+        try:
+            self._git(["fetch", "-q", "--", _join_url(url, project), ref], repo)
+        except WorkspaceError as exc:
+            if any(c.project == project for c in changes):
+                raise WorkspaceError(
+                    f"could not fetch {ref} of {project} from the merger: {exc}"
+                ) from exc
+            return  # untouched by the changes under test: the branch tip is right
+        self._git(["checkout", "-q", "-B", branch, "FETCH_HEAD"], repo)
 
     def _merge(self, repo: Path, git_url: str, change: ChangeRef) -> None:
         """:raises WorkspaceError: the change could not be fetched or merged."""

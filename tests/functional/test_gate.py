@@ -49,6 +49,8 @@ def gate_layout(flags: Path, window: int = 20, nova: str = "[integrated]", jobs:
         git -C "$p" log --format=%s > "logs/$(basename "$p").txt"
       done
       echo "$ZUUL_CHANGES" > logs/changes.txt
+      echo "$ZUUL_REF" > logs/ref.txt
+      git -C openstack/nova rev-parse HEAD > logs/nova-head.txt
       while [ ! -e {flags}/release ]; do sleep 0.05; done
       if grep -qx "$ZUUL_CHANGE" {flags}/failing 2>/dev/null; then exit 1; fi"""
     others = "".join(f"  - name: {p}\n" for p in PROJECTS[3:])
@@ -242,6 +244,30 @@ def test_a_failure_resets_the_items_behind_it(box: Sandbox, flags: Path, failing
     assert merge_order(box) == [n for name, n in numbers.items() if name != failing]
 
 
+def test_every_build_of_an_item_tests_the_merger_state(box: Sandbox, flags: Path) -> None:
+    """The merger publishes each item's state as refs/zuul/...; workers check it out."""
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    (flags / "release").touch()
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b]
+    [record] = builds_of(box, b)
+    [ref] = [line for line in seen(box, record, "ref") if line]
+    assert ref.startswith("refs/zuul/master/Z")
+    # B's build of nova (which B does not touch) is at the state the merger
+    # made for B: nova's tip plus A, the change ahead.
+    merger_repo = box.root / "state" / "merger" / "openstack" / "nova"
+    published = subprocess.run(
+        ["git", "-C", str(merger_repo), "rev-parse", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert seen(box, record, "nova-head")[0] == published
+    assert "Change A" in seen(box, record, "nova")
+
+
 def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
     box: Sandbox, flags: Path
 ) -> None:
@@ -259,8 +285,8 @@ def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
     assert conflicted.status == "NEW" and conflicted.votes["Verified"] == {"gatekeeper": -2}
     [message] = [m.text for m in conflicted.messages if m.author == "gatekeeper"]
     assert "Merge failed" in message
-    [record] = builds_of(box, c)
-    assert record.result == "MERGER_FAILURE"
+    # The merger found it before any build: no node was spent on it.
+    assert builds_of(box, c) == []
     assert merge_order(box) == [a, b]
 
 

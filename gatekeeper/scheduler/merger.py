@@ -1,0 +1,275 @@
+"""The merger: the speculative state a gate item is tested in, made once, as a ref.
+
+For a gate item the merger takes every project its changes (its own and
+those ahead of it in the queue) belong to, checks out the branch tip, applies
+the changes in queue order with the project's ``merge-mode``, and publishes
+the result as ``refs/zuul/<branch>/Z<id>`` in its own repository of that
+project. Workers clone the branch from Gerrit as usual, then fetch that ref
+from ``ZUUL_URL/<project>``: every build of the item tests exactly the same
+commits, and a change that does not merge is found here, before a node is
+spent on it.
+
+Merges run on one thread of their own (:class:`MergeQueue`), in the order
+asked, because they share one work tree per project; the scheduler thread
+only submits requests and receives results.
+
+Modes, as Zuul v2 named them:
+
+- ``merge``: ``git merge`` (a fast-forward when possible);
+- ``merge-resolve``: ``git merge -s resolve``, the default;
+- ``cherry-pick``: the change's commit re-applied on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gatekeeper.errors import WorkspaceError
+from gatekeeper.worker.workspace import (
+    ChangeRef,
+    WorkspaceBuilder,
+    _check_branch,
+    _check_ref,
+    _join_url,
+    check_project_name,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("merge", "merge-resolve", "cherry-pick")
+# refs/zuul/* older than this are deleted (no build still needs them).
+KEEP_REFS = 24 * 3600.0
+
+
+@dataclass
+class MergeResult:
+    """What a merge request came to."""
+
+    #: The published ref, the same name in every repository it touched ('' on failure).
+    ref: str = ""
+    #: Project -> the commit the ref points at.
+    commits: dict[str, str] = field(default_factory=dict)
+    #: The change that did not merge (``project number,patchset``), if one did not.
+    conflict: str = ""
+    #: Why it failed (a conflict, or git itself).
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.ref)
+
+
+class Merger:
+    """Merges changes and publishes the results under ``root``.
+
+    ``root/<project>`` is a repository per project (with a work tree, used
+    only by the merger); its ``file://`` URL (:attr:`url`) is what builds
+    get as ``ZUUL_URL`` unless the site serves ``root`` some other way.
+    """
+
+    def __init__(self, root: Path, git_url: str, git_env: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.git_url = git_url
+        self._git_runner = WorkspaceBuilder(self.root / ".cache", git_env)
+        self._refs_pruned = 0.0
+
+    @property
+    def url(self) -> str:
+        return self.root.resolve().as_uri()
+
+    def _git(self, args: list[str], cwd: Path) -> str:
+        return self._git_runner._git(args, cwd)
+
+    def repo(self, project: str) -> Path:
+        check_project_name(project)
+        return self.root / project
+
+    def merge(
+        self,
+        changes: list[ChangeRef],
+        modes: dict[str, str],
+        name: str | None = None,
+    ) -> MergeResult:
+        """Apply ``changes`` in order, per project, onto their branch tips.
+
+        ``modes`` maps a project to its merge mode (default merge-resolve).
+        Never raises: a failure is in the result.
+        """
+        if not changes:
+            return MergeResult(error="nothing to merge")
+        # One name in every repository, after the item's own branch (its
+        # change is the last): a build fetches it from each project it
+        # clones, and a project the changes do not touch simply lacks it.
+        ref = f"refs/zuul/{changes[-1].branch}/Z{name or uuid.uuid4().hex}"
+        try:
+            for change in changes:
+                check_project_name(change.project)
+                _check_ref(change.ref)
+                _check_branch(change.branch)
+        except WorkspaceError as exc:
+            return MergeResult(error=str(exc))
+        result = MergeResult()
+        by_project: dict[tuple[str, str], list[ChangeRef]] = {}
+        for change in changes:
+            by_project.setdefault((change.project, change.branch), []).append(change)
+        published: list[tuple[Path, str]] = []
+        for (project, branch), own in by_project.items():
+            try:
+                repo = self._fresh(project, branch)
+                for change in own:
+                    self._apply(repo, change, modes.get(project, "merge-resolve"))
+                sha = self._git(["rev-parse", "HEAD"], repo).strip()
+                self._git(["update-ref", ref, sha], repo)
+            except _Conflict as exc:
+                result = MergeResult(conflict=exc.change, error=str(exc))
+                break
+            except WorkspaceError as exc:
+                result = MergeResult(error=f"{project}: {exc}")
+                break
+            published.append((repo, ref))
+            result.commits[project] = sha
+        if result.error:
+            for repo, ref in published:
+                self._delete_ref(repo, ref)
+            return result
+        result.ref = ref
+        self._prune_old_refs()
+        return result
+
+    def _fresh(self, project: str, branch: str) -> Path:
+        """The project's work tree at the tip of ``branch`` (or master), fetched now."""
+        repo = self.repo(project)
+        if not (repo / ".git").exists():
+            tmp = repo.with_name(repo.name + ".new")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._git(["init", "-q", "--template=", str(tmp)], self.root)
+            self._git(["remote", "add", "origin", _join_url(self.git_url, project)], tmp)
+            tmp.rename(repo)
+        self._git(
+            ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], repo
+        )
+        tip = f"refs/remotes/origin/{branch}"
+        try:
+            self._git(["rev-parse", "--verify", "--quiet", tip], repo)
+        except WorkspaceError:
+            tip = "refs/remotes/origin/master"
+        self._git(["checkout", "-q", "-f", "--detach", tip], repo)
+        self._git(["clean", "-q", "-f", "-d", "-x"], repo)
+        return repo
+
+    def _apply(self, repo: Path, change: ChangeRef, mode: str) -> None:
+        """:raises _Conflict: the change does not apply; the tree is left clean."""
+        try:
+            self._git(["fetch", "-q", "origin", change.ref], repo)
+        except WorkspaceError as exc:
+            raise WorkspaceError(f"could not fetch {change}: {exc}") from exc
+        if mode == "cherry-pick":
+            command = ["cherry-pick", "--allow-empty", "--keep-redundant-commits", "FETCH_HEAD"]
+            abort = ["cherry-pick", "--abort"]
+        elif mode == "merge":
+            command = ["merge", "--no-edit", "--ff", "FETCH_HEAD"]
+            abort = ["merge", "--abort"]
+        else:
+            command = ["merge", "--no-edit", "--ff", "-s", "resolve", "FETCH_HEAD"]
+            abort = ["merge", "--abort"]
+        try:
+            self._git(command, repo)
+        except WorkspaceError as exc:
+            try:
+                self._git(abort, repo)
+            except WorkspaceError:
+                self._git(["reset", "-q", "--hard"], repo)
+            raise _Conflict(str(change), f"{change} does not merge ({mode})") from exc
+
+    def _delete_ref(self, repo: Path, ref: str) -> None:
+        try:
+            self._git(["update-ref", "-d", ref], repo)
+        except WorkspaceError as exc:
+            log.warning("could not delete %s in %s: %s", ref, repo, exc)
+
+    def _prune_old_refs(self) -> None:
+        """Delete refs/zuul/* older than :data:`KEEP_REFS`, once an hour."""
+        now = time.time()
+        if now - self._refs_pruned < 3600:
+            return
+        self._refs_pruned = now
+        if not self.root.exists():
+            return
+        for git_dir in self.root.rglob(".git"):
+            repo = git_dir.parent
+            try:
+                out = self._git(
+                    ["for-each-ref", "--format=%(refname) %(creatordate:unix)", "refs/zuul/"], repo
+                )
+            except WorkspaceError:
+                continue
+            for line in out.splitlines():
+                ref, _, stamp = line.rpartition(" ")
+                if stamp.isdigit() and now - int(stamp) > KEEP_REFS:
+                    self._delete_ref(repo, ref)
+
+
+class _Conflict(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, change: str, message: str) -> None:
+        super().__init__(message)
+        self.change = change
+
+
+@dataclass
+class MergeRequest:
+    changes: list[ChangeRef]
+    modes: dict[str, str]
+    done: Callable[[MergeResult], None]
+    name: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class MergeQueue:
+    """Runs merge requests on one thread, in order; ``done`` is called on it."""
+
+    def __init__(self, merger: Merger) -> None:
+        self.merger = merger
+        self._requests: queue.Queue[MergeRequest | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="merger", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._requests.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def submit(self, request: MergeRequest) -> None:
+        self._requests.put(request)
+
+    def _run(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            started = time.monotonic()
+            try:
+                result = self.merger.merge(request.changes, request.modes, request.name)
+            except Exception as exc:  # a bug here must not stop every later merge
+                log.exception("merge of %s failed", ", ".join(map(str, request.changes)))
+                result = MergeResult(error=f"merger error: {exc}")
+            log.debug(
+                "merged %d changes in %.0f ms: %s",
+                len(request.changes),
+                (time.monotonic() - started) * 1000,
+                result.ref or result.error,
+            )
+            try:
+                request.done(result)
+            except Exception:
+                log.exception("merge result handler failed")

@@ -154,9 +154,7 @@ class Merger:
             self._git(["init", "-q", "--template=", str(tmp)], self.root)
             self._git(["remote", "add", "origin", _join_url(self.git_url, project)], tmp)
             tmp.rename(repo)
-        self._git(
-            ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], repo
-        )
+        self._git(["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], repo)
         tip = f"refs/remotes/origin/{branch}"
         try:
             self._git(["rev-parse", "--verify", "--quiet", tip], repo)

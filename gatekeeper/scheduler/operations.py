@@ -180,6 +180,9 @@ def status(scheduler: Scheduler) -> dict[str, Any]:
                         else [f"{c.project} {c.key}" for c in item.needed],
                         "failing": isinstance(manager, DependentPipelineManager)
                         and manager.failing(item),
+                        # The merger's ref the builds test, and how its merge stands.
+                        "zuul_ref": item.zuul_ref,
+                        "merge": item.merge_state,
                         "active": name not in windows
                         or windows[name] == 0
                         or position < windows[name],

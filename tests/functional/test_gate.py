@@ -249,12 +249,23 @@ def test_every_build_of_an_item_tests_the_merger_state(box: Sandbox, flags: Path
     a = push_and_approve(box, "openstack/nova", "Change A")
     b = push_and_approve(box, "openstack/glance", "Change B")
     wait_all_started(box, 2)
+    status = ask(box, "status")
+    assert isinstance(status, dict)
+    [gate_status] = [p for p in status["pipelines"] if p["name"] == "gate"]
+    status_refs = {
+        int(i["change"].split(",")[0]): i["zuul_ref"]
+        for q in gate_status["queues"]
+        for i in q["items"]
+        if i["merge"] == "ok"
+    }
+    assert set(status_refs) == {a, b}
     (flags / "release").touch()
     box.wait_until_settled()
     assert merge_order(box) == [a, b]
     [record] = builds_of(box, b)
     [ref] = [line for line in seen(box, record, "ref") if line]
     assert ref.startswith("refs/zuul/master/Z")
+    assert status_refs[b] == ref  # what `gatekeeper status --json` showed
     # B's build of nova (which B does not touch) is at the state the merger
     # made for B: nova's tip plus A, the change ahead.
     merger_repo = box.root / "state" / "merger" / "openstack" / "nova"

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.db import postgres_server_url, scratch_postgres_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,11 +50,26 @@ projects:
 """
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        with scratch_postgres_database(postgres_server_url()) as url:
+            yield url
+    else:
+        (tmp_path / "sandbox" / "state").mkdir(parents=True)
+        yield f"sqlite:///{tmp_path / 'sandbox' / 'state' / 'gatekeeper.db'}"
+
+
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
+def box(tmp_path: Path, database_url: str) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT)
-    sandbox = Sandbox(tmp_path / "sandbox", layout)
+    sandbox = Sandbox(tmp_path / "sandbox", layout, database=database_url)
     sandbox.start_gerrit()
     try:
         yield sandbox
@@ -62,9 +78,8 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def db(box: Sandbox) -> Iterator[Database]:
-    (box.root / "state").mkdir(parents=True, exist_ok=True)
-    database = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
+def db(box: Sandbox, database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
     database.migrate()
     yield database
     database.dispose()

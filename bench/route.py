@@ -6,7 +6,9 @@ repeated votes, merges, branch and tag updates) across the layout's
 projects, branches and some projects it does not know, then routes them
 with the code ``gatekeeper route`` and the scheduler use (parse, triggers,
 requirements, job selection). The baseline, in the same run, is
-``json.loads`` alone on the same lines: the floor any router pays.
+``json.loads`` alone on the same lines: the floor any router pays. A third
+row, ``parse_event`` alone, shows how the rest splits between reading an
+event and routing it.
 
     .venv/bin/python bench/route.py [--count 100000] [--profile]
 """
@@ -29,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatekeeper.config.layout import load_layout
+from gatekeeper.gerrit.events import parse_event
 from gatekeeper.scheduler.dryrun import route_lines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
@@ -110,13 +113,23 @@ def main() -> int:
         for _ in route_lines(layout, lines):
             pass
 
+    def read_events() -> None:
+        for line in lines:
+            parse_event(line)
+
     base = timed(parse_only, args.repeat)
     routed = timed(route_all, args.repeat)
+    read = timed(read_events, args.repeat)
     table = Table(title=f"routing {len(lines)} events through the OpenStack 2015 layout")
     for column in ("measure", "events/s (median)", "µs/event", "rate / json.loads rate"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     base_rate = len(lines) / statistics.median(base)
-    for name, times in (("json.loads only (baseline)", base), ("gatekeeper route", routed)):
+    rows = (
+        ("json.loads only (baseline)", base),
+        ("parse_event only", read),
+        ("gatekeeper route", routed),
+    )
+    for name, times in rows:
         rate = len(lines) / statistics.median(times)
         table.add_row(name, f"{rate:,.0f}", f"{1e6 / rate:.1f}", f"{rate / base_rate:.2f}")
     out.print(table)

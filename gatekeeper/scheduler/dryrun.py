@@ -38,6 +38,12 @@ def route_event(router: routing.Router, event: TriggerEvent) -> dict[str, Any]:
 
     :raises ConfigError: a template a project uses cannot be expanded.
     """
+    return _route(router, event, {})
+
+
+def _route(router: routing.Router, event: TriggerEvent, out: dict[str, Any]) -> dict[str, Any]:
+    """:func:`route_event`, its keys added to ``out`` (route_lines puts the
+    line number first) rather than to a dict of its own to be copied."""
     enqueue: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
     made: list[Change | None] = []
@@ -66,7 +72,8 @@ def route_event(router: routing.Router, event: TriggerEvent) -> dict[str, Any]:
                 "jobs": list(decision.selection.undecided),
             }
         enqueue.append(entry)
-    out: dict[str, Any] = {"type": event.type, "enqueue": enqueue}
+    out["type"] = event.type
+    out["enqueue"] = enqueue
     if rejected:
         out["rejected"] = rejected
     return out
@@ -76,7 +83,8 @@ def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[s
     """One result per non-blank line, numbered from 1. Never raises for a bad line."""
     router = routing.Router(layout)
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        # Equivalent to ``not line.strip()`` without copying the line.
+        if not line or line.isspace():
             continue
         try:
             event = parse_event(line)
@@ -88,7 +96,7 @@ def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[s
             yield {"line": number, "type": "dropped-output", "enqueue": []}
             continue
         try:
-            yield {"line": number, **route_event(router, event)}
+            yield _route(router, event, {"line": number})
         except GatekeeperError as exc:
             yield {"line": number, "type": event.type, "error": str(exc)}
 

@@ -29,7 +29,7 @@ from gatekeeper.config.layout import (
 )
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler.triggers import check_requirements, matching_triggers
+from gatekeeper.scheduler.triggers import TriggerMatcher, check_requirements, matching_triggers
 
 __all__ = [
     "Decision",
@@ -133,20 +133,25 @@ def select_jobs(
     """
     selection = JobSelection()
 
-    def prune(trees: list[JobTree]) -> Iterator[JobTree]:
+    def prune(trees: list[JobTree]) -> list[JobTree]:
+        kept: list[JobTree] = []
         for tree in trees:
-            runs, why, undecided = job_applies(layout.job(tree.name), project, branch, ref, files)
-            if not runs:
-                for dropped in tree.walk():
-                    selection.skipped.setdefault(
-                        dropped.name, why if dropped is tree else f"runs after {tree.name}"
-                    )
-                continue
-            if undecided:
-                selection.undecided[tree.name] = why
-            yield JobTree(tree.name, list(prune(tree.children)))
+            job = layout.job(tree.name)
+            # Most jobs have no filter, and job_applies would say they run.
+            if job.branch or job.files or job.skip_if:
+                runs, why, undecided = job_applies(job, project, branch, ref, files)
+                if not runs:
+                    for dropped in tree.walk():
+                        selection.skipped.setdefault(
+                            dropped.name, why if dropped is tree else f"runs after {tree.name}"
+                        )
+                    continue
+                if undecided:
+                    selection.undecided[tree.name] = why
+            kept.append(JobTree(tree.name, prune(tree.children) if tree.children else []))
+        return kept
 
-    selection.trees = list(prune(layout.jobs_for(project, pipeline)))
+    selection.trees = prune(layout.jobs_for(project, pipeline))
     return selection
 
 
@@ -203,6 +208,18 @@ def decide(
         ) -> JobSelection:
             return select_jobs(layout, project, name, branch, ref, files)
 
+    return _decide_matched(pipeline, event, matched, lookup, select)
+
+
+def _decide_matched(
+    pipeline: PipelineConfig,
+    event: TriggerEvent,
+    matched: list[GerritTrigger],
+    lookup: Callable[[], Change | None],
+    select: Selector,
+) -> Decision:
+    """:func:`decide` once the project is known to run jobs in ``pipeline``
+    and ``matched`` (not empty) are the triggers ``event`` fired."""
     if event.change is None:
         # A ref update: requirements are about changes and do not apply.
         selection = select(event.project, pipeline.name, event.branch, event.ref, None)
@@ -217,56 +234,132 @@ def decide(
     return Decision(pipeline.name, change, selection, "", verdict.unchecked)
 
 
+@dataclass(frozen=True)
+class _Route:
+    """A pipeline and its Gerrit triggers whose event regexes match one event type."""
+
+    pipeline: PipelineConfig
+    triggers: tuple[TriggerMatcher, ...]
+
+    def matched(self, event: TriggerEvent) -> list[GerritTrigger]:
+        return [m.trigger for m in self.triggers if m.matches(event, True)]  # type known
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a project's job selection in one pipeline reads besides the
+    project: the branch (a job's ``branch:``, a ``skip-if`` branch), the ref
+    (a job's ``branch:`` is matched against it too) and the files (``files:``,
+    a ``skip-if`` on files). Most jobs have no filter, so most selections are
+    the same for every branch, ref and list of files: one cache entry, not
+    one per tag pushed or per list of files.
+    """
+
+    branch: bool
+    ref: bool
+    files: bool
+
+    @classmethod
+    def of(cls, layout: Layout, project: str, pipeline: str) -> _Inputs:
+        branch = ref = files = False
+        for root in layout.jobs_for(project, pipeline):
+            for tree in root.walk():
+                job = layout.job(tree.name)
+                if job.branch:
+                    branch = ref = True
+                if job.files:
+                    files = True
+                for condition in job.skip_if:
+                    if condition.branch is not None:
+                        branch = True
+                    if condition.all_files_match_any:
+                        files = True
+        return cls(branch, ref, files)
+
+
 class Router:
     """:func:`decide` for every pipeline of one layout, with what can be known
     in advance looked up instead of recomputed.
 
-    Most events concern few pipelines: one whose triggers never name the
-    event's type, or where the project runs no job, is passed over with a
-    dict lookup. Job selections are cached by what decides them (project,
-    pipeline, branch, ref, files). Built per layout (a new layout gets a new
-    Router); used by the scheduler thread, or by one dry run.
+    Most events concern few pipelines: for each (event type, project) the
+    pipelines with a trigger for the type and jobs for the project are found
+    once, with those triggers prepared (:class:`TriggerMatcher`); any other
+    pipeline is passed over without a look. Job selections are cached by
+    what decides them (project and pipeline, and the branch, ref and files
+    only when a job's filters read them). Built per layout (a new layout gets
+    a new Router); used by the scheduler thread, or by one dry run.
     """
 
     _CACHE = 8192
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self._candidates: dict[tuple[str, str], tuple[PipelineConfig, ...]] = {}
+        self._types: dict[str, tuple[_Route, ...]] = {}
+        self._routes: dict[tuple[str, str], tuple[_Route, ...]] = {}
         self._selections: dict[tuple[Any, ...], JobSelection] = {}
-        self._for_type: dict[tuple[str, str], list[GerritTrigger]] = {}
+        self._inputs: dict[tuple[str, str], _Inputs] = {}
+
+    def _for_type(self, kind: str) -> tuple[_Route, ...]:
+        """Every pipeline with a Gerrit trigger whose event regexes match ``kind``."""
+        found = self._types.get(kind)
+        if found is None:
+            found = tuple(
+                _Route(p, matchers)
+                for p in self.layout.pipelines
+                if (
+                    matchers := tuple(
+                        TriggerMatcher(t) for t in p.trigger.gerrit if _matches_any(t.event, kind)
+                    )
+                )
+            )
+            if len(self._types) >= self._CACHE:
+                self._types.clear()
+            self._types[kind] = found
+        return found
+
+    def _routes_for(self, event: TriggerEvent) -> tuple[_Route, ...]:
+        """Those of :meth:`_for_type` whose pipeline runs jobs for the event's project."""
+        key = (event.type, event.project)
+        found = self._routes.get(key)
+        if found is None:
+            jobs_for = self.layout.jobs_for
+            found = tuple(
+                r for r in self._for_type(event.type) if jobs_for(event.project, r.pipeline.name)
+            )
+            if len(self._routes) >= self._CACHE:
+                self._routes.clear()
+            self._routes[key] = found
+        return found
 
     def triggers_for_type(self, pipeline: PipelineConfig, kind: str) -> list[GerritTrigger]:
         """The pipeline's Gerrit triggers whose event regexes match ``kind``."""
-        key = (pipeline.name, kind)
-        found = self._for_type.get(key)
-        if found is None:
-            found = [t for t in pipeline.trigger.gerrit if _matches_any(t.event, kind)]
-            self._for_type[key] = found
-        return found
+        for route in self._for_type(kind):
+            if route.pipeline is pipeline:
+                return [m.trigger for m in route.triggers]
+        return [t for t in pipeline.trigger.gerrit if _matches_any(t.event, kind)]
 
     def candidates(self, event: TriggerEvent) -> tuple[PipelineConfig, ...]:
         """The pipelines, in layout order, with a trigger for the event's type
         and jobs for its project: the only ones :func:`decide` may answer for."""
-        key = (event.type, event.project)
-        found = self._candidates.get(key)
-        if found is None:
-            found = tuple(
-                p
-                for p in self.layout.pipelines
-                if self.triggers_for_type(p, event.type)
-                and self.layout.jobs_for(event.project, p.name)
-            )
-            if len(self._candidates) >= self._CACHE:
-                self._candidates.clear()
-            self._candidates[key] = found
-        return found
+        return tuple(route.pipeline for route in self._routes_for(event))
 
     def select(
         self, project: str, pipeline: str, branch: str, ref: str, files: list[str] | None
     ) -> JobSelection:
         """:func:`select_jobs`, cached; the selection is shared: do not change it."""
-        key = (project, pipeline, branch, ref, None if files is None else tuple(files))
+        inputs = self._inputs.get((project, pipeline))
+        if inputs is None:
+            if len(self._inputs) >= self._CACHE:
+                self._inputs.clear()
+            inputs = self._inputs[(project, pipeline)] = _Inputs.of(self.layout, project, pipeline)
+        key = (
+            project,
+            pipeline,
+            branch if inputs.branch else None,
+            ref if inputs.ref else None,
+            # None: unknown, or no filter reads the files.
+            tuple(files) if inputs.files and files is not None else None,
+        )
         found = self._selections.get(key)
         if found is None:
             if len(self._selections) >= self._CACHE:
@@ -282,20 +375,23 @@ class Router:
         lookup: Callable[[], Change | None],
     ) -> Decision | None:
         """As :func:`decide`, for one pipeline of this layout."""
-        if pipeline not in self.candidates(event):
-            return None
-        for_type = self.triggers_for_type(pipeline, event.type)
-        return decide(self.layout, pipeline, event, lookup, self.select, for_type)
+        for route in self._routes_for(event):
+            # ``in`` on the old tuple of candidates compared so: by identity, then value.
+            if route.pipeline is pipeline or route.pipeline == pipeline:
+                matched = route.matched(event)
+                if not matched:
+                    return None
+                return _decide_matched(pipeline, event, matched, lookup, self.select)
+        return None
 
     def decisions(
         self, event: TriggerEvent, lookup: Callable[[], Change | None]
     ) -> Iterator[Decision]:
         """Every interested pipeline's decision on ``event``, in layout order."""
-        for pipeline in self.candidates(event):
-            for_type = self.triggers_for_type(pipeline, event.type)
-            decision = decide(self.layout, pipeline, event, lookup, self.select, for_type)
-            if decision is not None:
-                yield decision
+        for route in self._routes_for(event):
+            matched = route.matched(event)
+            if matched:
+                yield _decide_matched(route.pipeline, event, matched, lookup, self.select)
 
 
 def ref_from_event(event: TriggerEvent) -> Change:

@@ -9,7 +9,7 @@ an approved change does not trigger the gate again.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gatekeeper.config.layout import (
@@ -24,44 +24,93 @@ from gatekeeper.model.events import TriggerEvent
 ZERO_SHA = "0" * 40
 
 
-def _any_match(patterns: list[re.Pattern[str]], value: str, search: bool = False) -> bool:
-    if search:
-        return any(p.search(value) for p in patterns)
-    return any(p.match(value) for p in patterns)
+# A filter's test on one value: a pattern's bound ``match`` or ``search``
+# (a match object or None), or several patterns ORed.
+Test = Callable[[str], object]
+
+
+def _any_of(tests: list[Test]) -> Test | None:
+    """One test for a filter (true when any of its patterns matches); None
+    when the trigger has no such filter."""
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda value: any(test(value) for test in tests)
+
+
+class TriggerMatcher:
+    """One Gerrit trigger, prepared to be tried on many events.
+
+    Each filter becomes one test (None when the trigger has no such filter,
+    so an absent filter costs one comparison), and ``approval:`` a tuple of
+    (lower-cased label, vote). :class:`~gatekeeper.scheduler.routing.Router`
+    builds one per trigger and event type and keeps it for the layout's
+    life, in the scheduler thread (or a dry run's); immutable once built.
+    """
+
+    __slots__ = (
+        "approval",
+        "branch",
+        "comment",
+        "email",
+        "event",
+        "ignore_deletes",
+        "ref",
+        "trigger",
+        "username",
+    )
+
+    def __init__(self, trigger: GerritTrigger) -> None:
+        self.trigger = trigger
+        self.event = tuple(p.match for p in trigger.event)
+        self.branch = _any_of([p.match for p in trigger.branch])
+        self.ref = _any_of([p.match for p in trigger.ref])
+        self.ignore_deletes = trigger.ignore_deletes
+        self.comment = _any_of([p.search for p in trigger.comment])
+        self.username = _any_of([p.match for p in trigger.username])
+        self.email = _any_of([p.match for p in trigger.email])
+        self.approval = tuple(
+            (label.lower(), int(value))
+            for wanted in trigger.approval
+            for label, value in wanted.items()
+        )
+
+    def matches(self, event: TriggerEvent, type_known: bool = False) -> bool:
+        """Whether ``event`` fires the trigger (``type_known``: its event regexes matched)."""
+        if not type_known and not any(m(event.type) for m in self.event):
+            return False
+        if self.branch is not None and not self.branch(event.branch):
+            return False
+        if self.ref is not None and not self.ref(event.ref):
+            # Gerrit before 2.13 sent branch updates by short name, and layouts of
+            # that time match them so (``ref: ^(?!refs/).*$``): a branch update
+            # matches by either name.
+            if not (event.type == "ref-updated" and event.branch):
+                return False
+            if not self.ref(event.branch):
+                return False
+        if self.ignore_deletes and event.type == "ref-updated" and event.new_rev == ZERO_SHA:
+            return False
+        if self.comment is not None and not self.comment(event.comment):
+            return False
+        account = event.account
+        if self.username is not None and not (account and self.username(account.username)):
+            return False
+        if self.email is not None and not (account and self.email(account.email)):
+            return False
+        if self.approval:
+            # Every (label, vote) the trigger names must be among the votes cast.
+            cast = [(a.label.lower(), a.value) for a in event.changed_approvals()]
+            for wanted in self.approval:
+                if wanted not in cast:
+                    return False
+        return True
 
 
 def trigger_matches(trigger: GerritTrigger, event: TriggerEvent, type_known: bool = False) -> bool:
     """Whether ``event`` fires ``trigger`` (``type_known``: its event regexes already matched)."""
-    if not type_known and not _any_match(trigger.event, event.type):
-        return False
-    if trigger.branch and not _any_match(trigger.branch, event.branch):
-        return False
-    if trigger.ref and not _any_match(trigger.ref, event.ref):
-        # Gerrit before 2.13 sent branch updates by short name, and layouts of
-        # that time match them so (``ref: ^(?!refs/).*$``): a branch update
-        # matches by either name.
-        if not (event.type == "ref-updated" and event.branch):
-            return False
-        if not _any_match(trigger.ref, event.branch):
-            return False
-    if trigger.ignore_deletes and event.type == "ref-updated" and event.new_rev == ZERO_SHA:
-        return False
-    if trigger.comment and not _any_match(trigger.comment, event.comment, search=True):
-        return False
-    account = event.account
-    if trigger.username and not (account and _any_match(trigger.username, account.username)):
-        return False
-    if trigger.email and not (account and _any_match(trigger.email, account.email)):
-        return False
-    if trigger.approval:
-        cast = event.changed_approvals()
-        for wanted in trigger.approval:
-            for label, value in wanted.items():
-                if not any(
-                    a.label.lower() == label.lower() and a.value == int(value) for a in cast
-                ):
-                    return False
-    return True
+    return TriggerMatcher(trigger).matches(event, type_known)
 
 
 def matching_triggers(

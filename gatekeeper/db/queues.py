@@ -62,18 +62,20 @@ class QueueStore:
             enqueued_at=item.enqueued_at,
             event_received_at=item.event_received_at,
             tested_with=None if item.tested_with is None else json.dumps(item.tested_with),
+            tested_since=None,
             reporting_since=None,
         )
         with self.builds._session() as session:
             session.add(record)
 
     def tested(self, item: QueueItem) -> None:
-        """What ``item``'s builds are tested on changed."""
+        """What ``item``'s builds are tested on changed: the builds it had
+        before (a reset forgot them) no longer count."""
         with self.builds._session() as session:
             session.execute(
                 update(QueueItemRecord)
                 .where(QueueItemRecord.uuid == item.uuid)
-                .values(tested_with=json.dumps(item.tested_with or []))
+                .values(tested_with=json.dumps(item.tested_with or []), tested_since=time.time())
             )
 
     def reporting(self, item: QueueItem) -> None:

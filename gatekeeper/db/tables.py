@@ -126,6 +126,9 @@ class QueueItemRecord(Base):
     event_received_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     # JSON list of the changes ahead its builds were tested with; null until known.
     tested_with: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When that changed last: builds dispatched before it tested another state
+    # (a reset forgot them) and do not count on restore.
+    tested_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Set just before the report is sent: a scheduler restarted after that
     # looks at Gerrit for the report instead of repeating it blindly.
     reporting_since: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -129,6 +129,11 @@ class QueueItem:
     zuul_ref: str = ""
     merge_state: str = ""
     merge_conflict: str = ""
+    #: The merge request whose answer counts (an older one's is stale), and
+    #: for a merger that failed without a conflict, how often and when to ask again.
+    merge_token: str = ""
+    merge_errors: int = 0
+    merge_retry_at: float = 0.0
     reported: bool = False
     dequeued: bool = False
     merge_failed: bool = False

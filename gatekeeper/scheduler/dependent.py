@@ -16,6 +16,8 @@ when an item merges and shrinks when one fails, as the pipeline's
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
 from gatekeeper.errors import GatekeeperError
@@ -30,6 +32,11 @@ from gatekeeper.worker.workspace import ChangeRef
 log = logging.getLogger(__name__)
 
 __all__ = ["DependentPipelineManager", "change_key"]
+
+# How often a merge that fails without a conflict is tried before the item
+# is reported, and how long apart.
+MERGE_ATTEMPTS = 3
+MERGE_RETRY_DELAY = 10.0
 
 # A job's result that does not fail its item.
 _PASSING = {BuildResult.SUCCESS, BuildResult.SKIPPED}
@@ -51,6 +58,15 @@ class DependentPipelineManager(PipelineManager):
         self._merged_keys: set[str] = set()
         # Per queue, the digest of the merged changes the items still carry.
         self._base: dict[str, int] = {}
+
+    def inherit(self, old: DependentPipelineManager) -> None:
+        """Carry what this pipeline knows over from its manager of the previous
+        layout (a reconfigure): windows, and which changes it merged, so the
+        items it adopted are not reset for nothing."""
+        self.windows.update(old.windows)
+        self._merged |= old._merged
+        self._merged_keys |= old._merged_keys
+        self._base.update(old._base)
 
     # -- queues and windows ------------------------------------------------
     def queue_name(self, item: QueueItem) -> str:
@@ -221,6 +237,7 @@ class DependentPipelineManager(PipelineManager):
                 item.tested_with = list(keys)
                 self.context.queue.tested(item)
                 item.zuul_ref, item.merge_state, item.merge_conflict = "", "", ""
+                item.merge_token, item.merge_errors = "", 0
             if (window == 0 or position < window) and not held_by:
                 if self._merged_state_ready(item, changes):
                     changed = self._launch_ready_jobs(item, changes) or changed
@@ -241,10 +258,12 @@ class DependentPipelineManager(PipelineManager):
         merger = self.context.merger
         if merger is None or item.change.is_ref:
             return True
+        if item.merge_state == "retry" and time.time() >= item.merge_retry_at:
+            item.merge_state = ""
         if item.merge_state:
             return item.merge_state == "ok"
         item.merge_state = "pending"
-        digest = item.tested_digest
+        token = item.merge_token = uuid.uuid4().hex
         changes = [*ahead, item.change]
         modes: dict[str, str] = {}
         for change in changes:
@@ -254,7 +273,7 @@ class DependentPipelineManager(PipelineManager):
         assert post is not None
 
         def done(result: MergeResult) -> None:
-            post(lambda: self._merge_done(item, digest, result))
+            post(lambda: self._merge_done(item, token, result))
 
         merger.submit(
             MergeRequest(
@@ -263,17 +282,17 @@ class DependentPipelineManager(PipelineManager):
                 ],
                 modes=modes,
                 done=done,
-                name=f"{item.uuid[:12]}{len(item.tested_with or [])}",
+                branch=item.change.branch,
             )
         )
         return False
 
-    def _merge_done(self, item: QueueItem, digest: int | None, result: MergeResult) -> None:
+    def _merge_done(self, item: QueueItem, token: str, result: MergeResult) -> None:
         """A merge came back (scheduler thread); stale if the item moved on meanwhile."""
-        if item.dequeued or item.tested_digest != digest or item.merge_state != "pending":
+        if item.dequeued or item.merge_token != token or item.merge_state != "pending":
             return
         if result.ok:
-            item.zuul_ref, item.merge_state = result.ref, "ok"
+            item.zuul_ref, item.merge_state, item.merge_errors = result.ref, "ok", 0
         elif result.conflict == change_key(item.change):
             log.info("%s does not merge in %s: %s", item.change, self.name, result.error)
             item.merge_state, item.merge_conflict = "conflict", result.error
@@ -282,6 +301,18 @@ class DependentPipelineManager(PipelineManager):
             # item finds out at the head, and this one is re-based then.
             log.info("%s waits in %s: %s", item.change, self.name, result.error)
             item.merge_state = "blocked"
+        elif item.merge_errors + 1 < MERGE_ATTEMPTS:
+            # Not the change's fault (Gerrit out of reach, a disk full): ask again later.
+            item.merge_errors += 1
+            item.merge_state, item.merge_retry_at = "retry", time.time() + MERGE_RETRY_DELAY
+            log.warning(
+                "merger failed for %s in %s (try %d of %d): %s",
+                item.change,
+                self.name,
+                item.merge_errors,
+                MERGE_ATTEMPTS,
+                result.error,
+            )
         else:
             log.error("merger failed for %s in %s: %s", item.change, self.name, result.error)
             item.merge_state = "conflict"
@@ -344,6 +375,10 @@ class DependentPipelineManager(PipelineManager):
         merged = item.change.is_merged and not item.merge_failed
         self._adjust_window(queue, merged)
         self.remove(item, cancel=False)
+        for other in self.items:
+            if other.merge_state == "blocked" and self.queue_name(other) == queue:
+                # What blocked it was ahead, and the branch has changed: ask again.
+                other.merge_state = ""
         if merged:
             if len(self._merged) > 100_000:
                 self._merged.clear()

@@ -75,15 +75,23 @@ class Merger:
     get as ``ZUUL_URL`` unless the site serves ``root`` some other way.
     """
 
-    def __init__(self, root: Path, git_url: str, git_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        git_url: str,
+        git_env: dict[str, str] | None = None,
+        url: str = "",
+    ) -> None:
         self.root = Path(root)
         self.git_url = git_url
+        self._url = url
         self._git_runner = WorkspaceBuilder(self.root / ".cache", git_env)
         self._refs_pruned = 0.0
 
     @property
     def url(self) -> str:
-        return self.root.resolve().as_uri()
+        """The base URL builds fetch ``<url>/<project>`` from."""
+        return self._url or self.root.resolve().as_uri()
 
     def _git(self, args: list[str], cwd: Path) -> str:
         return self._git_runner._git(args, cwd)
@@ -96,20 +104,27 @@ class Merger:
         self,
         changes: list[ChangeRef],
         modes: dict[str, str],
-        name: str | None = None,
+        branch: str = "",
+        name: str = "",
     ) -> MergeResult:
-        """Apply ``changes`` in order, per project, onto their branch tips.
+        """Apply ``changes`` in order, per project, onto the tip of ``branch``
+        (the item's; its change is the last one, and gives it by default).
 
-        ``modes`` maps a project to its merge mode (default merge-resolve).
-        Never raises: a failure is in the result.
+        As a worker checks projects out, a project without ``branch`` is
+        merged on master, and only the changes to the branch a project is
+        merged on belong in it: a change to another branch of a project in
+        the same queue does not. ``modes`` maps a project to its merge mode
+        (default merge-resolve). The ref is ``refs/zuul/<branch>/Z<name>``;
+        ``name`` defaults to a new unique one, which starts with the time in
+        hex so old refs can be pruned by name. Never raises: a failure is in
+        the result.
         """
         if not changes:
             return MergeResult(error="nothing to merge")
-        # One name in every repository, after the item's own branch (its
-        # change is the last): a build fetches it from each project it
-        # clones, and a project the changes do not touch simply lacks it.
-        ref = f"refs/zuul/{changes[-1].branch}/Z{name or uuid.uuid4().hex}"
+        branch = branch or changes[-1].branch
+        ref = f"refs/zuul/{branch}/Z{name or new_ref_name()}"
         try:
+            _check_branch(branch)
             for change in changes:
                 check_project_name(change.project)
                 _check_ref(change.ref)
@@ -117,13 +132,14 @@ class Merger:
         except WorkspaceError as exc:
             return MergeResult(error=str(exc))
         result = MergeResult()
-        by_project: dict[tuple[str, str], list[ChangeRef]] = {}
-        for change in changes:
-            by_project.setdefault((change.project, change.branch), []).append(change)
+        projects = list(dict.fromkeys(c.project for c in changes))
         published: list[tuple[Path, str]] = []
-        for (project, branch), own in by_project.items():
+        for project in projects:
             try:
-                repo = self._fresh(project, branch)
+                repo, target = self._fresh(project, branch)
+                own = [c for c in changes if c.project == project and c.branch == target]
+                if not own:
+                    continue  # its changes are to another branch: the tip is right
                 for change in own:
                     self._apply(repo, change, modes.get(project, "merge-resolve"))
                 sha = self._git(["rev-parse", "HEAD"], repo).strip()
@@ -144,8 +160,9 @@ class Merger:
         self._prune_old_refs()
         return result
 
-    def _fresh(self, project: str, branch: str) -> Path:
-        """The project's work tree at the tip of ``branch`` (or master), fetched now."""
+    def _fresh(self, project: str, branch: str) -> tuple[Path, str]:
+        """The project's work tree at the tip of ``branch`` (or master, if it has
+        no such branch), fetched now; and which branch that is."""
         repo = self.repo(project)
         if not (repo / ".git").exists():
             tmp = repo.with_name(repo.name + ".new")
@@ -155,14 +172,14 @@ class Merger:
             self._git(["remote", "add", "origin", _join_url(self.git_url, project)], tmp)
             tmp.rename(repo)
         self._git(["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], repo)
-        tip = f"refs/remotes/origin/{branch}"
+        target = branch
         try:
-            self._git(["rev-parse", "--verify", "--quiet", tip], repo)
+            self._git(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], repo)
         except WorkspaceError:
-            tip = "refs/remotes/origin/master"
-        self._git(["checkout", "-q", "-f", "--detach", tip], repo)
+            target = "master"
+        self._git(["checkout", "-q", "-f", "--detach", f"refs/remotes/origin/{target}"], repo)
         self._git(["clean", "-q", "-f", "-d", "-x"], repo)
-        return repo
+        return repo, target
 
     def _apply(self, repo: Path, change: ChangeRef, mode: str) -> None:
         """:raises _Conflict: the change does not apply; the tree is left clean."""
@@ -195,7 +212,12 @@ class Merger:
             log.warning("could not delete %s in %s: %s", ref, repo, exc)
 
     def _prune_old_refs(self) -> None:
-        """Delete refs/zuul/* older than :data:`KEEP_REFS`, once an hour."""
+        """Delete refs/zuul/* made more than :data:`KEEP_REFS` ago, once an hour.
+
+        A ref's age is read from its name (:func:`new_ref_name`), not from the
+        commit it points at: a change uploaded last month and fast-forwarded
+        today has an old commit and a new ref.
+        """
         now = time.time()
         if now - self._refs_pruned < 3600:
             return
@@ -205,15 +227,27 @@ class Merger:
         for git_dir in self.root.rglob(".git"):
             repo = git_dir.parent
             try:
-                out = self._git(
-                    ["for-each-ref", "--format=%(refname) %(creatordate:unix)", "refs/zuul/"], repo
-                )
+                out = self._git(["for-each-ref", "--format=%(refname)", "refs/zuul/"], repo)
             except WorkspaceError:
                 continue
-            for line in out.splitlines():
-                ref, _, stamp = line.rpartition(" ")
-                if stamp.isdigit() and now - int(stamp) > KEEP_REFS:
+            for ref in out.splitlines():
+                made = ref_time(ref)
+                if made is not None and now - made > KEEP_REFS:
                     self._delete_ref(repo, ref)
+
+
+def new_ref_name() -> str:
+    """A unique ref id whose first 8 hex digits are the time it was made."""
+    return f"{int(time.time()):08x}{uuid.uuid4().hex[:24]}"
+
+
+def ref_time(ref: str) -> float | None:
+    """When a ``refs/zuul/.../Z<id>`` made by :func:`new_ref_name` was made."""
+    _, _, tail = ref.rpartition("/Z")
+    try:
+        return float(int(tail[:8], 16)) if len(tail) == 32 else None
+    except ValueError:
+        return None
 
 
 class _Conflict(Exception):  # noqa: N818 - internal signal, never leaves this module
@@ -227,7 +261,8 @@ class MergeRequest:
     changes: list[ChangeRef]
     modes: dict[str, str]
     done: Callable[[MergeResult], None]
-    name: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The item's branch; the ref is named after it.
+    branch: str = ""
 
 
 class MergeQueue:
@@ -237,12 +272,15 @@ class MergeQueue:
         self.merger = merger
         self._requests: queue.Queue[MergeRequest | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="merger", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Finish the merge under way, drop the rest (a restarted scheduler asks again)."""
+        self._stopping.set()
         self._requests.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -253,11 +291,11 @@ class MergeQueue:
     def _run(self) -> None:
         while True:
             request = self._requests.get()
-            if request is None:
+            if request is None or self._stopping.is_set():
                 return
             started = time.monotonic()
             try:
-                result = self.merger.merge(request.changes, request.modes, request.name)
+                result = self.merger.merge(request.changes, request.modes, request.branch)
             except Exception as exc:  # a bug here must not stop every later merge
                 log.exception("merge of %s failed", ", ".join(map(str, request.changes)))
                 result = MergeResult(error=f"merger error: {exc}")

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_DEFAULT_MERGE_FAILURE = "This change was unable to be automatically merged"
+
 #: A running build whose heartbeat is older than this has lost its worker.
 HEARTBEAT_STALE = 30.0
 
@@ -162,7 +164,7 @@ def _restore_item(
             item.needed = needed_changes(context.source, change)
         except (OperationError, GatekeeperError) as exc:
             log.warning("restore: what %s needs is unknown (%s); restored without", label, exc)
-    _restore_builds(scheduler, manager, item, records, local_workers, summary)
+    _restore_builds(scheduler, manager, item, row, records, local_workers, summary)
     return item
 
 
@@ -225,12 +227,20 @@ def _was_reported(
         log.warning("restore: could not read the comments of %s: %s", row.change, exc)
         return False
     since = row.reporting_since - _CLOCK_SLACK
+    # The pipeline's own report names it; a merge failure report carries the
+    # pipeline's merge-failure headline. Other comments by gatekeeper (another
+    # pipeline's report, a start message) are not this report.
+    pipeline = manager.pipeline
+    marks = [f"({manager.name} pipeline)"]
+    headline = getattr(pipeline, "merge_failure_message", None) or _DEFAULT_MERGE_FAILURE
+    marks.append(headline.strip().splitlines()[0])
     for comment in (rows[0].get("comments") or []) if rows else []:
         reviewer = comment.get("reviewer") or {}
         stamp = comment.get("timestamp")
         if reviewer.get("username") != me or not isinstance(stamp, int | float):
             continue
-        if stamp >= since:
+        text = str(comment.get("message") or "")
+        if stamp >= since and any(mark in text for mark in marks):
             return True
     return False
 
@@ -239,6 +249,7 @@ def _restore_builds(
     scheduler: Scheduler,
     manager: PipelineManager,
     item: QueueItem,
+    row: QueueItemRecord,
     records: list[BuildRecord],
     local_workers: frozenset[str],
     summary: RestoreSummary,
@@ -247,9 +258,12 @@ def _restore_builds(
     layout = scheduler.context.layout
     wanted = set(manager.job_names(item))
     latest: dict[str, BuildRecord] = {}
+    since = row.tested_since
     for record in records:  # oldest first
         if record.result == BuildResult.CANCELED.value or record.job not in wanted:
             continue
+        if since is not None and record.dispatched_at < since:
+            continue  # tested another state; a reset forgot it
         latest[record.job] = record
     for job, record in list(latest.items()):
         # Aborted by a worker that was shutting down, not by this scheduler

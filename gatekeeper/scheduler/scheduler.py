@@ -272,6 +272,10 @@ class Scheduler:
         for pipeline in layout.pipelines:
             manager = make_manager(pipeline, self.context)
             old = previous.pop(pipeline.name, None)
+            if isinstance(old, DependentPipelineManager) and isinstance(
+                manager, DependentPipelineManager
+            ):
+                manager.inherit(old)
             if old is not None:
                 for item in old.items:
                     manager.adopt(item)

@@ -92,6 +92,7 @@ def left_behind(
     result: str | None,
     reporting_since: float | None = None,
     heartbeat: float | None = None,
+    tested_since: float | None = None,
 ) -> tuple[str, str]:
     """A queue row in 'check' and one build of 'unit', as a previous run left them."""
     item, build = uuid.uuid4().hex, uuid.uuid4().hex
@@ -112,6 +113,7 @@ def left_behind(
                 enqueued_at=now - 60,
                 event_received_at=None,
                 tested_with=None,
+                tested_since=tested_since,
                 reporting_since=reporting_since,
             )
         )
@@ -195,6 +197,18 @@ def test_a_report_that_reached_gerrit_is_not_sent_again(box: Sandbox, db: Databa
     assert box.app.scheduler.restored.dropped == [f"{PROJECT} {number},1"]
 
 
+def test_another_comment_by_gatekeeper_is_not_the_report(box: Sandbox, db: Database) -> None:
+    number = push(box)
+    marked = time.time()
+    box.review("gatekeeper", number, 1, "--message", "Starting gate jobs.")
+    left_behind(db, number, 1, "SUCCESS", reporting_since=marked)
+
+    start(box)
+
+    assert len(reports(box, number)) == 1
+    assert rows(db) == []
+
+
 def test_a_report_that_did_not_reach_gerrit_is_sent_once(box: Sandbox, db: Database) -> None:
     number = push(box)
     item, build = left_behind(db, number, 1, "SUCCESS", reporting_since=time.time())
@@ -219,6 +233,20 @@ def test_a_build_whose_worker_died_runs_again(box: Sandbox, db: Database) -> Non
     assert [r.result for r in records] == ["CANCELED", "SUCCESS"]
     assert len(reports(box, number)) == 1
     assert rows(db) == []
+
+
+def test_a_result_from_before_a_reset_does_not_count(box: Sandbox, db: Database) -> None:
+    """A gate reset forgot the build (it tested another state) and the daemon
+    stopped before the job ran again: the old result must not decide."""
+    number = push(box)
+    item, old = left_behind(db, number, 1, "FAILURE", tested_since=time.time() - 10)
+
+    start(box)
+
+    records = builds_of(db, item)
+    assert records[0].uuid == old and [r.result for r in records] == ["FAILURE", "SUCCESS"]
+    [report] = reports(box, number)
+    assert ": SUCCESS" in report and ": FAILURE" not in report
 
 
 def test_a_build_still_running_elsewhere_is_reattached(box: Sandbox, db: Database) -> None:

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("enqueued_at", sa.Float(), nullable=False),
         sa.Column("event_received_at", sa.Float(), nullable=True),
         sa.Column("tested_with", sa.Text(), nullable=True),
+        sa.Column("tested_since", sa.Float(), nullable=True),
         sa.Column("reporting_since", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("uuid"),
     )

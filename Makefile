@@ -36,6 +36,7 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/layout_load.py
 	$(VENV)/bin/python bench/route.py
 	$(VENV)/bin/python bench/gate_queue.py
+	$(VENV)/bin/python bench/pool_converge.py
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache build *.egg-info

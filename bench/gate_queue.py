@@ -92,10 +92,12 @@ class Dispatcher:
         self.submitted = 0
         self.canceled = 0
 
-    def submit(self, uuid: str, params: dict[str, str], spec: Any, precedence: str) -> None:
+    def submit(
+        self, uuid: str, params: dict[str, str], spec: Any, precedence: str, attempts: int = 3
+    ) -> None:
         self.submitted += 1
 
-    def cancel(self, uuid: str) -> None:
+    def cancel(self, uuid: str, worker: str = "") -> None:
         self.canceled += 1
 
 

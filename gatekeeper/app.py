@@ -18,7 +18,9 @@ from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
@@ -70,9 +72,10 @@ class Gatekeeper:
         self.worker: Worker | None = None
         self.connection: GerritConnection | None = None
         self.providers: dict[str, Provider] = {
-            p.name: make_provider(p) for p in self.site.providers
+            p.name: make_provider(p, self.site.pool.name) for p in self.site.providers
         }
         self._listener_thread: threading.Thread | None = None
+        self.catch_up: CatchUp | None = None
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -125,6 +128,7 @@ class Gatekeeper:
             console=self.console,
             on_request=self.pool.wake if self.pool is not None else None,
             is_canceled=BuildStore(self.db).is_canceled,
+            job_timeout=site.worker.job_timeout,
         )
         self.worker = Worker(
             self.worker_name,
@@ -132,6 +136,8 @@ class Gatekeeper:
             self.layout.all_job_names(),
             executor,
             site.worker.count,
+            builds=BuildStore(self.db),
+            heartbeat=site.worker.heartbeat,
         )
         self.worker.start()
 
@@ -139,7 +145,12 @@ class Gatekeeper:
         gerrit = self._gerrit()
         source = GerritSource(gerrit)
         self.scheduler = None
-        self.dispatcher = BuildDispatcher(self.gearman_servers, self._put_result)
+        self.dispatcher = BuildDispatcher(
+            self.gearman_servers,
+            self._put_result,
+            builds=BuildStore(self.db),
+            registration_grace=self.site.gearman.registration_grace,
+        )
         self.dispatcher.wait_for_server(30)
         self.scheduler = Scheduler(
             layout=self.layout,
@@ -152,10 +163,23 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
         )
+        ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
+        self.scheduler.ledger = ledger
         self.scheduler.start()
         self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
         self.admin.start()
         if self.listener is not None:
+            # Started first: the stream's first opening asks it to catch up.
+            config = gerrit.config
+            self.catch_up = CatchUp(
+                GerritConnection(config),
+                ledger,
+                self.scheduler.put_trigger,
+                interval=config.reconcile_interval,
+                margin=config.catchup_margin,
+                max_age=config.catchup_max_age,
+            )
+            self.catch_up.start()
             listener = self.listener
             self._listener_thread = threading.Thread(
                 target=listener.run,
@@ -173,6 +197,7 @@ class Gatekeeper:
             self.site.state_dir / "merger",
             config.git_url,
             gerrit_git_env(config.key, config.known_hosts, config.port),
+            url=self.site.merger_url,
         )
         self.merger = MergeQueue(merger)
         self.merger.start()
@@ -217,10 +242,22 @@ class Gatekeeper:
             self.scheduler.put_result(event)  # type: ignore[arg-type]
 
     def stop(self) -> None:
+        """Stop (SIGTERM): no new builds; running ones get ``worker.stop-grace``
+        seconds to finish, and are reported while the scheduler still runs;
+        what is still running then is aborted (ABORTED in the builds table).
+        Builds not yet handed to a worker stay recorded as dispatched."""
+        if self.dispatcher is not None:
+            self.dispatcher.hold()
+        if self.worker is not None:
+            self.worker.stop(self.site.worker.stop_grace)
+            self.worker = None
         if self.listener is not None:
             self.listener.stop()
         if self._listener_thread is not None:
             self._listener_thread.join(timeout=10)
+        if self.catch_up is not None:
+            self.catch_up.stop()
+            self.catch_up.connection.close()
         if self.admin is not None:
             self.admin.stop()
         if self.scheduler is not None:

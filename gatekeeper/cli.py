@@ -15,6 +15,7 @@ from typing import IO
 import click
 
 from gatekeeper import __version__
+from gatekeeper.cli_pool import register as register_pool_commands
 from gatekeeper.errors import ConfigError, GatekeeperError
 
 log = logging.getLogger("gatekeeper")
@@ -168,13 +169,26 @@ def worker(ctx: click.Context, site_path: Path | None) -> None:
     _serve(site_path, frozenset({"worker"}), ctx.obj["verbose"])
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @site_option
 @click.pass_context
 def pool(ctx: click.Context, site_path: Path | None) -> None:
     """Run only the node pool: keep min-ready nodes per label, delete used
-    ones, expire holds."""
-    _serve(site_path, frozenset({"pool"}), ctx.obj["verbose"])
+    ones, expire holds, reap, build daily images. 'gatekeeper pool status'
+    shows it instead."""
+    ctx.obj["site_path"] = site_path
+    if ctx.invoked_subcommand is None:
+        _serve(site_path, frozenset({"pool"}), ctx.obj["verbose"])
+
+
+@pool.command("status")
+@site_option
+@click.pass_context
+def pool_status(ctx: click.Context, site_path: Path | None) -> None:
+    """Per label and provider: ready, building, in use, held, waiting demand, capacity."""
+    from gatekeeper.cli_pool import pool_status as show
+
+    show(site_path or ctx.obj.get("site_path"))
 
 
 @main.command()
@@ -403,6 +417,8 @@ def route(events: IO[bytes], layout: Path, no_includes: bool) -> None:
     for result in route_lines(loaded, events):
         click.echo(dumps(result))
 
+
+register_pool_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,6 +4,10 @@ Each line becomes a :class:`TriggerEvent` handed to the sink. A line that is
 not an event we understand is logged (truncated) and skipped: one bad line
 must never stop the stream. When the connection drops, the listener
 reconnects with capped exponential backoff and logs every attempt.
+
+Each time the stream opens (the first time too) and whenever Gerrit says it
+dropped output, the catch-ups for this Gerrit are told (see
+:mod:`gatekeeper.gerrit.catchup`): they query Gerrit for what was missed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import threading
 
 from gatekeeper.errors import EventParseError, GerritError
+from gatekeeper.gerrit.catchup import stream_news
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import EXCERPT_LENGTH, KNOWN_TYPES, parse_event
 from listeners.base import Sink
@@ -19,6 +24,7 @@ from listeners.base import Sink
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1_000_000
+_DROPPED_OUTPUT = b'"dropped-output"'
 
 
 class GerritListener:
@@ -39,6 +45,8 @@ class GerritListener:
         self.connected = threading.Event()
         self.reconnects = 0
         self.skipped_lines = 0
+        self.opened = 0
+        self.dropped_output = 0
 
     def run(self, sink: Sink) -> None:
         delay = self.backoff_start
@@ -71,6 +79,8 @@ class GerritListener:
                     )
                     self.connected.set()
                     delay, attempt = self.backoff_start, 0
+                    self.opened += 1
+                    stream_news(config, "stream opened")
 
                 lines = self.connection.stream_lines(client, self._stop, self.max_line, opened)
                 for line in lines:
@@ -80,6 +90,10 @@ class GerritListener:
                     self.reconnects += 1
                     log.warning("stream-events: %s; reconnecting in %.1fs", exc, delay)
             except Exception:
+                # Still a lost stream (paramiko can raise EOFError and the like
+                # on a reset connection): counted, and reconnected, all the same.
+                if not self._stop.is_set():
+                    self.reconnects += 1
                 log.exception("stream-events: unexpected error; reconnecting in %.1fs", delay)
             finally:
                 self.connected.clear()
@@ -102,6 +116,10 @@ class GerritListener:
             log.error("stream-events: skipped a line: %s", exc)
             return
         if event is None:
+            if _DROPPED_OUTPUT in line:
+                # The parser logs it; what Gerrit threw away is caught up on.
+                self.dropped_output += 1
+                stream_news(self.connection.config, "dropped-output")
             return
         if event.type not in KNOWN_TYPES:
             self.skipped_lines += 1

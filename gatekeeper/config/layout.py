@@ -599,7 +599,8 @@ class JobConfig:
     node: str = "devstack-vm"
     run: str | None = None
     logs: list[str] = field(default_factory=list)
-    timeout: int = 3600
+    # Seconds; 0 when the layout gives none: the site's worker.job-timeout applies.
+    timeout: int = 0
 
     def branch_matches(self, branch: str) -> bool:
         """True when the job runs on ``branch`` (no ``branch:`` means every branch)."""

@@ -15,14 +15,42 @@ directory gatekeeper was started in, unless they are absolute.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*\Z")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like ``90``, ``90s``, ``15m``, ``48h``, ``1d``.
+
+    :raises ValueError: anything else (pydantic reports it with the key path).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 48h, 1d)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+#: Seconds, written as a number or ``30s``/``10m``/``24h``/``1d``.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class GerritConfig(_Strict):
@@ -38,6 +66,13 @@ class GerritConfig(_Strict):
     # The https URL people use to open a change; used only in messages.
     web_url: str = Field(default="", alias="web-url")
     keepalive: int = 15
+    # Catch up with Gerrit's query every so many seconds even when the stream
+    # seems fine (it catches up after a reconnect and on dropped-output too).
+    reconcile_interval: float = Field(default=600.0, alias="reconcile-interval", gt=0)
+    # How far before the last catch-up the next one looks (clock skew, slow index).
+    catchup_margin: float = Field(default=60.0, alias="catchup-margin", ge=0)
+    # How far back a catch-up ever looks, and how long seen events are kept.
+    catchup_max_age: float = Field(default=2 * 86400.0, alias="catchup-max-age", gt=0)
 
     @property
     def git_url(self) -> str:
@@ -56,6 +91,9 @@ class GearmanConfig(_Strict):
     embedded: bool = True
     listen: GearmanServer = Field(default_factory=GearmanServer)
     servers: list[GearmanServer] = Field(default_factory=list)
+    # Seconds a build waits for some worker to register its job before it is
+    # NOT_REGISTERED (workers may still be connecting when the scheduler starts).
+    registration_grace: float = Field(default=5.0, alias="registration-grace", ge=0)
 
     @property
     def client_servers(self) -> list[GearmanServer]:
@@ -76,14 +114,55 @@ class StaticHost(_Strict):
     workdir: str = "/tmp/gatekeeper"
 
 
+class ProviderImage(_Strict):
+    """How one label's nodes are made on a provider, and its daily image.
+
+    ``openstack``: the template server boots ``base-image``, the ``setup``
+    scripts run on it over SSH as ``username`` with ``private-key``, and a
+    snapshot of it becomes the label's image. ``local``: the setup scripts
+    run in a template directory, which is then copied as the image.
+    """
+
+    label: str
+    base_image: str = Field(default="", alias="base-image")
+    # Local script files, run in order on the template (bash, as username).
+    setup: list[Path] = Field(default_factory=list)
+    username: str = "root"
+    private_key: Path | None = Field(default=None, alias="private-key")
+    # Extra server metadata, besides the pool's own tags.
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
 class ProviderConfig(_Strict):
     name: str
-    driver: Literal["local", "static"] = "local"
+    driver: Literal["local", "static", "openstack"] = "local"
     max_servers: int = Field(default=4, alias="max-servers", ge=0)
-    # local: the root under which nodes and images live (default state/nodes).
+    # local: the root under which nodes and images live (default state/nodes);
+    # openstack: where node host keys are kept (default state/providers/<name>).
     root: Path | None = None
     # static: the hosts.
     hosts: list[StaticHost] = Field(default_factory=list)
+    # openstack: a cloud name from clouds.yaml (openstacksdk finds the file).
+    cloud: str = ""
+    region: str = ""
+    # API calls per second to this cloud (0: no limit).
+    rate: float = Field(default=10.0, ge=0)
+    # From create to ACTIVE and SSH answering, per attempt.
+    boot_timeout: Duration = Field(default=600.0, alias="boot-timeout")
+    # A BUILDING node older than this is reaped (all attempts together).
+    launch_timeout: Duration = Field(default=3600.0, alias="launch-timeout")
+    launch_retries: int = Field(default=3, alias="launch-retries", ge=1)
+    # The flavor: by name, else the smallest with at least min-ram MB.
+    flavor_name: str = Field(default="", alias="flavor-name")
+    min_ram: int = Field(default=0, alias="min-ram", ge=0)
+    # Network names or ids to attach (none: the cloud's default).
+    networks: list[str] = Field(default_factory=list)
+    # The port nodes answer SSH on.
+    ssh_port: int = Field(default=22, alias="ssh-port")
+    # How often a booting server, a snapshot or SSH is looked at again.
+    poll_interval: Duration = Field(default=2.0, alias="poll-interval")
+    # Per label: base image, setup scripts, login, metadata.
+    images: list[ProviderImage] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _hosts_only_for_static(self) -> ProviderConfig:
@@ -91,7 +170,20 @@ class ProviderConfig(_Strict):
             raise ValueError("'hosts' is only for the static driver")
         if self.driver == "static" and not self.hosts:
             raise ValueError("a static provider needs at least one entry in 'hosts'")
+        if self.driver == "openstack" and not self.cloud:
+            raise ValueError("an openstack provider needs 'cloud' (a clouds.yaml name)")
+        if self.driver == "openstack":
+            for image in self.images:
+                if not image.base_image:
+                    raise ValueError(f"images[{image.label}]: 'base-image' is required")
+        labels = [image.label for image in self.images]
+        if len(labels) != len(set(labels)):
+            raise ValueError("a label appears twice in 'images'")
         return self
+
+    def image(self, label: str) -> ProviderImage | None:
+        """This provider's settings for ``label``, if it has any."""
+        return next((i for i in self.images if i.label == label), None)
 
 
 class LabelConfig(_Strict):
@@ -103,12 +195,46 @@ class LabelConfig(_Strict):
 class PoolConfig(_Strict):
     interval: float = 1.0
     hold_failed_hours: float = Field(default=24.0, alias="hold-failed-hours", ge=0)
+    # Tagged on every server as metadata, so this pool knows its own (leaks).
+    name: str = "gatekeeper"
+    # Launches (each waits for its server to boot) running at once.
+    launch_threads: int = Field(default=32, alias="launch-threads", ge=1)
+    # A provider whose launches keep failing waits this long, doubling per
+    # failure up to backoff-max, before it gets launches again.
+    backoff: Duration = 10.0
+    backoff_max: Duration = Field(default=600.0, alias="backoff-max")
+
+
+class ImageUpdateConfig(_Strict):
+    """Daily images: how often, and how many to keep (current and previous)."""
+
+    interval: Duration = 86400.0
+    keep: int = Field(default=2, ge=1)
+    # Boot, setup and snapshot together, per image.
+    timeout: Duration = 7200.0
+
+
+class ReapConfig(_Strict):
+    """The reaper: how often, and what counts as old."""
+
+    interval: Duration = 3600.0
+    # Overrides pool.hold-failed-hours when given.
+    hold_failed: Duration | None = Field(default=None, alias="hold-failed")
+    max_ready_age: Duration = Field(default=86400.0, alias="max-ready-age")
+    # A delete not seen through after this long is issued again.
+    delete_retry: Duration = Field(default=60.0, alias="delete-retry")
 
 
 class WorkerConfig(_Strict):
     count: int = Field(default=2, ge=1)
     # How long a worker waits for a node before the build is NODE_FAILURE.
     node_wait: float = Field(default=600.0, alias="node-wait")
+    # A job's timeout (seconds) when its layout entry sets none.
+    job_timeout: float = Field(default=3600.0, alias="job-timeout", gt=0)
+    # On SIGTERM, how long running builds may go on before they are aborted.
+    stop_grace: float = Field(default=60.0, alias="stop-grace", ge=0)
+    # Seconds between a worker's heartbeat writes for its running builds.
+    heartbeat: float = Field(default=5.0, gt=0)
 
 
 class SiteConfig(_Strict):
@@ -120,12 +246,18 @@ class SiteConfig(_Strict):
     database: str = ""
     log_root: Path | None = Field(default=None, alias="log-root")
     log_url: str = Field(default="", alias="log-url")
+    # Where workers fetch the gate's merged states (ZUUL_URL): the file://
+    # URL of <state-dir>/merger by default; set it when that directory is
+    # served some other way (git daemon, http) to workers on other hosts.
+    merger_url: str = Field(default="", alias="merger-url")
     gearman: GearmanConfig = Field(default_factory=GearmanConfig)
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(name="local", driver="local")]
     )
     labels: list[LabelConfig] = Field(default_factory=list)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    image_update: ImageUpdateConfig = Field(default_factory=ImageUpdateConfig, alias="image-update")
+    reap: ReapConfig = Field(default_factory=ReapConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     def resolve(self, base: Path) -> SiteConfig:
@@ -147,9 +279,21 @@ class SiteConfig(_Strict):
         if self.gerrit is not None:
             self.gerrit.key = fix(self.gerrit.key)
             self.gerrit.known_hosts = fix(self.gerrit.known_hosts)
+        if self.reap.hold_failed is not None:
+            self.pool.hold_failed_hours = self.reap.hold_failed / 3600
         for provider in self.providers:
             if provider.driver == "local":
                 provider.root = fix(provider.root) if provider.root else self.state_dir / "nodes"
+            if provider.driver == "openstack":
+                provider.root = (
+                    fix(provider.root)
+                    if provider.root
+                    else self.state_dir / "providers" / provider.name
+                )
+            for image in provider.images:
+                image.setup = [fix(p) for p in image.setup]
+                if image.private_key is not None:
+                    image.private_key = fix(image.private_key)
             for host in provider.hosts:
                 host.private_key = fix(host.private_key)
                 host.known_hosts = fix(host.known_hosts)

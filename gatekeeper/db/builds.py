@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from gatekeeper.db.engine import Database
@@ -15,13 +16,20 @@ from gatekeeper.db.tables import BuildRecord
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class BuildStore:
-    """Writes and reads build records. Owned by the scheduler thread.
+    """Writes and reads build records. The scheduler owns one (its thread
+    records dispatches and results); a worker process owns another, whose
+    build and heartbeat threads record what runs where (:meth:`worker_started`,
+    :meth:`worker_completed`, :meth:`heartbeat`); the dispatcher records
+    retries (:meth:`retried`). Any thread may call any method.
 
     Every method is its own transaction, unless the calling thread is inside
     :meth:`batch`; records returned are detached copies, safe to read after
-    the session is gone.
+    the session is gone. A transaction on a lost connection is tried again
+    (see :meth:`Database.transaction`), except inside a batch.
     """
 
     def __init__(self, db: Database) -> None:
@@ -52,6 +60,12 @@ class BuildStore:
             return nullcontext(session)
         return self.db.session()
 
+    def _write(self, work: Callable[[Session], T]) -> T:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            return work(session)
+        return self.db.transaction(work)
+
     def dispatched(
         self,
         uuid: str,
@@ -64,7 +78,8 @@ class BuildStore:
         item_uuid: str = "",
     ) -> None:
         """Record a build handed to Gearman (again, if it is re-dispatched)."""
-        with self._session() as session:
+
+        def work(session: Session) -> None:
             record = session.get(BuildRecord, uuid)
             if record is None:
                 record = BuildRecord(uuid=uuid)
@@ -82,17 +97,22 @@ class BuildStore:
             record.worker = record.worker or ""
             record.log_url = record.log_url or ""
 
+        self._write(work)
+
     def started(
         self, uuid: str, node: str, provider: str, worker: str, start_time: float, log_url: str
     ) -> None:
         """Record that a worker claimed a node and started the build."""
-        with self._session() as session:
+
+        def work(session: Session) -> None:
             record = self._get_or_stub(session, uuid, start_time)
             record.node = node
             record.provider = provider
             record.worker = worker
             record.start_time = start_time
             record.log_url = log_url
+
+        self._write(work)
 
     def completed(
         self,
@@ -104,7 +124,8 @@ class BuildStore:
         provider: str = "",
     ) -> None:
         """Record a build's result; empty strings keep what was recorded before."""
-        with self._session() as session:
+
+        def work(session: Session) -> None:
             record = self._get_or_stub(session, uuid, end_time)
             record.result = result
             record.end_time = end_time
@@ -114,6 +135,102 @@ class BuildStore:
                 record.node = node
             if provider:
                 record.provider = provider
+
+        self._write(work)
+
+    # -- written by workers and the dispatcher ------------------------------
+    #
+    # A build is identified across attempts by its uuid; one run of it by the
+    # worker and start time the worker recorded. A worker's writes touch only
+    # its own run, and never a build that already has a result: a run given
+    # up on (its Gearman server went away, the scheduler cancelled it) cannot
+    # overwrite what its successor records.
+
+    def worker_started(
+        self,
+        uuid: str,
+        worker: str,
+        node: str,
+        provider: str,
+        start_time: float,
+        log_url: str,
+    ) -> bool:
+        """A worker claimed a node and starts the build; False if the build has
+        a result already (or no record: it was not dispatched by a scheduler)."""
+        statement = (
+            update(BuildRecord)
+            .where(BuildRecord.uuid == uuid, BuildRecord.result.is_(None))
+            .values(
+                worker=worker,
+                node=node,
+                provider=provider,
+                start_time=start_time,
+                end_time=None,
+                log_url=log_url,
+                heartbeat=start_time,
+            )
+        )
+        return self._write(lambda session: _rowcount(session.execute(statement)) > 0)
+
+    def worker_completed(
+        self,
+        uuid: str,
+        worker: str,
+        start_time: float,
+        result: str,
+        end_time: float,
+        log_url: str = "",
+    ) -> bool:
+        """The worker's run of the build ended; False if it was no longer the
+        build's current run or the build already had a result."""
+        values: dict[str, Any] = {"result": result, "end_time": end_time, "heartbeat": end_time}
+        if log_url:
+            values["log_url"] = log_url
+        statement = (
+            update(BuildRecord)
+            .where(
+                BuildRecord.uuid == uuid,
+                BuildRecord.worker == worker,
+                BuildRecord.start_time == start_time,
+                BuildRecord.result.is_(None),
+            )
+            .values(**values)
+        )
+        return self._write(lambda session: _rowcount(session.execute(statement)) > 0)
+
+    def heartbeat(self, worker: str, uuids: list[str], now: float) -> int:
+        """Mark the worker's running builds alive at ``now``, in one UPDATE;
+        returns how many records it touched."""
+        if not uuids:
+            return 0
+        statement = (
+            update(BuildRecord)
+            .where(
+                BuildRecord.uuid.in_(uuids),
+                BuildRecord.worker == worker,
+                BuildRecord.result.is_(None),
+            )
+            .values(heartbeat=now)
+        )
+        return self._write(lambda session: _rowcount(session.execute(statement)))
+
+    def retried(self, uuid: str, attempt: int, clear: bool = True) -> None:
+        """The build is being run again as ``attempt``. With ``clear``, what the
+        previous run recorded (worker, node, times, result) is forgotten: the
+        new run has not started yet."""
+        values: dict[str, Any] = {"attempt": attempt}
+        if clear:
+            values.update(
+                worker="",
+                node="",
+                provider="",
+                start_time=None,
+                end_time=None,
+                result=None,
+                heartbeat=None,
+            )
+        statement = update(BuildRecord).where(BuildRecord.uuid == uuid).values(**values)
+        self._write(lambda session: session.execute(statement))
 
     def is_canceled(self, uuid: str) -> bool:
         """Whether the scheduler canceled the build (workers ask before starting it)."""
@@ -175,3 +292,7 @@ class BuildStore:
             )
             session.add(record)
         return record
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0

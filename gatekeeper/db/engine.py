@@ -11,17 +11,17 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gatekeeper.errors import GatekeeperError
@@ -34,6 +34,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any constant works: it only has to be the same in every gatekeeper process.
 _PG_MIGRATE_LOCK = 0x6A7E_6B65
 _migrate_lock = threading.Lock()
+# Pauses before each new try of a transaction whose connection was lost: long
+# enough together (about 15 s) for a database server to restart.
+RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+T = TypeVar("T")
 
 
 class Database:
@@ -83,6 +88,37 @@ class Database:
             raise
         finally:
             session.close()
+
+    def transaction(self, work: Callable[[Session], T]) -> T:
+        """``work(session)`` in one transaction, run again if the connection was lost.
+
+        A database server that restarts between two operations costs nothing
+        (``pool_pre_ping`` replaces the dead pooled connection); one that
+        goes away during a transaction rolls it back, and the whole of
+        ``work`` is tried again, a few times over about 15 seconds. ``work``
+        must therefore do nothing but database operations.
+
+        :raises sqlalchemy.exc.SQLAlchemyError: any other error, or the
+            connection could not be had again.
+        """
+        pauses = iter(RETRY_PAUSES)
+        while True:
+            try:
+                with self.session() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                pause = next(pauses, None)
+                if pause is None or not self._lost_connection(exc):
+                    raise
+                log.warning("database connection lost (%s); trying again", exc.orig)
+                threading.Event().wait(pause)
+
+    def _lost_connection(self, exc: DBAPIError) -> bool:
+        if exc.connection_invalidated:
+            return True
+        # SQLite's OperationalError is "database is locked" and such, which
+        # its own busy timeout has already waited out.
+        return not self.is_sqlite and isinstance(exc, OperationalError)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration.

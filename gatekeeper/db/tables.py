@@ -2,7 +2,7 @@
 
 Node states::
 
-    BUILDING ──▶ READY ──claim──▶ USED ──passed──▶ DELETE ──▶ (row removed)
+    BUILDING ──▶ READY ──claim──▶ USED ──passed──▶ DELETE ──▶ DELETING ──gone──▶ (row removed)
                                    └──failed──▶ HOLD ──hold_until──▶ DELETE
 
 A static node is returned to READY after a passing build instead of being
@@ -32,7 +32,17 @@ class NodeState:
     USED = "USED"
     HOLD = "HOLD"
     DELETE = "DELETE"
-    ALL = (BUILDING, READY, USED, HOLD, DELETE)
+    # The delete was sent; the row goes once the server is seen gone.
+    DELETING = "DELETING"
+    ALL = (BUILDING, READY, USED, HOLD, DELETE, DELETING)
+
+
+class ImageState:
+    BUILDING = "BUILDING"
+    READY = "READY"
+    DELETE = "DELETE"
+    FAILED = "FAILED"
+    ALL = (BUILDING, READY, DELETE, FAILED)
 
 
 class Node(Base):
@@ -54,11 +64,37 @@ class Node(Base):
     claimed_by: Mapped[str] = mapped_column(String(255), default="")
     build_uuid: Mapped[str] = mapped_column(String(64), default="")
     comment: Mapped[str] = mapped_column(Text, default="")
+    # The pool image it was booted from ("" for a provider's base image).
+    image: Mapped[str] = mapped_column(String(255), default="")
+    # The node's SSH host keys as seen at boot (known_hosts lines).
+    host_keys: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_nodes_label_state", "label", "state"),)
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.provider} {self.label} {self.state}>"
+
+
+class Image(Base):
+    """A pool image of one label on one provider (a snapshot, or a directory
+    for ``local``): the newest READY one is current, the one before it is kept."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    provider: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    state_time: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    external_id: Mapped[str] = mapped_column(String(255), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_images_provider_label", "provider", "label"),)
+
+    def __repr__(self) -> str:
+        return f"<Image {self.name} {self.provider} {self.label} {self.state}>"
 
 
 class NodeRequest(Base):

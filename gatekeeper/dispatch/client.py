@@ -1,17 +1,41 @@
-"""Submits builds to Gearman and turns WORK_* packets into scheduler events."""
+"""Submits builds to Gearman and turns WORK_* packets into scheduler events.
+
+The scheduler sees one :class:`BuildStarted` per attempt and exactly one
+:class:`BuildCompleted` per build. In between, this module absorbs what goes
+wrong on the way:
+
+- the worker dies (WORK_FAIL, WORK_EXCEPTION; or gearmand hands the job to
+  another worker, which shows as a second WORK_DATA) or the Gearman server
+  holding the job goes away: the same build (same uuid, same parameters) is
+  submitted again, up to the job's ``attempts``, then it is RETRY_LIMIT;
+- no worker has registered ``build:<job>`` on any server: the build waits
+  ``registration_grace`` seconds (longer for a build being run again, and
+  in the first ``startup_grace`` seconds of a connection to Gearman, while
+  workers may still be connecting) and is then NOT_REGISTERED, instead of
+  waiting in Gearman forever;
+- no server is up: submissions wait, in the dispatcher's thread, until one
+  is (gear reconnects by itself), for at most ``resubmit_wait`` seconds.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import gear
 
 from gatekeeper.dispatch import protocol
 from gatekeeper.errors import DispatchError
+from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.db.builds import BuildStore
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +44,17 @@ PRECEDENCE = {
     "normal": gear.PRECEDENCE_NORMAL,
     "low": gear.PRECEDENCE_LOW,
 }
+
+# How long the answer to gear's "status" admin command is trusted.
+REGISTRY_TTL = 2.0
+# Seconds to wait for a server's answer to SUBMIT_JOB or "status".
+SUBMIT_TIMEOUT = 10.0
+# How often the dispatcher's thread looks at builds waiting to be submitted.
+POLL = 0.2
+# A build being run again waits at least this long for a worker to register:
+# the workers were there a moment ago and may be reconnecting (gear tries
+# every 2 s) to a server that restarted.
+RETRY_REGISTRATION_GRACE = 30.0
 
 
 class _Client(gear.Client):
@@ -41,34 +76,86 @@ class _Client(gear.Client):
 
     def handleWorkFail(self, packet: Any) -> Any:  # noqa: N802
         job = super().handleWorkFail(packet)
-        self.owner._on_lost(job, "worker reported WORK_FAIL")
+        self.owner._on_failed(job, "worker reported WORK_FAIL", started_only=False)
         return job
 
     def handleWorkException(self, packet: Any) -> Any:  # noqa: N802
         job = super().handleWorkException(packet)
-        self.owner._on_lost(job, f"worker raised: {job.exception!r}")
+        self.owner._on_failed(job, f"worker raised: {job.exception!r}", started_only=False)
         return job
 
     def handleDisconnect(self, job: Any) -> Any:  # noqa: N802
-        self.owner._on_lost(job, "gearman server connection lost")
+        # A job still queued on the server that went away was not tried: it
+        # is submitted again without using up an attempt.
+        self.owner._on_failed(job, "gearman server connection lost", started_only=True)
         return job
 
 
+@dataclass
+class _Build:
+    """One build from submit() to its single BuildCompleted."""
+
+    uuid: str
+    params: dict[str, str]
+    spec: protocol.JobSpec
+    precedence: str
+    attempts: int
+    attempt: int = 1
+    job: gear.TextJob | None = None
+    #: WORK_DATA came for the current Gearman job.
+    started: bool = False
+    worker: str = ""
+    #: monotonic time it began waiting for a server or a registered worker.
+    waiting_since: float | None = None
+    #: monotonic time a connected server was first seen without its worker.
+    unregistered_since: float | None = None
+    #: It is being run again (its first submission reached a worker or a server).
+    retry: bool = False
+    #: The builds table must be told about a new attempt before it is submitted.
+    record_attempt: bool = False
+
+
 class BuildDispatcher:
-    """Owned by the scheduler thread; gear's callbacks run in gear's thread.
+    """Owned by the scheduler thread; gear's callbacks run in gear's thread;
+    resubmissions, registration checks and database writes run in a thread
+    of its own (gear's thread must never wait for a server's answer).
 
     ``sink`` receives :class:`BuildStarted` and :class:`BuildCompleted`
-    events; the scheduler applies them in its own thread.
+    events; the scheduler applies them in its own thread. ``builds``, when
+    given, records each build's ``attempt``.
     """
 
-    def __init__(self, servers: list[tuple[str, int]], sink: Callable[[ResultEvent], None]) -> None:
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        sink: Callable[[ResultEvent], None],
+        builds: BuildStore | None = None,
+        registration_grace: float = 5.0,
+        resubmit_wait: float = 300.0,
+        startup_grace: float = RETRY_REGISTRATION_GRACE,
+    ) -> None:
         self.sink = sink
+        self.builds = builds
+        self.registration_grace = registration_grace
+        self.resubmit_wait = resubmit_wait
+        self.startup_grace = startup_grace
+        #: monotonic time since when some Gearman server has been connected.
+        self._connected_since: float | None = None
         self._client = _Client(self)
         for host, port in servers:
             self._client.addServer(host, port)
-        self._jobs: dict[str, gear.TextJob] = {}
-        self._workers: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._builds: dict[str, _Build] = {}
+        self._pending: list[str] = []
+        self._held = False
+        self._actions: queue.Queue[Callable[[], object]] = queue.Queue()
+        self._registry: dict[str, int] = {}
+        self._registry_at = -REGISTRY_TTL
+        self._registry_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
+        self._thread.start()
 
     def wait_for_server(self, timeout: float = 30.0) -> None:
         """:raises DispatchError: no Gearman server answered in time."""
@@ -78,82 +165,316 @@ class BuildDispatcher:
             raise DispatchError(f"no gearman server answered within {timeout}s") from exc
 
     def submit(
-        self, uuid: str, params: dict[str, str], spec: protocol.JobSpec, precedence: str = "normal"
+        self,
+        uuid: str,
+        params: dict[str, str],
+        spec: protocol.JobSpec,
+        precedence: str = "normal",
+        attempts: int = 3,
     ) -> None:
-        """:raises DispatchError: no server took the job."""
-        job = gear.TextJob(
-            protocol.build_function(spec.name), protocol.encode_build(params, spec), unique=uuid
-        )
-        with self._lock:
-            self._jobs[uuid] = job
-        try:
-            self._client.submitJob(
-                job, precedence=PRECEDENCE.get(precedence, gear.PRECEDENCE_NORMAL)
-            )
-        except gear.GearmanError as exc:
-            with self._lock:
-                self._jobs.pop(uuid, None)
-            raise DispatchError(f"gearman refused {spec.name}: {exc}") from exc
+        """Hand a build to Gearman, or keep it until a worker registers its job.
 
-    def cancel(self, uuid: str) -> bool:
-        """Ask the worker running ``uuid`` to abort it; False if it has not started."""
+        :raises DispatchError: no server took the job.
+        """
+        build = _Build(uuid, dict(params), spec, precedence, max(1, attempts))
         with self._lock:
-            worker = self._workers.get(uuid)
+            self._builds[uuid] = build
+            held = self._held
+        if held or not self._registered(protocol.build_function(spec.name), refresh=False):
+            self._park(build)
+            return
+        try:
+            self._send(build)
+        except DispatchError:
+            with self._lock:
+                self._builds.pop(uuid, None)
+            raise
+
+    def cancel(self, uuid: str, worker: str = "") -> bool:
+        """Ask the worker running ``uuid`` to abort it; False if it has not started.
+
+        A build waiting to be submitted again is dropped (nothing reports it).
+        ``worker`` names the worker of a build this dispatcher did not submit
+        (one a restarted scheduler re-attached to through the database).
+        """
+        with self._lock:
+            build = self._builds.get(uuid)
+        if build is None:
+            return self._send_stop(uuid, worker) if worker else False
+        with self._lock:
+            if build.job is None:
+                self._builds.pop(uuid, None)
+                return False
+            worker = build.worker if build.started else ""
         if not worker:
             return False
+        return self._send_stop(uuid, worker)
+
+    def hold(self) -> None:
+        """Submit nothing more (the daemon is stopping); builds submitted from
+        now on stay with the dispatcher, and are forgotten by :meth:`shutdown`."""
+        with self._lock:
+            self._held = True
+
+    @property
+    def waiting(self) -> list[str]:
+        """Builds not in Gearman now: waiting for a server, a worker, or a retry."""
+        with self._lock:
+            return [uuid for uuid, b in self._builds.items() if b.job is None]
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=SUBMIT_TIMEOUT + 5)
+        self._client.shutdown()
+
+    # -- submitting (scheduler's or dispatcher's thread) ----------------------
+
+    def _send(self, build: _Build) -> None:
+        """:raises DispatchError: no server took the job."""
+        spec = replace(build.spec, attempt=build.attempt)
+        job = gear.TextJob(
+            protocol.build_function(spec.name),
+            protocol.encode_build(build.params, spec),
+            unique=build.uuid,
+        )
+        with self._lock:
+            build.job, build.started, build.worker = job, False, ""
+        try:
+            self._client.submitJob(
+                job,
+                precedence=PRECEDENCE.get(build.precedence, gear.PRECEDENCE_NORMAL),
+                timeout=SUBMIT_TIMEOUT,
+            )
+        except (gear.GearmanError, gear.NoConnectedServersError) as exc:
+            with self._lock:
+                if build.job is job:
+                    build.job = None
+            raise DispatchError(f"gearman refused {spec.name}: {exc}") from exc
+
+    def _park(self, build: _Build) -> None:
+        """Keep ``build`` for the dispatcher's thread to submit."""
+        with self._lock:
+            build.job, build.started = None, False
+            if build.waiting_since is None:
+                build.waiting_since = time.monotonic()
+            if build.uuid not in self._pending:
+                self._pending.append(build.uuid)
+        self._wake.set()
+
+    def _send_stop(self, uuid: str, worker: str) -> bool:
         stop = gear.TextJob(protocol.stop_function(worker), f'{{"uuid": "{uuid}"}}')
         try:
-            self._client.submitJob(stop, precedence=gear.PRECEDENCE_HIGH)
-        except gear.GearmanError as exc:
+            self._client.submitJob(stop, precedence=gear.PRECEDENCE_HIGH, timeout=SUBMIT_TIMEOUT)
+        except (gear.GearmanError, gear.NoConnectedServersError) as exc:
             log.warning("could not send stop for %s to %s: %s", uuid, worker, exc)
             return False
         return True
 
-    def shutdown(self) -> None:
-        self._client.shutdown()
+    def _registered(self, function: str, refresh: bool) -> bool:
+        """Whether some worker on some connected server can run ``function``.
+
+        When the servers cannot be asked, the answer is yes: a build is
+        better left waiting in Gearman than failed for nothing.
+        """
+        with self._registry_lock:
+            stale = time.monotonic() - self._registry_at > REGISTRY_TTL
+            if stale or (refresh and self._registry.get(function, 0) == 0):
+                try:
+                    self._registry = self._status()
+                    self._registry_at = time.monotonic()
+                    log.debug("workers per function: %s", self._registry)
+                except (gear.GearmanError, gear.TimeoutError, OSError) as exc:
+                    log.warning("could not ask gearman which jobs are registered: %s", exc)
+                    return True
+            return self._registry.get(function, 0) > 0
+
+    def _status(self) -> dict[str, int]:
+        """Workers per function, summed over the connected servers."""
+        workers: dict[str, int] = {}
+        for conn in list(self._client.active_connections):
+            request = gear.StatusAdminRequest()
+            conn.sendAdminRequest(request, timeout=SUBMIT_TIMEOUT)
+            for line in (request.response or b"").decode("utf-8", "replace").splitlines():
+                fields = line.split("\t")
+                if len(fields) == 4 and fields[3].strip().isdigit():
+                    workers[fields[0]] = workers.get(fields[0], 0) + int(fields[3])
+        return workers
+
+    # -- the dispatcher's thread --------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._run_once()
+            except Exception:
+                log.exception("dispatcher: retrying builds failed")
+            self._wake.wait(POLL)
+            self._wake.clear()
+
+    def _run_once(self) -> None:
+        if not self._client.active_connections:
+            self._connected_since = None
+        elif self._connected_since is None:
+            self._connected_since = time.monotonic()
+        while True:
+            try:
+                action = self._actions.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                action()
+            except Exception:
+                log.exception("dispatcher: an action failed")
+        with self._lock:
+            if self._held:
+                return
+            pending = [self._builds[u] for u in self._pending if u in self._builds]
+            self._pending = []
+        for build in pending:
+            if self._stop.is_set():
+                self._park(build)
+                continue
+            self._try_submit(build)
+
+    def _try_submit(self, build: _Build) -> None:
+        assert build.waiting_since is not None
+        waited = time.monotonic() - build.waiting_since
+        function = protocol.build_function(build.spec.name)
+        if not self._client.active_connections:
+            self._connected_since = None
+            build.unregistered_since = None
+            if waited > self.resubmit_wait:
+                self._finish(build, BuildResult.LOST, "no gearman server to submit to")
+            else:
+                self._park(build)
+            return
+        if not self._registered(function, refresh=True):
+            now = time.monotonic()
+            if build.unregistered_since is None:
+                build.unregistered_since = now
+            grace = self.registration_grace
+            if build.retry:
+                grace = max(grace, RETRY_REGISTRATION_GRACE)
+            connected = self._connected_since if self._connected_since is not None else now
+            if now - connected < self.startup_grace:
+                grace = max(grace, self.startup_grace)
+            if now - build.unregistered_since > grace:
+                log.warning("build %s: no worker registered %s", build.uuid, function)
+                self._finish(build, BuildResult.NOT_REGISTERED, f"no worker registered {function}")
+            else:
+                self._park(build)
+            return
+        if build.record_attempt:
+            self._record_attempt(build.uuid, build.attempt, clear=True)
+            build.record_attempt = False
+        try:
+            self._send(build)
+        except DispatchError as exc:
+            log.warning("build %s: %s; trying again", build.uuid, exc)
+            if waited > self.resubmit_wait:
+                self._finish(build, BuildResult.LOST, str(exc))
+            else:
+                self._park(build)
+            return
+        build.waiting_since = build.unregistered_since = None
+        log.info("build %s submitted (attempt %d of %d)", build.uuid, build.attempt, build.attempts)
+
+    def _record_attempt(self, uuid: str, attempt: int, clear: bool) -> None:
+        if self.builds is None:
+            return
+        try:
+            self.builds.retried(uuid, attempt, clear)
+        except Exception:
+            log.exception("build %s: could not record attempt %d", uuid, attempt)
+
+    def _finish(self, build: _Build, result: BuildResult, why: str) -> None:
+        with self._lock:
+            if self._builds.get(build.uuid) is not build:
+                return
+            del self._builds[build.uuid]
+        log.error("build %s: %s after %d attempts: %s", build.uuid, result, build.attempt, why)
+        data = protocol.CompleteData(
+            uuid=build.uuid, result=result.value, worker=build.worker, error=why
+        )
+        self.sink(BuildCompleted(uuid=build.uuid, data=data))
 
     # -- gear's thread ------------------------------------------------------
-    def _uuid(self, job: Any) -> str:
+
+    def _find(self, job: Any) -> _Build | None:
         unique = job.unique
-        return unique.decode() if isinstance(unique, bytes) else str(unique or "")
+        uuid = unique.decode() if isinstance(unique, bytes) else str(unique or "")
+        with self._lock:
+            build = self._builds.get(uuid)
+        if build is None or build.job is not job:
+            return None  # finished, or a packet for an attempt given up on
+        return build
 
     def _on_data(self, job: Any) -> None:
-        uuid = self._uuid(job)
-        if uuid not in self._jobs:
+        build = self._find(job)
+        if build is None:
             return
         try:
             data = protocol.decode_start(job.data[-1])
         except (DispatchError, IndexError) as exc:
-            log.error("build %s: %s", uuid, exc)
+            log.error("build %s: %s", build.uuid, exc)
             return
         with self._lock:
-            self._workers[uuid] = data.worker
-        self.sink(BuildStarted(uuid=uuid, data=data))
+            requeued = build.started
+            if requeued:
+                # gearmand gave the job to another worker after the first died.
+                build.attempt += 1
+            build.started, build.worker = True, data.worker
+        if requeued:
+            if build.attempt > build.attempts:
+                build.attempt = build.attempts
+                uuid, worker = build.uuid, data.worker
+                self._actions.put(lambda: self._send_stop(uuid, worker))
+                self._wake.set()
+                self._finish(build, BuildResult.RETRY_LIMIT, "the worker died on every attempt")
+                return
+            uuid, attempt = build.uuid, build.attempt
+            self._actions.put(lambda: self._record_attempt(uuid, attempt, clear=False))
+            self._wake.set()
+            log.warning("build %s: restarted by gearman, attempt %d", build.uuid, attempt)
+        data.attempt = build.attempt
+        self.sink(BuildStarted(uuid=build.uuid, data=data))
 
     def _on_complete(self, job: Any) -> None:
-        uuid = self._uuid(job)
-        with self._lock:
-            known = self._jobs.pop(uuid, None)
-            self._workers.pop(uuid, None)
-        if known is None:
+        build = self._find(job)
+        if build is None:
             return
         try:
             data = protocol.decode_complete(job.data[-1])
         except (DispatchError, IndexError) as exc:
-            log.error("build %s: %s", uuid, exc)
-            data = protocol.CompleteData(uuid=uuid, result="LOST", error=str(exc))
-        self.sink(BuildCompleted(uuid=uuid, data=data))
-
-    def _on_lost(self, job: Any, why: str) -> None:
-        uuid = self._uuid(job)
+            log.error("build %s: %s", build.uuid, exc)
+            data = protocol.CompleteData(uuid=build.uuid, result="LOST", error=str(exc))
         with self._lock:
-            known = self._jobs.pop(uuid, None)
-            self._workers.pop(uuid, None)
-        if known is None:
+            if self._builds.get(build.uuid) is not build:
+                return
+            del self._builds[build.uuid]
+        self.sink(BuildCompleted(uuid=build.uuid, data=data))
+
+    def _on_failed(self, job: Any, why: str, started_only: bool) -> None:
+        build = self._find(job)
+        if build is None:
             return
-        log.error("build %s lost: %s", uuid, why)
-        self.sink(
-            BuildCompleted(
-                uuid=uuid, data=protocol.CompleteData(uuid=uuid, result="LOST", error=why)
-            )
+        with self._lock:
+            tried = build.started or not started_only
+            last = tried and build.attempt >= build.attempts
+            if not last:
+                if tried:
+                    build.attempt += 1
+                    build.record_attempt = True
+                build.job, build.retry = None, True
+        if last:
+            self._finish(build, BuildResult.RETRY_LIMIT, why)
+            return
+        log.warning(
+            "build %s lost (%s): submitting attempt %d of %d",
+            build.uuid,
+            why,
+            build.attempt,
+            build.attempts,
         )
+        self._park(build)

@@ -12,7 +12,8 @@ Functions:
 A worker sends one WORK_DATA packet when the build starts (which node,
 which provider, where the logs will be) and finishes with WORK_COMPLETE
 carrying the result; WORK_FAIL or WORK_EXCEPTION mean the worker itself
-broke, and the scheduler records the build as LOST.
+broke (or stopped before the build could end): the dispatcher runs the
+build again, up to the job's ``attempts``, and then reports RETRY_LIMIT.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ class JobSpec:
     run: str
     node: str
     logs: list[str] = field(default_factory=list)
+    #: Seconds the command may run; 0 means the worker's default (site config).
     timeout: float = 3600.0
     # Every project cloned into the workspace, in this order.
     projects: list[str] = field(default_factory=list)
+    #: Which try of the build this is (1-based); the dispatcher sets it on a retry.
+    attempt: int = 1
 
 
 @dataclass
@@ -59,6 +63,8 @@ class StartData:
     provider: str
     url: str
     started_at: float
+    #: Filled in by the dispatcher (a requeued job carries its first arguments).
+    attempt: int = 1
 
 
 @dataclass

@@ -233,6 +233,54 @@ class GerritConnection:
         """
         return self.query(query, *self.CHANGE_OPTIONS)
 
+    #: Pages overlap by this many rows: a change updated while we page moves
+    #: to the front and shifts the rest back by one.
+    PAGE_OVERLAP = 10
+
+    def query_all(self, query: str, *options: str, max_pages: int = 1000) -> list[dict[str, Any]]:
+        """Every row of ``query``, following Gerrit's pages (``--start``) while
+        its stats row says ``moreChanges``; each change once.
+
+        :raises GerritError:
+        """
+        rows: dict[Any, dict[str, Any]] = {}
+        start = 0
+        for _ in range(max_pages):
+            argv = ["gerrit", "query", "--format", "JSON", *options]
+            if start:
+                argv += ["--start", str(start)]
+            # "--": a query may start with "-" (``-age:90s``).
+            page, more = self._query_page([*argv, "--", query], query)
+            for row in page:
+                rows.setdefault(row.get("number"), row)
+            if not more or not page:
+                break
+            start = max(start + 1, start + len(page) - self.PAGE_OVERLAP)
+        return list(rows.values())
+
+    def _query_page(self, argv: list[str], query: str) -> tuple[list[dict[str, Any]], bool]:
+        status, out, err = self.run(argv)
+        if status != 0:
+            raise GerritError(f"gerrit query {query!r} failed ({status}): {err.strip()}")
+        rows: list[dict[str, Any]] = []
+        more = False
+        for line in out.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
+            if not isinstance(row, dict):
+                raise GerritError(f"gerrit query printed a non-object: {line[:200]!r}")
+            if row.get("type") == "stats":
+                more = bool(row.get("moreChanges"))
+                continue
+            if row.get("type") == "error":
+                raise GerritError(f"gerrit query error: {row.get('message')}")
+            rows.append(row)
+        return rows, more
+
     def review(
         self,
         project: str,

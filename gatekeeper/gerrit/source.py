@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from gatekeeper.errors import GerritError
@@ -75,11 +77,103 @@ def change_from_query(row: dict[str, Any]) -> Change:
         raise GerritError(f"gerrit query row is not a change: {exc!r}") from exc
 
 
+def lags_behind(row: dict[str, Any], event: TriggerEvent) -> str:
+    """What of ``event`` Gerrit's query ``row`` does not show yet ("" if nothing).
+
+    A query can lag behind the event stream (a replica, a slow index): the
+    row may not have the event's patch set yet, or the votes it cast. A vote
+    missing from a row updated after the event was changed again since, which
+    is not lag.
+    """
+    current = row.get("currentPatchSet") or {}
+    try:
+        shown = int(current.get("number", 0))
+    except (TypeError, ValueError):
+        shown = 0
+    if event.patchset is not None and shown < event.patchset:
+        return f"patchset {event.patchset} (query shows {shown})"
+    changed = event.changed_approvals() if event.type == "comment-added" else []
+    if not changed:
+        return ""
+    try:
+        updated = float(row.get("lastUpdated") or 0)
+    except (TypeError, ValueError):
+        updated = 0.0
+    if updated >= int(event.created_on):
+        return ""
+    votes = set(_votes_on(row, event.patchset))
+    for approval in changed:
+        who = approval.by.username if approval.by is not None else ""
+        if (approval.label.lower(), approval.value, who) not in votes:
+            return f"vote {approval.label}{approval.value:+d} by {who or '?'}"
+    return ""
+
+
+def _votes_on(row: dict[str, Any], patchset: int | None) -> Iterator[tuple[str, int, str]]:
+    sets = list(row.get("patchSets") or [])
+    if row.get("currentPatchSet"):
+        sets.append(row["currentPatchSet"])
+    for ps in sets:
+        if patchset is not None and str(ps.get("number")) != str(patchset):
+            continue
+        for approval in ps.get("approvals") or []:
+            try:
+                value = int(approval.get("value"))
+            except (TypeError, ValueError):
+                continue
+            who = (approval.get("by") or {}).get("username", "")
+            yield str(approval.get("type", "")).lower(), value, who
+
+
+#: Waits before asking Gerrit again when its query lags behind an event
+#: (doubling, about 5 s in all), then the scheduler goes on with what it shows.
+CONSISTENCY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 1.9)
+
+
 class GerritSource:
     """Looks up changes for the scheduler thread."""
 
-    def __init__(self, connection: GerritConnection) -> None:
+    def __init__(
+        self,
+        connection: GerritConnection,
+        consistency_delays: tuple[float, ...] = CONSISTENCY_DELAYS,
+    ) -> None:
         self.connection = connection
+        self.consistency_delays = consistency_delays
+        self._waiter = threading.Event()
+        #: Queries repeated because Gerrit lagged, and lookups that gave up waiting.
+        self.consistency_retries = 0
+        self.consistency_gave_up = 0
+
+    def _row_for_event(self, event: TriggerEvent, number: int) -> dict[str, Any] | None:
+        """The query row of the event's change, asked again (bounded) while it
+        does not show what the event says."""
+        row = self.connection.query_change(number)
+        waited = 0.0
+        for delay in self.consistency_delays:
+            missing = lags_behind(row, event) if row else "the change"
+            if not missing:
+                return row
+            self.consistency_retries += 1
+            log.info(
+                "gerrit query does not show %s of %s yet; asking again in %.1fs",
+                missing,
+                event,
+                delay,
+            )
+            self._waiter.wait(delay)
+            waited += delay
+            row = self.connection.query_change(number)
+        missing = lags_behind(row, event) if row else "the change"
+        if missing:
+            self.consistency_gave_up += 1
+            log.warning(
+                "gerrit query still does not show %s of %s after %.1fs; going on with what it has",
+                missing,
+                event,
+                waited,
+            )
+        return row
 
     def get_change(self, number: int) -> Change | None:
         """:raises GerritError:"""
@@ -119,7 +213,7 @@ class GerritSource:
         """
         if event.change is None:
             return None
-        row = self.connection.query_change(event.change)
+        row = self._row_for_event(event, event.change)
         if not row:
             return None
         change = change_from_query(row)

@@ -20,6 +20,11 @@ class BuildResult(StrEnum):
     SKIPPED = "SKIPPED"
     #: The change under test does not merge (``Build.conflict`` names it).
     MERGER_FAILURE = "MERGER_FAILURE"
+    #: The worker died (or its Gearman server went away) on every one of the
+    #: job's ``attempts``.
+    RETRY_LIMIT = "RETRY_LIMIT"
+    #: No worker had registered the job's Gearman function.
+    NOT_REGISTERED = "NOT_REGISTERED"
 
 
 @dataclass

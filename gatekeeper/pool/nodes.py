@@ -1,21 +1,26 @@
 """The node table's operations: claim, release, and the pool's bookkeeping.
 
 A claim is atomic across threads and processes: exactly one caller gets a
-READY node. PostgreSQL locks the row with ``SELECT ... FOR UPDATE SKIP
-LOCKED`` so concurrent claimers pass over each other's rows; SQLite has no
-row locks, so a claim is a compare-and-set ``UPDATE ... WHERE state='READY'``
-whose row count says whether this caller won, and a loser tries the next
-node.
+READY node. It is one statement, ``UPDATE ... WHERE id = (SELECT ... LIMIT
+1) RETURNING ...``: on PostgreSQL the inner select is ``FOR UPDATE SKIP
+LOCKED``, so concurrent claimers pass over each other's rows; SQLite runs
+the statement under its single write lock. Where RETURNING is missing
+(MySQL, SQLite before 3.35), a ``SELECT ... FOR UPDATE SKIP LOCKED`` then
+an update, or on old SQLite a compare-and-set ``UPDATE ... WHERE
+state='READY'`` whose row count says whether this caller won.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import Node, NodeRequest, NodeState
@@ -26,8 +31,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# States that occupy a provider's capacity (max-servers).
-OCCUPYING = (NodeState.BUILDING, NodeState.READY, NodeState.USED, NodeState.HOLD)
+# States that occupy a provider's capacity (max-servers): a server whose
+# delete was sent but not yet seen through still counts. (DELETE rows are
+# deleted at the start of every pool round, before any launch.)
+OCCUPYING = (
+    NodeState.BUILDING,
+    NodeState.READY,
+    NodeState.USED,
+    NodeState.HOLD,
+    NodeState.DELETING,
+)
 
 
 class NodeStore:
@@ -42,7 +55,12 @@ class NodeStore:
     # -- workers ---------------------------------------------------------
 
     def claim(self, label: str, worker: str, build_uuid: str) -> Node | None:
-        """Take a READY node of ``label`` for a build; None if there is none."""
+        """Take the oldest READY node of ``label`` for a build; None if there is none."""
+        dialect = self.db.engine.dialect
+        if dialect.name == "postgresql" and dialect.driver in ("psycopg2", "psycopg"):
+            return self._claim_postgresql(label, worker, build_uuid)
+        if dialect.name == "postgresql" or (self.db.is_sqlite and _sqlite_returning(dialect)):
+            return self._claim_returning(label, worker, build_uuid)
         if self.db.is_sqlite:
             return self._claim_compare_and_set(label, worker, build_uuid)
         return self._claim_skip_locked(label, worker, build_uuid)
@@ -61,6 +79,65 @@ class NodeStore:
                 return None
             _mark_used(node, worker, build_uuid)
             session.flush()
+            session.expunge(node)
+        log.info("node %s claimed by %s for build %s", node.name, worker, build_uuid)
+        return node
+
+    def _claim_postgresql(self, label: str, worker: str, build_uuid: str) -> Node | None:
+        # The hot path of every worker: one precompiled statement on the
+        # claim engine (see _claim_engine), retried once if the server
+        # dropped the connection it used.
+        params = {
+            "used": NodeState.USED,
+            "ready": NodeState.READY,
+            "now": time.time(),
+            "worker": worker,
+            "build": build_uuid,
+            "label": label,
+        }
+        for attempt in (1, 2):
+            try:
+                with _claim_engine(self.db).begin() as conn:
+                    row = conn.exec_driver_sql(_PG_CLAIM, params).first()
+                break
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                log.info("claim: the database dropped a connection; trying again")
+        if row is None:
+            return None
+        node = Node(**row._mapping)
+        log.info("node %s claimed by %s for build %s", node.name, worker, build_uuid)
+        return node
+
+    def _claim_returning(self, label: str, worker: str, build_uuid: str) -> Node | None:
+        # One statement, one round trip: pick the oldest READY row, mark it,
+        # return it. PostgreSQL locks the row it picks and skips rows others
+        # have locked; SQLite runs the whole statement under its one write
+        # lock, so the row it picks cannot be taken meanwhile.
+        oldest = (
+            select(Node.id)
+            .where(Node.label == label, Node.state == NodeState.READY)
+            .order_by(Node.id)
+            .limit(1)
+        )
+        if not self.db.is_sqlite:
+            oldest = oldest.with_for_update(skip_locked=True)
+        with self.db.session() as session:
+            node = session.scalars(
+                update(Node)
+                .where(Node.id == oldest.scalar_subquery(), Node.state == NodeState.READY)
+                .values(
+                    state=NodeState.USED,
+                    state_time=time.time(),
+                    claimed_by=worker,
+                    build_uuid=build_uuid,
+                )
+                .returning(Node)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if node is None:
+                return None
             session.expunge(node)
         log.info("node %s claimed by %s for build %s", node.name, worker, build_uuid)
         return node
@@ -194,7 +271,41 @@ class NodeStore:
             session.expunge(node)
         return node
 
-    def set_ready(self, name: str, launched: LaunchedNode) -> None:
+    def add_building(self, nodes: list[tuple[str, str, str]]) -> None:
+        """Insert BUILDING rows for ``(name, label, provider)`` in one transaction
+        (a round's launches, so they start together).
+
+        :raises PoolError: a name is taken (nothing is inserted).
+        """
+        if not nodes:
+            return
+        now = time.time()
+        rows = [
+            Node(
+                name=name,
+                label=label,
+                provider=provider,
+                state=NodeState.BUILDING,
+                state_time=now,
+                created_at=now,
+                hold_until=None,
+                external_id="",
+                address="",
+                port=22,
+                username="",
+                claimed_by="",
+                build_uuid="",
+                comment="",
+            )
+            for name, label, provider in nodes
+        ]
+        try:
+            with self.db.session() as session:
+                session.add_all(rows)
+        except IntegrityError as exc:
+            raise PoolError(f"a node name is taken: {exc.orig}") from exc
+
+    def set_ready(self, name: str, launched: LaunchedNode, image: str = "") -> None:
         """Record where a launched node is and make it claimable.
 
         :raises PoolError: the node is gone or no longer BUILDING.
@@ -211,6 +322,8 @@ class NodeStore:
                         address=launched.address,
                         port=launched.port,
                         username=launched.username,
+                        host_keys=launched.host_keys,
+                        image=image,
                     )
                 )
             )
@@ -234,6 +347,58 @@ class NodeStore:
             )
         if not done:
             raise PoolError(f"no node {name}")
+
+    def change_state(self, name: str, old: str, new: str, comment: str = "") -> bool:
+        """Move a node from ``old`` to ``new`` only if it is still in ``old``:
+        whether it moved (someone may have claimed or changed it meanwhile)."""
+        _check_state(new)
+        values: dict[str, object] = {"state": new, "state_time": time.time()}
+        if comment:
+            values["comment"] = comment
+        with self.db.session() as session:
+            return bool(
+                _rowcount(
+                    session.execute(
+                        update(Node).where(Node.name == name, Node.state == old).values(**values)
+                    )
+                )
+            )
+
+    def hold(self, name: str, seconds: float | None, reason: str) -> Node:
+        """Hold any node that is not being deleted: for ``seconds``, or until
+        released (None).
+
+        :raises PoolError: no such node, or it is being deleted.
+        """
+        now = time.time()
+        until = None if seconds is None else now + seconds
+        with self.db.session() as session:
+            done = _rowcount(
+                session.execute(
+                    update(Node)
+                    .where(
+                        Node.name == name,
+                        Node.state.in_((NodeState.READY, NodeState.USED, NodeState.HOLD)),
+                    )
+                    .values(state=NodeState.HOLD, state_time=now, hold_until=until, comment=reason)
+                )
+            )
+        if not done:
+            node = self.get(name)
+            state = node.state if node is not None else "missing"
+            raise PoolError(f"cannot hold node {name}: it is {state}")
+        node = self.get(name)
+        assert node is not None
+        log.info("node %s held: %s", name, reason)
+        return node
+
+    def release_hold(self, name: str) -> None:
+        """End a hold now: the node is deleted (it may have been changed).
+
+        :raises PoolError: the node is not held.
+        """
+        if not self.change_state(name, NodeState.HOLD, NodeState.DELETE, "hold released"):
+            raise PoolError(f"node {name} is not held")
 
     def expire_holds(self, now: float | None = None) -> list[str]:
         """Move HOLD nodes whose hold has passed to DELETE; return their names."""
@@ -266,6 +431,21 @@ class NodeStore:
         with self.db.session() as session:
             session.execute(delete(Node).where(Node.name == name))
 
+    def find(self, ident: str) -> Node:
+        """A node by its number or its name.
+
+        :raises PoolError: no such node.
+        """
+        with self.db.session() as session:
+            node = None
+            if ident.isdigit():
+                node = session.get(Node, int(ident))
+            if node is None:
+                node = session.scalars(select(Node).where(Node.name == ident)).first()
+        if node is None:
+            raise PoolError(f"no node {ident}")
+        return node
+
     def get(self, name: str) -> Node | None:
         with self.db.session() as session:
             return session.scalars(select(Node).where(Node.name == name)).first()
@@ -291,11 +471,53 @@ class NodeStore:
             )
             return {(label, state): int(n) for label, state, n in rows}
 
-    def provider_usage(self, provider: str) -> int:
-        """Nodes that count against ``provider``'s max-servers."""
+    def provider_usage(self, provider: str, deleting: bool = False) -> int:
+        """Nodes that count against ``provider``'s max-servers; with
+        ``deleting``, also those waiting for their delete to be sent."""
+        states = (*OCCUPYING, NodeState.DELETE) if deleting else OCCUPYING
         with self.db.session() as session:
-            query = select(func.count()).where(Node.provider == provider, Node.state.in_(OCCUPYING))
+            query = select(func.count()).where(Node.provider == provider, Node.state.in_(states))
             return int(session.scalar(query) or 0)
+
+
+_PG_CLAIM = (
+    "UPDATE nodes SET state = %(used)s, state_time = %(now)s, claimed_by = %(worker)s, "
+    "build_uuid = %(build)s WHERE id = ("
+    "SELECT id FROM nodes WHERE label = %(label)s AND state = %(ready)s "
+    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING "
+    + ", ".join(c.name for c in Node.__table__.columns)
+)
+_claim_engines: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
+_claim_engines_lock = threading.Lock()
+
+
+def _claim_engine(db: Database) -> Engine:
+    """The engine claims on ``db`` use: one per Database, disposed with its
+    engine. Claims are many, small and come from every worker thread, so
+    this pool skips the shared engine's pre-ping round trip (a connection
+    the server dropped shows as a failed statement, and the claim is
+    tried once more) and never makes a claimer wait for a connection.
+    """
+    with _claim_engines_lock:
+        engine = _claim_engines.get(db)
+        if engine is None:
+            # pool_size 0: no limit, as many connections as threads claim at once.
+            engine = create_engine(db.engine.url, pool_size=0)
+            _claim_engines[db] = engine
+            event.listen(db.engine, "engine_disposed", lambda _e: _drop_claim_engine(db))
+        return engine
+
+
+def _drop_claim_engine(db: Database) -> None:
+    with _claim_engines_lock:
+        engine = _claim_engines.pop(db, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _sqlite_returning(dialect: object) -> bool:
+    # UPDATE ... RETURNING came with SQLite 3.35.
+    return bool(getattr(dialect, "update_returning", False))
 
 
 def _mark_used(node: Node, worker: str, build_uuid: str) -> None:

@@ -2,13 +2,20 @@
 
 One round (``run_once``):
 
-1. nodes in DELETE are deleted by their provider and their rows removed;
-   a reusable (static) node is cleaned and offered again as READY;
-2. HOLD nodes whose hold has run out go to DELETE (next round deletes them);
-3. per label, ``waiting requests + min-ready - (READY + BUILDING)`` nodes are
-   launched on the label's providers, each within its max-servers; launches
-   run on a small thread pool so a slow boot does not stall the round, and a
-   failed launch only removes its row: the next round tries again.
+1. HOLD nodes whose hold has run out go to DELETE;
+2. the reaper runs at start and every ``reap.interval`` (see ``reaper``);
+3. images that are due (``image-update.interval``) are built, one thread per
+   build, so a slow or failing cloud holds up nothing else;
+4. per label, ``waiting requests + min-ready - (READY + BUILDING)`` nodes are
+   placed across the label's providers (``allocation``) within each one's
+   free capacity (max-servers, the cloud's quota) and launched on a thread
+   pool. A provider whose launches keep failing is backed off
+   (exponentially, ``pool.backoff`` to ``pool.backoff-max``) and the others
+   take its share;
+5. nodes in DELETE are deleted by their provider; a delete is trusted only
+   when a later look finds the machine gone (until then the node is
+   DELETING, and the delete is sent again after ``reap.delete-retry``); a
+   reusable (static) node is cleaned and offered again as READY.
 """
 
 from __future__ import annotations
@@ -16,20 +23,30 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from gatekeeper.config.site import LabelConfig, SiteConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
+from gatekeeper.db.tables import ImageState, NodeState
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.pool.allocation import allocate
+from gatekeeper.pool.images import ImageBuilder, ImageStore
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.providers.base import Provider
+from gatekeeper.pool.providers.cloud import QuotaError
+from gatekeeper.pool.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
-LAUNCH_THREADS = 4
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# Consecutive failed launches before a provider is backed off (a quota
+# refusal backs it off at once).
+BACKOFF_AFTER = 2
+# How often the pool looks whether an image is due.
+IMAGE_CHECK_INTERVAL = 30.0
 
 
 def local_node_name(label: str, provider: str) -> str:
@@ -37,10 +54,21 @@ def local_node_name(label: str, provider: str) -> str:
     return f"{_UNSAFE.sub('_', label)}-{_UNSAFE.sub('_', provider)}-{uuid.uuid4().hex[:10]}"
 
 
+@dataclass
+class ProviderHealth:
+    """Launch outcomes of one provider, for backoff. Guarded by Pool._lock."""
+
+    failures: int = 0
+    backoff_until: float = 0.0
+    launched: int = 0
+    failed: int = 0
+
+
 class Pool:
-    """Keeps min-ready nodes per label within max-servers; launches for
-    waiting workers; deletes used nodes; expires holds. Owns its thread
-    (``pool``) and a few launcher threads (``pool-launch``).
+    """Keeps min-ready nodes per label within max-servers and quota; launches
+    for waiting workers; deletes used nodes; expires holds; reaps; builds
+    images. Owns its thread (``pool``), launcher threads (``pool-launch``)
+    and image-build threads (``pool-image``).
     """
 
     def __init__(
@@ -52,23 +80,36 @@ class Pool:
     ) -> None:
         self.site = site
         self.nodes = NodeStore(db)
+        self.images = ImageStore(db)
+        self.builder = ImageBuilder(self.images, site.image_update.keep)
         self.providers = providers
         self.labels = labels
+        self.health = {name: ProviderHealth() for name in providers}
+        self.reaper = Reaper(
+            site, self.nodes, self.images, providers, self.launching, self.building_images
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._image_threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         # Node names whose launch is running in this process.
         self._launching: set[str] = set()
         self._idle = threading.Event()
         self._idle.set()
+        self._rounds = 0
+        self._next_reap = 0.0
+        self._next_image_check = 0.0
 
     # -- thread ------------------------------------------------------------
 
     def start(self) -> None:
         self._stop.clear()
-        self._forget_interrupted_launches()
+        for provider in self.providers.values():
+            provider.resume()
+        self._forget_interrupted_work()
+        self._next_reap = 0.0  # reap at start
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
         self._thread.start()
         log.info("pool started: %d providers, %d labels", len(self.providers), len(self.labels))
@@ -76,13 +117,18 @@ class Pool:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        for provider in self.providers.values():
+            provider.stop()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         with self._lock:
             executor, self._executor = self._executor, None
+            image_threads = list(self._image_threads.values())
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        for thread in image_threads:
+            thread.join()
         with self._lock:
             # Cancelled launches never ran; their BUILDING rows are cleaned
             # up by the next start().
@@ -107,93 +153,234 @@ class Pool:
         """Wait until no launch is running (for tests and clean shutdowns)."""
         return self._idle.wait(timeout)
 
+    def wait_for_images(self, timeout: float | None = None) -> bool:
+        """Wait until no image build is running."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._image_threads.values())
+            if not threads:
+                return True
+            for thread in threads:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(remaining)
+                if thread.is_alive():
+                    return False
+
     # -- one round ---------------------------------------------------------
 
     def run_once(self) -> None:
-        """One round; deletes synchronously, launches in the background."""
-        self._delete_nodes()
+        """One round; deletes synchronously, launches and builds in the background."""
+        now = time.time()
         for name in self.nodes.expire_holds():
             log.info("node %s hold expired: DELETE", name)
-        self._delete_nodes()
+        if now >= self._next_reap:
+            self._next_reap = now + self.site.reap.interval
+            self.reaper.run_once(now)
+        if now >= self._next_image_check and not self._stop.is_set():
+            self._next_image_check = now + IMAGE_CHECK_INTERVAL
+            self._build_due_images(now)
+        # Launch before deleting: a DELETE row takes no capacity, and deletes
+        # through a slow or failing cloud's rate limit must not hold up the
+        # launches that replace its nodes elsewhere.
         self._launch_for_demand()
+        self._delete_nodes()
+        self._rounds += 1
 
     def _delete_nodes(self) -> None:
-        for node in self.nodes.list(state=NodeState.DELETE):
+        retry = self.site.reap.delete_retry
+        now = time.time()
+        for node in self.nodes.list(state=NodeState.DELETE) + self.nodes.list(
+            state=NodeState.DELETING
+        ):
             provider = self.providers.get(node.provider)
             if provider is None:
                 log.warning("node %s: provider %s is not configured", node.name, node.provider)
                 continue
             try:
-                provider.delete(node)
+                if node.state == NodeState.DELETE or now - node.state_time >= retry:
+                    provider.delete(node)
+                    if node.state == NodeState.DELETING:
+                        log.info("node %s still there: delete sent again", node.name)
+                        self.nodes.set_state(node.name, NodeState.DELETING)
+                if provider.reusable_nodes:
+                    self.nodes.set_state(node.name, NodeState.READY, comment="cleaned")
+                    log.info("node %s (%s) READY on %s", node.name, node.label, node.provider)
+                elif provider.exists(node):
+                    if node.state == NodeState.DELETE:
+                        self.nodes.change_state(node.name, NodeState.DELETE, NodeState.DELETING)
+                else:
+                    self.nodes.remove(node.name)
+                    log.info("node %s (%s) deleted from %s", node.name, node.label, node.provider)
             except GatekeeperError as exc:
                 log.warning(
                     "node %s (%s) delete failed, will retry: %s", node.name, node.label, exc
                 )
-                continue
-            if provider.reusable_nodes:
-                self.nodes.set_state(node.name, NodeState.READY, comment="cleaned")
-                log.info("node %s (%s) READY on %s", node.name, node.label, node.provider)
-            else:
-                self.nodes.remove(node.name)
-                log.info("node %s (%s) deleted from %s", node.name, node.label, node.provider)
 
-    def _launch_for_demand(self) -> None:
-        counts = self.nodes.counts()
-        pending = self.nodes.pending_requests()
+    # -- images ------------------------------------------------------------
+
+    def _build_due_images(self, now: float) -> None:
+        interval = self.site.image_update.interval
+        for provider in self.providers.values():
+            for label in self._all_labels():
+                if not provider.builds_images(label.name):
+                    continue
+                key = f"{provider.name}/{label.name}"
+                with self._lock:
+                    if key in self._image_threads:
+                        continue
+                try:
+                    due = self.builder.due(provider, label.name, interval, now)
+                except GatekeeperError as exc:
+                    log.warning("image check %s failed: %s", key, exc)
+                    continue
+                if due:
+                    self.start_image_build(provider, label.name)
+
+    def start_image_build(self, provider: Provider, label: str) -> bool:
+        """Build an image of ``label`` on ``provider`` in its own thread;
+        False if one is already building here."""
+        key = f"{provider.name}/{label}"
+
+        def build() -> None:
+            try:
+                self.builder.build(provider, label)
+            except Exception:
+                log.exception("image build %s failed", key)
+            finally:
+                with self._lock:
+                    self._image_threads.pop(key, None)
+                self.wake()
+
+        with self._lock:
+            if key in self._image_threads:
+                return False
+            thread = threading.Thread(target=build, name=f"pool-image-{key}", daemon=True)
+            self._image_threads[key] = thread
+        thread.start()
+        return True
+
+    def building_images(self) -> set[str]:
+        """Names of the images this process is building."""
+        names = set()
+        for image in self.images.list(state=ImageState.BUILDING):
+            with self._lock:
+                if f"{image.provider}/{image.label}" in self._image_threads:
+                    names.add(image.name)
+        return names
+
+    # -- launching ---------------------------------------------------------
+
+    def _all_labels(self) -> list[LabelConfig]:
         labels = list(self.labels)
         configured = {label.name for label in labels}
         # A worker may wait for a label the site file does not list (the
         # zero-config default lists none): launch for it anywhere, keeping
         # none ready.
+        pending = self.nodes.pending_requests()
         labels += [
             LabelConfig.model_validate({"name": name, "min-ready": 0})
             for name in sorted(pending)
             if name not in configured
         ]
-        for label in labels:
+        return labels
+
+    def demand(self) -> dict[str, int]:
+        """Per label: waiting requests + min-ready - (READY + BUILDING)."""
+        counts = self.nodes.counts()
+        pending = self.nodes.pending_requests()
+        out = {}
+        for label in self._all_labels():
             have = counts.get((label.name, NodeState.READY), 0) + counts.get(
                 (label.name, NodeState.BUILDING), 0
             )
-            demand = pending.get(label.name, 0) + label.min_ready - have
-            for _ in range(demand):
-                if not self._launch_one(label):
-                    log.debug("label %s: no capacity for %d more nodes", label.name, demand)
-                    break
+            out[label.name] = pending.get(label.name, 0) + label.min_ready - have
+        return out
 
     def _label_providers(self, label: LabelConfig) -> list[Provider]:
         names = label.providers or list(self.providers)
         return [self.providers[n] for n in names if n in self.providers]
 
-    def _launch_one(self, label: LabelConfig) -> bool:
-        """Start one launch for ``label``; False if no provider has room."""
-        for provider in self._label_providers(label):
-            if self.nodes.provider_usage(provider.name) >= provider.config.max_servers:
-                continue
-            fixed = provider.fixed_names(label.name)
-            if fixed is None:
-                name = local_node_name(label.name, provider.name)
-            else:
-                taken = {n.name for n in self.nodes.list(provider=provider.name)}
-                free = [n for n in fixed if n not in taken]
-                if not free:
-                    continue
-                name = free[0]
+    def capacity(self, provider: Provider, ask_quota: bool = True) -> int:
+        """Nodes ``provider`` can take now: max-servers less what it holds,
+        less any shortfall in the cloud's quota; 0 while backed off."""
+        with self._lock:
+            health = self.health.setdefault(provider.name, ProviderHealth())
+            if time.time() < health.backoff_until:
+                return 0
+        # Launches run before this round's deletes: a DELETE node's machine
+        # is still there (a reusable provider's is about to be READY again).
+        free = provider.config.max_servers - self.nodes.provider_usage(provider.name, True)
+        if free > 0 and ask_quota:
             try:
-                self.nodes.add(name, label.name, provider.name, NodeState.BUILDING)
+                quota = provider.quota_free()
             except GatekeeperError as exc:
-                # Another pool process took the name first; try elsewhere.
-                log.debug("node %s not added: %s", name, exc)
+                log.warning("provider %s: cannot read quota: %s", provider.name, exc)
+                return 0
+            if quota is not None:
+                free = min(free, quota)
+        return max(0, free)
+
+    def _launch_for_demand(self) -> None:
+        if self._stop.is_set():
+            return
+        demand = {k: v for k, v in self.demand().items() if v > 0}
+        if not demand:
+            return
+        labels = {label.name: label for label in self._all_labels()}
+        label_providers = {
+            name: [p.name for p in self._label_providers(labels[name])] for name in demand
+        }
+        wanted = {p for names in label_providers.values() for p in names}
+        free = {name: self.capacity(self.providers[name]) for name in sorted(wanted)}
+        plan = allocate(demand, label_providers, free, self._rounds)
+        batch: list[tuple[str, str, str]] = []
+        for (label, provider_name), n in sorted(plan.items()):
+            provider = self.providers[provider_name]
+            if provider.fixed_names(label) is not None:
+                for _ in range(n):
+                    if not self._launch_one(provider, label):
+                        break
                 continue
-            log.info("node %s (%s) BUILDING on %s", name, label.name, provider.name)
-            self._submit(provider, name, label.name)
-            return True
-        return False
+            batch += [
+                (local_node_name(label, provider_name), label, provider_name) for _ in range(n)
+            ]
+        if batch:
+            self.nodes.add_building(batch)
+            for name, label, provider_name in batch:
+                log.info("node %s (%s) BUILDING on %s", name, label, provider_name)
+                self._submit(self.providers[provider_name], name, label)
+        for label, n in demand.items():
+            placed = sum(v for (lb, _), v in plan.items() if lb == label)
+            if placed < n:
+                log.debug("label %s: no capacity for %d more nodes", label, n - placed)
+
+    def _launch_one(self, provider: Provider, label: str) -> bool:
+        """Start one launch of ``label`` on ``provider``; False if it cannot take it."""
+        fixed = provider.fixed_names(label)
+        if fixed is None:
+            name = local_node_name(label, provider.name)
+        else:
+            taken = {n.name for n in self.nodes.list(provider=provider.name)}
+            free = [n for n in fixed if n not in taken]
+            if not free:
+                return False
+            name = free[0]
+        try:
+            self.nodes.add(name, label, provider.name, NodeState.BUILDING)
+        except GatekeeperError as exc:
+            # Another pool process took the name first.
+            log.debug("node %s not added: %s", name, exc)
+            return False
+        log.info("node %s (%s) BUILDING on %s", name, label, provider.name)
+        self._submit(provider, name, label)
+        return True
 
     def _submit(self, provider: Provider, name: str, label: str) -> None:
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
-                    max_workers=LAUNCH_THREADS, thread_name_prefix="pool-launch"
+                    max_workers=self.site.pool.launch_threads, thread_name_prefix="pool-launch"
                 )
             self._launching.add(name)
             self._idle.clear()
@@ -201,34 +388,76 @@ class Pool:
 
     def _launch(self, provider: Provider, name: str, label: str) -> None:
         try:
-            launched = provider.launch(name, label)
-            self.nodes.set_ready(name, launched)
+            image = self.images.current(provider.name, label)
+            launched = provider.launch(name, label, image.external_id if image else "")
+            self.nodes.set_ready(name, launched, image.name if image else "")
+            self._record(provider.name, ok=True)
             log.info("node %s (%s) READY on %s", name, label, provider.name)
         except Exception as exc:
             log.warning("node %s (%s) launch on %s failed: %s", name, label, provider.name, exc)
+            self._record(provider.name, ok=False, quota=isinstance(exc, QuotaError))
             self._discard(provider, name)
         finally:
             with self._lock:
                 self._launching.discard(name)
                 if not self._launching:
                     self._idle.set()
+            self.wake()
+
+    def _record(self, provider: str, ok: bool, quota: bool = False) -> None:
+        cfg = self.site.pool
+        with self._lock:
+            health = self.health.setdefault(provider, ProviderHealth())
+            if ok:
+                lifted = health.backoff_until > 0
+                health.failures = 0
+                health.backoff_until = 0.0
+                health.launched += 1
+        if ok:
+            if lifted and provider in self.providers:
+                self.providers[provider].hold_launches(0)
+            return
+        with self._lock:
+            health.failed += 1
+            health.failures += 1
+            if health.failures < BACKOFF_AFTER and not quota:
+                return
+            delay = min(cfg.backoff * 2 ** max(0, health.failures - BACKOFF_AFTER), cfg.backoff_max)
+            health.backoff_until = time.time() + delay
+        if provider in self.providers:
+            self.providers[provider].hold_launches(delay)
+        log.warning(
+            "provider %s: %s; no launches there for %.0fs",
+            provider,
+            "over quota" if quota else f"{health.failures} failed launch(es) in a row",
+            delay,
+        )
 
     def _discard(self, provider: Provider, name: str) -> None:
-        node = self.nodes.get(name)
-        if node is not None and not provider.reusable_nodes:
-            try:
-                provider.delete(node)
-            except Exception as exc:
-                log.warning("node %s: cleaning up a failed launch failed: %s", name, exc)
-        self.nodes.remove(name)
+        if provider.reusable_nodes:
+            self.nodes.remove(name)
+            return
+        # The launch deleted what it made; the pool thread's delete pass
+        # confirms the machine is gone (or finds it by its tag) before the
+        # row goes.
+        self.nodes.change_state(name, NodeState.BUILDING, NodeState.DELETE, "launch failed")
 
-    def _forget_interrupted_launches(self) -> None:
+    def _forget_interrupted_work(self) -> None:
         # A BUILDING row at start-up is a launch a previous pool process did
-        # not finish; delete what it may have left and launch afresh.
+        # not finish; delete what it may have left and launch afresh. The
+        # same for image builds: the reaper deletes their template servers.
         for node in self.nodes.list(state=NodeState.BUILDING):
             if node.provider in self.providers and node.name not in self._launching:
                 log.info("node %s (%s) was BUILDING at start-up: DELETE", node.name, node.label)
-                self.nodes.set_state(node.name, NodeState.DELETE, comment="launch interrupted")
+                self.nodes.change_state(
+                    node.name, NodeState.BUILDING, NodeState.DELETE, "launch interrupted"
+                )
+        for image in self.images.list(state=ImageState.BUILDING):
+            if image.provider in self.providers:
+                # Gone without a trace: the reaper deletes its template as a
+                # leak, and the image is built again.
+                log.info("image %s was BUILDING at start-up: forgotten", image.name)
+                self.images.remove(image.name)
 
     def launching(self) -> set[str]:
         with self._lock:

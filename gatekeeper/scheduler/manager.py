@@ -168,7 +168,7 @@ class PipelineManager:
 
     def _cancel(self, build: Build) -> None:
         build.canceled = True
-        self.context.dispatcher.cancel(build.uuid)
+        self.context.dispatcher.cancel(build.uuid, build.worker)
         self.context.builds.completed(build.uuid, BuildResult.CANCELED.value, time.time())
 
     def remove(self, item: QueueItem, cancel: bool) -> None:
@@ -307,7 +307,11 @@ class PipelineManager:
         self._record(build, change)
         try:
             self.context.dispatcher.submit(
-                build.uuid, params, spec, precedence=str(self.pipeline.precedence)
+                build.uuid,
+                params,
+                spec,
+                precedence=str(self.pipeline.precedence),
+                attempts=job.attempts,
             )
         except DispatchError as exc:
             log.error("could not dispatch %s for %s: %s", job_name, change, exc)

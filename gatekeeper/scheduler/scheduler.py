@@ -292,13 +292,21 @@ class Scheduler:
             sum(len(m.items) for m in managers),
         )
 
+    #: Set by the app: the Gerrit event ledger (gatekeeper.gerrit.ledger), so
+    #: an event seen on the stream and again in a catch-up is acted on once.
+    ledger: Any = None
+
     def _handle_trigger(self, event: TriggerEvent) -> None:
+        if self.ledger is not None and not self.ledger.first_time(event):
+            return
         log.info("event received: %s", describe_event(event))
         for manager in self.managers:
             manager.dequeue_obsoleted(event)
         change_cache: dict[int, object] = {}
         for manager in self.managers:
             manager.consider(event, change_cache)
+        if self.ledger is not None:
+            self.ledger.acted_on(event)
 
     def _find_build(self, uuid: str) -> tuple[PipelineManager, Build] | None:
         for manager in self.managers:

@@ -78,6 +78,7 @@ class BuildExecutor:
     while it waited in Gearman.
     ``console`` receives every console line (without the build's uuid);
     by default lines go to the ``gatekeeper.console`` logger.
+    ``job_timeout`` is the timeout of a job whose spec gives none (0).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class BuildExecutor:
         on_request: Callable[[], None] | None = None,
         claim_interval: float = 0.2,
         is_canceled: Callable[[str], bool] | None = None,
+        job_timeout: float = 3600.0,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -109,6 +111,7 @@ class BuildExecutor:
         self.on_request = on_request
         self.claim_interval = claim_interval
         self.is_canceled = is_canceled
+        self.job_timeout = job_timeout
 
     # -- node ----------------------------------------------------------------
 
@@ -333,11 +336,14 @@ class BuildExecutor:
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
         command = 'WORKSPACE="$PWD"; export WORKSPACE; ' + spec.run
+        timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
         try:
-            status = transport.run(command, env, "workspace", console.line, spec.timeout, stop)
+            status = transport.run(command, env, "workspace", console.line, timeout, stop)
         except CommandTimedOut:
-            console.line(f"TIMED OUT after {spec.timeout}s")
-            return BuildResult.TIMED_OUT, f"timed out after {spec.timeout}s"
+            # The transport killed the command's whole process group; the
+            # logs are still collected and the node is held, as for a failure.
+            console.line(f"TIMED OUT after {timeout:g}s")
+            return BuildResult.TIMED_OUT, f"timed out after {timeout:g}s"
         except CommandAborted:
             console.line("ABORTED")
             return BuildResult.ABORTED, "aborted"

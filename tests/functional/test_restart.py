@@ -48,12 +48,12 @@ labels:
 
 
 class Daemon:
-    """One ``gatekeeper run`` process, its output collected line by line."""
+    """One ``gatekeeper <command>`` process, its output collected line by line."""
 
-    def __init__(self, site_dir: Path) -> None:
+    def __init__(self, site_dir: Path, command: str = "run") -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gatekeeper.cli", "run"],
+            [sys.executable, "-m", "gatekeeper.cli", command],
             cwd=site_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -216,3 +216,80 @@ def test_kill_9_with_ten_items_in_the_gate(box: Sandbox, flags: Path) -> None:
             print(daemon.tail())
         db.dispose()
     assert status == 0
+
+
+SPLIT_SITE = """gearman:
+  embedded: false
+  servers:
+    - host: {host}
+      port: {port}
+worker:
+  count: 4
+pool:
+  interval: 0.5
+providers:
+  - name: local
+    driver: local
+    max-servers: 4
+labels:
+  - name: devstack-vm
+    min-ready: 2
+    providers: [local]
+"""
+
+
+@pytest.mark.gearmand
+def test_kill_9_of_the_scheduler_while_workers_elsewhere_build(
+    box: Sandbox, flags: Path, gearmand: tuple[str, int]
+) -> None:
+    """Scheduler, workers and pool as three processes on gearmand. The
+    scheduler dies mid-build; the builds go on; the restarted scheduler
+    re-attaches to them and reports each change once, without re-running."""
+    site_dir = box.root
+    host, port = gearmand
+    box.site_file(site_dir / "gatekeeper.yaml", SPLIT_SITE.format(host=host, port=port))
+    db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
+    sim = box.sim
+    assert sim is not None
+    scheduler = Daemon(site_dir, "scheduler")
+    others: list[Daemon] = []
+    try:
+        box.wait_for(lambda: scheduler.saw("stream-events: connected"), 60, "the listener")
+        others = [Daemon(site_dir, "worker"), Daemon(site_dir, "pool")]
+        changes = []
+        for name, project in (("A", "openstack/nova"), ("B", "openstack/glance")):
+            number, patchset = box.push_change(project, f"Change {name}", {f"{name}.txt": "x\n"})
+            box.approve(number, patchset)
+            changes.append((number, patchset))
+        box.wait_for(lambda: running_builds(db) == 2, 120, "both builds running")
+        scheduler.kill()
+        scheduler = Daemon(site_dir, "scheduler")
+        box.wait_for(lambda: scheduler.saw("restored 2 queued items"), 60, "the restore")
+        assert scheduler.saw("2 builds re-attached")
+        (flags / "release").touch()
+        box.wait_for(
+            lambda: all(sim.get_change(n).status == "MERGED" for n, _ in changes),
+            120,
+            "both changes to merge",
+        )
+        merged = [int(e["change"]["number"]) for e in sim.events() if e["type"] == "change-merged"]
+        assert merged == [n for n, _ in changes]
+        for number, _ in changes:
+            mine = [m.text for m in sim.get_change(number).messages if m.author == "gatekeeper"]
+            assert len([m for m in mine if "(gate pipeline)" in m]) == 1, mine
+            with db.session() as session:
+                results = [
+                    r.result
+                    for r in session.scalars(
+                        select(BuildRecord).where(BuildRecord.change == number)
+                    )
+                ]
+            assert results == ["SUCCESS"]  # the one build, not run again
+    except BaseException:
+        for daemon in (scheduler, *others):
+            print(daemon.tail())
+        raise
+    finally:
+        for daemon in (scheduler, *others):
+            daemon.stop()
+        db.dispose()

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import gear
 import pytest
 from sqlalchemy import select
 
@@ -269,6 +270,33 @@ def test_a_build_still_running_elsewhere_is_reattached(box: Sandbox, db: Databas
     [report] = reports(box, number)
     assert "- unit " in report and ": FAILURE" in report
     assert [r.uuid for r in builds_of(db, item)] == [running]
+
+
+def test_a_reattached_build_is_stopped_on_its_worker(box: Sandbox, db: Database) -> None:
+    """Abandoning the change stops the build on the worker that runs it, though
+    this scheduler never submitted it: the stop goes to ``stop:<worker>``."""
+    number = push(box)
+    _item, running = left_behind(db, number, 1, None, heartbeat=time.time())
+    box.start_daemon()
+    assert box.app is not None and box.app.scheduler is not None
+    scheduler = box.app.scheduler
+    box.wait_for(lambda: scheduler.restored is not None, 30, "the restore")
+    host, port = box.app.gearman_servers[0]
+    elsewhere = gear.TextWorker("a-worker-elsewhere")
+    elsewhere.addServer(host, port)
+    elsewhere.waitForServer()
+    elsewhere.registerFunction("stop:a-worker-elsewhere")
+    try:
+        box.review("alice", number, 1, "--abandon")
+        job = elsewhere.getJob()
+        assert json.loads(job.arguments) == {"uuid": running}
+        job.sendWorkComplete("{}")
+    finally:
+        elsewhere.shutdown()
+    box.wait_for(lambda: rows(db) == [], 30, "the item to leave")
+    with db.session() as session:
+        record = session.get(BuildRecord, running)
+        assert record is not None and record.result == "CANCELED"
 
 
 def test_a_change_that_moved_on_leaves_quietly(box: Sandbox, db: Database) -> None:

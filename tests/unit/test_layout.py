@@ -380,7 +380,7 @@ jobs:
     assert (unit.voting, unit.node, unit.timeout) == (True, "big", 60)
     assert unit.branch_matches("master") and not unit.branch_matches("stable/x")
     other = layout.job("other")
-    assert (other.voting, other.node, other.timeout, other.attempts) == (False, "small", 3600, 3)
+    assert (other.voting, other.node, other.timeout, other.attempts) == (False, "small", 0, 3)
 
 
 def test_empty_layout_is_empty(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""One module per provider: ``local``, ``static`` (``openstack`` comes with the pool issue)."""
+"""One module per provider: ``local``, ``static``, ``openstack``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from gatekeeper.errors import ProviderError
 from gatekeeper.pool.providers.base import Provider
 
 
-def make_provider(config: ProviderConfig) -> Provider:
-    """The provider for ``config.driver``.
+def make_provider(config: ProviderConfig, pool_name: str = "gatekeeper") -> Provider:
+    """The provider for ``config.driver``; ``pool_name`` tags what it makes.
 
     :raises ProviderError: an unknown driver, or the provider cannot start.
     """
@@ -20,4 +20,8 @@ def make_provider(config: ProviderConfig) -> Provider:
         from gatekeeper.pool.providers.static import StaticProvider
 
         return StaticProvider(config)
+    if config.driver == "openstack":
+        from gatekeeper.pool.providers.openstack import OpenStackProvider
+
+        return OpenStackProvider(config, pool_name)
     raise ProviderError(f"provider {config.name}: unknown driver {config.driver!r}")

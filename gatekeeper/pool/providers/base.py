@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
+from gatekeeper.errors import ProviderError
 from gatekeeper.worker.transport import Transport
+
+#: Where an image build reports what it is doing (one line at a time).
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -18,6 +24,18 @@ class LaunchedNode:
     address: str = ""
     port: int = 22
     username: str = ""
+    # known_hosts lines for the node, as seen when it first answered.
+    host_keys: str = ""
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """Something a provider holds that says whose it is: a node (``node`` is
+    its name) or an image build's template (``image`` is the image's name)."""
+
+    external_id: str
+    node: str = ""
+    image: str = ""
 
 
 class Provider(ABC):
@@ -35,8 +53,9 @@ class Provider(ABC):
         self.name = config.name
 
     @abstractmethod
-    def launch(self, node_name: str, label: str) -> LaunchedNode:
-        """Boot a node of ``label``; return once it is reachable.
+    def launch(self, node_name: str, label: str, image: str = "") -> LaunchedNode:
+        """Boot a node of ``label`` from ``image`` (an image's external id; ""
+        for the provider's base image); return once it is reachable.
 
         :raises ProviderError: the node could not be made ready.
         """
@@ -56,6 +75,87 @@ class Provider(ABC):
     @abstractmethod
     def list(self) -> list[str]:
         """External ids of every node this provider has (for leak detection)."""
+
+    def exists(self, node: Node) -> bool:
+        """Whether the node's machine is still there (a delete is trusted
+        only once this says no).
+
+        :raises ProviderError: the provider could not tell.
+        """
+        return bool(node.external_id) and node.external_id in self.list()
+
+    def list_tagged(self) -> builtins.list[Tagged]:
+        """What this provider holds for this pool, with whose it is; the reaper
+        deletes what no database row accounts for. Reusable providers hold
+        nothing of their own and return nothing.
+
+        :raises ProviderError:
+        """
+        return []
+
+    def delete_external(self, external_id: str) -> None:
+        """Delete something ``list_tagged`` reported that has no node row.
+
+        :raises ProviderError:
+        """
+        raise ProviderError(f"provider {self.name} cannot delete {external_id}")
+
+    def install_key(self, node: Node, public_key: str) -> None:
+        """Let the holder of ``public_key`` log in to the node (a held node,
+        for a developer to look at).
+
+        :raises ProviderError: this provider's nodes cannot take keys.
+        """
+        raise ProviderError(
+            f"provider {self.name}: nodes of the {self.config.driver} driver take no SSH keys"
+        )
+
+    def hold_launches(self, seconds: float) -> None:  # noqa: B027 - optional hook
+        """The pool has backed this provider off for ``seconds`` (0: no more):
+        launches already queued here should fail fast instead of spending the
+        API rate on retries."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Make running launches and image builds give up soon (the pool is stopping)."""
+
+    def resume(self) -> None:  # noqa: B027 - optional hook
+        """Undo ``stop`` (the pool is starting again)."""
+
+    def quota_free(self) -> int | None:
+        """How many more nodes the provider's own quota allows (None: no limit
+        known). Asked once per pool round.
+
+        :raises ProviderError:
+        """
+        return None
+
+    # -- images ------------------------------------------------------------
+
+    def builds_images(self, label: str) -> bool:
+        """Whether this provider makes a daily image for ``label``."""
+        return False
+
+    def build_image(self, label: str, image_name: str, progress: Progress) -> str:
+        """Make a new image of ``label`` called ``image_name``; return its
+        external id once it can be booted from.
+
+        :raises ProviderError: the build failed (nothing is left behind).
+        """
+        raise ProviderError(f"provider {self.name} does not build images")
+
+    def delete_image(self, external_id: str) -> None:
+        """Delete an image. Idempotent.
+
+        :raises ProviderError:
+        """
+        raise ProviderError(f"provider {self.name} does not build images")
+
+    def image_exists(self, external_id: str) -> bool:
+        """Whether an image is still there.
+
+        :raises ProviderError:
+        """
+        return False
 
     @abstractmethod
     def transport(self, node: Node) -> Transport:

@@ -1,23 +1,29 @@
 """Nodes that are directories on this host: the zero-setup default.
 
-``<root>/<node name>/`` is copied from the label's image directory
-``<root>/../images/<label>/``, and the build runs in it through
-``LocalTransport``. Image building is a later feature: a missing image
-directory is created empty.
+``<root>/<node name>/`` is copied from the label's current image directory
+(``<root>/../images/<image name>/``, made by ``build_image``) or, before the
+first image exists, from the base directory ``<root>/../images/<label>/``
+(created empty if missing), and the build runs in it through
+``LocalTransport``. An image is made the way a cloud makes one: a template
+directory is copied from the base, the label's setup scripts run in it, and
+it is then copied ("snapshotted") to the image's directory.
 """
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import logging
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
-from gatekeeper.pool.providers.base import LaunchedNode, Provider
+from gatekeeper.pool.providers.base import LaunchedNode, Progress, Provider, Tagged
 from gatekeeper.worker.transport import Transport
 from gatekeeper.worker.transport_local import LocalTransport, make_writable_and_retry
 
@@ -44,20 +50,21 @@ class LocalProvider(Provider):
             raise ProviderError(f"unsafe node name {name!r}")
         return self.root / name
 
-    def launch(self, node_name: str, label: str) -> LaunchedNode:
+    def launch(self, node_name: str, label: str, image: str = "") -> LaunchedNode:
         dest = self._node_dir(node_name)
-        image = self.images / label
         if not _SAFE_NAME.match(label):
             raise ProviderError(f"unsafe label name {label!r}")
+        source = self._image_dir(image) if image else self.images / label
         try:
-            image.mkdir(parents=True, exist_ok=True)
+            if not image:
+                source.mkdir(parents=True, exist_ok=True)
             self.root.mkdir(parents=True, exist_ok=True)
             if dest.exists():
                 raise ProviderError(f"node directory {dest} already exists")
-            shutil.copytree(image, dest, symlinks=True)
+            shutil.copytree(source, dest, symlinks=True)
         except OSError as exc:
-            raise ProviderError(f"cannot create node {node_name} from {image}: {exc}") from exc
-        log.debug("node %s copied from %s", node_name, image)
+            raise ProviderError(f"cannot create node {node_name} from {source}: {exc}") from exc
+        log.debug("node %s copied from %s", node_name, source)
         return LaunchedNode(external_id=str(dest), address="localhost", username=getpass.getuser())
 
     def delete(self, node: Node) -> None:
@@ -77,6 +84,85 @@ class LocalProvider(Provider):
         if not self.root.is_dir():
             return []
         return sorted(str(p) for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())
+
+    def exists(self, node: Node) -> bool:
+        path = Path(node.external_id) if node.external_id else self._node_dir(node.name)
+        return path.exists()
+
+    def list_tagged(self) -> builtins.list[Tagged]:
+        return [Tagged(external_id=p, node=Path(p).name) for p in self.list()]
+
+    def delete_external(self, external_id: str) -> None:
+        path = Path(external_id).resolve()
+        if path.parent != self.root:
+            raise ProviderError(f"{path} is not under {self.root}")
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+    # -- images ------------------------------------------------------------
+
+    def _image_dir(self, external_id: str) -> Path:
+        path = Path(external_id).resolve()
+        if path.parent != self.images.resolve() or not _SAFE_NAME.match(path.name):
+            raise ProviderError(f"{external_id} is not an image directory under {self.images}")
+        return path
+
+    def builds_images(self, label: str) -> bool:
+        # Without setup scripts an image would only copy the base: boot that.
+        settings = self.config.image(label)
+        return settings is not None and bool(settings.setup)
+
+    def build_image(self, label: str, image_name: str, progress: Progress) -> str:
+        settings = self.config.image(label)
+        if settings is None:
+            raise ProviderError(f"provider {self.name} has no 'images' entry for label {label}")
+        if not _SAFE_NAME.match(label) or not _SAFE_NAME.match(image_name):
+            raise ProviderError(f"unsafe image name {image_name!r}")
+        base = self.images / label
+        template = self.images / f".{image_name}.template"
+        dest = self.images / image_name
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            if template.exists():
+                shutil.rmtree(template, onerror=make_writable_and_retry)
+            progress(f"template {template.name} from {base}")
+            shutil.copytree(base, template, symlinks=True)
+            for script in settings.setup:
+                progress(f"running {script.name}")
+                self._run_setup(script, template)
+            progress(f"snapshot to {dest}")
+            shutil.copytree(template, dest, symlinks=True)
+        except OSError as exc:
+            raise ProviderError(f"image {image_name}: {exc}") from exc
+        finally:
+            if template.exists():
+                shutil.rmtree(template, onerror=make_writable_and_retry)
+        return str(dest)
+
+    def _run_setup(self, script: Path, template: Path) -> None:
+        env = {**os.environ, "TEMPLATE": str(template)}
+        done = subprocess.run(
+            ["bash", str(script)],
+            cwd=template,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()[-2000:]
+            raise ProviderError(f"setup {script.name} exited {done.returncode}: {output}")
+
+    def delete_image(self, external_id: str) -> None:
+        path = self._image_dir(external_id)
+        if path.exists():
+            try:
+                shutil.rmtree(path, onerror=make_writable_and_retry)
+            except OSError as exc:
+                raise ProviderError(f"cannot delete image {path}: {exc}") from exc
+
+    def image_exists(self, external_id: str) -> bool:
+        return self._image_dir(external_id).exists()
 
     def transport(self, node: Node) -> Transport:
         return LocalTransport(Path(node.external_id))

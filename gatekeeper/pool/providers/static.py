@@ -57,7 +57,7 @@ class StaticProvider(Provider):
             raise ProviderError(f"node {node_name!r} would not be under workdir {host.workdir!r}")
         return root
 
-    def launch(self, node_name: str, label: str) -> LaunchedNode:
+    def launch(self, node_name: str, label: str, image: str = "") -> LaunchedNode:
         host = self._host(node_name)
         if host.label != label:
             raise ProviderError(f"host {host.name} has label {host.label}, not {label}")

@@ -2,13 +2,19 @@
 
 Terms (all must match): ``N``, ``change:N``, ``change:I<id>``, ``I<id>``,
 ``commit:SHA``, ``status:open|merged|abandoned|closed``, ``is:open``,
-``is:closed``, ``project:X``, ``branch:X``, ``owner:USER``, ``limit:N``.
-An unsupported term answers an error row and exit status 1.
+``is:closed``, ``project:X``, ``branch:X``, ``owner:USER``, ``limit:N``,
+``age:N[s|m|h|d|w]`` (last updated at least that long ago),
+``after:``/``since:`` and ``before:``/``until:`` a date (``2026-11-25``,
+``2026-11-25T16:00:00``, UTC) or seconds since the epoch; a ``-`` before a
+term negates it (``-age:90s``: updated in the last 90 seconds). An
+unsupported term answers an error row and exit status 1.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,12 +43,62 @@ class QueryError(Exception):
 Predicate = Callable[[Change], bool]
 
 
+_AGE = re.compile(r"(\d+)\s*(s|sec|m|min|h|hour|d|day|w|week)?s?\Z")
+_AGE_UNITS = {
+    None: 1,
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+    "w": 604800,
+    "week": 604800,
+}
+
+
+def _seconds(value: str) -> int:
+    match = _AGE.match(value.strip().lower())
+    if not match:
+        raise QueryError(f'Unsupported age: "{value}"')
+    return int(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def _timestamp(value: str) -> float:
+    """A date, a date and time (UTC), or seconds since the epoch."""
+    text = value.strip().strip("{}\"'")
+    if text.isdigit():
+        return float(text)
+    for form in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d_%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return float(calendar.timegm(time.strptime(text, form)))
+        except ValueError:
+            continue
+    raise QueryError(f'Unsupported date: "{value}"')
+
+
 def _term(term: str) -> tuple[Predicate | None, int | None]:
     """A predicate for one term, or (None, limit) for ``limit:N``.
 
     :raises QueryError: the term is not understood.
     """
+    if term.startswith("-") and len(term) > 1:
+        predicate, limit = _term(term[1:])
+        if predicate is None:
+            raise QueryError(f'Unsupported query: "{term}"')
+        return (lambda c: not predicate(c)), limit
     key, sep, value = term.partition(":")
+    if key == "age":
+        seconds = _seconds(value)
+        return (lambda c: time.time() - c.last_updated >= seconds), None
+    if key in ("after", "since"):
+        moment = _timestamp(value)
+        return (lambda c: c.last_updated >= moment), None
+    if key in ("before", "until"):
+        moment = _timestamp(value)
+        return (lambda c: c.last_updated <= moment), None
     if not sep:
         key, value = ("change", term)
     if key == "limit" and value.isdigit():
@@ -84,6 +140,11 @@ def run(state: SimState, argv: list[str]) -> CommandResult:
     while i < len(argv):
         arg = argv[i]
         i += 1
+        if arg == "--":
+            # The rest is the query, even a term that starts with "-".
+            for rest in argv[i:]:
+                terms.extend(rest.split())
+            break
         name, eq, inline = arg.partition("=")
         if name in ("--format", "--start", "-S"):
             if eq:
@@ -203,7 +264,7 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
     if "comments" in options:
         row["comments"] = [
             {
-                "timestamp": change.last_updated,
+                "timestamp": m.timestamp or change.last_updated,
                 "reviewer": events.account_attr(state, m.author),
                 "message": m.comment or m.text,
             }

@@ -32,6 +32,8 @@ class SimMessage:
     text: str
     patchset: int
     comment: str = ""
+    #: When it was posted (seconds since the epoch; what ``--comments`` shows).
+    timestamp: int = 0
 
 
 @dataclass(frozen=True)

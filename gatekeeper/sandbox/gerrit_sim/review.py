@@ -206,7 +206,9 @@ def _review_one(state: SimState, username: str, args: ReviewArgs, target: str) -
             change.last_updated = now()
             reason = args.message or ""
             text = "Abandoned" + (f"\n\n{reason}" if reason else "")
-            change.messages.append(SimMessage(username, reason, patchset.number, text))
+            change.messages.append(
+                SimMessage(username, reason, patchset.number, text, change.last_updated)
+            )
             state.emit(events.change_abandoned(state, change, username, reason))
         elif args.restore:
             if change.status != "ABANDONED":
@@ -215,7 +217,9 @@ def _review_one(state: SimState, username: str, args: ReviewArgs, target: str) -
             change.last_updated = now()
             reason = args.message or ""
             text = "Restored" + (f"\n\n{reason}" if reason else "")
-            change.messages.append(SimMessage(username, reason, patchset.number, text))
+            change.messages.append(
+                SimMessage(username, reason, patchset.number, text, change.last_updated)
+            )
             state.emit(events.change_restored(state, change, username, reason))
     if args.submit:
         _submit(state, username, change, patchset)
@@ -283,7 +287,7 @@ def _apply_votes(
         if name in changed:
             item["oldValue"] = str(changed[name])
         approvals.append(item)
-    change.messages.append(SimMessage(username, message, patchset.number, comment))
+    change.messages.append(SimMessage(username, message, patchset.number, comment, timestamp))
     change.last_updated = timestamp
     state.emit(events.comment_added(state, change, patchset, username, comment, approvals))
 
@@ -336,7 +340,9 @@ def _submit(state: SimState, username: str, change: Change, patchset: PatchSet) 
             change.status = "MERGED"
             change.last_updated = now()
             text = f"Change has been successfully merged by {username}"
-            change.messages.append(SimMessage(username, text, patchset.number, text))
+            change.messages.append(
+                SimMessage(username, text, patchset.number, text, change.last_updated)
+            )
             state.emit(events.change_merged(state, change, username, new))
             if new != old:
                 state.emit(

@@ -123,7 +123,7 @@ class _Interface(paramiko.ServerInterface):
         # has returned is sure to see every later event.
         subscriber = None
         if cmdline.split(line)[:2] == ["gerrit", "stream-events"]:
-            subscriber = self._server.state.subscribe()
+            subscriber = self._server.state.subscribe(stream=True)
         thread = threading.Thread(
             target=self._server.handle,
             args=(channel, username, line, env, subscriber),
@@ -146,6 +146,8 @@ class SshServer:
         self._stop = threading.Event()
         self._transports: list[paramiko.Transport] = []
         self._handlers: set[threading.Thread] = set()
+        # Open stream-events sessions: subscriber -> channel.
+        self._streams: dict[Any, paramiko.Channel] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._accept_loop, name="gerrit-sim-accept", daemon=True
@@ -254,6 +256,8 @@ class SshServer:
             self.state.unsubscribe(subscriber)
 
         threading.Thread(target=watch_client, name="gerrit-sim-stream-watch", daemon=True).start()
+        with self._lock:
+            self._streams[subscriber] = channel
         try:
             while not self._stop.is_set():
                 event = subscriber.get()
@@ -265,7 +269,31 @@ class SshServer:
                 channel.sendall((json.dumps(event) + "\n").encode())
         finally:
             self.state.unsubscribe(subscriber)
+            with self._lock:
+                self._streams.pop(subscriber, None)
         return 0
+
+    def stream_count(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    def cut_streams(self) -> int:
+        """Drop the SSH connection of every stream-events session at once, as a
+        network failure would (no exit status); returns how many were cut."""
+        with self._lock:
+            streams, self._streams = self._streams, {}
+        for subscriber, channel in streams.items():
+            # From now on events pile up for nobody: they are missed.
+            self.state.unsubscribe(subscriber)
+            transport = channel.get_transport()
+            try:
+                if transport is not None:
+                    transport.close()
+                else:
+                    channel.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                log.debug("stream-events connection already gone")
+        return len(streams)
 
     def _git(
         self, channel: paramiko.Channel, username: str, argv: list[str], env: dict[str, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import threading
@@ -162,6 +163,38 @@ class GerritSimulator:
     def send_raw_line(self, text: str) -> None:
         """Write ``text`` as a line to every stream-events session (tests of bad input)."""
         self.state.emit_raw(text)
+
+    # -- faults, for tests -------------------------------------------------------
+
+    def cut_streams(self) -> int:
+        """Drop every stream-events connection abruptly; returns how many.
+
+        Events emitted before a listener reconnects reach no stream (they are
+        counted in :attr:`unstreamed_events`).
+        """
+        assert self._server is not None, "the simulator is not started"
+        return self._server.cut_streams()
+
+    def withhold_events(self, withhold: bool = True) -> None:
+        """While on, events are recorded (and queryable) but sent to no stream."""
+        with self.state.lock:
+            self.state.withholding = withhold
+
+    def send_dropped_output(self) -> None:
+        """Tell every stream-events session that events were dropped, as Gerrit
+        does when a reader is too slow."""
+        self.state.emit_raw(json.dumps({"type": "dropped-output"}))
+
+    def stream_count(self) -> int:
+        """How many stream-events sessions are open (and sending)."""
+        assert self._server is not None, "the simulator is not started"
+        return self._server.stream_count()
+
+    @property
+    def unstreamed_events(self) -> int:
+        """Events no stream-events session was sent (none open, or withheld)."""
+        with self.state.lock:
+            return self.state.unstreamed
 
     def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` for each later event, from the dispatcher thread."""

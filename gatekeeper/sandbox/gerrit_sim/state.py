@@ -126,6 +126,14 @@ class SimState:
         self.reviews: list[ReviewRecord] = []
         self._events: list[dict[str, Any]] = []
         self._subscribers: list[queue.SimpleQueue[dict[str, Any] | None]] = []
+        # The stream-events sessions among the subscribers (the rest are the
+        # simulator's own listener dispatcher).
+        self._streams: list[queue.SimpleQueue[dict[str, Any] | None]] = []
+        #: While true, events are recorded but no stream-events session gets
+        #: them: Gerrit losing output (a test says when).
+        self.withholding = False
+        #: Events that reached no stream-events session (none connected, or withheld).
+        self.unstreamed = 0
 
     # -- accounts and projects ------------------------------------------------
 
@@ -213,7 +221,7 @@ class SimState:
             change.patchsets.append(patchset)
             change.last_updated = timestamp
             change.messages.append(
-                SimMessage(uploader, f"Uploaded patch set {ps_number}.", ps_number)
+                SimMessage(uploader, f"Uploaded patch set {ps_number}.", ps_number, "", timestamp)
             )
             return change, patchset
 
@@ -277,8 +285,15 @@ class SimState:
         """Record ``event`` and hand it to every subscriber, in emission order."""
         with self.lock:
             self._events.append(event)
+            streamed = False
             for subscriber in self._subscribers:
+                is_stream = subscriber in self._streams
+                if is_stream and self.withholding:
+                    continue
+                streamed = streamed or is_stream
                 subscriber.put(event)
+            if not streamed:
+                self.unstreamed += 1
 
     def emit_raw(self, text: str) -> None:
         """Send ``text`` as one stream-events line, unrecorded: a test's way of
@@ -291,22 +306,32 @@ class SimState:
         with self.lock:
             return list(self._events)
 
-    def subscribe(self) -> queue.SimpleQueue[dict[str, Any] | None]:
-        """A queue that receives every event emitted from now on (None = stop)."""
+    def subscribe(self, stream: bool = False) -> queue.SimpleQueue[dict[str, Any] | None]:
+        """A queue that receives every event emitted from now on (None = stop);
+        ``stream``: for a stream-events session."""
         subscriber: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         with self.lock:
             self._subscribers.append(subscriber)
+            if stream:
+                self._streams.append(subscriber)
         return subscriber
+
+    def stream_count(self) -> int:
+        with self.lock:
+            return len(self._streams)
 
     def unsubscribe(self, subscriber: queue.SimpleQueue[dict[str, Any] | None]) -> None:
         with self.lock:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
+            if subscriber in self._streams:
+                self._streams.remove(subscriber)
         subscriber.put(None)
 
     def close_subscribers(self) -> None:
         """Wake every subscriber with the stop marker."""
         with self.lock:
             subscribers, self._subscribers = self._subscribers, []
+            self._streams = []
         for subscriber in subscribers:
             subscriber.put(None)

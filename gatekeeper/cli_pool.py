@@ -1,0 +1,381 @@
+"""``gatekeeper nodes``, ``gatekeeper images`` and ``gatekeeper pool status``.
+
+They work on the site's database directly (any host that can reach it), so
+they need no running daemon: a hold, release or delete is picked up by the
+pool at its next round.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gatekeeper.config.site import SiteConfig, parse_duration
+from gatekeeper.db.tables import NodeState
+from gatekeeper.errors import GatekeeperError
+
+if TYPE_CHECKING:
+    from gatekeeper.db.engine import Database
+
+site_option = click.option(
+    "-c",
+    "--config",
+    "site_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
+)
+
+
+def _site(site_path: Path | None) -> SiteConfig:
+    from gatekeeper.cli import _load_site
+
+    try:
+        site: SiteConfig = _load_site(site_path)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return site
+
+
+@contextmanager
+def _database(site: SiteConfig) -> Iterator[Database]:
+    from gatekeeper.db.engine import Database
+
+    try:
+        db = Database(site.database)
+        db.migrate()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _print(table: Table) -> None:
+    Console(width=200, soft_wrap=True, markup=False, highlight=False).print(table)
+
+
+# -- nodes -------------------------------------------------------------------
+
+
+@click.group()
+def nodes() -> None:
+    """List the pool's nodes; hold, release or delete one."""
+
+
+@nodes.command("list")
+@site_option
+@click.option("--label", help="Only nodes of this label.")
+@click.option("--provider", help="Only nodes of this provider.")
+@click.option("--state", type=click.Choice(NodeState.ALL, case_sensitive=False))
+def nodes_list(
+    site_path: Path | None, label: str | None, provider: str | None, state: str | None
+) -> None:
+    """A table of nodes: id, name, label, provider, state, age, address, build."""
+    from gatekeeper.pool.nodes import NodeStore
+
+    site = _site(site_path)
+    with _database(site) as db:
+        rows = NodeStore(db).list(label, provider, state.upper() if state else None)
+    now = time.time()
+    table = _table("id", "name", "label", "provider", "state", "age", "address", "build", "comment")
+    for node in rows:
+        state_text = node.state
+        if node.state == NodeState.HOLD:
+            state_text += f" ({age(node.hold_until - now)} left)" if node.hold_until else " (∞)"
+        table.add_row(
+            str(node.id),
+            node.name,
+            node.label,
+            node.provider,
+            state_text,
+            age(now - node.created_at),
+            node.address + (f":{node.port}" if node.address and node.port != 22 else ""),
+            node.build_uuid[:12],
+            node.comment,
+        )
+    _print(table)
+
+
+@nodes.command("hold")
+@site_option
+@click.argument("ident", metavar="ID")
+@click.option("--reason", required=True, help="Why: shown in 'nodes list'.")
+@click.option(
+    "--for",
+    "duration",
+    default=None,
+    help="How long, e.g. 48h or 2d (default: the site's hold-failed time; 0: until released).",
+)
+@click.option(
+    "--ssh-key",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A public key file to install on the node so its owner can log in.",
+)
+def nodes_hold(
+    site_path: Path | None, ident: str, reason: str, duration: str | None, ssh_key: Path | None
+) -> None:
+    """Keep node ID (number or name) from being deleted or reused."""
+    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.pool.providers import make_provider
+
+    site = _site(site_path)
+    try:
+        seconds = (
+            site.pool.hold_failed_hours * 3600 if duration is None else parse_duration(duration)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from exc
+    with _database(site) as db:
+        store = NodeStore(db)
+        try:
+            node = store.find(ident)
+            held = store.hold(node.name, seconds or None, reason)
+            if ssh_key is not None:
+                config = next((p for p in site.providers if p.name == node.provider), None)
+                if config is None:
+                    raise GatekeeperError(f"provider {node.provider} is not in the site file")
+                make_provider(config, site.pool.name).install_key(held, ssh_key.read_text())
+        except GatekeeperError as exc:
+            raise click.ClickException(str(exc)) from exc
+    until = "until released" if held.hold_until is None else f"for {age(seconds)}"
+    click.echo(f"node {held.id} ({held.name}) held {until}: {reason}")
+    if ssh_key is not None:
+        click.echo(f"  ssh {held.username}@{held.address} -p {held.port}")
+
+
+@nodes.command("release")
+@site_option
+@click.argument("ident", metavar="ID")
+def nodes_release(site_path: Path | None, ident: str) -> None:
+    """End the hold on node ID: the pool deletes it."""
+    from gatekeeper.pool.nodes import NodeStore
+
+    site = _site(site_path)
+    with _database(site) as db:
+        store = NodeStore(db)
+        try:
+            node = store.find(ident)
+            store.release_hold(node.name)
+        except GatekeeperError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"node {node.id} ({node.name}) released: DELETE")
+
+
+@nodes.command("delete")
+@site_option
+@click.argument("ident", metavar="ID")
+def nodes_delete(site_path: Path | None, ident: str) -> None:
+    """Delete node ID whatever its state (a build on it will fail)."""
+    from gatekeeper.pool.nodes import NodeStore
+
+    site = _site(site_path)
+    with _database(site) as db:
+        store = NodeStore(db)
+        try:
+            node = store.find(ident)
+            if node.state not in (NodeState.DELETE, NodeState.DELETING):
+                store.set_state(node.name, NodeState.DELETE, comment="deleted by an operator")
+        except GatekeeperError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"node {node.id} ({node.name}): DELETE")
+
+
+# -- images ------------------------------------------------------------------
+
+
+@click.group()
+def images() -> None:
+    """List the pool's images; build new ones now."""
+
+
+@images.command("list")
+@site_option
+def images_list(site_path: Path | None) -> None:
+    """A table of images: the newest READY one of a provider and label is current."""
+    from gatekeeper.db.tables import ImageState
+    from gatekeeper.pool.images import ImageStore
+
+    site = _site(site_path)
+    with _database(site) as db:
+        rows = ImageStore(db).list()
+    current = {}
+    for image in rows:
+        if image.state == ImageState.READY:
+            current[(image.provider, image.label)] = image.name
+    now = time.time()
+    table = _table("id", "name", "provider", "label", "state", "age", "external id", "comment")
+    for image in rows:
+        state = image.state
+        if current.get((image.provider, image.label)) == image.name:
+            state += " (current)"
+        table.add_row(
+            str(image.id),
+            image.name,
+            image.provider,
+            image.label,
+            state,
+            age(now - image.created_at),
+            image.external_id,
+            image.comment.splitlines()[-1] if image.comment else "",
+        )
+    _print(table)
+
+
+@images.command("update")
+@site_option
+@click.option("--provider", "only_provider", help="Only this provider.")
+@click.option("--label", "only_label", help="Only this label.")
+def images_update(
+    site_path: Path | None, only_provider: str | None, only_label: str | None
+) -> None:
+    """Build a new image now for every provider and label that has setup
+    scripts (or only those named), showing each step; one thread per
+    provider, so a slow cloud does not hold up the others. Exits 1 if any
+    build failed (the previous image stays current)."""
+    from gatekeeper.db.tables import ImageState
+    from gatekeeper.pool.images import ImageBuilder, ImageStore
+    from gatekeeper.pool.providers import make_provider
+
+    site = _site(site_path)
+    work = [
+        (config, image.label)
+        for config in site.providers
+        for image in config.images
+        if image.setup
+        and (only_provider is None or config.name == only_provider)
+        and (only_label is None or image.label == only_label)
+    ]
+    if not work:
+        raise click.ClickException("nothing to build: no provider has setup scripts for that")
+    console = Console(highlight=False, markup=False, soft_wrap=True)
+    lock = threading.Lock()
+    failed: list[str] = []
+    with _database(site) as db:
+        builder = ImageBuilder(ImageStore(db), site.image_update.keep)
+
+        def build(config_index: int) -> None:
+            config, label = work[config_index]
+            prefix = f"[{config.name}/{label}]"
+
+            def progress(line: str) -> None:
+                with lock:
+                    console.print(f"{time.strftime('%H:%M:%S')} {prefix} {line}")
+
+            try:
+                provider = make_provider(config, site.pool.name)
+                image = builder.build(provider, label, progress)
+            except GatekeeperError as exc:
+                progress(f"FAILED: {exc}")
+                failed.append(prefix)
+                return
+            if image.state == ImageState.READY:
+                progress(f"READY: {image.name} ({image.external_id})")
+            else:
+                progress(f"FAILED: {image.comment}")
+                failed.append(prefix)
+
+        threads = [
+            threading.Thread(target=build, args=(i,), name=f"image-{i}") for i in range(len(work))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(work)} image builds failed")
+
+
+# -- pool status ---------------------------------------------------------------
+
+
+def pool_status(site_path: Path | None) -> None:
+    """Per label and provider: ready, building, in use, held, deleting,
+    waiting demand, min-ready and capacity (nodes held / max-servers)."""
+    from sqlalchemy import func, select
+
+    from gatekeeper.db.tables import Node
+    from gatekeeper.pool.nodes import NodeStore
+
+    site = _site(site_path)
+    with _database(site) as db:
+        store = NodeStore(db)
+        with db.session() as session:
+            rows = session.execute(
+                select(Node.label, Node.provider, Node.state, func.count()).group_by(
+                    Node.label, Node.provider, Node.state
+                )
+            ).all()
+        pending = store.pending_requests()
+        usage = {p.name: store.provider_usage(p.name) for p in site.providers}
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for label, provider, state, n in rows:
+        counts.setdefault((label, provider), {})[state] = int(n)
+    min_ready = {label.name: label.min_ready for label in site.labels}
+    table = _table(
+        "label",
+        "provider",
+        "ready",
+        "building",
+        "in use",
+        "held",
+        "deleting",
+        "waiting",
+        "min-ready",
+        "capacity",
+    )
+    labels = sorted({label for label, _ in counts} | set(min_ready) | set(pending))
+    for label in labels:
+        providers = sorted(p for lb, p in counts if lb == label) or ["-"]
+        for i, provider in enumerate(providers):
+            c = counts.get((label, provider), {})
+            config = next((p for p in site.providers if p.name == provider), None)
+            capacity = (
+                f"{usage.get(provider, 0)}/{config.max_servers}" if config is not None else "-"
+            )
+            table.add_row(
+                label if i == 0 else "",
+                provider,
+                str(c.get(NodeState.READY, 0)),
+                str(c.get(NodeState.BUILDING, 0)),
+                str(c.get(NodeState.USED, 0)),
+                str(c.get(NodeState.HOLD, 0)),
+                str(c.get(NodeState.DELETE, 0) + c.get(NodeState.DELETING, 0)),
+                str(pending.get(label, 0)) if i == 0 else "",
+                str(min_ready.get(label, 0)) if i == 0 else "",
+                capacity,
+            )
+    _print(table)
+
+
+def register(main: click.Group) -> None:
+    """Add ``nodes`` and ``images`` to the ``gatekeeper`` command."""
+    main.add_command(nodes)
+    main.add_command(images)

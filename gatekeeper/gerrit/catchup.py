@@ -1,0 +1,392 @@
+"""Catch-up: rebuild, from Gerrit's query, the events the stream did not bring.
+
+The stream loses events when its connection drops, and Gerrit itself throws
+some away (``dropped-output``) when a reader is slow. After a reconnect, on
+``dropped-output``, and every ``reconcile-interval`` seconds in any case, the
+:class:`CatchUp` thread asks Gerrit for every change updated since the last
+catch-up began (less a safety margin)::
+
+    gerrit query --format JSON --current-patch-set --all-approvals --comments -- -age:<N>s
+
+and turns each row into the events it shows (:func:`events_from_row`):
+
+- ``patchset-created`` for each patch set created in the window;
+- ``comment-added`` for each review message (``Patch Set N: ...``) posted in
+  the window, with the votes it cast (the labels its first line names, with
+  their value) marked as transitions, as the stream marks them with
+  ``oldValue``, and the author's other current votes on that patch set;
+- ``change-merged`` and ``change-abandoned``/``change-restored`` from the
+  messages Gerrit writes for them.
+
+The events go to the scheduler oldest first; the ledger (see
+:mod:`gatekeeper.gerrit.ledger`) makes sure that each event, seen on the
+stream and again here, is acted on once. Ref updates are not in a change
+query and cannot be rebuilt.
+
+Catch-ups chain: each one covers from where the one before began, so every
+moment is covered by a query even if the stream was down, whatever the
+stream did. After its events, a catch-up puts a marker on the scheduler's
+queue; when the scheduler reaches it, the catch-up's start is stored as the
+time to catch up from after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gatekeeper.config.site import GerritConfig
+from gatekeeper.errors import GerritError
+from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
+from gatekeeper.model.events import Account, Approval, TriggerEvent
+
+log = logging.getLogger(__name__)
+
+#: Seconds before a failed catch-up is tried again (when that is sooner than
+#: the next reconciliation).
+RETRY_AFTER = 30.0
+#: What a catch-up asks of each change.
+CATCHUP_OPTIONS = ("--current-patch-set", "--all-approvals", "--comments")
+
+# A review message: "Patch Set 3: Code-Review+2 Workflow+1\n\ntext".
+_REVIEW = re.compile(r"\APatch Set (\d+):([^\n]*)")
+# One vote on that first line: "Code-Review+2", "Verified-1", "-Code-Review" (removed).
+_VOTE = re.compile(r"\A(?:([A-Za-z][\w-]*?)([+-]\d+)|-([A-Za-z][\w-]*))\Z")
+
+Sink = Callable[[TriggerEvent], None]
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _account(value: Any) -> Account | None:
+    if not isinstance(value, dict):
+        return None
+    return Account(
+        username=str(value.get("username") or ""),
+        name=str(value.get("name") or ""),
+        email=str(value.get("email") or ""),
+    )
+
+
+def _same(a: Account | None, b: Account | None) -> bool:
+    if a is None or b is None:
+        return False
+    if a.username or b.username:
+        return a.username == b.username
+    return bool(a.email) and a.email == b.email
+
+
+def votes_in_summary(summary: str) -> list[tuple[str, int]]:
+    """The (label, value) pairs a review message's first line names.
+
+    ``" Code-Review+2 Workflow+1"`` -> [("Code-Review", 2), ("Workflow", 1)];
+    a removed vote (``-Code-Review``) is value 0. Anything else on the line
+    (Gerrit adds "(3 comments)") is ignored.
+    """
+    votes = []
+    for word in summary.split():
+        match = _VOTE.match(word)
+        if not match:
+            continue
+        if match.group(3):
+            votes.append((match.group(3), 0))
+        else:
+            votes.append((match.group(1), int(match.group(2))))
+    return votes
+
+
+def events_from_row(row: dict[str, Any], since: float) -> list[TriggerEvent]:
+    """The events a ``--all-approvals --comments`` query row shows since ``since``.
+
+    Rows without what a change always has give no events (and are logged).
+    """
+    number = _int(row.get("number"))
+    project = row.get("project")
+    if number is None or not isinstance(project, str) or not project:
+        log.warning("catch-up: a query row without a change number or project: skipped")
+        return []
+    branch = str(row.get("branch") or "")
+    base: dict[str, Any] = {
+        "project": project,
+        "branch": branch,
+        "change": number,
+        "change_id": str(row.get("id") or ""),
+        "change_url": str(row.get("url") or ""),
+        "raw": {"catch_up": True},
+    }
+    patchsets: dict[int, dict[str, Any]] = {}
+    for ps in row.get("patchSets") or []:
+        if isinstance(ps, dict) and _int(ps.get("number")) is not None:
+            patchsets[int(ps["number"])] = ps
+    current = row.get("currentPatchSet")
+    if isinstance(current, dict) and _int(current.get("number")) is not None:
+        patchsets.setdefault(int(current["number"]), current)
+
+    def at_patchset(n: int | None) -> dict[str, Any]:
+        ps = patchsets.get(n) if n is not None else None
+        if ps is None:
+            return {"patchset": n}
+        return {
+            "patchset": n,
+            "ref": str(ps.get("ref") or ""),
+            "revision": str(ps.get("revision") or ""),
+        }
+
+    out: list[TriggerEvent] = []
+    for n, ps in sorted(patchsets.items()):
+        created = _int(ps.get("createdOn"))
+        if created is None or created < since:
+            continue
+        out.append(
+            TriggerEvent(
+                type="patchset-created",
+                account=_account(ps.get("uploader")),
+                created_on=float(created),
+                **base,
+                **at_patchset(n),
+            )
+        )
+    latest = max(patchsets) if patchsets else None
+    for message in row.get("comments") or []:
+        if not isinstance(message, dict):
+            continue
+        stamp = _int(message.get("timestamp"))
+        text = message.get("message")
+        if stamp is None or stamp < since or not isinstance(text, str):
+            continue
+        author = _account(message.get("reviewer"))
+        review = _REVIEW.match(text)
+        if review:
+            n = int(review.group(1))
+            out.append(
+                TriggerEvent(
+                    type="comment-added",
+                    comment=text,
+                    account=author,
+                    approvals=_approvals(patchsets.get(n), author, review.group(2)),
+                    created_on=float(stamp),
+                    **base,
+                    **at_patchset(n),
+                )
+            )
+            continue
+        kind = _status_event(text)
+        if kind is not None:
+            out.append(
+                TriggerEvent(
+                    type=kind,
+                    account=author,
+                    created_on=float(stamp),
+                    **base,
+                    **at_patchset(latest),
+                )
+            )
+    return out
+
+
+def _status_event(text: str) -> str | None:
+    if text.startswith("Change has been successfully merged"):
+        return "change-merged"
+    if text == "Abandoned" or text.startswith("Abandoned\n"):
+        return "change-abandoned"
+    if text == "Restored" or text.startswith("Restored\n"):
+        return "change-restored"
+    return None
+
+
+def _approvals(
+    patchset: dict[str, Any] | None, author: Account | None, summary: str
+) -> tuple[Approval, ...]:
+    """The votes of a review message: those it names, as transitions; and the
+    author's other current votes on the patch set, as they stand."""
+    cast = votes_in_summary(summary)
+    # The value before is not in the query; a vote the message names changed
+    # (from 0, as far as anyone can tell), which is what triggers read. A
+    # removed vote is not a transition any trigger asks for.
+    out = [Approval(label, value, 0 if value else None, author) for label, value in cast]
+    named = {label.lower() for label, _ in cast}
+    for approval in (patchset or {}).get("approvals") or []:
+        if not isinstance(approval, dict) or not _same(_account(approval.get("by")), author):
+            continue
+        label = approval.get("type")
+        value = _int(approval.get("value"))
+        if not isinstance(label, str) or value is None or label.lower() in named:
+            continue
+        out.append(Approval(label, value, None, author))
+    return tuple(out)
+
+
+def synthesize(rows: Iterable[dict[str, Any]], since: float) -> list[TriggerEvent]:
+    """Every event the rows show since ``since``, oldest first (stable)."""
+    events = [event for row in rows for event in events_from_row(row, since)]
+    events.sort(key=lambda e: e.created_on)
+    return events
+
+
+def age_query(since: float, now: float) -> str:
+    """Changes updated in the last ``now - since`` seconds (at least one)."""
+    return f"-age:{max(1, math.ceil(now - since))}s"
+
+
+# -- who wants to hear that the stream (re)opened -------------------------------
+
+_waiting: dict[tuple[str, int], list[CatchUp]] = {}
+_waiting_lock = threading.Lock()
+
+
+def stream_news(config: GerritConfig, what: str) -> None:
+    """Tell the catch-ups for this Gerrit that its stream ``opened`` or
+    Gerrit ``dropped-output``: both mean events may have been missed.
+
+    Listeners are started apart from the scheduler (the core never imports
+    a listener), so they meet here, by Gerrit address.
+    """
+    with _waiting_lock:
+        catch_ups = list(_waiting.get((config.host, config.port), []))
+    for catch_up in catch_ups:
+        catch_up.request(what)
+
+
+class CatchUp:
+    """Runs catch-ups in its own thread (``gerrit-catchup``): on request and
+    every ``interval`` seconds. Events go to ``sink`` (the scheduler's trigger
+    queue)."""
+
+    def __init__(
+        self,
+        connection: GerritConnection,
+        ledger: EventLedger,
+        sink: Sink,
+        interval: float = 600.0,
+        margin: float = 60.0,
+        max_age: float | None = None,
+    ) -> None:
+        self.connection = connection
+        self.ledger = ledger
+        self.sink = sink
+        self.interval = interval
+        self.margin = margin
+        self.max_age = max_age if max_age is not None else ledger.retention
+        self._covered_from: float | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reasons: list[str] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        #: Completed catch-ups, and how many events they handed on in all.
+        self.runs = 0
+        self.events_sent = 0
+
+    # -- any thread ------------------------------------------------------------
+    def request(self, why: str) -> None:
+        """Ask for a catch-up as soon as the thread is free."""
+        with self._lock:
+            self._reasons.append(why)
+        self._wake.set()
+
+    def start(self) -> None:
+        key = (self.connection.config.host, self.connection.config.port)
+        with _waiting_lock:
+            _waiting.setdefault(key, []).append(self)
+        self._thread = threading.Thread(target=self._run, name="gerrit-catchup", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        key = (self.connection.config.host, self.connection.config.port)
+        with _waiting_lock:
+            if self in _waiting.get(key, []):
+                _waiting[key].remove(self)
+                if not _waiting[key]:
+                    del _waiting[key]
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- the catch-up thread -----------------------------------------------------
+    def _run(self) -> None:
+        wait = self.interval
+        while not self._stop.is_set():
+            requested = self._wake.wait(wait)
+            self._wake.clear()
+            wait = self.interval
+            if self._stop.is_set():
+                break
+            with self._lock:
+                reasons, self._reasons = self._reasons, []
+            why = ", ".join(dict.fromkeys(reasons)) if requested and reasons else "reconciliation"
+            try:
+                self.run_once(why)
+            except GerritError as exc:
+                wait = min(self.interval, RETRY_AFTER)
+                log.warning("catch-up (%s) failed: %s; trying again in %.0fs", why, exc, wait)
+                # A failed catch-up covered nothing: the next one starts from
+                # the same time (a stream that reopens asks again at once).
+            except Exception:
+                log.exception("catch-up (%s) failed", why)
+
+    def since(self, now: float) -> float | None:
+        """Where the next catch-up starts; None when there is nothing to catch up
+        from (a first start: no event was ever acted on)."""
+        start = self._covered_from
+        if start is None:
+            start = self.ledger.caught_up_to()
+            if start is None:
+                start = self.ledger.last_event()
+        if start is None:
+            return None
+        since = start - self.margin
+        oldest = now - self.max_age
+        if since < oldest:
+            log.warning(
+                "catch-up: the last event acted on is %.0fs old; looking back %.0fs only",
+                now - start,
+                self.max_age,
+            )
+            since = oldest
+        return since
+
+    def run_once(self, why: str = "requested") -> int:
+        """One catch-up; returns how many events it handed on.
+
+        :raises GerritError: the query failed (nothing was handed on).
+        """
+        now = time.time()
+        since = self.since(now)
+        sent = 0
+        if since is None:
+            log.info("catch-up (%s): first start, nothing to catch up on", why)
+        else:
+            rows = self.connection.query_all(age_query(since, now), *CATCHUP_OPTIONS)
+            events = synthesize(rows, since)
+            fresh = self.ledger.unseen(events)
+            for event in fresh:
+                self.sink(event)
+            sent = len(fresh)
+            log.info(
+                "catch-up (%s): %d changes updated in %.0fs, %d events, %d not seen before",
+                why,
+                len(rows),
+                now - since,
+                len(events),
+                sent,
+            )
+        # When the scheduler reaches this, everything before ``now`` is done.
+        self.sink(TriggerEvent(type=CAUGHT_UP, created_on=now))
+        self._covered_from = now
+        self.runs += 1
+        self.events_sent += sent
+        return sent

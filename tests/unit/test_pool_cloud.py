@@ -1,0 +1,478 @@
+"""The pool with ``openstack`` providers against the in-process fake cloud
+(the only fake: it stands behind the calls the driver makes on openstacksdk,
+chosen by each provider's ``cloud:``), real SQLite, and the real sshd
+fixture answering for every booted server. (The node table's behaviour on
+PostgreSQL is covered by test_pool.py and test_pool_claims.py; here the
+cloud is the subject, so one database keeps the suite fast.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from sqlalchemy import update
+
+from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
+from gatekeeper.db.engine import Database
+from gatekeeper.db.tables import ImageState, Node, NodeState
+from gatekeeper.pool.images import ImageStore
+from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.pool.pool import Pool
+from gatekeeper.pool.providers import make_provider
+from gatekeeper.pool.providers.cloud import unregister_cloud
+from gatekeeper.pool.providers.openstack import (
+    META_LABEL,
+    META_NODE,
+    META_POOL,
+    META_PROVIDER,
+)
+from tests.fixtures.fake_cloud import FakeCloud, link, registered
+from tests.fixtures.sshd import SSHServer
+
+pytestmark = pytest.mark.sshd
+
+MakePool = Callable[..., Pool]
+
+
+@pytest.fixture
+def db(sqlite_db: Database) -> Database:
+    return sqlite_db
+
+
+@pytest.fixture
+def clouds() -> Iterator[Callable[..., FakeCloud]]:
+    made: list[FakeCloud] = []
+
+    def make(**knobs: Any) -> FakeCloud:
+        cloud = registered(FakeCloud(**knobs))
+        made.append(cloud)
+        return cloud
+
+    yield make
+    for cloud in made:
+        unregister_cloud(cloud.name)
+
+
+def provider_config(
+    name: str, cloud: str, sshd: SSHServer, root: Path, **extra: Any
+) -> ProviderConfig:
+    image = {
+        "label": "trusty",
+        "base-image": "ubuntu-trusty",
+        "username": sshd.username,
+        "private-key": str(sshd.private_key),
+        **extra.pop("image", {}),
+    }
+    return ProviderConfig.model_validate(
+        {
+            "name": name,
+            "driver": "openstack",
+            "cloud": cloud,
+            "rate": 0,
+            "poll-interval": 0.02,
+            "boot-timeout": 15,
+            "ssh-port": sshd.port,
+            "max-servers": 10,
+            "root": str(root / name),
+            "images": [image],
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def make_pool(tmp_path: Path, db: Database, sshd: SSHServer) -> Iterator[MakePool]:
+    pools: list[Pool] = []
+
+    def make(
+        providers: list[tuple[str, FakeCloud | str, dict[str, Any]]],
+        min_ready: int = 1,
+        **site: Any,
+    ) -> Pool:
+        configs = [
+            provider_config(
+                name, c if isinstance(c, str) else c.name, sshd, tmp_path / "providers", **extra
+            )
+            for name, c, extra in providers
+        ]
+        label = LabelConfig.model_validate({"name": "trusty", "min-ready": min_ready})
+        config = SiteConfig.model_validate(
+            {
+                "providers": [c.model_dump(by_alias=True) for c in configs],
+                "labels": [label.model_dump(by_alias=True)],
+                **site,
+            }
+        )
+        pool = Pool(
+            config,
+            db,
+            {c.name: make_provider(c, config.pool.name) for c in config.providers},
+            config.labels,
+        )
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.stop()
+
+
+def _round(pool: Pool) -> None:
+    pool.run_once()
+    assert pool.wait_for_launches(timeout=60)
+
+
+def _rounds_until(pool: Pool, done: Callable[[], bool], rounds: int = 40) -> None:
+    for _ in range(rounds):
+        _round(pool)
+        if done():
+            return
+    raise AssertionError("the pool did not get there")
+
+
+def _states(db: Database) -> list[str]:
+    return sorted(n.state for n in NodeStore(db).list())
+
+
+def test_launch_tags_servers_and_waits_for_ssh(
+    db: Database, sshd: SSHServer, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(boot_delay=0.05)
+    pool = make_pool([("rax", cloud, {})], min_ready=2)
+    _round(pool)
+    nodes = NodeStore(db).list()
+    assert [n.state for n in nodes] == [NodeState.READY] * 2
+    servers = {s.id: s for s in cloud.servers()}
+    assert set(servers) == {n.external_id for n in nodes}
+    host_key = paramiko.HostKeys(str(sshd.known_hosts)).lookup(f"[127.0.0.1]:{sshd.port}")
+    assert host_key is not None
+    key = next(iter(host_key.values()))
+    for node in nodes:
+        assert servers[node.external_id].metadata == {
+            META_POOL: "gatekeeper",
+            META_PROVIDER: "rax",
+            META_NODE: node.name,
+            META_LABEL: "trusty",
+        }
+        assert (node.address, node.port, node.username) == ("127.0.0.1", sshd.port, sshd.username)
+        assert node.host_keys == f"[127.0.0.1]:{sshd.port} {key.get_name()} {key.get_base64()}"
+
+
+def test_a_node_is_usable_over_ssh_with_the_recorded_host_key(
+    tmp_path: Path, db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    pool = make_pool([("rax", clouds(), {})])
+    _round(pool)
+    node = NodeStore(db).claim("trusty", "w", "b")
+    assert node is not None
+    transport = pool.providers["rax"].transport(node)
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "hello").write_text("hi")
+    lines: list[str] = []
+    import threading
+
+    transport.push(tmp_path / "ws", "workspace")
+    status = transport.run("cat workspace/hello", {}, ".", lines.append, 30, threading.Event())
+    assert (status, lines) == (0, ["hi"])
+
+
+@pytest.mark.parametrize(
+    "knob",
+    ["error_next_boots", "hang_next_boots", "unreachable_next_boots"],
+    ids=["error", "never-active", "no-ssh"],
+)
+def test_a_failed_attempt_is_deleted_and_retried(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool, knob: str
+) -> None:
+    cloud = clouds(**{knob: 1})
+    pool = make_pool([("rax", cloud, {"boot-timeout": 3, "launch-retries": 2})])
+    _round(pool)
+    nodes = NodeStore(db).list()
+    assert [n.state for n in nodes] == [NodeState.READY]
+    assert cloud.created == 2
+    assert [s.id for s in cloud.servers()] == [nodes[0].external_id]
+
+
+def test_a_launch_that_keeps_failing_leaves_nothing_and_backs_off(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(fail_boots=True)
+    pool = make_pool([("rax", cloud, {"launch-retries": 2})], min_ready=2)
+    _round(pool)
+    _round(pool)
+    assert NodeStore(db).list() == []
+    assert cloud.servers() == []
+    # Two failed launches in a row: no more launches there for a while.
+    created = cloud.created
+    _round(pool)
+    assert cloud.created == created
+    assert pool.capacity(pool.providers["rax"]) == 0
+
+
+def test_cloud_quota_limits_launches(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(max_instances=3)
+    cloud.add_foreign_server("someone-elses", {})
+    pool = make_pool([("rax", cloud, {})], min_ready=5)
+    _round(pool)
+    _round(pool)
+    assert _states(db) == [NodeState.READY] * 2
+    assert len(cloud.servers()) == 3
+
+
+def test_min_ready_is_met_when_one_provider_fails_one_is_full_and_one_is_slow(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    broken = clouds(fail_boots=True)
+    full = clouds(max_instances=2)
+    slow = clouds(boot_delay=0.3)
+    pool = make_pool(
+        [
+            ("broken", broken, {"launch-retries": 1}),
+            ("full", full, {}),
+            ("slow", slow, {}),
+        ],
+        min_ready=8,
+    )
+    _rounds_until(pool, lambda: _states(db) == [NodeState.READY] * 8)
+    nodes = NodeStore(db).list()
+    by_provider = {p: sum(1 for n in nodes if n.provider == p) for p in ("broken", "full", "slow")}
+    assert by_provider["broken"] == 0 and 1 <= by_provider["full"] <= 2
+    assert pool.health["broken"].failed >= 2 and pool.capacity(pool.providers["broken"]) == 0
+    pool.reaper.run_once()
+    _round(pool)
+    # Nothing leaked: every server in every cloud is a READY node's.
+    assert broken.servers() == []
+    assert {s.id for s in full.servers() + slow.servers()} == {n.external_id for n in nodes}
+
+
+def test_api_errors_do_not_lose_servers(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {})], min_ready=3)
+    cloud.api_errors = 4
+    _rounds_until(pool, lambda: _states(db) == [NodeState.READY] * 3)
+    pool.reaper.run_once()
+    _round(pool)
+    assert {s.id for s in cloud.servers()} == {n.external_id for n in NodeStore(db).list()}
+
+
+def test_delete_is_trusted_only_when_the_server_is_gone(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {})], min_ready=0, reap={"delete-retry": "10m"})
+    nodes = NodeStore(db)
+    nodes.request("trusty", "w", "b")
+    _round(pool)
+    node = nodes.claim("trusty", "w", "b")
+    assert node is not None
+    nodes.cancel_request(1)
+    cloud.lost_deletes = 1
+    nodes.release(node.name, passed=True, hold_seconds=0)
+    pool.run_once()
+    # The delete was accepted and did nothing: the row stays, DELETING.
+    assert _states(db) == [NodeState.DELETING]
+    assert [s.id for s in cloud.servers()] == [node.external_id]
+    pool.run_once()
+    assert _states(db) == [NodeState.DELETING]
+    # Ten minutes on, the delete is sent again, and this time it works.
+    with db.session() as session:
+        session.execute(update(Node).values(state_time=Node.state_time - 601))
+    pool.run_once()
+    assert _states(db) == []
+    assert cloud.servers() == []
+
+
+def test_slow_deletes_keep_counting_against_max_servers(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(delete_delay=3600)
+    pool = make_pool([("rax", cloud, {"max-servers": 1})], min_ready=1)
+    _round(pool)
+    nodes = NodeStore(db)
+    node = nodes.claim("trusty", "w", "b")
+    assert node is not None
+    nodes.release(node.name, passed=True, hold_seconds=0)
+    _round(pool)
+    assert _states(db) == [NodeState.DELETING]
+    assert cloud.created == 1
+    cloud.delete_delay = 0
+    _round(pool)
+    _round(pool)
+    assert _states(db) == [NodeState.READY]
+
+
+def test_reaper_deletes_leaks_and_forgets_rows_whose_server_is_gone(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {})], min_ready=2)
+    _round(pool)
+    kept, lost = NodeStore(db).list()
+    leak = cloud.add_foreign_server(
+        "trusty-rax-leak",
+        {META_POOL: "gatekeeper", META_PROVIDER: "rax", META_NODE: "trusty-rax-leak"},
+    )
+    other_pool = cloud.add_foreign_server(
+        "theirs", {META_POOL: "another-pool", META_PROVIDER: "rax", META_NODE: "theirs"}
+    )
+    untagged = cloud.add_foreign_server("a-users-vm", {})
+    cloud.delete_server(lost.external_id)
+
+    done = pool.reaper.run_once()
+    assert (done["leaked"], done["gone"]) == (1, 1)
+    _round(pool)
+    _round(pool)
+    ids = {s.id for s in cloud.servers()}
+    assert leak not in ids and {other_pool, untagged, kept.external_id} <= ids
+    states = {n.name: n.state for n in NodeStore(db).list()}
+    assert lost.name not in states
+    assert list(states.values()) == [NodeState.READY] * 2
+
+
+def test_old_ready_nodes_are_replaced(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {})], min_ready=1, reap={"max-ready-age": "1h"})
+    _round(pool)
+    (old,) = NodeStore(db).list()
+    assert pool.reaper.run_once(now=old.state_time + 3599)["old-ready"] == 0
+    assert pool.reaper.run_once(now=old.state_time + 3601)["old-ready"] == 1
+    _round(pool)
+    (new,) = NodeStore(db).list()
+    assert new.name != old.name and new.state == NodeState.READY
+    assert [s.id for s in cloud.servers()] == [new.external_id]
+
+
+def test_crash_mid_launch_leaves_no_server_and_no_stuck_row(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(hang_next_boots=3)
+    # The first process reaches the cloud through a link that dies with it.
+    first_name = f"{cloud.name}-first"
+    first_link = link(cloud, first_name)
+    first = make_pool([("rax", first_name, {"boot-timeout": 3600})], min_ready=3)
+    try:
+        first.run_once()
+        _rounds_until_servers(cloud, 3)
+        assert _states(db) == [NodeState.BUILDING] * 3
+        # The process dies: nothing it does reaches the cloud any more.
+        first_link.cut()
+
+        second = make_pool([("rax", cloud, {})], min_ready=3)
+        second.start()
+        try:
+            _wait(
+                lambda: (
+                    _states(db) == [NodeState.READY] * 3
+                    and {s.id for s in cloud.servers()}
+                    == {n.external_id for n in NodeStore(db).list()}
+                )
+            )
+        finally:
+            second.stop()
+    finally:
+        first_link.bury()
+        first.stop()
+        unregister_cloud(first_name)
+    assert cloud.created == 6
+    assert _states(db) == [NodeState.READY] * 3
+
+
+def _rounds_until_servers(cloud: FakeCloud, n: int) -> None:
+    _wait(lambda: len(cloud.servers()) >= n)
+
+
+def _wait(done: Callable[[], bool], timeout: float = 60) -> None:
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        pause.wait(0.02)
+
+
+def test_images_are_built_kept_two_deep_and_used_for_launches(
+    tmp_path: Path, db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    marker = tmp_path / f"setup-ran-{uuid.uuid4().hex}"
+    script = tmp_path / "setup.sh"
+    script.write_text(f"set -e\necho cached >> {marker}\n")
+    cloud = clouds(snapshot_delay=0.1)
+    pool = make_pool([("rax", cloud, {"image": {"setup": [str(script)]}})], min_ready=0)
+    store = ImageStore(db)
+    names = []
+    for _ in range(3):
+        image = pool.builder.build(pool.providers["rax"], "trusty")
+        assert image.state == ImageState.READY, image.comment
+        names.append(image.name)
+    assert marker.read_text() == "cached\n" * 3
+    # Every template server was deleted.
+    assert cloud.servers() == []
+    states = {i.name: i.state for i in store.list()}
+    assert states == {
+        names[0]: ImageState.DELETE,
+        names[1]: ImageState.READY,
+        names[2]: ImageState.READY,
+    }
+    pool.reaper.run_once()
+    assert [i.name for i in store.list()] == names[1:]
+    assert {i.name for i in cloud.images()} == set(names[1:])
+    # New nodes boot from the current image.
+    current = store.current("rax", "trusty")
+    assert current is not None and current.name == names[2]
+    nodes = NodeStore(db)
+    nodes.request("trusty", "w", "b")
+    _round(pool)
+    (node,) = nodes.list()
+    assert node.image == current.name
+    assert cloud._servers[node.external_id].image == current.external_id
+
+
+def test_a_failed_image_build_keeps_the_current_image(
+    tmp_path: Path, db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    script = tmp_path / "setup.sh"
+    script.write_text("exit 0\n")
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {"image": {"setup": [str(script)]}})], min_ready=0)
+    good = pool.builder.build(pool.providers["rax"], "trusty")
+    assert good.state == ImageState.READY
+    script.write_text("echo no mirror reachable >&2\nexit 3\n")
+    bad = pool.builder.build(pool.providers["rax"], "trusty")
+    assert bad.state == ImageState.FAILED
+    assert "exited 3" in bad.comment and "no mirror reachable" in bad.comment
+    current = ImageStore(db).current("rax", "trusty")
+    assert current is not None and current.name == good.name
+    assert cloud.servers() == []
+
+
+def test_a_quota_refusal_backs_the_provider_off_at_once(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    cloud = clouds(max_instances=4)
+    pool = make_pool([("rax", cloud, {})], min_ready=1)
+    _round(pool)
+    assert _states(db) == [NodeState.READY]
+    # Someone else fills the project's quota after the pool last asked.
+    for i in range(3):
+        cloud.add_foreign_server(f"theirs-{i}", {})
+    nodes = NodeStore(db)
+    nodes.request("trusty", "w", "b")
+    _round(pool)
+    _round(pool)
+    assert _states(db) == [NodeState.READY]
+    assert pool.health["rax"].failed == 1
+    assert pool.capacity(pool.providers["rax"]) == 0
+    assert len(cloud.servers()) == 4

@@ -93,8 +93,8 @@ class Merger:
         """The base URL builds fetch ``<url>/<project>`` from."""
         return self._url or self.root.resolve().as_uri()
 
-    def _git(self, args: list[str], cwd: Path) -> str:
-        return self._git_runner._git(args, cwd)
+    def _git(self, args: list[str], cwd: Path, stdin: str | None = None) -> str:
+        return self._git_runner._git(args, cwd, stdin=stdin)
 
     def repo(self, project: str) -> Path:
         check_project_name(project)
@@ -136,12 +136,21 @@ class Merger:
         published: list[tuple[Path, str]] = []
         for project in projects:
             try:
-                repo, target = self._fresh(project, branch)
-                own = [c for c in changes if c.project == project and c.branch == target]
+                mine = [c for c in changes if c.project == project]
+                repo, target = self._fresh(project, branch, mine)
+                own = [c for c in mine if c.branch == target]
                 if not own:
                     continue  # its changes are to another branch: the tip is right
                 for change in own:
                     self._apply(repo, change, modes.get(project, "merge-resolve"))
+                self._git(
+                    ["update-ref", "--stdin"],
+                    repo,
+                    stdin="".join(
+                        f"delete {local}\n"
+                        for local in dict.fromkeys(_local_ref(c.ref) for c in mine)
+                    ),
+                )
                 sha = self._git(["rev-parse", "HEAD"], repo).strip()
                 self._git(["update-ref", ref, sha], repo)
             except _Conflict as exc:
@@ -160,9 +169,10 @@ class Merger:
         self._prune_old_refs()
         return result
 
-    def _fresh(self, project: str, branch: str) -> tuple[Path, str]:
+    def _fresh(self, project: str, branch: str, changes: list[ChangeRef]) -> tuple[Path, str]:
         """The project's work tree at the tip of ``branch`` (or master, if it has
-        no such branch), fetched now; and which branch that is."""
+        no such branch), fetched now with ``changes`` in the same round trip
+        (each under :func:`_local_ref`); and which branch that is."""
         repo = self.repo(project)
         if not (repo / ".git").exists():
             tmp = repo.with_name(repo.name + ".new")
@@ -171,7 +181,22 @@ class Merger:
             self._git(["init", "-q", "--template=", str(tmp)], self.root)
             self._git(["remote", "add", "origin", _join_url(self.git_url, project)], tmp)
             tmp.rename(repo)
-        self._git(["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], repo)
+        wanted = [f"+{c.ref}:{_local_ref(c.ref)}" for c in changes]
+        try:
+            self._git(
+                [
+                    "fetch",
+                    "-q",
+                    "--prune",
+                    "origin",
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    *wanted,
+                ],
+                repo,
+            )
+        except WorkspaceError as exc:
+            names = ", ".join(str(c) for c in changes)
+            raise WorkspaceError(f"could not fetch the branches and {names}: {exc}") from exc
         target = branch
         try:
             self._git(["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"], repo)
@@ -183,18 +208,15 @@ class Merger:
 
     def _apply(self, repo: Path, change: ChangeRef, mode: str) -> None:
         """:raises _Conflict: the change does not apply; the tree is left clean."""
-        try:
-            self._git(["fetch", "-q", "origin", change.ref], repo)
-        except WorkspaceError as exc:
-            raise WorkspaceError(f"could not fetch {change}: {exc}") from exc
+        fetched = _local_ref(change.ref)
         if mode == "cherry-pick":
-            command = ["cherry-pick", "--allow-empty", "--keep-redundant-commits", "FETCH_HEAD"]
+            command = ["cherry-pick", "--allow-empty", "--keep-redundant-commits", fetched]
             abort = ["cherry-pick", "--abort"]
         elif mode == "merge":
-            command = ["merge", "--no-edit", "--ff", "FETCH_HEAD"]
+            command = ["merge", "--no-edit", "--ff", fetched]
             abort = ["merge", "--abort"]
         else:
-            command = ["merge", "--no-edit", "--ff", "-s", "resolve", "FETCH_HEAD"]
+            command = ["merge", "--no-edit", "--ff", "-s", "resolve", fetched]
             abort = ["merge", "--abort"]
         try:
             self._git(command, repo)
@@ -234,6 +256,12 @@ class Merger:
                 made = ref_time(ref)
                 if made is not None and now - made > KEEP_REFS:
                     self._delete_ref(repo, ref)
+
+
+def _local_ref(ref: str) -> str:
+    """Where a fetched change ref is kept while it is merged: ``refs/changes/...``
+    becomes ``refs/gatekeeper/changes/...``."""
+    return "refs/gatekeeper/" + ref.removeprefix("refs/")
 
 
 def new_ref_name() -> str:

@@ -28,6 +28,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.errors import MergeConflictError, WorkspaceError
@@ -181,18 +182,28 @@ class WorkspaceBuilder:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
-    def _git(self, args: list[str], cwd: Path | None = None, auto_gc: bool = False) -> str:
-        """Run git; return its stdout. ``auto_gc`` lets git collect garbage as it sees fit.
+    def _git(
+        self,
+        args: list[str],
+        cwd: Path | None = None,
+        auto_gc: bool = False,
+        stdin: str | None = None,
+    ) -> str:
+        """Run git; return its stdout. ``auto_gc`` lets git collect garbage as it
+        sees fit; ``stdin`` is written to its standard input.
 
         :raises WorkspaceError: git failed, was missing, or ran too long.
         """
         argv = ["git", *_GIT_OPTIONS, *([] if auto_gc else ["-c", "gc.auto=0"]), *args]
+        feed: dict[str, Any] = (
+            {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+        )
         try:
             proc = subprocess.run(
                 argv,
                 cwd=cwd,
                 env=self._env,
-                stdin=subprocess.DEVNULL,
+                **feed,
                 capture_output=True,
                 text=True,
                 timeout=GIT_TIMEOUT,

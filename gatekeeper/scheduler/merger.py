@@ -35,11 +35,11 @@ from pathlib import Path
 from gatekeeper.errors import WorkspaceError
 from gatekeeper.worker.workspace import (
     ChangeRef,
-    WorkspaceBuilder,
-    _check_branch,
-    _check_ref,
-    _join_url,
+    Git,
+    check_branch,
     check_project_name,
+    check_ref,
+    join_url,
 )
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Merger:
         self.root = Path(root)
         self.git_url = git_url
         self._url = url
-        self._git_runner = WorkspaceBuilder(self.root / ".cache", git_env)
+        self._git_runner = Git(git_env)
         self._refs_pruned = 0.0
 
     @property
@@ -94,7 +94,7 @@ class Merger:
         return self._url or self.root.resolve().as_uri()
 
     def _git(self, args: list[str], cwd: Path, stdin: str | None = None) -> str:
-        return self._git_runner._git(args, cwd, stdin=stdin)
+        return self._git_runner.run(args, cwd, stdin=stdin)
 
     def repo(self, project: str) -> Path:
         check_project_name(project)
@@ -124,11 +124,11 @@ class Merger:
         branch = branch or changes[-1].branch
         ref = f"refs/zuul/{branch}/Z{name or new_ref_name()}"
         try:
-            _check_branch(branch)
+            check_branch(branch)
             for change in changes:
                 check_project_name(change.project)
-                _check_ref(change.ref)
-                _check_branch(change.branch)
+                check_ref(change.ref)
+                check_branch(change.branch)
         except WorkspaceError as exc:
             return MergeResult(error=str(exc))
         result = MergeResult()
@@ -179,7 +179,7 @@ class Merger:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.parent.mkdir(parents=True, exist_ok=True)
             self._git(["init", "-q", "--template=", str(tmp)], self.root)
-            self._git(["remote", "add", "origin", _join_url(self.git_url, project)], tmp)
+            self._git(["remote", "add", "origin", join_url(self.git_url, project)], tmp)
             tmp.rename(repo)
         wanted = [f"+{c.ref}:{_local_ref(c.ref)}" for c in changes]
         try:

@@ -114,12 +114,12 @@ def check_project_name(project: str) -> None:
         raise WorkspaceError(f"refusing unsafe project name {project!r}")
 
 
-def _check_ref(ref: str) -> None:
+def check_ref(ref: str) -> None:
     if not _REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/", ".")):
         raise WorkspaceError(f"refusing unsafe ref {ref!r}")
 
 
-def _check_branch(branch: str) -> None:
+def check_branch(branch: str) -> None:
     if not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/", ".")):
         raise WorkspaceError(f"refusing unsafe branch name {branch!r}")
 
@@ -164,25 +164,20 @@ def gerrit_git_env(key: Path, known_hosts: Path, port: int) -> dict[str, str]:
     return {"GIT_SSH_COMMAND": " ".join(command)}
 
 
-def _join_url(git_url: str, project: str) -> str:
+def join_url(git_url: str, project: str) -> str:
     return f"{git_url.rstrip('/')}/{project}"
 
 
-class WorkspaceBuilder:
-    """Prepares build workspaces from a shared mirror cache.
+class Git:
+    """Runs git with gatekeeper's options and identity, never prompting.
 
-    Shared by every worker thread of a process (each calls :meth:`prepare`);
-    a per-project lock, also held on a lock file so several worker processes
-    may share one cache, serialises updates of a mirror.
+    Shared by the worker's workspaces and the gate's merger.
     """
 
-    def __init__(self, cache_dir: Path, git_env: dict[str, str] | None = None) -> None:
-        self.cache_dir = Path(cache_dir)
-        self._env = {**os.environ, **(git_env or {}), **_IDENTITY}
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+    def __init__(self, git_env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, **(git_env or {}), **_IDENTITY}
 
-    def _git(
+    def run(
         self,
         args: list[str],
         cwd: Path | None = None,
@@ -202,7 +197,7 @@ class WorkspaceBuilder:
             proc = subprocess.run(
                 argv,
                 cwd=cwd,
-                env=self._env,
+                env=self.env,
                 **feed,
                 capture_output=True,
                 text=True,
@@ -216,6 +211,30 @@ class WorkspaceBuilder:
             raise WorkspaceError(f"git {' '.join(args)} failed: {' / '.join(detail)}")
         return proc.stdout
 
+
+class WorkspaceBuilder:
+    """Prepares build workspaces from a shared mirror cache.
+
+    Shared by every worker thread of a process (each calls :meth:`prepare`);
+    a per-project lock, also held on a lock file so several worker processes
+    may share one cache, serialises updates of a mirror.
+    """
+
+    def __init__(self, cache_dir: Path, git_env: dict[str, str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.git = Git(git_env)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _git(
+        self,
+        args: list[str],
+        cwd: Path | None = None,
+        auto_gc: bool = False,
+    ) -> str:
+        """:raises WorkspaceError: see :meth:`Git.run`."""
+        return self.git.run(args, cwd, auto_gc)
+
     def _lock(self, project: str) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(project, threading.Lock())
@@ -228,7 +247,7 @@ class WorkspaceBuilder:
     def _update_mirror(self, git_url: str, project: str) -> Path:
         """Create or refresh the mirror. Caller holds the project's lock."""
         mirror = self.mirror_path(project)
-        fetch = ["fetch", "-q", "--prune", "--", _join_url(git_url, project), *_MIRROR_REFSPECS]
+        fetch = ["fetch", "-q", "--prune", "--", join_url(git_url, project), *_MIRROR_REFSPECS]
         if (mirror / "HEAD").exists():
             log.debug("updating mirror of %s", project)
             self._git(fetch, cwd=mirror, auto_gc=True)
@@ -312,18 +331,18 @@ class WorkspaceBuilder:
         :raises WorkspaceError: a name is unsafe, git failed, or a change
             does not merge (the message names the change).
         """
-        _check_branch(branch)
+        check_branch(branch)
         for project in projects:
             check_project_name(project)
         for change in changes:
             check_project_name(change.project)
-            _check_ref(change.ref)
+            check_ref(change.ref)
         revisions = revisions or {}
         for revision in revisions.values():
             if not _SHA.fullmatch(revision):
                 raise WorkspaceError(f"refusing revision {revision!r}: not a full sha")
         if merged is not None:
-            _check_ref(merged[1])
+            check_ref(merged[1])
         # Projects are independent of each other: prepare them in parallel,
         # since each costs a round trip to Gerrit (cache update, change fetch).
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(projects)))) as pool:
@@ -356,7 +375,7 @@ class WorkspaceBuilder:
         repo = dest / project
         checkout = self._clone_from_cache(git_url, project, branch, repo)
         # Jobs that fetch from origin should reach Gerrit, not this host's cache.
-        self._git(["remote", "set-url", "origin", _join_url(git_url, project)], repo)
+        self._git(["remote", "set-url", "origin", join_url(git_url, project)], repo)
         if revision:
             try:
                 self._git(["checkout", "-q", "--detach", f"{revision}^{{commit}}"], repo)
@@ -386,7 +405,7 @@ class WorkspaceBuilder:
         """
         url, ref = merged
         try:
-            self._git(["fetch", "-q", "--", _join_url(url, project), ref], repo)
+            self._git(["fetch", "-q", "--", join_url(url, project), ref], repo)
         except WorkspaceError as exc:
             if any(c.project == project for c in changes):
                 raise WorkspaceError(
@@ -399,7 +418,7 @@ class WorkspaceBuilder:
         """:raises WorkspaceError: the change could not be fetched or merged."""
         log.debug("merging %s into %s", change, repo)
         try:
-            self._git(["fetch", "-q", "--", _join_url(git_url, change.project), change.ref], repo)
+            self._git(["fetch", "-q", "--", join_url(git_url, change.project), change.ref], repo)
         except WorkspaceError as exc:
             raise WorkspaceError(f"could not fetch {change}: {exc}") from exc
         try:

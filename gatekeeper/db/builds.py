@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gatekeeper.db.engine import Database
+from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import BuildRecord
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class BuildStore:
                 heartbeat=start_time,
             )
         )
-        return self._write(lambda session: _rowcount(session.execute(statement)) > 0)
+        return self._write(lambda session: rowcount(session.execute(statement)) > 0)
 
     def worker_completed(
         self,
@@ -196,7 +196,7 @@ class BuildStore:
             )
             .values(**values)
         )
-        return self._write(lambda session: _rowcount(session.execute(statement)) > 0)
+        return self._write(lambda session: rowcount(session.execute(statement)) > 0)
 
     def heartbeat(self, worker: str, uuids: list[str], now: float) -> int:
         """Mark the worker's running builds alive at ``now``, in one UPDATE;
@@ -212,7 +212,7 @@ class BuildStore:
             )
             .values(heartbeat=now)
         )
-        return self._write(lambda session: _rowcount(session.execute(statement)))
+        return self._write(lambda session: rowcount(session.execute(statement)))
 
     def retried(self, uuid: str, attempt: int, clear: bool = True) -> None:
         """The build is being run again as ``attempt``. With ``clear``, what the
@@ -292,7 +292,3 @@ class BuildStore:
             )
             session.add(record)
         return record
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount) if isinstance(result, CursorResult) else 0

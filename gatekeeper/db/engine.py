@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -162,6 +162,13 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def rowcount(result: object) -> int:
+    """Rows an UPDATE or DELETE touched (``Session.execute`` is typed as
+    returning a Result; for DML it is a CursorResult)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 def _alembic_config() -> Config:

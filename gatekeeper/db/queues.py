@@ -14,6 +14,7 @@ gate walk (resets, dispatches, tested-with) are one transaction.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 
@@ -21,7 +22,11 @@ from sqlalchemy import delete, func, select, update
 
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
+from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import QueueItem
+from gatekeeper.pool.nodes import NodeStore
+
+log = logging.getLogger(__name__)
 
 
 class QueueStore:
@@ -89,8 +94,7 @@ class QueueStore:
 
     def removed(self, item: QueueItem) -> None:
         """``item`` left its pipeline."""
-        with self.builds._session() as session:
-            session.execute(delete(QueueItemRecord).where(QueueItemRecord.uuid == item.uuid))
+        self.forget(item.uuid)
 
     def reorder(self, pipeline: str, items: Iterable[QueueItem]) -> None:
         """The pipeline's items are now in this order (after a promote)."""
@@ -126,6 +130,20 @@ class QueueStore:
             return list(session.scalars(query))
 
     def forget(self, item_uuid: str) -> None:
-        """Drop a row that restore found has nothing left to do."""
+        """Drop an item's row (it left, or restore found it has nothing left to do)."""
         with self.builds._session() as session:
             session.execute(delete(QueueItemRecord).where(QueueItemRecord.uuid == item_uuid))
+
+    def lose(self, records: list[BuildRecord]) -> None:
+        """Builds no one runs any more (their worker died unseen): CANCELED, so
+        a worker finding one still queued in Gearman skips it, and the nodes
+        they held deleted."""
+        if not records:
+            return
+        now = time.time()
+        for record in records:
+            log.info("build %s of %s was lost; it will run again", record.uuid[:7], record.job)
+            self.builds.completed(record.uuid, BuildResult.CANCELED.value, now)
+        NodeStore(self.builds.db).discard_used(
+            [r.uuid for r in records], "its build was lost in a restart"
+        )

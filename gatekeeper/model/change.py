@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from gatekeeper.model.build import Build
 
 
+def change_ref(number: int, patchset: int) -> str:
+    """Gerrit's ref of a patchset: ``refs/changes/<last 2 digits>/<number>/<patchset>``."""
+    return f"refs/changes/{number % 100:02d}/{number}/{patchset}"
+
+
 @dataclass
 class Change:
     """A Gerrit change at one patchset, as the scheduler knows it.

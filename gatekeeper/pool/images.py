@@ -17,10 +17,9 @@ from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 
-from gatekeeper.db.engine import Database
+from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import Image, ImageState
 from gatekeeper.errors import GatekeeperError, PoolError
-from gatekeeper.pool.nodes import _rowcount
 from gatekeeper.pool.providers.base import Provider
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ class ImageStore:
         retired = []
         with self.db.session() as session:
             for image in old:
-                if _rowcount(
+                if rowcount(
                     session.execute(
                         update(Image)
                         .where(Image.id == image.id, Image.state == ImageState.READY)

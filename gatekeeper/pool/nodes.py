@@ -19,10 +19,10 @@ import weakref
 from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, delete, event, func, select, update
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from gatekeeper.db.engine import Database
+from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import Node, NodeRequest, NodeState
 from gatekeeper.errors import PoolError
 
@@ -157,7 +157,7 @@ class NodeStore:
             for node_id in candidates:
                 with self.db.session() as session:
                     now = time.time()
-                    won = _rowcount(
+                    won = rowcount(
                         session.execute(
                             update(Node)
                             .where(Node.id == node_id, Node.state == NodeState.READY)
@@ -200,6 +200,20 @@ class NodeStore:
             )
             return {label: int(n) for label, n in rows}
 
+    def discard_used(self, build_uuids: list[str], comment: str) -> int:
+        """USED nodes of builds no one runs any more go to DELETE: what ran on
+        them is unknown. Returns how many did."""
+        if not build_uuids:
+            return 0
+        with self.db.session() as session:
+            return rowcount(
+                session.execute(
+                    update(Node)
+                    .where(Node.build_uuid.in_(build_uuids), Node.state == NodeState.USED)
+                    .values(state=NodeState.DELETE, state_time=time.time(), comment=comment)
+                )
+            )
+
     def release(self, node_name: str, passed: bool, hold_seconds: float, comment: str = "") -> str:
         """Give back a USED node: DELETE if the build passed, else HOLD it.
 
@@ -214,7 +228,7 @@ class NodeStore:
         if comment:
             values["comment"] = comment
         with self.db.session() as session:
-            done = _rowcount(
+            done = rowcount(
                 session.execute(
                     update(Node)
                     .where(Node.name == node_name, Node.state == NodeState.USED)
@@ -311,7 +325,7 @@ class NodeStore:
         :raises PoolError: the node is gone or no longer BUILDING.
         """
         with self.db.session() as session:
-            done = _rowcount(
+            done = rowcount(
                 session.execute(
                     update(Node)
                     .where(Node.name == name, Node.state == NodeState.BUILDING)
@@ -342,9 +356,7 @@ class NodeStore:
         if state == NodeState.READY:
             values.update(claimed_by="", build_uuid="", hold_until=None)
         with self.db.session() as session:
-            done = _rowcount(
-                session.execute(update(Node).where(Node.name == name).values(**values))
-            )
+            done = rowcount(session.execute(update(Node).where(Node.name == name).values(**values)))
         if not done:
             raise PoolError(f"no node {name}")
 
@@ -357,7 +369,7 @@ class NodeStore:
             values["comment"] = comment
         with self.db.session() as session:
             return bool(
-                _rowcount(
+                rowcount(
                     session.execute(
                         update(Node).where(Node.name == name, Node.state == old).values(**values)
                     )
@@ -373,7 +385,7 @@ class NodeStore:
         now = time.time()
         until = None if seconds is None else now + seconds
         with self.db.session() as session:
-            done = _rowcount(
+            done = rowcount(
                 session.execute(
                     update(Node)
                     .where(
@@ -416,7 +428,7 @@ class NodeStore:
             expired = []
             for name in names:
                 # Re-checked per row: someone may have changed the node meanwhile.
-                if _rowcount(
+                if rowcount(
                     session.execute(
                         update(Node)
                         .where(Node.name == name, Node.state == NodeState.HOLD)
@@ -530,9 +542,3 @@ def _mark_used(node: Node, worker: str, build_uuid: str) -> None:
 def _check_state(state: str) -> None:
     if state not in NodeState.ALL:
         raise PoolError(f"unknown node state {state!r}")
-
-
-def _rowcount(result: object) -> int:
-    # Session.execute() is typed as returning Result; DML gives a CursorResult.
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)

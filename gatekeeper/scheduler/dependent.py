@@ -46,6 +46,14 @@ def change_key(change: Change) -> str:
     return f"{change.project} {change.key}"
 
 
+def chain_digest(digest: int, keys: list[str]) -> int:
+    """``digest`` extended by ``keys`` in order, as a walk extends it past
+    each passing item."""
+    for key in keys:
+        digest = hash((digest, key))
+    return digest
+
+
 class DependentPipelineManager(PipelineManager):
     """One dependent pipeline. Called only from the scheduler thread."""
 
@@ -58,6 +66,17 @@ class DependentPipelineManager(PipelineManager):
         self._merged_keys: set[str] = set()
         # Per queue, the digest of the merged changes the items still carry.
         self._base: dict[str, int] = {}
+
+    def remember_merged(self, change: Change, key: str = "") -> str:
+        """Note that ``change`` merged (its key: ``change_key`` unless given):
+        what needed it, or was tested with it, is in the branch now."""
+        if len(self._merged) > 100_000:
+            self._merged.clear()
+            self._merged_keys.clear()
+        key = key or change_key(change)
+        self._merged.add(change.number)
+        self._merged_keys.add(key)
+        return key
 
     def inherit(self, old: DependentPipelineManager) -> None:
         """Carry what this pipeline knows over from its manager of the previous
@@ -247,7 +266,7 @@ class DependentPipelineManager(PipelineManager):
                 keys.append(key)
                 changes.append(item.change)
                 passing.add((item.change.project, item.change.number))
-                digest = hash((digest, key))
+                digest = chain_digest(digest, [key])
         return changed
 
     def _merged_state_ready(self, item: QueueItem, ahead: list[Change]) -> bool:
@@ -380,13 +399,8 @@ class DependentPipelineManager(PipelineManager):
                 # What blocked it was ahead, and the branch has changed: ask again.
                 other.merge_state = ""
         if merged:
-            if len(self._merged) > 100_000:
-                self._merged.clear()
-                self._merged_keys.clear()
-            key = change_key(item.change)
-            self._merged.add(item.change.number)
-            self._merged_keys.add(key)
+            key = self.remember_merged(item.change)
             # Items behind were tested with this change; it is now in the
             # branch itself, so what they tested is still what will merge:
             # their walk starts from the digest that includes it.
-            self._base[queue] = hash((item.tested_digest or 0, key))
+            self._base[queue] = chain_digest(item.tested_digest or 0, [key])

@@ -191,11 +191,9 @@ class PipelineManager:
     def forget_build(self, build: Build) -> None:
         """A build that will never report (its worker died while no scheduler
         listened): record it lost, free its node, and let the item run the job again."""
-        from gatekeeper.scheduler.restore import lose_builds
-
         record = self.context.builds.get(build.uuid)
         if record is not None:
-            lose_builds(self.context.builds, [record])
+            self.context.queue.lose([record])
         for item in self.items:
             if item.builds.get(build.job) is build:
                 del item.builds[build.job]

@@ -29,15 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
-
-from gatekeeper.db.builds import BuildStore
-from gatekeeper.db.tables import BuildRecord, Node, NodeState, QueueItemRecord
+from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.errors import GatekeeperError, OperationError
+from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
-from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.scheduler.dependencies import needed_changes
-from gatekeeper.scheduler.dependent import DependentPipelineManager, change_key
+from gatekeeper.scheduler.dependent import DependentPipelineManager, chain_digest, change_key
 
 if TYPE_CHECKING:
     from gatekeeper.scheduler.manager import PipelineManager
@@ -68,10 +66,6 @@ class RestoreSummary:
     dropped: list[str] = field(default_factory=list)
 
 
-def change_ref(number: int, patchset: int) -> str:
-    return f"refs/changes/{number % 100:02d}/{number}/{patchset}"
-
-
 def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> RestoreSummary:
     """Rebuild every pipeline's items from the database (scheduler thread)."""
     context = scheduler.context
@@ -84,9 +78,8 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
                 log.warning(
                     "restore: pipeline %s is gone from the layout: %s dropped", pipeline, row.uuid
                 )
-                lose_builds(
-                    context.builds,
-                    [b for b in context.queue.builds_of(row.uuid) if b.result is None],
+                context.queue.lose(
+                    [b for b in context.queue.builds_of(row.uuid) if b.result is None]
                 )
                 context.queue.forget(row.uuid)
                 summary.dropped.append(f"{row.project} {row.change},{row.patchset}")
@@ -132,15 +125,14 @@ def _restore_item(
 
     def leave(why: str) -> None:
         log.info("restore: %s leaves %s: %s", label, manager.name, why)
-        lose_builds(context.builds, [b for b in records if b.result is None])
+        context.queue.lose([b for b in records if b.result is None])
         context.queue.forget(row.uuid)
         summary.dropped.append(label)
 
     if current is not None:
         if row.reporting_since is not None and _was_reported(scheduler, manager, row, current):
             if isinstance(manager, DependentPipelineManager) and current.is_merged:
-                manager._merged.add(current.number)
-                manager._merged_keys.add(change_key(current))
+                manager.remember_merged(current)
             leave("its report was sent before the restart")
             return None
         if not current.is_open:
@@ -307,27 +299,7 @@ def _restore_builds(
             lost.append(record)
     if lost:
         summary.lost += len(lost)
-        lose_builds(scheduler.context.builds, lost)
-
-
-def lose_builds(builds: BuildStore, records: list[BuildRecord]) -> None:
-    """Builds no one runs any more: CANCELED (a worker finding one queued skips it),
-    and the nodes they held deleted."""
-    if not records:
-        return
-    now = time.time()
-    uuids = [r.uuid for r in records]
-    for record in records:
-        log.info("restore: build %s of %s was lost in the restart", record.uuid[:7], record.job)
-        builds.completed(record.uuid, BuildResult.CANCELED.value, now)
-    with builds.db.session() as session:
-        session.execute(
-            update(Node)
-            .where(Node.build_uuid.in_(uuids), Node.state == NodeState.USED)
-            .values(
-                state=NodeState.DELETE, state_time=now, comment="its build was lost in a restart"
-            )
-        )
+        scheduler.context.queue.lose(lost)
 
 
 def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) -> None:
@@ -351,23 +323,19 @@ def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) 
                         kept.append(key)
                     elif key not in manager._merged_keys and not _merged(source, key, manager):
                         still_valid = False
-                digest = 0
-                for key in kept:
-                    digest = hash((digest, key))
                 # -1 is never a hash value: the first walk resets the item.
-                item.tested_digest = digest if still_valid else -1
+                item.tested_digest = chain_digest(0, kept) if still_valid else -1
             ahead.add(change_key(item.change))
 
 
-def _merged(source: object, key: str, manager: DependentPipelineManager) -> bool:
+def _merged(source: GerritSource, key: str, manager: DependentPipelineManager) -> bool:
     """Whether the change named by ``key`` (``project number,patchset``) has merged."""
     try:
         number = int(key.rsplit(" ", 1)[1].split(",")[0])
-        change = source.get_change(number)  # type: ignore[attr-defined]
+        change = source.get_change(number)
     except (ValueError, IndexError, GatekeeperError):
         return False
     if change is None or not change.is_merged:
         return False
-    manager._merged.add(number)
-    manager._merged_keys.add(key)
+    manager.remember_merged(change, key)
     return True

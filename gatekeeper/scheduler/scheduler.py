@@ -21,6 +21,7 @@ from gatekeeper.db.queues import QueueStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.protocol import CompleteData
 from gatekeeper.errors import GatekeeperError, OperationError
+from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
@@ -102,6 +103,9 @@ class Scheduler:
         self._attached: dict[str, Build] = {}
         self._attached_polled = 0.0
         self.restored: RestoreSummary | None = None
+        #: Set by the app: the Gerrit event ledger, so an event seen on the
+        #: stream and again in a catch-up is acted on once.
+        self.ledger: EventLedger | None = None
 
     # -- called from any thread ------------------------------------------
     def put_trigger(self, event: TriggerEvent) -> None:
@@ -291,10 +295,6 @@ class Scheduler:
             len(layout.projects),
             sum(len(m.items) for m in managers),
         )
-
-    #: Set by the app: the Gerrit event ledger (gatekeeper.gerrit.ledger), so
-    #: an event seen on the stream and again in a catch-up is acted on once.
-    ledger: Any = None
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
         if self.ledger is not None and not self.ledger.first_time(event):

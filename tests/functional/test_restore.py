@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
+from gatekeeper.model.change import change_ref
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.db import postgres_server_url, scratch_postgres_database
 
@@ -94,26 +95,31 @@ def left_behind(
     reporting_since: float | None = None,
     heartbeat: float | None = None,
     tested_since: float | None = None,
+    pipeline: str = "check",
+    project: str = PROJECT,
+    job: str = "unit",
+    position: int = 0,
+    tested_with: list[str] | None = None,
 ) -> tuple[str, str]:
-    """A queue row in 'check' and one build of 'unit', as a previous run left them."""
+    """A queue row and one build of it, as a previous run left them."""
     item, build = uuid.uuid4().hex, uuid.uuid4().hex
     now = time.time()
     with db.session() as session:
         session.add(
             QueueItemRecord(
                 uuid=item,
-                pipeline="check",
-                position=0,
-                project=PROJECT,
+                pipeline=pipeline,
+                position=position,
+                project=project,
                 branch="master",
                 change=number,
                 patchset=patchset,
-                ref=f"refs/changes/{number % 100:02d}/{number}/{patchset}",
+                ref=change_ref(number, patchset),
                 old_rev="",
                 new_rev="",
-                enqueued_at=now - 60,
+                enqueued_at=now - 60 + position,
                 event_received_at=None,
-                tested_with=None,
+                tested_with=None if tested_with is None else json.dumps(tested_with),
                 tested_since=tested_since,
                 reporting_since=reporting_since,
             )
@@ -121,16 +127,16 @@ def left_behind(
         session.add(
             BuildRecord(
                 uuid=build,
-                job="unit",
-                project=PROJECT,
+                job=job,
+                project=project,
                 change=number,
                 patchset=patchset,
-                pipeline="check",
+                pipeline=pipeline,
                 node="",
                 provider="local",
                 worker="a-worker-elsewhere",
-                dispatched_at=now - 50,
-                start_time=now - 45,
+                dispatched_at=now - 50 + position,
+                start_time=now - 45 + position,
                 end_time=now - 5 if result else None,
                 result=result,
                 log_url="",
@@ -339,48 +345,18 @@ def gate_row(
     db: Database, number: int, project: str, position: int, tested_with: list[str]
 ) -> tuple[str, str]:
     """A gate item whose 'integrated' build runs on a worker elsewhere."""
-    item, build = uuid.uuid4().hex, uuid.uuid4().hex
-    now = time.time()
-    with db.session() as session:
-        session.add(
-            QueueItemRecord(
-                uuid=item,
-                pipeline="gate",
-                position=position,
-                project=project,
-                branch="master",
-                change=number,
-                patchset=1,
-                ref=f"refs/changes/{number % 100:02d}/{number}/1",
-                old_rev="",
-                new_rev="",
-                enqueued_at=now - 60 + position,
-                event_received_at=None,
-                tested_with=json.dumps(tested_with),
-                reporting_since=None,
-            )
-        )
-        session.add(
-            BuildRecord(
-                uuid=build,
-                job="integrated",
-                project=project,
-                change=number,
-                patchset=1,
-                pipeline="gate",
-                node="",
-                provider="local",
-                worker="a-worker-elsewhere",
-                dispatched_at=now - 50 + position,
-                start_time=now - 45 + position,
-                result=None,
-                log_url="",
-                item_uuid=item,
-                attempt=1,
-                heartbeat=now,
-            )
-        )
-    return item, build
+    return left_behind(
+        db,
+        number,
+        1,
+        None,
+        heartbeat=time.time(),
+        pipeline="gate",
+        project=project,
+        job="integrated",
+        position=position,
+        tested_with=tested_with,
+    )
 
 
 def finish(db: Database, build: str, result: str) -> None:

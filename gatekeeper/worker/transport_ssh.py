@@ -55,25 +55,42 @@ def connect(
     :raises TransportError: unreachable, unknown host key, or key refused.
     """
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         client.load_host_keys(str(known_hosts))
-        client.connect(
-            host,
-            port=port,
-            username=username,
-            key_filename=str(private_key),
-            look_for_keys=False,
-            allow_agent=False,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-        )
+        log_in(client, host, port, username, private_key, timeout)
     except (OSError, paramiko.SSHException) as exc:
         client.close()
         # str(exc) never contains key material, only what went wrong.
         raise TransportError(f"ssh {username}@{host}:{port}: {exc}") from exc
     return client
+
+
+def log_in(
+    client: paramiko.SSHClient,
+    host: str,
+    port: int,
+    username: str,
+    private_key: Path,
+    timeout: float,
+) -> None:
+    """Connect ``client`` with that key file alone (no agent, nothing from
+    ~/.ssh), refusing any host key the client does not already trust, every
+    wait bounded by ``timeout``.
+
+    :raises OSError, paramiko.SSHException: the caller closes the client.
+    """
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        host,
+        port=port,
+        username=username,
+        key_filename=str(private_key),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+    )
 
 
 def exec_simple(client: paramiko.SSHClient, command: str, timeout: float = 60.0) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 
 from gatekeeper.errors import ProviderError
+from gatekeeper.worker.transport_ssh import log_in
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,8 @@ def login(
     """
     client = paramiko.SSHClient()
     client.get_host_keys().add(f"[{host}]:{port}" if port != 22 else host, key.get_name(), key)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(
-            host,
-            port=port,
-            username=username,
-            key_filename=str(private_key),
-            look_for_keys=False,
-            allow_agent=False,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-        )
+        log_in(client, host, port, username, private_key, timeout)
     except (OSError, paramiko.SSHException) as exc:
         client.close()
         raise ProviderError(f"ssh {username}@{host}:{port}: {exc}") from exc

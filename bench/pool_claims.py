@@ -21,19 +21,20 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 
 import psycopg2
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import make_url, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures
 
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import Node, NodeState
 from gatekeeper.pool.nodes import NodeStore
+from tests.fixtures.db import insert_ready_nodes, scratch_postgres_database
 
 LABEL = "trusty"
 BARE_CLAIM = """
@@ -46,49 +47,12 @@ RETURNING id
 """
 
 
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"gk_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def fill(db: Database, count: int) -> None:
-    now = time.time()
+    """A fresh table of ``count`` READY nodes: a run on the dead rows of the
+    last would be slower."""
     with db.session() as session:
-        # A fresh table each run: a run on the dead rows of the last would be slower.
         session.execute(text("TRUNCATE nodes RESTART IDENTITY"))
-        session.execute(
-            insert(Node),
-            [
-                {
-                    "name": f"{LABEL}-bench-{i:06d}",
-                    "label": LABEL,
-                    "provider": "bench",
-                    "state": NodeState.READY,
-                    "state_time": now,
-                    "created_at": now,
-                    "hold_until": None,
-                    "external_id": f"srv-{i}",
-                    "address": "",
-                    "port": 22,
-                    "username": "",
-                    "claimed_by": "",
-                    "build_uuid": "",
-                    "comment": "",
-                    "image": "",
-                    "host_keys": "",
-                }
-                for i in range(count)
-            ],
-        )
+    insert_ready_nodes(db, count, LABEL, "bench")
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE nodes"))
 
@@ -186,7 +150,7 @@ def main() -> int:
         print("set GATEKEEPER_TEST_POSTGRES_URL or pass --url (run .ci/start-postgres.sh)")
         return 2
     results: dict[str, list[tuple[float, int]]] = {"bare SQL": [], "NodeStore.claim": []}
-    with scratch_database(args.url) as url:
+    with scratch_postgres_database(args.url) as url:
         db = Database(url)
         db.migrate()
         for _ in range(args.rounds):

@@ -5,43 +5,14 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import insert
 
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import Node, NodeState
+from gatekeeper.db.tables import NodeState
 from gatekeeper.pool.nodes import NodeStore
-
-
-def fill(db: Database, count: int, label: str = "trusty", provider: str = "rax") -> None:
-    """``count`` READY nodes in one statement."""
-    now = time.time()
-    rows = [
-        {
-            "name": f"{label}-{provider}-{i:06d}",
-            "label": label,
-            "provider": provider,
-            "state": NodeState.READY,
-            "state_time": now,
-            "created_at": now,
-            "hold_until": None,
-            "external_id": f"srv-{i}",
-            "address": "",
-            "port": 22,
-            "username": "",
-            "claimed_by": "",
-            "build_uuid": "",
-            "comment": "",
-            "image": "",
-            "host_keys": "",
-        }
-        for i in range(count)
-    ]
-    with db.session() as session:
-        session.execute(insert(Node), rows)
+from tests.fixtures.db import insert_ready_nodes as fill
 
 
 def claim_all(db: Database, threads: int, claimer: str) -> list[tuple[str, str]]:

@@ -132,7 +132,7 @@ def run(size: int, root: Path) -> dict[str, float]:
         change = Change(project, "master", number, 1, ref=f"refs/changes/{number}/1")
         change.files = ["/COMMIT_MSG", "x.py"]
         source.changes[number] = change
-        gate.enqueue_with_needs(change, gate._select(change))
+        gate.enqueue_with_needs(change, gate.select(change))
     scheduler._run_once()  # dispatches every build
     for item in gate.items:  # every build is running
         for build in item.builds.values():

@@ -159,7 +159,7 @@ class DependentPipelineManager(PipelineManager):
                 return None
         for dependency in needed:
             if self.find(dependency) is None:
-                self._enqueue_tree(dependency, self._select(dependency), received_at, visiting)
+                self._enqueue_tree(dependency, self.select(dependency), received_at, visiting)
         item = self.enqueue(change, selection, received_at)
         if item is not None:
             item.needed = needed
@@ -171,11 +171,6 @@ class DependentPipelineManager(PipelineManager):
             return f"is not in this change's queue ({queue}) in {self.name}"
         verdict = check_requirements(self.pipeline, change)
         return verdict.reason
-
-    def _select(self, change: Change) -> Any:
-        return self.context.router.select(
-            change.project, self.name, change.branch, "", change.files
-        )
 
     def _enqueue_waiting(self, change: Change, visiting: set[int]) -> None:
         """Enqueue the changes that need ``change`` and were waiting for it."""
@@ -191,7 +186,7 @@ class DependentPipelineManager(PipelineManager):
             queue = self.queue_of.get(change.project, change.project)
             if self.find(other) is not None or self._cannot_enter(other, queue):
                 continue
-            if self._enqueue_tree(other, self._select(other), None, visiting) is not None:
+            if self._enqueue_tree(other, self.select(other), None, visiting) is not None:
                 self._enqueue_waiting(other, visiting)
 
     # -- items ---------------------------------------------------------------

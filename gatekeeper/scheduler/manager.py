@@ -137,6 +137,12 @@ class PipelineManager:
         self._report_start(item)
         return item
 
+    def select(self, change: Change) -> Any:
+        """The jobs this pipeline runs for ``change`` (its branch and files)."""
+        return self.context.router.select(
+            change.project, self.name, change.branch, "", change.files
+        )
+
     def find(self, change: Change) -> QueueItem | None:
         """The item of this change at this patchset (or this ref at this revision)."""
         for item in self.items:
@@ -152,10 +158,7 @@ class PipelineManager:
         for nor count in its report.
         """
         change = item.change
-        selection = self.context.router.select(
-            change.project, self.name, change.branch, "", change.files
-        )
-        item.job_trees = list(selection.trees)
+        item.job_trees = list(self.select(change).trees)
         keep = {tree.name for root in item.job_trees for tree in root.walk()}
         for name, build in list(item.builds.items()):
             if name in keep:

@@ -74,8 +74,7 @@ def enqueue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> s
         )
     if not found.is_open:
         raise OperationError(f"{found} is {found.status}")
-    selection = context.router.select(project, pipeline, found.branch, "", found.files)
-    if manager.enqueue(found, selection, time.monotonic()) is None:
+    if manager.enqueue(found, manager.select(found), time.monotonic()) is None:
         raise OperationError(f"{found} is already in {pipeline}")
     return f"enqueued {found} in {pipeline}"
 

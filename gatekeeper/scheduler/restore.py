@@ -149,8 +149,7 @@ def _restore_item(
         event_received_at=row.event_received_at,
     )
     item.tested_with = None if row.tested_with is None else list(json.loads(row.tested_with))
-    selection = context.router.select(change.project, manager.name, change.branch, "", change.files)
-    item.job_trees = list(selection.trees)
+    item.job_trees = list(manager.select(change).trees)
     if current is not None and not change.is_ref and not manager.pipeline.ignore_dependencies:
         try:
             item.needed = needed_changes(context.source, change)

@@ -197,6 +197,19 @@ def test_a_failed_attempt_is_deleted_and_retried(
     assert [s.id for s in cloud.servers()] == [nodes[0].external_id]
 
 
+def test_a_burst_of_launches_looks_the_image_and_flavor_up_once(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    # Every launch thread starts with an empty id cache; under a rate limit
+    # each lookup it made would cost a slot the creates need.
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {"rate": 20})], min_ready=6)
+    _round(pool)
+    assert _states(db) == [NodeState.READY] * 6
+    assert (cloud.calls["find_image"], cloud.calls["find_flavor"]) == (1, 1)
+    assert cloud.calls["create_server"] == 6
+
+
 def test_a_launch_that_keeps_failing_leaves_nothing_and_backs_off(
     db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
 ) -> None:

@@ -85,6 +85,7 @@ class OpenStackProvider(Provider):
         self._lock = threading.Lock()
         self._cloud: CloudAPI | None = None
         self._ids: dict[tuple[str, str], str] = {}
+        self._lookup_lock = threading.Lock()
         self._list_lock = threading.Lock()
         self._list: dict[str, CloudServer] = {}
         self._list_time = 0.0
@@ -115,21 +116,30 @@ class OpenStackProvider(Provider):
             self._held_until = time.monotonic() + seconds if seconds > 0 else 0.0
 
     def _lookup(self, kind: str, key: str) -> str:
-        """Image, flavor and network ids: looked up once per provider."""
+        """Image, flavor and network ids: looked up once per provider.
+
+        A hundred launches start at once and all miss the cache: one of
+        them asks the cloud and the others wait for its answer, so the
+        lookups do not spend the rate limit that the creates need."""
         with self._lock:
             found = self._ids.get((kind, key))
         if found is not None:
             return found
-        self.limiter.wait()
-        if kind == "image":
-            found = self.cloud.find_image(key)
-        elif kind == "flavor":
-            found = self.cloud.find_flavor(self.config.flavor_name, self.config.min_ram)
-        else:
-            found = self.cloud.find_network(key)
-        with self._lock:
-            self._ids[(kind, key)] = found
-        return found
+        with self._lookup_lock:
+            with self._lock:
+                found = self._ids.get((kind, key))
+            if found is not None:
+                return found
+            self.limiter.wait()
+            if kind == "image":
+                found = self.cloud.find_image(key)
+            elif kind == "flavor":
+                found = self.cloud.find_flavor(self.config.flavor_name, self.config.min_ram)
+            else:
+                found = self.cloud.find_network(key)
+            with self._lock:
+                self._ids[(kind, key)] = found
+            return found
 
     def _image_config(self, label: str) -> ProviderImage:
         image = self.config.image(label)

@@ -101,6 +101,8 @@ class Pool:
         self._rounds = 0
         self._next_reap = 0.0
         self._next_image_check = 0.0
+        # Labels already warned about having no provider that serves them.
+        self._unserved: set[str] = set()
 
     # -- thread ------------------------------------------------------------
 
@@ -298,8 +300,15 @@ class Pool:
         return out
 
     def _label_providers(self, label: LabelConfig) -> list[Provider]:
+        # A layout's job may name a label that some clouds have no image for
+        # (or none has): launching it there would only fail and back off the
+        # provider for the labels it does serve.
         names = label.providers or list(self.providers)
-        return [self.providers[n] for n in names if n in self.providers]
+        return [
+            self.providers[n]
+            for n in names
+            if n in self.providers and self.providers[n].serves(label.name)
+        ]
 
     def capacity(self, provider: Provider, ask_quota: bool = True) -> int:
         """Nodes ``provider`` can take now: max-servers less what it holds,
@@ -331,6 +340,10 @@ class Pool:
         label_providers = {
             name: [p.name for p in self._label_providers(labels[name])] for name in demand
         }
+        for name, serving in label_providers.items():
+            if not serving and name not in self._unserved:
+                self._unserved.add(name)
+                log.warning("label %s: no provider can launch it (no 'images' entry)", name)
         wanted = {p for names in label_providers.values() for p in names}
         free = {name: self.capacity(self.providers[name]) for name in sorted(wanted)}
         plan = allocate(demand, label_providers, free, self._rounds)

@@ -67,6 +67,11 @@ class Provider(ABC):
         :raises ProviderError: the provider refused.
         """
 
+    def serves(self, label: str) -> bool:
+        """Whether this provider can launch nodes of ``label`` at all (the
+        pool places a label only on the providers that can)."""
+        return True
+
     def fixed_names(self, label: str) -> list[str] | None:
         """The only node names this provider can launch for ``label`` (a static
         provider's hosts), or None when the pool may name nodes freely."""

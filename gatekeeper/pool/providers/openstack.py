@@ -156,6 +156,10 @@ class OpenStackProvider(Provider):
 
     # -- nodes -------------------------------------------------------------
 
+    def serves(self, label: str) -> bool:
+        # A label needs an 'images' entry: what to boot, and who logs in.
+        return self.config.image(label) is not None
+
     def launch(self, node_name: str, label: str, image: str = "") -> LaunchedNode:
         settings = self._image_config(label)
         image_id = image or self._lookup("image", settings.base_image)
@@ -377,10 +381,14 @@ class OpenStackProvider(Provider):
             next(iter(entry.values())),
             30.0,
         )
+        # A last line without its newline (an image's key written with
+        # printf or echo -n) would run into the new key and spoil both.
         try:
             ssh_ready.run(
                 client,
-                "umask 077 && mkdir -p ~/.ssh && cat >> ~/.ssh/authorized_keys",
+                "umask 077 && mkdir -p ~/.ssh && cd ~/.ssh && { if [ -s authorized_keys ]"
+                ' && [ -n "$(tail -c 1 authorized_keys)" ]; then echo; fi; cat; }'
+                " >> authorized_keys",
                 stdin=(key_line + "\n").encode(),
             )
         finally:

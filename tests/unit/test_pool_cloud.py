@@ -7,6 +7,9 @@ cloud is the subject, so one database keeps the suite fast.)"""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import paramiko
 import pytest
+import yaml
 from sqlalchemy import update
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
@@ -30,10 +34,13 @@ from gatekeeper.pool.providers.openstack import (
     META_POOL,
     META_PROVIDER,
 )
-from tests.fixtures.fake_cloud import FakeCloud, link, registered
+from tests.fixtures.fake_cloud import FakeCloud, registered
+from tests.fixtures.remote_cloud import serve
 from tests.fixtures.sshd import SSHServer
 
 pytestmark = pytest.mark.sshd
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MakePool = Callable[..., Pool]
 
@@ -264,6 +271,21 @@ def test_min_ready_is_met_when_one_provider_fails_one_is_full_and_one_is_slow(
     assert {s.id for s in full.servers() + slow.servers()} == {n.external_id for n in nodes}
 
 
+def test_a_label_the_cloud_has_no_image_for_is_not_launched_there(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    # A layout's job names a label this provider has no 'images' entry for:
+    # launching it there would fail and back off the provider for trusty too.
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {})], min_ready=2)
+    pool.labels.append(LabelConfig.model_validate({"name": "devstack-vm", "min-ready": 1}))
+    _round(pool)
+    _round(pool)
+    assert _states(db) == [NodeState.READY] * 2
+    assert (pool.health["rax"].failed, cloud.created) == (0, 2)
+    assert pool.capacity(pool.providers["rax"]) == 8
+
+
 def test_api_errors_do_not_lose_servers(
     db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
 ) -> None:
@@ -365,23 +387,59 @@ def test_old_ready_nodes_are_replaced(
     assert [s.id for s in cloud.servers()] == [new.external_id]
 
 
-def test_crash_mid_launch_leaves_no_server_and_no_stuck_row(
-    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+def test_kill_9_of_the_pool_mid_launch_leaves_no_server_and_no_stuck_row(
+    tmp_path: Path, sshd: SSHServer, clouds: Callable[..., FakeCloud]
 ) -> None:
+    # The real ``gatekeeper pool`` in a process of its own, SIGKILLed while
+    # three servers it made are booting; the cloud lives on in this process.
     cloud = clouds(hang_next_boots=3)
-    # The first process reaches the cloud through a link that dies with it.
-    first_name = f"{cloud.name}-first"
-    first_link = link(cloud, first_name)
-    first = make_pool([("rax", first_name, {"boot-timeout": 3600})], min_ready=3)
-    try:
-        first.run_once()
-        _rounds_until_servers(cloud, 3)
-        assert _states(db) == [NodeState.BUILDING] * 3
-        # The process dies: nothing it does reaches the cloud any more.
-        first_link.cut()
+    config = provider_config("rax", cloud.name, sshd, tmp_path / "providers")
+    site_file = tmp_path / "gatekeeper.yaml"
+    (tmp_path / "layout.yaml").write_text("pipelines: []\n")
+    site_file.write_text(
+        yaml.safe_dump(
+            {
+                "state-dir": str(tmp_path / "state"),
+                "layout": str(tmp_path / "layout.yaml"),
+                "providers": [
+                    {**config.model_dump(by_alias=True, mode="json"), "boot-timeout": 3600}
+                ],
+                "labels": [{"name": "trusty", "min-ready": 3}],
+                "pool": {"interval": 0.2},
+            }
+        )
+    )
+    db = Database(f"sqlite:///{tmp_path / 'state' / 'gatekeeper.db'}")
+    with serve(cloud) as served:
 
-        second = make_pool([("rax", cloud, {})], min_ready=3)
-        second.start()
+        def pool_process(log_name: str) -> subprocess.Popen[bytes]:
+            with open(tmp_path / log_name, "wb") as log_file:
+                command = ["-v", "pool", "-c", str(site_file)]
+                return subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.fixtures.remote_cloud",
+                        served.address,
+                        cloud.name,
+                        *command,
+                    ],
+                    cwd=ROOT,
+                    env=served.environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+
+        first = pool_process("first.log")
+        try:
+            _wait(lambda: len(cloud.servers()) == 3 and _states(db) == [NodeState.BUILDING] * 3)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        orphans = {s.id for s in cloud.servers()}
+
+        second = pool_process("second.log")
         try:
             _wait(
                 lambda: (
@@ -391,13 +449,14 @@ def test_crash_mid_launch_leaves_no_server_and_no_stuck_row(
                 )
             )
         finally:
-            second.stop()
-    finally:
-        first_link.bury()
-        first.stop()
-        unregister_cloud(first_name)
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=60) == 0, (tmp_path / "second.log").read_text()
+    log = (tmp_path / "second.log").read_text()
+    assert log.count("was BUILDING at start-up: DELETE") == 3, log
     assert cloud.created == 6
+    assert not orphans & {s.id for s in cloud.servers()}
     assert _states(db) == [NodeState.READY] * 3
+    db.dispose()
 
 
 def _rounds_until_servers(cloud: FakeCloud, n: int) -> None:

@@ -221,6 +221,9 @@ class ReapConfig(_Strict):
     # Overrides pool.hold-failed-hours when given.
     hold_failed: Duration | None = Field(default=None, alias="hold-failed")
     max_ready_age: Duration = Field(default=86400.0, alias="max-ready-age")
+    # A BUILDING node older than this is reaped, on every provider; each
+    # provider's launch-timeout applies too (the shorter of the two wins).
+    max_building_age: Duration | None = Field(default=None, alias="max-building-age")
     # A delete not seen through after this long is issued again.
     delete_retry: Duration = Field(default=60.0, alias="delete-retry")
 

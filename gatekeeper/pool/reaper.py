@@ -3,8 +3,8 @@
 Run by the pool thread hourly (``reap.interval``) and once at start:
 
 - READY nodes older than ``max-ready-age`` and BUILDING nodes older than
-  their provider's ``launch-timeout`` (unless this process is still
-  launching them) go to DELETE;
+  their provider's ``launch-timeout`` or ``max-building-age``, whichever is
+  shorter (unless this process is still launching them), go to DELETE;
 - servers a provider holds for this pool that no row accounts for (leaks:
   a crash between create and record, a retried launch whose first server
   would not die, a delete that silently failed) are deleted;
@@ -92,6 +92,8 @@ class Reaper:
         for node in self.nodes.list(state=NodeState.BUILDING):
             provider = self.providers.get(node.provider)
             limit = provider.config.launch_timeout if provider else DEFAULT_LAUNCH_TIMEOUT
+            if self.site.reap.max_building_age is not None:
+                limit = min(limit, self.site.reap.max_building_age)
             if node.name in launching or now - node.created_at <= limit:
                 continue
             if self.nodes.change_state(

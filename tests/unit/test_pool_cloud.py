@@ -387,6 +387,33 @@ def test_old_ready_nodes_are_replaced(
     assert [s.id for s in cloud.servers()] == [new.external_id]
 
 
+@pytest.mark.parametrize(
+    ("reap", "reaped_after"),
+    [({}, 3600), ({"max-building-age": "10m"}, 600)],
+    ids=["launch-timeout", "max-building-age"],
+)
+def test_a_node_stuck_building_is_reaped_with_its_server(
+    db: Database,
+    clouds: Callable[..., FakeCloud],
+    make_pool: MakePool,
+    reap: dict[str, str],
+    reaped_after: float,
+) -> None:
+    # Another pool process started this launch and went silent: its row is
+    # BUILDING and its server, tagged with the node's name, is in the cloud.
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {"launch-timeout": "1h"})], min_ready=0, reap=reap)
+    stuck = NodeStore(db).add("trusty-rax-stuck", "trusty", "rax")
+    server = cloud.add_foreign_server(
+        stuck.name,
+        {META_POOL: "gatekeeper", META_PROVIDER: "rax", META_NODE: stuck.name},
+    )
+    assert pool.reaper.run_once(now=stuck.created_at + reaped_after - 1)["stuck-building"] == 0
+    assert pool.reaper.run_once(now=stuck.created_at + reaped_after + 1)["stuck-building"] == 1
+    _rounds_until(pool, lambda: NodeStore(db).list() == [])
+    assert server not in {s.id for s in cloud.servers()}
+
+
 def test_kill_9_of_the_pool_mid_launch_leaves_no_server_and_no_stuck_row(
     tmp_path: Path, sshd: SSHServer, clouds: Callable[..., FakeCloud]
 ) -> None:

@@ -25,15 +25,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -49,51 +44,10 @@ from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.cloud import unregister_cloud
 from tests.fixtures.fake_cloud import FakeCloud, registered
+from tests.fixtures.sshd import running_sshd
 
 MIN_READY = 100
 MAX_SERVERS = {"east": 50, "west": 50, "north": 20}
-
-
-@contextmanager
-def sshd(base: Path) -> Iterator[int]:
-    """A real sshd on 127.0.0.1 (a free port); its port."""
-    key = base / "host_key"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = base / "sshd_config"
-    config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {key}\nPidFile {base / 'pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "StrictModes no\nMaxStartups 200\n"
-    )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    if conn.recv(4) == b"SSH-":
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                threading.Event().wait(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def ideal(providers: dict[str, int], rate: float, boot_delay: float) -> float:
@@ -182,13 +136,14 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        with sshd(base) as port:
+        # The images have no private-key: a node is READY when its key exchange is done.
+        with running_sshd(base) as server:
             cases = [("all providers healthy", set()), ("north fails every launch", {"north"})]
             for i, (case, failing) in enumerate(cases):
                 run_dir = base / f"run{i}"
                 run_dir.mkdir()
                 elapsed, per_provider, servers = converge(
-                    run_dir, port, args.rate, args.boot_delay, failing
+                    run_dir, server.port, args.rate, args.boot_delay, failing
                 )
                 healthy = {k: v for k, v in MAX_SERVERS.items() if k not in failing}
                 best = ideal(healthy, args.rate, args.boot_delay)

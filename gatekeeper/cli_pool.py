@@ -145,6 +145,7 @@ def nodes_hold(
     """Keep node ID (number or name) from being deleted or reused."""
     from gatekeeper.pool.nodes import NodeStore
     from gatekeeper.pool.providers import make_provider
+    from gatekeeper.pool.providers.base import public_key_line
 
     site = _site(site_path)
     try:
@@ -153,16 +154,32 @@ def nodes_hold(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--for") from exc
+    # What can be refused without the node is refused before it is held.
+    key = None
+    if ssh_key is not None:
+        try:
+            key = public_key_line(ssh_key.read_text())
+        except GatekeeperError as exc:
+            raise click.BadParameter(f"{ssh_key}: {exc}", param_hint="--ssh-key") from exc
     with _database(site) as db:
         store = NodeStore(db)
         try:
             node = store.find(ident)
-            held = store.hold(node.name, seconds or None, reason)
-            if ssh_key is not None:
+            provider = None
+            if key is not None:
                 config = next((p for p in site.providers if p.name == node.provider), None)
                 if config is None:
                     raise GatekeeperError(f"provider {node.provider} is not in the site file")
-                make_provider(config, site.pool.name).install_key(held, ssh_key.read_text())
+                provider = make_provider(config, site.pool.name)
+                provider.check_takes_keys()
+            held = store.hold(node.name, seconds or None, reason)
+            if provider is not None and key is not None:
+                try:
+                    provider.install_key(held, key)
+                except GatekeeperError as exc:
+                    raise GatekeeperError(
+                        f"node {held.id} ({held.name}) is held, but the key is not installed: {exc}"
+                    ) from exc
         except GatekeeperError as exc:
             raise click.ClickException(str(exc)) from exc
     until = "until released" if held.hold_until is None else f"for {age(seconds)}"

@@ -1,25 +1,35 @@
 """``gatekeeper nodes``, ``images`` and ``pool status`` on a real SQLite
-database and the local provider."""
+database and the local provider; ``nodes hold --ssh-key`` on a node the pool
+launched with an ``openstack`` provider on the in-process fake cloud, with
+a real sshd behind it and the real OpenSSH client as the developer."""
 
 from __future__ import annotations
 
+import stat
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from sqlalchemy import update
 
 from gatekeeper.cli import main
 from gatekeeper.cli_pool import age
 from gatekeeper.config.loader import load_site
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import ImageState, NodeState
+from gatekeeper.db.tables import ImageState, Node, NodeState
 from gatekeeper.pool.images import ImageStore
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import LaunchedNode
+from gatekeeper.pool.providers.cloud import unregister_cloud
+from tests.fixtures.fake_cloud import FakeCloud, registered
+from tests.fixtures.gerrit_sim import make_ssh_key
+from tests.fixtures.sshd import SSHServer
 
 
 @pytest.fixture
@@ -115,6 +125,8 @@ def test_nodes_list_hold_release_delete(site_file: Path, tmp_path: Path) -> None
     no_key.write_text("ssh-ed25519 AAAA dev@example\n")
     keyed = _run(site_file, "nodes", "hold", "1", "--reason", "x", "--ssh-key", str(no_key))
     assert keyed.exit_code == 1 and "take no SSH keys" in keyed.output
+    # Refused before the hold: the node keeps the hold it had ("keep").
+    assert nodes.get("trusty-local-a").comment == "keep"  # type: ignore[union-attr]
 
     released = _run(site_file, "nodes", "release", "2")
     assert released.exit_code == 0 and "DELETE" in released.output
@@ -194,3 +206,236 @@ def test_images_update_reports_a_failed_build(site_file: Path, tmp_path: Path) -
     assert result.exit_code == 1
     assert "FAILED: setup cache-packages.sh exited 4: mirror down" in result.output
     assert "1 of 1 image builds failed" in result.output
+
+
+# -- nodes hold --ssh-key on a cloud node --------------------------------------
+
+
+@pytest.fixture
+def cloud_site(tmp_path: Path, sshd_home: SSHServer) -> Iterator[Path]:
+    """A site file with one ``openstack`` provider on a fake cloud whose
+    servers all answer SSH on ``sshd_home``."""
+    cloud = registered(FakeCloud())
+    path = tmp_path / "gatekeeper.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state-dir": str(tmp_path / "state"),
+                "providers": [
+                    {
+                        "name": "rax",
+                        "driver": "openstack",
+                        "cloud": cloud.name,
+                        "rate": 0,
+                        "poll-interval": 0.02,
+                        "boot-timeout": 15,
+                        "ssh-port": sshd_home.port,
+                        "max-servers": 2,
+                        "root": str(tmp_path / "rax"),
+                        "images": [
+                            {
+                                "label": "trusty",
+                                "base-image": "ubuntu-trusty",
+                                "username": sshd_home.username,
+                                "private-key": str(sshd_home.private_key),
+                            }
+                        ],
+                    }
+                ],
+                "labels": [{"name": "trusty", "min-ready": 1}],
+            }
+        )
+    )
+    yield path
+    unregister_cloud(cloud.name)
+
+
+@pytest.fixture
+def cloud_node(cloud_site: Path) -> Node:
+    """A READY node the pool launched from ``cloud_site``: its host key was
+    recorded when it first answered SSH."""
+    db = _db(cloud_site)
+    site = load_site(cloud_site, cloud_site.parent)
+    pool = Pool(
+        site,
+        db,
+        {p.name: make_provider(p, site.pool.name) for p in site.providers},
+        site.labels,
+    )
+    try:
+        pool.run_once()
+        assert pool.wait_for_launches(timeout=60)
+    finally:
+        pool.stop()
+    (node,) = NodeStore(db).list()
+    db.dispose()
+    assert node.state == NodeState.READY and node.host_keys
+    return node
+
+
+def _state(site_file: Path, name: str) -> str:
+    db = _db(site_file)
+    node = NodeStore(db).get(name)
+    db.dispose()
+    assert node is not None
+    return node.state
+
+
+def _keygen(path: Path, comment: str) -> Path:
+    """A new key pair at ``path``; its public half."""
+    make_ssh_key(path, comment)
+    return path.with_name(path.name + ".pub")
+
+
+def _ssh(
+    node: Node, key: Path, known_hosts: Path, command: str
+) -> subprocess.CompletedProcess[str]:
+    """The developer's ``ssh`` to the node: that key alone, that host key alone
+    (``-F none``: nothing from this machine's ssh config either)."""
+    return subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "none",
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-p",
+            str(node.port),
+            f"{node.username}@{node.address}",
+            command,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.sshd
+def test_hold_with_ssh_key_lets_the_developer_in(
+    cloud_site: Path, cloud_node: Node, sshd_home: SSHServer, tmp_path: Path
+) -> None:
+    assert sshd_home.home is not None
+    dev_pub = _keygen(tmp_path / "dev_key", "dev@example")
+    known_hosts = tmp_path / "dev_known_hosts"
+    known_hosts.write_text(cloud_node.host_keys + "\n")
+    before = _ssh(cloud_node, tmp_path / "dev_key", known_hosts, "echo in")
+    assert before.returncode == 255 and "Permission denied" in before.stderr, before
+
+    held = _run(
+        cloud_site,
+        "nodes",
+        "hold",
+        str(cloud_node.id),
+        "--reason",
+        "bug 42",
+        "--ssh-key",
+        str(dev_pub),
+    )
+    assert held.exit_code == 0, held.output
+    assert f"ssh {sshd_home.username}@127.0.0.1 -p {sshd_home.port}\n" in held.output
+    assert _state(cloud_site, cloud_node.name) == NodeState.HOLD
+
+    after = _ssh(cloud_node, tmp_path / "dev_key", known_hosts, "echo in")
+    assert (after.returncode, after.stdout) == (0, "in\n"), after
+    ssh_dir = sshd_home.home / ".ssh"
+    assert (ssh_dir / "authorized_keys").read_text() == dev_pub.read_text()
+    # umask 077: sshd's StrictModes would refuse a group-writable file.
+    assert stat.S_IMODE(ssh_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((ssh_dir / "authorized_keys").stat().st_mode) == 0o600
+    real = Path.home() / ".ssh" / "authorized_keys"
+    assert not real.exists() or dev_pub.read_text() not in real.read_text()
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA one@example\n"
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB two@example\n",
+        "ssh-ed25519 AAAA x\n; touch {pwned}",
+        "",
+    ],
+    ids=["two-keys", "hostile", "empty"],
+)
+def test_hold_refuses_a_key_file_that_is_not_one_key(
+    cloud_site: Path, cloud_node: Node, sshd_home: SSHServer, tmp_path: Path, text: str
+) -> None:
+    assert sshd_home.home is not None
+    authorized = sshd_home.home / ".ssh" / "authorized_keys"
+    authorized.parent.mkdir()
+    existing = _keygen(tmp_path / "existing", "image@example").read_text()
+    authorized.write_text(existing)
+    key_file = tmp_path / "dev.pub"
+    key_file.write_text(text.format(pwned=tmp_path / "pwned"))
+
+    held = _run(
+        cloud_site, "nodes", "hold", str(cloud_node.id), "--reason", "x", "--ssh-key", str(key_file)
+    )
+    assert held.exit_code == 2
+    assert f"Invalid value for --ssh-key: {key_file}: a public key file must be one key line" in (
+        held.output
+    )
+    assert authorized.read_text() == existing
+    assert not (tmp_path / "pwned").exists()
+    assert _state(cloud_site, cloud_node.name) == NodeState.READY
+
+
+@pytest.mark.sshd
+def test_hold_refuses_a_node_whose_host_key_changed(
+    cloud_site: Path, cloud_node: Node, sshd_home: SSHServer, tmp_path: Path
+) -> None:
+    assert sshd_home.home is not None
+    other = _keygen(tmp_path / "other_host_key", "elsewhere").read_text().split()
+    db = _db(cloud_site)
+    with db.session() as session:
+        session.execute(
+            update(Node)
+            .where(Node.name == cloud_node.name)
+            .values(host_keys=f"[127.0.0.1]:{sshd_home.port} {other[0]} {other[1]}")
+        )
+    db.dispose()
+    dev_pub = _keygen(tmp_path / "dev_key", "dev@example")
+
+    held = _run(
+        cloud_site, "nodes", "hold", str(cloud_node.id), "--reason", "x", "--ssh-key", str(dev_pub)
+    )
+    assert held.exit_code == 1
+    assert f"node {cloud_node.id} ({cloud_node.name}) is held, but the key is not installed" in (
+        held.output
+    )
+    assert "does not match" in held.output
+    assert not (sshd_home.home / ".ssh").exists()
+    assert _state(cloud_site, cloud_node.name) == NodeState.HOLD
+
+
+@pytest.mark.sshd
+def test_hold_adds_the_key_after_a_last_line_without_its_newline(
+    cloud_site: Path, cloud_node: Node, sshd_home: SSHServer, tmp_path: Path
+) -> None:
+    assert sshd_home.home is not None
+    authorized = sshd_home.home / ".ssh" / "authorized_keys"
+    authorized.parent.mkdir()
+    existing = _keygen(tmp_path / "existing", "image@example").read_text()
+    authorized.write_text(existing.rstrip("\n"))
+    dev_pub = _keygen(tmp_path / "dev_key", "dev@example")
+
+    held = _run(
+        cloud_site, "nodes", "hold", str(cloud_node.id), "--reason", "x", "--ssh-key", str(dev_pub)
+    )
+    assert held.exit_code == 0, held.output
+    assert authorized.read_text() == existing + dev_pub.read_text()
+    known_hosts = tmp_path / "dev_known_hosts"
+    known_hosts.write_text(cloud_node.host_keys + "\n")
+    for key in ("existing", "dev_key"):
+        login = _ssh(cloud_node, tmp_path / key, known_hosts, "echo in")
+        assert (login.returncode, login.stdout) == (0, "in\n"), login

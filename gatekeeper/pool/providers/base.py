@@ -16,6 +16,18 @@ from gatekeeper.worker.transport import Transport
 Progress = Callable[[str], None]
 
 
+def public_key_line(text: str) -> str:
+    """The one line of a public key file, for an authorized_keys file.
+
+    :raises ProviderError: it is empty or more than one line (a second line
+        would be a second key, or worse, in the node's authorized_keys).
+    """
+    lines = text.strip().splitlines()
+    if len(lines) != 1:
+        raise ProviderError("a public key file must be one key line")
+    return lines[0]
+
+
 @dataclass
 class LaunchedNode:
     """What a provider reports about a machine it has made ready."""
@@ -47,6 +59,8 @@ class Provider(ABC):
     #: A static provider hands back hosts it does not own: it re-uses them
     #: (clean, then READY) instead of deleting them.
     reusable_nodes = False
+    #: Its nodes can take a developer's SSH key (``install_key``).
+    takes_keys = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -111,9 +125,15 @@ class Provider(ABC):
 
         :raises ProviderError: this provider's nodes cannot take keys.
         """
-        raise ProviderError(
-            f"provider {self.name}: nodes of the {self.config.driver} driver take no SSH keys"
-        )
+        self.check_takes_keys()
+        raise NotImplementedError(f"{type(self).__name__} takes keys but cannot install them")
+
+    def check_takes_keys(self) -> None:
+        """:raises ProviderError: this provider's nodes cannot take keys."""
+        if not self.takes_keys:
+            raise ProviderError(
+                f"provider {self.name}: nodes of the {self.config.driver} driver take no SSH keys"
+            )
 
     def hold_launches(self, seconds: float) -> None:  # noqa: B027 - optional hook
         """The pool has backed this provider off for ``seconds`` (0: no more):

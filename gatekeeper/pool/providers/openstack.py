@@ -25,7 +25,13 @@ from gatekeeper.config.site import ProviderConfig, ProviderImage
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
 from gatekeeper.pool.providers import ssh_ready
-from gatekeeper.pool.providers.base import LaunchedNode, Progress, Provider, Tagged
+from gatekeeper.pool.providers.base import (
+    LaunchedNode,
+    Progress,
+    Provider,
+    Tagged,
+    public_key_line,
+)
 from gatekeeper.pool.providers.cloud import CloudAPI, CloudServer, QuotaError, open_cloud
 from gatekeeper.worker.transport import Transport
 from gatekeeper.worker.transport_ssh import SSHTransport
@@ -75,6 +81,8 @@ class OpenStackProvider(Provider):
     threads (transport); the cloud connection is opened once, lazily, and
     openstacksdk's Connection is shared between them.
     """
+
+    takes_keys = True
 
     def __init__(self, config: ProviderConfig, pool_name: str = "gatekeeper") -> None:
         super().__init__(config)
@@ -366,9 +374,7 @@ class OpenStackProvider(Provider):
         settings = self._image_config(node.label)
         if settings.private_key is None:
             raise ProviderError(f"provider {self.name}: no private-key for label {node.label}")
-        key_line = public_key.strip()
-        if not key_line or "\n" in key_line:
-            raise ProviderError("the public key must be one line")
+        key_line = public_key_line(public_key)
         keys = paramiko.HostKeys(str(self.known_hosts_file(node)))
         entry = keys.lookup(node.address if node.port == 22 else f"[{node.address}]:{node.port}")
         if not entry:

@@ -17,6 +17,7 @@ import re
 import shlex
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import paramiko
@@ -92,8 +93,8 @@ class OpenStackProvider(Provider):
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._cloud: CloudAPI | None = None
-        self._ids: dict[tuple[str, str], str] = {}
-        self._lookup_lock = threading.Lock()
+        # Looked-up ids, or the lookup one thread is making for the others.
+        self._ids: dict[tuple[str, str], Future[str]] = {}
         self._list_lock = threading.Lock()
         self._list: dict[str, CloudServer] = {}
         self._list_time = 0.0
@@ -126,18 +127,21 @@ class OpenStackProvider(Provider):
     def _lookup(self, kind: str, key: str) -> str:
         """Image, flavor and network ids: looked up once per provider.
 
-        A hundred launches start at once and all miss the cache: one of
-        them asks the cloud and the others wait for its answer, so the
-        lookups do not spend the rate limit that the creates need."""
+        A hundred launches start at once and all miss the cache: the first
+        asks the cloud and the others wait for its answer (or its error), so
+        the lookups do not spend the rate limit the creates need. A failed
+        lookup is forgotten: the next launch asks again.
+        """
         with self._lock:
-            found = self._ids.get((kind, key))
-        if found is not None:
-            return found
-        with self._lookup_lock:
-            with self._lock:
-                found = self._ids.get((kind, key))
-            if found is not None:
-                return found
+            pending = self._ids.get((kind, key))
+            asking = pending is None
+            if pending is None:
+                pending = self._ids[(kind, key)] = Future()
+        if not asking:
+            return pending.result()
+        try:
+            if self.stopping.is_set():
+                raise ProviderError(f"provider {self.name}: the pool is stopping")
             self.limiter.wait()
             if kind == "image":
                 found = self.cloud.find_image(key)
@@ -145,9 +149,13 @@ class OpenStackProvider(Provider):
                 found = self.cloud.find_flavor(self.config.flavor_name, self.config.min_ram)
             else:
                 found = self.cloud.find_network(key)
+        except BaseException as exc:
             with self._lock:
-                self._ids[(kind, key)] = found
-            return found
+                self._ids.pop((kind, key), None)
+            pending.set_exception(exc)
+            raise
+        pending.set_result(found)
+        return found
 
     def _image_config(self, label: str) -> ProviderImage:
         image = self.config.image(label)

@@ -159,6 +159,10 @@ def nodes_hold(
     if ssh_key is not None:
         try:
             key = public_key_line(ssh_key.read_text())
+        except UnicodeDecodeError as exc:
+            raise click.BadParameter(
+                f"{ssh_key}: not a public key file (not text)", param_hint="--ssh-key"
+            ) from exc
         except GatekeeperError as exc:
             raise click.BadParameter(f"{ssh_key}: {exc}", param_hint="--ssh-key") from exc
     with _database(site) as db:

@@ -343,7 +343,11 @@ class Pool:
         for name, serving in label_providers.items():
             if not serving and name not in self._unserved:
                 self._unserved.add(name)
-                log.warning("label %s: no provider can launch it (no 'images' entry)", name)
+                log.warning(
+                    "label %s: no configured provider can launch it (those it names are "
+                    "missing, or have no 'images' entry for it)",
+                    name,
+                )
         wanted = {p for names in label_providers.values() for p in names}
         free = {name: self.capacity(self.providers[name]) for name in sorted(wanted)}
         plan = allocate(demand, label_providers, free, self._rounds)

@@ -208,6 +208,17 @@ def test_images_update_reports_a_failed_build(site_file: Path, tmp_path: Path) -
     assert "1 of 1 image builds failed" in result.output
 
 
+def test_hold_refuses_a_key_file_that_is_not_text(site_file: Path, tmp_path: Path) -> None:
+    db = _db(site_file)
+    _ready(db, "trusty-local-a", tmp_path / "state")
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_bytes(b"\x00\xff\xfe private key by mistake")
+    held = _run(site_file, "nodes", "hold", "1", "--reason", "x", "--ssh-key", str(key_file))
+    assert held.exit_code == 2 and "not a public key file (not text)" in held.output
+    assert NodeStore(db).get("trusty-local-a").state == NodeState.READY  # type: ignore[union-attr]
+    db.dispose()
+
+
 # -- nodes hold --ssh-key on a cloud node --------------------------------------
 
 

@@ -23,7 +23,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +150,8 @@ class BuildDispatcher:
         self._pending: list[str] = []
         self._held = False
         self._actions: queue.Queue[Callable[[], object]] = queue.Queue()
+        # Per thread: the builds held back by ``deferred`` (None outside it).
+        self._local = threading.local()
         self._registry: dict[str, int] = {}
         self._registry_at = -REGISTRY_TTL
         self._registry_lock = threading.Lock()
@@ -179,15 +182,54 @@ class BuildDispatcher:
         build = _Build(uuid, dict(params), spec, precedence, max(1, attempts))
         with self._lock:
             self._builds[uuid] = build
+        deferred: list[_Build] | None = getattr(self._local, "deferred", None)
+        if deferred is not None:
+            deferred.append(build)
+            return
+        self._submit_now(build, park_on_error=False)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold this thread's submits until the block ends, then send them.
+
+        The gate records a walk's builds in one transaction: submitting only
+        after it commits means a crash in between leaves records of builds
+        never sent (a restart runs them again), not builds running that no
+        record knows, and a worker never writes progress to a row not yet
+        committed. A deferred submit that Gearman refuses waits for a
+        server, as a resubmission does. A build cancelled inside the block
+        is not sent.
+        """
+        if getattr(self._local, "deferred", None) is not None:
+            yield
+            return
+        self._local.deferred = []
+        try:
+            yield
+        finally:
+            builds, self._local.deferred = self._local.deferred, None
+            for build in builds:
+                with self._lock:
+                    current = self._builds.get(build.uuid) is build
+                if current:
+                    self._submit_now(build, park_on_error=True)
+
+    def _submit_now(self, build: _Build, park_on_error: bool) -> None:
+        """:raises DispatchError: no server took the job (unless ``park_on_error``)."""
+        with self._lock:
             held = self._held
-        if held or not self._registered(protocol.build_function(spec.name), refresh=False):
+        if held or not self._registered(protocol.build_function(build.spec.name), refresh=False):
             self._park(build)
             return
         try:
             self._send(build)
-        except DispatchError:
+        except DispatchError as exc:
+            if park_on_error:
+                log.warning("build %s: %s; trying again", build.uuid, exc)
+                self._park(build)
+                return
             with self._lock:
-                self._builds.pop(uuid, None)
+                self._builds.pop(build.uuid, None)
             raise
 
     def cancel(self, uuid: str, worker: str = "") -> bool:

@@ -219,8 +219,9 @@ class DependentPipelineManager(PipelineManager):
         for queue, items in self.queues().items():
             # One transaction for the build records a walk writes (a reset
             # writes two per build); the report, which talks to Gerrit, is
-            # outside it so no write lock is held meanwhile.
-            with self.context.builds.batch():
+            # outside it so no write lock is held meanwhile. Builds go to
+            # Gearman once their records are committed, not before.
+            with self.context.dispatcher.deferred(), self.context.builds.batch():
                 changed = self._walk(queue, items) or changed
             head = next((i for i in items if not i.dequeued), None)
             if head is not None and self._item_finished(head):

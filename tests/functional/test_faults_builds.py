@@ -396,6 +396,25 @@ def test_worker_killed_mid_build_is_run_again(site: Site, gearman: GearmanServer
         assert "released" in (site.log_dir(uuid) / "console.txt").read_text()
 
 
+def test_deferred_builds_reach_gearman_when_the_block_ends(
+    site: Site, gearman: GearmanServer
+) -> None:
+    # The gate records a walk's builds in one transaction and hands them to
+    # Gearman only after it commits: inside the block none is in Gearman,
+    # and one cancelled there is never sent.
+    site.add_nodes(2)
+    site.start_worker("w-deferred")
+    with site.dispatcher.deferred():
+        kept = site.submit("echo kept")
+        dropped = site.submit("echo dropped")
+        assert sorted(site.dispatcher.waiting) == sorted([kept, dropped])
+        assert site.dispatcher.cancel(dropped) is False
+        assert site.dispatcher.waiting == [kept]
+    site.ledger.tally(f"deferred submit ({gearman.kind})", 0, {kept: "SUCCESS"})
+    assert site.ledger.starts(dropped) == [] and site.ledger.results(dropped) == []
+    assert site.dispatcher.waiting == []
+
+
 def test_worker_dying_on_every_attempt_is_retry_limit(site: Site, gearman: GearmanServer) -> None:
     site.add_nodes(5)
     current = site.spawn_worker("w-0")

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,29 +33,30 @@ from tests.fixtures.gerrit_sim import make_ssh_key
 from tests.fixtures.sshd import SSHServer
 
 
+def _write_site(tmp_path: Path, provider: dict[str, Any], min_ready: int, **extra: Any) -> Path:
+    """``tmp_path/gatekeeper.yaml``: one provider, the label trusty, state in tmp_path."""
+    path = tmp_path / "gatekeeper.yaml"
+    site = {
+        "state-dir": str(tmp_path / "state"),
+        "providers": [provider],
+        "labels": [{"name": "trusty", "min-ready": min_ready}],
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
 @pytest.fixture
 def site_file(tmp_path: Path) -> Path:
     setup = tmp_path / "cache-packages.sh"
     setup.write_text('set -e\necho "pip cache" > "$TEMPLATE/pip-cache"\n')
-    path = tmp_path / "gatekeeper.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "state-dir": str(tmp_path / "state"),
-                "providers": [
-                    {
-                        "name": "local",
-                        "driver": "local",
-                        "max-servers": 6,
-                        "images": [{"label": "trusty", "setup": [str(setup)]}],
-                    }
-                ],
-                "labels": [{"name": "trusty", "min-ready": 2}],
-                "reap": {"hold-failed": "24h"},
-            }
-        )
-    )
-    return path
+    local = {
+        "name": "local",
+        "driver": "local",
+        "max-servers": 6,
+        "images": [{"label": "trusty", "setup": [str(setup)]}],
+    }
+    return _write_site(tmp_path, local, 2, reap={"hold-failed": "24h"})
 
 
 def _run(site_file: Path, group: str, command: str, *rest: str) -> Result:
@@ -227,36 +229,26 @@ def cloud_site(tmp_path: Path, sshd_home: SSHServer) -> Iterator[Path]:
     """A site file with one ``openstack`` provider on a fake cloud whose
     servers all answer SSH on ``sshd_home``."""
     cloud = registered(FakeCloud())
-    path = tmp_path / "gatekeeper.yaml"
-    path.write_text(
-        yaml.safe_dump(
+    rax = {
+        "name": "rax",
+        "driver": "openstack",
+        "cloud": cloud.name,
+        "rate": 0,
+        "poll-interval": 0.02,
+        "boot-timeout": 15,
+        "ssh-port": sshd_home.port,
+        "max-servers": 2,
+        "root": str(tmp_path / "rax"),
+        "images": [
             {
-                "state-dir": str(tmp_path / "state"),
-                "providers": [
-                    {
-                        "name": "rax",
-                        "driver": "openstack",
-                        "cloud": cloud.name,
-                        "rate": 0,
-                        "poll-interval": 0.02,
-                        "boot-timeout": 15,
-                        "ssh-port": sshd_home.port,
-                        "max-servers": 2,
-                        "root": str(tmp_path / "rax"),
-                        "images": [
-                            {
-                                "label": "trusty",
-                                "base-image": "ubuntu-trusty",
-                                "username": sshd_home.username,
-                                "private-key": str(sshd_home.private_key),
-                            }
-                        ],
-                    }
-                ],
-                "labels": [{"name": "trusty", "min-ready": 1}],
+                "label": "trusty",
+                "base-image": "ubuntu-trusty",
+                "username": sshd_home.username,
+                "private-key": str(sshd_home.private_key),
             }
-        )
-    )
+        ],
+    }
+    path = _write_site(tmp_path, rax, 1)
     yield path
     unregister_cloud(cloud.name)
 

@@ -198,7 +198,9 @@ class BuildDispatcher:
         record knows, and a worker never writes progress to a row not yet
         committed. A deferred submit that Gearman refuses waits for a
         server, as a resubmission does. A build cancelled inside the block
-        is not sent.
+        is not sent. When the block raises, its builds are still sent: the
+        scheduler holds them as started, and a build nobody runs would
+        never end.
         """
         if getattr(self._local, "deferred", None) is not None:
             yield

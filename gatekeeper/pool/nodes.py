@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import Node, NodeRequest, NodeState
@@ -227,14 +228,19 @@ class NodeStore:
         values["state_time"] = now
         if comment:
             values["comment"] = comment
-        with self.db.session() as session:
-            done = rowcount(
+
+        def work(session: Session) -> int:
+            return rowcount(
                 session.execute(
                     update(Node)
                     .where(Node.name == node_name, Node.state == NodeState.USED)
                     .values(**values)
                 )
             )
+
+        # Tried again through a database restart: a node never given back
+        # would stay USED, out of the pool, for good.
+        done = self.db.transaction(work)
         if not done:
             raise PoolError(f"cannot release node {node_name}: it is not in use")
         state = str(values["state"])

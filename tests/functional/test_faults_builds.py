@@ -672,6 +672,9 @@ def test_postgres_restarted_between_and_during_builds(
             record = site.builds.get(uuid)
             assert record is not None and record.result == "SUCCESS" and record.worker == "w-pg"
             assert record.heartbeat is not None and record.end_time is not None
+        # The node the build running through the outage used was given back
+        # then too: none is left claimed by a build that has ended.
+        assert [n.name for n in site.nodes.list(state=NodeState.USED)] == []
     finally:
         site.close()
         server.shutdown()

@@ -520,10 +520,6 @@ def test_kill_9_of_the_pool_mid_launch_leaves_no_server_and_no_stuck_row(
     db.dispose()
 
 
-def _rounds_until_servers(cloud: FakeCloud, n: int) -> None:
-    _wait(lambda: len(cloud.servers()) >= n)
-
-
 def _wait(done: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     pause = threading.Event()

@@ -33,7 +33,7 @@ import gear
 from gatekeeper.dispatch import protocol
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
+from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 
 if TYPE_CHECKING:
     from gatekeeper.db.builds import BuildStore
@@ -438,9 +438,7 @@ class BuildDispatcher:
                 return
             del self._builds[build.uuid]
         log.error("build %s: %s after %d attempts: %s", build.uuid, result, build.attempt, why)
-        data = protocol.CompleteData(
-            uuid=build.uuid, result=result.value, worker=build.worker, error=why
-        )
+        data = CompleteData(uuid=build.uuid, result=result.value, worker=build.worker, error=why)
         self.sink(BuildCompleted(uuid=build.uuid, data=data))
 
     # -- gear's thread ------------------------------------------------------
@@ -492,7 +490,7 @@ class BuildDispatcher:
             data = protocol.decode_complete(job.data[-1])
         except (DispatchError, IndexError) as exc:
             log.error("build %s: %s", build.uuid, exc)
-            data = protocol.CompleteData(uuid=build.uuid, result="LOST", error=str(exc))
+            data = CompleteData(uuid=build.uuid, result="LOST", error=str(exc))
         with self._lock:
             if self._builds.get(build.uuid) is not build:
                 return

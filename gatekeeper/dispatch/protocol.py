@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gatekeeper.errors import DispatchError
+from gatekeeper.model.results import CompleteData, StartData
 
 BUILD_PREFIX = "build:"
 STOP_PREFIX = "stop:"
@@ -51,37 +52,6 @@ class JobSpec:
     projects: list[str] = field(default_factory=list)
     #: Which try of the build this is (1-based); the dispatcher sets it on a retry.
     attempt: int = 1
-
-
-@dataclass
-class StartData:
-    """The WORK_DATA a worker sends once a node is claimed."""
-
-    uuid: str
-    worker: str
-    node: str
-    provider: str
-    url: str
-    started_at: float
-    #: Filled in by the dispatcher (a requeued job carries its first arguments).
-    attempt: int = 1
-
-
-@dataclass
-class CompleteData:
-    """The WORK_COMPLETE a worker sends at the end of a build."""
-
-    uuid: str
-    result: str
-    url: str = ""
-    node: str = ""
-    provider: str = ""
-    worker: str = ""
-    started_at: float | None = None
-    ended_at: float | None = None
-    error: str = ""
-    #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
-    conflict: str = ""
 
 
 def encode_build(params: dict[str, str], spec: JobSpec) -> str:

@@ -19,13 +19,12 @@ from gatekeeper.config.layout import Layout, PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.queues import QueueStore
 from gatekeeper.dispatch.client import BuildDispatcher
-from gatekeeper.dispatch.protocol import CompleteData
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
+from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue

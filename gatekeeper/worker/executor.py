@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from gatekeeper.dispatch.protocol import JOB_KEY, CompleteData, JobSpec, StartData
+from gatekeeper.dispatch.protocol import JOB_KEY, JobSpec
 from gatekeeper.errors import (
     DispatchError,
     MergeConflictError,
@@ -21,6 +21,7 @@ from gatekeeper.errors import (
     WorkspaceError,
 )
 from gatekeeper.model.build import BuildResult
+from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
 from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder, parse_zuul_changes

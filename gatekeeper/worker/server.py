@@ -26,16 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import gear
 
-from gatekeeper.dispatch.protocol import (
-    CompleteData,
-    StartData,
-    build_function,
-    decode_build,
-    encode,
-    stop_function,
-)
+from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
+from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.worker.executor import BuildExecutor
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
@@ -32,7 +33,7 @@ from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
-from gatekeeper.worker.workspace import WorkspaceBuilder, gerrit_git_env
+from gatekeeper.worker.workspace import WorkspaceBuilder
 from listeners.base import Listener
 
 log = logging.getLogger(__name__)

@@ -21,13 +21,13 @@ import uuid
 from typing import Any
 
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.git.refs import ChangeRef
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeRequest, MergeResult
 from gatekeeper.scheduler.queues import change_queues
 from gatekeeper.scheduler.triggers import check_requirements
-from gatekeeper.worker.workspace import ChangeRef
 
 log = logging.getLogger(__name__)
 

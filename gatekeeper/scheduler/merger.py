@@ -33,14 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatekeeper.errors import WorkspaceError
-from gatekeeper.worker.workspace import (
-    ChangeRef,
-    Git,
-    check_branch,
-    check_project_name,
-    check_ref,
-    join_url,
-)
+from gatekeeper.git.refs import ChangeRef, check_branch, check_project_name, check_ref, join_url
+from gatekeeper.git.runner import Git
 
 log = logging.getLogger(__name__)
 

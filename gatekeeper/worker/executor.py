@@ -20,11 +20,12 @@ from gatekeeper.errors import (
     TransportError,
     WorkspaceError,
 )
+from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
 from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
-from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder, parse_zuul_changes
+from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
 if TYPE_CHECKING:
     from gatekeeper.db.tables import Node

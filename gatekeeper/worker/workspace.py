@@ -18,79 +18,29 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import re
-import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.errors import MergeConflictError, WorkspaceError
+from gatekeeper.git.refs import (
+    ChangeRef,
+    check_branch,
+    check_project_name,
+    check_ref,
+    check_sha,
+    join_url,
+)
+from gatekeeper.git.runner import Git
 
 log = logging.getLogger(__name__)
 
-# One path component of a project name. Deliberately narrow: project names
-# become directory names here and arguments to git.
-_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
-_BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
-_CHANGE_REF = re.compile(r"refs/changes/\d+/(\d+)/(\d+)")
-_SHA = re.compile(r"[0-9a-f]{40}")
-
-# Merges need an identity; a fresh worker host has none configured.
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "gatekeeper",
-    "GIT_AUTHOR_EMAIL": "gatekeeper@localhost",
-    "GIT_COMMITTER_NAME": "gatekeeper",
-    "GIT_COMMITTER_EMAIL": "gatekeeper@localhost",
-    # Never wait on a password prompt in a worker thread.
-    "GIT_TERMINAL_PROMPT": "0",
-}
-# Options that make merges behave the same whatever the host's git config says.
-_GIT_OPTIONS = [
-    "-c",
-    "commit.gpgsign=false",
-    "-c",
-    "merge.ff=true",
-    "-c",
-    "core.hooksPath=/dev/null",
-    # Keep what a fetch brings as one pack, not a file (and a directory) per
-    # object: the workspace is copied to the node file by file.
-    "-c",
-    "fetch.unpackLimit=1",
-    # A gc that git detaches would delete packs under a running clone or
-    # rsync; mirrors are collected in the foreground, under their lock, and
-    # workspaces (which live for one build) never.
-    "-c",
-    "gc.autoDetach=false",
-    "-c",
-    "maintenance.autoDetach=false",
-]
-GIT_TIMEOUT = 600.0
 # What a mirror holds: branches and tags, pruned as Gerrit deletes them.
 _MIRROR_REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-
-
-@dataclass(frozen=True)
-class ChangeRef:
-    """One change to merge into the workspace, as ZUUL_CHANGES lists it."""
-
-    project: str
-    branch: str
-    ref: str
-    number: int = 0
-    patchset: int = 0
-
-    def __str__(self) -> str:
-        if self.number:
-            return f"{self.project} {self.number},{self.patchset}"
-        return f"{self.project} {self.ref}"
 
 
 @dataclass(frozen=True)
@@ -101,115 +51,6 @@ class RepoState:
     branch: str
     head_sha: str
     subject: str
-
-
-def check_project_name(project: str) -> None:
-    """:raises WorkspaceError: ``project`` could escape its directory or pass as an option."""
-    parts = project.split("/")
-    if (
-        not project
-        or project.startswith("/")
-        or any(p in (".", "..") or not _COMPONENT.fullmatch(p) for p in parts)
-    ):
-        raise WorkspaceError(f"refusing unsafe project name {project!r}")
-
-
-def check_ref(ref: str) -> None:
-    if not _REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/", ".")):
-        raise WorkspaceError(f"refusing unsafe ref {ref!r}")
-
-
-def check_branch(branch: str) -> None:
-    if not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/", ".")):
-        raise WorkspaceError(f"refusing unsafe branch name {branch!r}")
-
-
-def parse_zuul_changes(value: str) -> list[ChangeRef]:
-    """Turn ``project:branch:ref^project:branch:ref`` into ChangeRefs, in order.
-
-    :raises WorkspaceError: an entry is not ``project:branch:ref``.
-    """
-    changes = []
-    for entry in value.split("^"):
-        if not entry.strip():
-            continue
-        parts = entry.strip().split(":")
-        if len(parts) != 3 or not all(parts):
-            raise WorkspaceError(f"malformed ZUUL_CHANGES entry {entry!r}")
-        project, branch, ref = parts
-        match = _CHANGE_REF.fullmatch(ref)
-        number, patchset = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-        changes.append(ChangeRef(project, branch, ref, number, patchset))
-    return changes
-
-
-def gerrit_git_env(key: Path, known_hosts: Path, port: int) -> dict[str, str]:
-    """The environment that makes git talk to Gerrit with our key, strictly."""
-    # git runs GIT_SSH_COMMAND through a shell, so the paths must be quoted.
-    command = [
-        "ssh",
-        "-i",
-        shlex.quote(str(key)),
-        "-p",
-        str(int(port)),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        shlex.quote(f"UserKnownHostsFile={known_hosts}"),
-        "-o",
-        "StrictHostKeyChecking=yes",
-    ]
-    return {"GIT_SSH_COMMAND": " ".join(command)}
-
-
-def join_url(git_url: str, project: str) -> str:
-    return f"{git_url.rstrip('/')}/{project}"
-
-
-class Git:
-    """Runs git with gatekeeper's options and identity, never prompting.
-
-    Shared by the worker's workspaces and the gate's merger.
-    """
-
-    def __init__(self, git_env: dict[str, str] | None = None) -> None:
-        self.env = {**os.environ, **(git_env or {}), **_IDENTITY}
-
-    def run(
-        self,
-        args: list[str],
-        cwd: Path | None = None,
-        auto_gc: bool = False,
-        stdin: str | None = None,
-    ) -> str:
-        """Run git; return its stdout. ``auto_gc`` lets git collect garbage as it
-        sees fit; ``stdin`` is written to its standard input.
-
-        :raises WorkspaceError: git failed, was missing, or ran too long.
-        """
-        argv = ["git", *_GIT_OPTIONS, *([] if auto_gc else ["-c", "gc.auto=0"]), *args]
-        feed: dict[str, Any] = (
-            {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        )
-        try:
-            proc = subprocess.run(
-                argv,
-                cwd=cwd,
-                env=self.env,
-                **feed,
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise WorkspaceError(f"git {args[0]} failed: {exc}") from exc
-        if proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise WorkspaceError(f"git {' '.join(args)} failed: {' / '.join(detail)}")
-        return proc.stdout
 
 
 class WorkspaceBuilder:
@@ -339,8 +180,7 @@ class WorkspaceBuilder:
             check_ref(change.ref)
         revisions = revisions or {}
         for revision in revisions.values():
-            if not _SHA.fullmatch(revision):
-                raise WorkspaceError(f"refusing revision {revision!r}: not a full sha")
+            check_sha(revision)
         if merged is not None:
             check_ref(merged[1])
         # Projects are independent of each other: prepare them in parallel,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.git.refs import ChangeRef
 from gatekeeper.scheduler.merger import Merger, ref_time
-from gatekeeper.worker.workspace import ChangeRef, WorkspaceBuilder
+from gatekeeper.worker.workspace import WorkspaceBuilder
 
 ENV = {
     "GIT_AUTHOR_NAME": "Alice",

@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.errors import WorkspaceError
-from gatekeeper.worker.workspace import (
-    ChangeRef,
-    WorkspaceBuilder,
-    gerrit_git_env,
-    parse_zuul_changes,
-)
+from gatekeeper.git.refs import ChangeRef, parse_zuul_changes
+from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.worker.workspace import WorkspaceBuilder
 
 pytestmark = pytest.mark.timeout(60)
 

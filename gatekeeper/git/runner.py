@@ -6,7 +6,6 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from gatekeeper.errors import WorkspaceError
 
@@ -86,15 +85,14 @@ class Git:
         :raises WorkspaceError: git failed, was missing, or ran too long.
         """
         argv = ["git", *_GIT_OPTIONS, *([] if auto_gc else ["-c", "gc.auto=0"]), *args]
-        feed: dict[str, Any] = (
-            {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        )
         try:
             proc = subprocess.run(
                 argv,
                 cwd=cwd,
                 env=self.env,
-                **feed,
+                input=stdin,
+                # Without input, git must still never read this process's stdin.
+                stdin=subprocess.DEVNULL if stdin is None else None,
                 capture_output=True,
                 text=True,
                 timeout=GIT_TIMEOUT,

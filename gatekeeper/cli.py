@@ -15,7 +15,9 @@ from typing import IO
 import click
 
 from gatekeeper import __version__
+from gatekeeper.cli_pool import pool_status as show_pool_status
 from gatekeeper.cli_pool import register as register_pool_commands
+from gatekeeper.config.loader import load_local_site
 from gatekeeper.errors import ConfigError, GatekeeperError
 
 log = logging.getLogger("gatekeeper")
@@ -36,14 +38,6 @@ def _setup_logging(verbose: int) -> None:
         # gear and paramiko are chatty at INFO about things an operator never needs.
         logging.getLogger("gear").setLevel(logging.WARNING)
         logging.getLogger("paramiko").setLevel(logging.WARNING)
-
-
-def _load_site(path: Path | None):  # type: ignore[no-untyped-def]
-    from gatekeeper.config.loader import load_site
-
-    if path is None and Path("gatekeeper.yaml").exists():
-        path = Path("gatekeeper.yaml")
-    return load_site(path, Path.cwd())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +62,7 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
     from listeners.gerrit import GerritListener
 
     try:
-        site = _load_site(site_path)
+        site = load_local_site(site_path)
         if site.gerrit is None and components & {"scheduler", "worker"}:
             raise ConfigError(
                 "no Gerrit configured: write a site file with a 'gerrit' section "
@@ -186,9 +180,7 @@ def pool(ctx: click.Context, site_path: Path | None) -> None:
 @click.pass_context
 def pool_status(ctx: click.Context, site_path: Path | None) -> None:
     """Per label and provider: ready, building, in use, held, waiting demand, capacity."""
-    from gatekeeper.cli_pool import pool_status as show
-
-    show(site_path or ctx.obj.get("site_path"))
+    show_pool_status(site_path or ctx.obj.get("site_path"))
 
 
 @main.command()
@@ -262,7 +254,7 @@ def reconfigure(site_path: Path | None) -> None:
     from gatekeeper.config.layout import validate_layout_file
 
     try:
-        site = _load_site(site_path)
+        site = load_local_site(site_path)
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
     errors = validate_layout_file(site.layout)
@@ -289,7 +281,7 @@ def _ask(site_path: Path | None, function: str, args: Mapping[str, object]) -> o
     from gatekeeper.dispatch.admin import call
 
     try:
-        site = _load_site(site_path)
+        site = load_local_site(site_path)
         servers = [(s.host, s.port) for s in site.gearman.client_servers]
         return call(servers, function, dict(args))
     except GatekeeperError as exc:

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from gatekeeper.config.loader import load_local_site
 from gatekeeper.config.site import SiteConfig, parse_duration
 from gatekeeper.db.tables import NodeState
 from gatekeeper.errors import GatekeeperError
@@ -35,10 +36,8 @@ site_option = click.option(
 
 
 def _site(site_path: Path | None) -> SiteConfig:
-    from gatekeeper.cli import _load_site
-
     try:
-        site: SiteConfig = _load_site(site_path)
+        site = load_local_site(site_path)
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
     return site

@@ -302,3 +302,18 @@ def load_site(path: Path | None, base: Path) -> SiteConfig:
     site = validate(SiteConfig, data, marks, path)
     log.debug("loaded site configuration from %s", path)
     return site.resolve(base)
+
+
+#: The site file a command reads when none is named, in the current directory.
+DEFAULT_SITE_FILE = "gatekeeper.yaml"
+
+
+def load_local_site(path: Path | None) -> SiteConfig:
+    """The site a command runs with: ``path``, else ``./gatekeeper.yaml`` when
+    there is one, else every default; paths resolve against the current directory.
+
+    :raises ConfigError: see :func:`load_site`.
+    """
+    if path is None and Path(DEFAULT_SITE_FILE).exists():
+        path = Path(DEFAULT_SITE_FILE)
+    return load_site(path, Path.cwd())

@@ -21,7 +21,7 @@ from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.report import compose_message
 
 if TYPE_CHECKING:
-    from gatekeeper.scheduler.scheduler import SchedulerContext
+    from gatekeeper.scheduler.context import SchedulerContext
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from gatekeeper.errors import OperationError
 from gatekeeper.model.change import QueueItem
+from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 
-if TYPE_CHECKING:
-    from gatekeeper.scheduler.scheduler import Scheduler
+__all__ = ["RunningScheduler", "dequeue", "enqueue", "parse_change", "promote", "status"]
 
-__all__ = ["dequeue", "enqueue", "parse_change", "promote", "status"]
+
+class RunningScheduler(Protocol):
+    """What an operation reads of the scheduler: its managers and their context.
+
+    A protocol rather than the :class:`~gatekeeper.scheduler.scheduler.Scheduler`
+    itself, which sits above this module (the app hands the scheduler in).
+    """
+
+    @property
+    def managers(self) -> Sequence[PipelineManager]: ...
+
+    @property
+    def context(self) -> SchedulerContext: ...
+
 
 _CHANGE = re.compile(r"(\d+),(\d+)")
 
@@ -36,7 +50,7 @@ def parse_change(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _manager(scheduler: Scheduler, pipeline: str) -> PipelineManager:
+def _manager(scheduler: RunningScheduler, pipeline: str) -> PipelineManager:
     for manager in scheduler.managers:
         if manager.name == pipeline:
             return manager
@@ -52,7 +66,7 @@ def _item(manager: PipelineManager, project: str, number: int, patchset: int) ->
     raise OperationError(f"{project} {number},{patchset} is not in {manager.name}")
 
 
-def enqueue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> str:
+def enqueue(scheduler: RunningScheduler, pipeline: str, project: str, change: str) -> str:
     """Put a change in a pipeline as if its trigger had fired (requirements not checked).
 
     :raises OperationError: no such pipeline or change, or it cannot be queued.
@@ -79,7 +93,7 @@ def enqueue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> s
     return f"enqueued {found} in {pipeline}"
 
 
-def dequeue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> str:
+def dequeue(scheduler: RunningScheduler, pipeline: str, project: str, change: str) -> str:
     """Take a change out of a pipeline, stopping its builds; nothing is reported.
 
     :raises OperationError: no such pipeline, or the change is not in it.
@@ -91,7 +105,7 @@ def dequeue(scheduler: Scheduler, pipeline: str, project: str, change: str) -> s
     return f"dequeued {item.change} from {pipeline}"
 
 
-def promote(scheduler: Scheduler, pipeline: str, changes: list[str]) -> str:
+def promote(scheduler: RunningScheduler, pipeline: str, changes: list[str]) -> str:
     """Move changes to the head of their queues, in the order given.
 
     The items behind are tested again on top of the new order.
@@ -145,7 +159,7 @@ def _eta(item: QueueItem, jobs: list[str], durations: dict[str, float | None]) -
     return max(0.0, remaining)
 
 
-def status(scheduler: Scheduler) -> dict[str, Any]:
+def status(scheduler: RunningScheduler) -> dict[str, Any]:
     """Every pipeline, queue and item, with builds and an ETA, as plain JSON data."""
     now = time.time()
     builds = scheduler.context.builds

@@ -26,20 +26,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
+from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependencies import needed_changes
 from gatekeeper.scheduler.dependent import DependentPipelineManager, chain_digest, change_key
-
-if TYPE_CHECKING:
-    from gatekeeper.scheduler.manager import PipelineManager
-    from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.scheduler.manager import PipelineManager
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +64,21 @@ class RestoreSummary:
     dropped: list[str] = field(default_factory=list)
 
 
-def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> RestoreSummary:
-    """Rebuild every pipeline's items from the database (scheduler thread)."""
-    context = scheduler.context
+def restore_queues(
+    context: SchedulerContext,
+    managers: Sequence[PipelineManager],
+    attach: Callable[[Build], None],
+    local_workers: frozenset[str],
+) -> RestoreSummary:
+    """Rebuild every pipeline's items from the database (scheduler thread).
+
+    ``attach`` is handed each build still running elsewhere, to be watched
+    through its record; builds of ``local_workers`` are not running any more.
+    """
     summary = RestoreSummary()
-    managers = {m.name: m for m in scheduler.managers}
+    by_name = {m.name: m for m in managers}
     for pipeline, rows in context.queue.load().items():
-        manager = managers.get(pipeline)
+        manager = by_name.get(pipeline)
         if manager is None:
             for row in rows:
                 log.warning(
@@ -86,7 +92,7 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
             continue
         for row in rows:
             try:
-                item = _restore_item(scheduler, manager, row, local_workers, summary)
+                item = _restore_item(context, manager, row, attach, local_workers, summary)
             except Exception:
                 # One odd row must not keep every other queue from coming back.
                 log.exception("restore: item %s of %s could not be restored", row.uuid, pipeline)
@@ -95,7 +101,7 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
                 manager.items.append(item)
                 summary.restored += 1
         if isinstance(manager, DependentPipelineManager):
-            _restore_tested_on(scheduler, manager)
+            _restore_tested_on(context.source, manager)
     if summary.restored or summary.dropped:
         log.info(
             "restored %d queued items (%d builds re-attached, %d lost and to be run again, "
@@ -110,17 +116,17 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
 
 
 def _restore_item(
-    scheduler: Scheduler,
+    context: SchedulerContext,
     manager: PipelineManager,
     row: QueueItemRecord,
+    attach: Callable[[Build], None],
     local_workers: frozenset[str],
     summary: RestoreSummary,
 ) -> QueueItem | None:
-    context = scheduler.context
     label = (
         f"{row.project} {row.change},{row.patchset}" if row.change else f"{row.project} {row.ref}"
     )
-    change, current = _change_for(scheduler, row)
+    change, current = _change_for(context.source, row)
     records = context.queue.builds_of(row.uuid)
 
     def leave(why: str) -> None:
@@ -130,7 +136,7 @@ def _restore_item(
         summary.dropped.append(label)
 
     if current is not None:
-        if row.reporting_since is not None and _was_reported(scheduler, manager, row, current):
+        if row.reporting_since is not None and _was_reported(context.source, manager, row, current):
             if isinstance(manager, DependentPipelineManager) and current.is_merged:
                 manager.remember_merged(current)
             leave("its report was sent before the restart")
@@ -155,11 +161,11 @@ def _restore_item(
             item.needed = needed_changes(context.source, change)
         except (OperationError, GatekeeperError) as exc:
             log.warning("restore: what %s needs is unknown (%s); restored without", label, exc)
-    _restore_builds(scheduler, manager, item, row, records, local_workers, summary)
+    _restore_builds(context, manager, item, row, records, attach, local_workers, summary)
     return item
 
 
-def _change_for(scheduler: Scheduler, row: QueueItemRecord) -> tuple[Change, Change | None]:
+def _change_for(source: GerritSource, row: QueueItemRecord) -> tuple[Change, Change | None]:
     """The item's change, and what Gerrit says of it now (None: not asked, or out of reach)."""
     if not row.change:
         change = Change(
@@ -180,7 +186,7 @@ def _change_for(scheduler: Scheduler, row: QueueItemRecord) -> tuple[Change, Cha
         ref=change_ref(row.change, row.patchset),
     )
     try:
-        current = scheduler.context.source.get_change(row.change)
+        current = source.get_change(row.change)
     except GatekeeperError as exc:
         log.warning(
             "restore: Gerrit could not be asked about change %d (%s): restored as recorded",
@@ -204,13 +210,13 @@ def _change_for(scheduler: Scheduler, row: QueueItemRecord) -> tuple[Change, Cha
 
 
 def _was_reported(
-    scheduler: Scheduler, manager: PipelineManager, row: QueueItemRecord, current: Change
+    source: GerritSource, manager: PipelineManager, row: QueueItemRecord, current: Change
 ) -> bool:
     """Whether the report marked at ``row.reporting_since`` reached Gerrit."""
     if manager.dependent and current.is_merged:
         return True
     assert row.reporting_since is not None
-    connection = scheduler.context.source.connection
+    connection = source.connection
     me = connection.config.user
     try:
         rows = connection.query(f"change:{int(row.change)}", "--comments")
@@ -237,16 +243,17 @@ def _was_reported(
 
 
 def _restore_builds(
-    scheduler: Scheduler,
+    context: SchedulerContext,
     manager: PipelineManager,
     item: QueueItem,
     row: QueueItemRecord,
     records: list[BuildRecord],
+    attach: Callable[[Build], None],
     local_workers: frozenset[str],
     summary: RestoreSummary,
 ) -> None:
     """Give ``item`` the latest build of each of its jobs that still counts."""
-    layout = scheduler.context.layout
+    layout = context.layout
     wanted = set(manager.job_names(item))
     latest: dict[str, BuildRecord] = {}
     since = row.tested_since
@@ -292,16 +299,16 @@ def _restore_builds(
         )
         if alive:
             item.builds[job] = build
-            scheduler.attach(build)
+            attach(build)
             summary.attached += 1
         else:
             lost.append(record)
     if lost:
         summary.lost += len(lost)
-        scheduler.context.queue.lose(lost)
+        context.queue.lose(lost)
 
 
-def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) -> None:
+def _restore_tested_on(source: GerritSource, manager: DependentPipelineManager) -> None:
     """Set each gate item's digest so the first walk resets exactly the items whose
     tested state no longer holds.
 
@@ -310,7 +317,6 @@ def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) 
     else (a change that failed and left) means its builds test a state that
     will not merge.
     """
-    source = scheduler.context.source
     for items in manager.queues().values():
         ahead: set[str] = set()
         for item in items:

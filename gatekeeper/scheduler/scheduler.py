@@ -12,12 +12,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from gatekeeper.config.layout import Layout, PipelineConfig
 from gatekeeper.db.builds import BuildStore
-from gatekeeper.db.queues import QueueStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.ledger import EventLedger
@@ -25,6 +23,7 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
+from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue
@@ -38,31 +37,6 @@ T = TypeVar("T")
 
 #: How often re-attached builds are looked up in the database (seconds).
 ATTACHED_POLL = 2.0
-
-
-@dataclass
-class SchedulerContext:
-    """What pipeline managers use to act; built once by the scheduler."""
-
-    layout: Layout
-    source: GerritSource
-    dispatcher: BuildDispatcher
-    builds: BuildStore
-    reporter: GerritReporter
-    zuul_url: str
-    log_url: str
-    router: Router = field(init=False)
-    #: Where queue items are kept across restarts.
-    queue: QueueStore = field(init=False)
-    #: Makes a gate item's speculative state before its builds run; None:
-    #: workers merge ZUUL_CHANGES themselves.
-    merger: MergeQueue | None = None
-    #: Runs a callable in the scheduler thread (merge results come back so).
-    post: Callable[[Callable[[], None]], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.router = Router(self.layout)
-        self.queue = QueueStore(self.builds)
 
 
 class Scheduler:
@@ -229,7 +203,7 @@ class Scheduler:
                 break
 
     def _restore(self) -> None:
-        self.restored = restore_queues(self, self.local_workers)
+        self.restored = restore_queues(self.context, self.managers, self.attach, self.local_workers)
 
     def attach(self, build: Build) -> None:
         """Watch a build that runs elsewhere through its database record."""

@@ -1,0 +1,46 @@
+"""What pipeline managers act through: the layout, Gerrit, the dispatcher, the
+stores, the reporter and the merger.
+
+Its own module, below the managers and the scheduler, so that the managers
+(and the restore at start-up) need not import the scheduler that builds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gatekeeper.config.layout import Layout
+from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.queues import QueueStore
+from gatekeeper.dispatch.client import BuildDispatcher
+from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.scheduler.merger import MergeQueue
+from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.routing import Router
+
+
+@dataclass
+class SchedulerContext:
+    """What pipeline managers use to act; built once by the scheduler, and
+    read and changed only in the scheduler thread."""
+
+    layout: Layout
+    source: GerritSource
+    dispatcher: BuildDispatcher
+    builds: BuildStore
+    reporter: GerritReporter
+    zuul_url: str
+    log_url: str
+    router: Router = field(init=False)
+    #: Where queue items are kept across restarts.
+    queue: QueueStore = field(init=False)
+    #: Makes a gate item's speculative state before its builds run; None:
+    #: workers merge ZUUL_CHANGES themselves.
+    merger: MergeQueue | None = None
+    #: Runs a callable in the scheduler thread (merge results come back so).
+    post: Callable[[Callable[[], None]], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.layout)
+        self.queue = QueueStore(self.builds)

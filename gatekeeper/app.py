@@ -23,6 +23,7 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.model.listener import Listener
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
@@ -34,7 +35,6 @@ from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
-from listeners.base import Listener
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,8 @@
-"""Event sources. Each is a class with ``run(sink)`` and ``stop()``.
+"""Event sources: each is a class with ``run(sink)`` and ``stop()``, the
+:class:`~gatekeeper.model.listener.Listener` seam.
 
-The core never imports a listener; the CLI picks one by name from
-:data:`LISTENERS`.
+The core never imports a listener: the ``gatekeeper`` command (and the
+sandbox, which stands in for it) picks one and hands it to the app. A
+listener imports only :mod:`gatekeeper.model`, :mod:`gatekeeper.gerrit` and
+:mod:`gatekeeper.errors` (import-linter keeps both true).
 """
-
-from __future__ import annotations
-
-from listeners.base import Listener, Sink
-
-__all__ = ["Listener", "Sink"]

@@ -19,7 +19,7 @@ from gatekeeper.errors import EventParseError, GerritError
 from gatekeeper.gerrit.catchup import stream_news
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import EXCERPT_LENGTH, KNOWN_TYPES, parse_event
-from listeners.base import Sink
+from gatekeeper.model.listener import Sink
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gatekeeper.errors import EventParseError
 from gatekeeper.gerrit.events import KNOWN_TYPES, parse_event
-from listeners.base import Sink
+from gatekeeper.model.listener import Sink
 
 log = logging.getLogger(__name__)
 

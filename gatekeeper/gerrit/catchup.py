@@ -37,7 +37,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from gatekeeper.config.site import GerritConfig
@@ -45,6 +45,7 @@ from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
 from gatekeeper.model.events import Account, Approval, TriggerEvent
+from gatekeeper.model.listener import Sink
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ CATCHUP_OPTIONS = ("--current-patch-set", "--all-approvals", "--comments")
 _REVIEW = re.compile(r"\APatch Set (\d+):([^\n]*)")
 # One vote on that first line: "Code-Review+2", "Verified-1", "-Code-Review" (removed).
 _VOTE = re.compile(r"\A(?:([A-Za-z][\w-]*?)([+-]\d+)|-([A-Za-z][\w-]*))\Z")
-
-Sink = Callable[[TriggerEvent], None]
 
 
 def _int(value: Any) -> int | None:

@@ -1,4 +1,9 @@
-"""The listener seam."""
+"""The listener seam: what the core knows of an event source.
+
+It lives here, below every room, so that the app can run whichever listener
+the command line picked (see :mod:`listeners`) without importing one, and so
+that listeners need nothing of the core above the model, Gerrit and errors.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Protocol
 
 from gatekeeper.model.events import TriggerEvent
 
+#: Where a listener (or a Gerrit catch-up) hands each event it turned out.
 Sink = Callable[[TriggerEvent], None]
 
 

@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gatekeeper listeners tests bench
 	$(VENV)/bin/ruff format --check gatekeeper listeners tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/e2e_latency.py

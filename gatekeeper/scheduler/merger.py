@@ -38,7 +38,6 @@ from gatekeeper.git.runner import Git
 
 log = logging.getLogger(__name__)
 
-MODES = ("merge", "merge-resolve", "cherry-pick")
 # refs/zuul/* older than this are deleted (no build still needs them).
 KEEP_REFS = 24 * 3600.0
 

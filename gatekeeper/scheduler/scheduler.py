@@ -67,7 +67,6 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = threading.Lock()
-        self.events_processed = 0
         # Workers running in this process: a build recorded as theirs from
         # before a restart is not running any more.
         self.local_workers = local_workers
@@ -185,7 +184,6 @@ class Scheduler:
         self._poll_attached()
         while not self._triggers.empty():
             event = self._triggers.get()
-            self.events_processed += 1
             try:
                 self._handle_trigger(event)
             except GatekeeperError as exc:

@@ -40,4 +40,4 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/pool_converge.py
 
 clean:
-	rm -rf state .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf state .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

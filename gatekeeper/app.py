@@ -17,7 +17,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import ConfigError, GatekeeperError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
@@ -102,8 +102,6 @@ class Gatekeeper:
 
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:
-            from gatekeeper.errors import ConfigError
-
             raise ConfigError("the site file has no 'gerrit' section (host, user, key, ...)")
         if self.connection is None:
             self.connection = GerritConnection(self.site.gerrit)

@@ -76,7 +76,7 @@ class AdminWorker:
             except Exception:
                 log.exception("admin: answering %s failed", job.name)
 
-    def _answer(self, job: gear.TextJob) -> None:
+    def _answer(self, job: gear.TextWorkerJob) -> None:
         function = job.name[len(PREFIX) :]
         handler = self.handlers.get(function)
         try:

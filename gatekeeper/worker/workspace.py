@@ -28,7 +28,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.errors import MergeConflictError, WorkspaceError
@@ -190,15 +189,14 @@ class Git:
         :raises WorkspaceError: git failed, was missing, or ran too long.
         """
         argv = ["git", *_GIT_OPTIONS, *([] if auto_gc else ["-c", "gc.auto=0"]), *args]
-        feed: dict[str, Any] = (
-            {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        )
         try:
             proc = subprocess.run(
                 argv,
                 cwd=cwd,
                 env=self.env,
-                **feed,
+                input=stdin,
+                # git must not read the worker's own stdin when given no input.
+                stdin=subprocess.DEVNULL if stdin is None else None,
                 capture_output=True,
                 text=True,
                 timeout=GIT_TIMEOUT,

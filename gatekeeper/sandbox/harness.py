@@ -31,6 +31,7 @@ from gatekeeper.gerrit.connection import GerritConnection, ssh_client
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
 from gatekeeper.sandbox.seed import PROJECTS, seed_files
+from listeners.base import Listener
 from listeners.gerrit import GerritListener
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ class Sandbox:
     def start_daemon(self) -> None:
         """gatekeeper itself, in this process, against the running simulator."""
         self.site = self._site_config()
-        connection = GerritConnection(self.site.gerrit)  # type: ignore[arg-type]
+        assert self.site.gerrit is not None  # _site_config points it at the simulator
+        connection = GerritConnection(self.site.gerrit)
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)
         self.app = Gatekeeper(
             self.site,
@@ -136,7 +138,7 @@ class Sandbox:
         )
         return path
 
-    def _counting(self, listener: GerritListener) -> Any:
+    def _counting(self, listener: GerritListener) -> Listener:
         sandbox = self
 
         class Counting:

@@ -14,7 +14,8 @@ import socket
 import subprocess
 import threading
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO
 
 import paramiko
 from paramiko.common import (
@@ -27,7 +28,7 @@ from paramiko.common import (
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.sandbox.gerrit_sim import commands, push
-from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
+from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class _Transport(paramiko.Transport):
         with self._pending_lock:
             self._pending[channel.remote_chanid] = thread
 
-    def _send_user_message(self, data: Any) -> None:
+    def _send_user_message(self, data: paramiko.Message) -> None:
+        # A private paramiko method, absent from types-paramiko.
         super()._send_user_message(data)  # type: ignore[misc]
         raw = data.asbytes()
         if len(raw) >= 5 and raw[0] == _MSG_CHANNEL_SUCCESS:
@@ -147,7 +149,7 @@ class SshServer:
         self._transports: list[paramiko.Transport] = []
         self._handlers: set[threading.Thread] = set()
         # Open stream-events sessions: subscriber -> channel.
-        self._streams: dict[Any, paramiko.Channel] = {}
+        self._streams: dict[Subscriber, paramiko.Channel] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._accept_loop, name="gerrit-sim-accept", daemon=True
@@ -208,7 +210,7 @@ class SshServer:
         username: str,
         line: str,
         env: dict[str, str],
-        subscriber: Any,
+        subscriber: Subscriber | None,
     ) -> None:
         status = 1
         with self._lock:
@@ -245,7 +247,7 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: Any) -> int:
+    def _stream_events(self, channel: paramiko.Channel, subscriber: Subscriber) -> int:
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:
@@ -346,9 +348,11 @@ def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str])
             except OSError:
                 log.debug("git stdin already closed")
 
-    def drain(stream: IO[bytes], send: Any) -> None:
+    def drain(stream: IO[bytes], send: Callable[[bytes], None]) -> None:
         try:
             while True:
+                # typeshed has Popen.stdout as IO[bytes]; with the default
+                # buffering it is a BufferedReader, which has read1.
                 data = stream.read1(_CHUNK)  # type: ignore[attr-defined]
                 if not data:
                     break

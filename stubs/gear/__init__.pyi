@@ -7,13 +7,14 @@
 #
 # Bytes and text, as gear has them: the plain classes carry bytes
 # (arguments, unique, data, exception); the Text* classes decode them as
-# UTF-8 and hand out str. ``handle`` is bytes everywhere. A job's ``name`` is
-# str in both. gear's Text* classes narrow the types of attributes they
-# inherit, which a subclass may not do in a type; the ``ignore[override]``
-# lines below record that, in this file only.
+# UTF-8 and hand out str. ``handle`` is bytes everywhere (None on a Job until
+# the server has answered its submit). A job's ``name`` is str in both.
+# gear's Text* classes change the types of attributes they inherit, which a
+# subclass may not do in a type; the ``ignore[override]`` lines below record
+# that, in this file only.
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import ClassVar, Final
 
 PRECEDENCE_NORMAL: Final = 0
@@ -69,7 +70,7 @@ class AdminRequest:
     """Base of the text-protocol requests; ``response`` is set when answered."""
 
     command: ClassVar[bytes | None]
-    arguments: tuple[bytes, ...]
+    arguments: Sequence[bytes]
     response: bytes | None
     def __init__(self, *arguments: bytes) -> None: ...
     def getCommand(self) -> bytes: ...  # noqa: N802

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import paramiko
 from paramiko.common import (
@@ -28,7 +29,7 @@ from paramiko.common import (
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.sandbox.gerrit_sim import commands, push
-from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState, Subscriber
+from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ _GIT_SERVICES = {
     "git-receive-pack": "receive-pack",
 }
 _CHUNK = 65536
+
+#: A stream-events session's queue of events (SimState.subscribe; None: stop).
+_Subscriber = queue.SimpleQueue[dict[str, Any] | None]
 
 
 class _Transport(paramiko.Transport):
@@ -149,7 +153,7 @@ class SshServer:
         self._transports: list[paramiko.Transport] = []
         self._handlers: set[threading.Thread] = set()
         # Open stream-events sessions: subscriber -> channel.
-        self._streams: dict[Subscriber, paramiko.Channel] = {}
+        self._streams: dict[_Subscriber, paramiko.Channel] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._accept_loop, name="gerrit-sim-accept", daemon=True
@@ -210,7 +214,7 @@ class SshServer:
         username: str,
         line: str,
         env: dict[str, str],
-        subscriber: Subscriber | None,
+        subscriber: _Subscriber | None,
     ) -> None:
         status = 1
         with self._lock:
@@ -247,7 +251,7 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: Subscriber) -> int:
+    def _stream_events(self, channel: paramiko.Channel, subscriber: _Subscriber) -> int:
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:

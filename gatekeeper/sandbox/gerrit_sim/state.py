@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 #: Key of a subscriber item that is a raw line to send as is (see emit_raw).
 RAW_LINE = "__raw_line__"
 
-#: Where one watcher receives events (a dict each; None tells it to stop).
-Subscriber = queue.SimpleQueue[dict[str, Any] | None]
-
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
 
 
@@ -128,10 +125,10 @@ class SimState:
         self.changes: dict[int, Change] = {}
         self.reviews: list[ReviewRecord] = []
         self._events: list[dict[str, Any]] = []
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[queue.SimpleQueue[dict[str, Any] | None]] = []
         # The stream-events sessions among the subscribers (the rest are the
         # simulator's own listener dispatcher).
-        self._streams: list[Subscriber] = []
+        self._streams: list[queue.SimpleQueue[dict[str, Any] | None]] = []
         #: While true, events are recorded but no stream-events session gets
         #: them: Gerrit losing output (a test says when).
         self.withholding = False
@@ -309,10 +306,10 @@ class SimState:
         with self.lock:
             return list(self._events)
 
-    def subscribe(self, stream: bool = False) -> Subscriber:
+    def subscribe(self, stream: bool = False) -> queue.SimpleQueue[dict[str, Any] | None]:
         """A queue that receives every event emitted from now on (None = stop);
         ``stream``: for a stream-events session."""
-        subscriber: Subscriber = queue.SimpleQueue()
+        subscriber: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         with self.lock:
             self._subscribers.append(subscriber)
             if stream:
@@ -323,7 +320,7 @@ class SimState:
         with self.lock:
             return len(self._streams)
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
+    def unsubscribe(self, subscriber: queue.SimpleQueue[dict[str, Any] | None]) -> None:
         with self.lock:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)

@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gatekeeper listeners tests bench
-	$(VENV)/bin/ruff format --check gatekeeper listeners tests bench
+	$(VENV)/bin/ruff check gatekeeper listeners tests bench stubs
+	$(VENV)/bin/ruff format --check gatekeeper listeners tests bench stubs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

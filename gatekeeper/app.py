@@ -8,7 +8,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
@@ -24,6 +24,7 @@ from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.model.listener import Listener
+from gatekeeper.model.results import ResultEvent
 from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
@@ -207,7 +208,7 @@ class Gatekeeper:
         scheduler = self.scheduler
         assert scheduler is not None
 
-        def on(operation: Callable[..., Any]) -> Handler:
+        def on(operation: Callable[Concatenate[Scheduler, ...], object]) -> Handler:
             return lambda args: scheduler.call(lambda: operation(scheduler, **args))
 
         return {
@@ -236,9 +237,9 @@ class Gatekeeper:
         log.info("reconfigured from %s", self.site.layout)
         return True
 
-    def _put_result(self, event: object) -> None:
+    def _put_result(self, event: ResultEvent) -> None:
         if self.scheduler is not None:
-            self.scheduler.put_result(event)  # type: ignore[arg-type]
+            self.scheduler.put_result(event)
 
     def stop(self) -> None:
         """Stop (SIGTERM): no new builds; running ones get ``worker.stop-grace``

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gear
@@ -32,7 +32,8 @@ __all__ = ["FUNCTIONS", "AdminWorker", "call"]
 FUNCTIONS = ("enqueue", "dequeue", "promote", "status")
 PREFIX = "gatekeeper:"
 
-Handler = Callable[[dict[str, Any]], Any]
+# Takes the request's JSON arguments; returns what json.dumps can write.
+Handler = Callable[[dict[str, Any]], object]
 
 
 class AdminWorker:
@@ -76,7 +77,7 @@ class AdminWorker:
             except Exception:
                 log.exception("admin: answering %s failed", job.name)
 
-    def _answer(self, job: gear.TextJob) -> None:
+    def _answer(self, job: gear.TextWorkerJob) -> None:
         function = job.name[len(PREFIX) :]
         handler = self.handlers.get(function)
         try:
@@ -110,8 +111,8 @@ class AdminWorker:
 
 
 def call(
-    servers: list[tuple[str, int]], function: str, args: dict[str, Any], timeout: float = 60.0
-) -> Any:
+    servers: list[tuple[str, int]], function: str, args: Mapping[str, object], timeout: float = 60.0
+) -> object:
     """Ask the site's scheduler; return its result.
 
     :raises DispatchError: no Gearman server, or no scheduler answered in time.

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gear
 
@@ -59,33 +59,37 @@ RETRY_REGISTRATION_GRACE = 30.0
 
 
 class _Client(gear.Client):
-    """gear calls these from its poll thread; they only post events."""
+    """gear calls these from its poll thread; they only post events.
+
+    Each returns the job the packet is about: the very ``gear.TextJob`` that
+    was submitted (gear keeps it by handle on the connection).
+    """
 
     def __init__(self, owner: BuildDispatcher) -> None:
         super().__init__(client_id="gatekeeper-scheduler")
         self.owner = owner
 
-    def handleWorkData(self, packet: Any) -> Any:  # noqa: N802 - gear's name
+    def handleWorkData(self, packet: gear.Packet) -> gear.Job:  # noqa: N802 - gear's name
         job = super().handleWorkData(packet)
         self.owner._on_data(job)
         return job
 
-    def handleWorkComplete(self, packet: Any) -> Any:  # noqa: N802
+    def handleWorkComplete(self, packet: gear.Packet) -> gear.Job:  # noqa: N802
         job = super().handleWorkComplete(packet)
         self.owner._on_complete(job)
         return job
 
-    def handleWorkFail(self, packet: Any) -> Any:  # noqa: N802
+    def handleWorkFail(self, packet: gear.Packet) -> gear.Job:  # noqa: N802
         job = super().handleWorkFail(packet)
         self.owner._on_failed(job, "worker reported WORK_FAIL", started_only=False)
         return job
 
-    def handleWorkException(self, packet: Any) -> Any:  # noqa: N802
+    def handleWorkException(self, packet: gear.Packet) -> gear.Job:  # noqa: N802
         job = super().handleWorkException(packet)
         self.owner._on_failed(job, f"worker raised: {job.exception!r}", started_only=False)
         return job
 
-    def handleDisconnect(self, job: Any) -> Any:  # noqa: N802
+    def handleDisconnect(self, job: gear.Job) -> gear.Job:  # noqa: N802
         # A job still queued on the server that went away was not tried: it
         # is submitted again without using up an attempt.
         self.owner._on_failed(job, "gearman server connection lost", started_only=True)
@@ -443,19 +447,22 @@ class BuildDispatcher:
 
     # -- gear's thread ------------------------------------------------------
 
-    def _find(self, job: Any) -> _Build | None:
-        unique = job.unique
-        uuid = unique.decode() if isinstance(unique, bytes) else str(unique or "")
+    def _find(self, job: gear.Job) -> tuple[_Build, gear.TextJob] | None:
+        """The build whose current Gearman job is ``job``, and ``job`` as the
+        TextJob it was submitted as (its unique is the build's uuid)."""
+        if not isinstance(job, gear.TextJob):
+            return None  # not submitted by this dispatcher, which sends only TextJobs
         with self._lock:
-            build = self._builds.get(uuid)
+            build = self._builds.get(job.unique or "")
         if build is None or build.job is not job:
             return None  # finished, or a packet for an attempt given up on
-        return build
+        return build, job
 
-    def _on_data(self, job: Any) -> None:
-        build = self._find(job)
-        if build is None:
+    def _on_data(self, job: gear.Job) -> None:
+        found = self._find(job)
+        if found is None:
             return
+        build, job = found
         try:
             data = protocol.decode_start(job.data[-1])
         except (DispatchError, IndexError) as exc:
@@ -482,10 +489,11 @@ class BuildDispatcher:
         data.attempt = build.attempt
         self.sink(BuildStarted(uuid=build.uuid, data=data))
 
-    def _on_complete(self, job: Any) -> None:
-        build = self._find(job)
-        if build is None:
+    def _on_complete(self, job: gear.Job) -> None:
+        found = self._find(job)
+        if found is None:
             return
+        build, job = found
         try:
             data = protocol.decode_complete(job.data[-1])
         except (DispatchError, IndexError) as exc:
@@ -497,10 +505,11 @@ class BuildDispatcher:
             del self._builds[build.uuid]
         self.sink(BuildCompleted(uuid=build.uuid, data=data))
 
-    def _on_failed(self, job: Any, why: str, started_only: bool) -> None:
-        build = self._find(job)
-        if build is None:
+    def _on_failed(self, job: gear.Job, why: str, started_only: bool) -> None:
+        found = self._find(job)
+        if found is None:
             return
+        build = found[0]
         with self._lock:
             tried = build.started or not started_only
             last = tried and build.attempt >= build.attempts

@@ -124,7 +124,8 @@ class Demo:
             logging.getLogger().removeHandler(handler)
 
     def story(self, sandbox: Sandbox) -> int:
-        assert sandbox.sim is not None
+        sim = sandbox.sim
+        assert sim is not None
         self.say(
             "sandbox", "alice pushes a change to openstack/nova (git push HEAD:refs/for/master)"
         )
@@ -137,20 +138,20 @@ class Demo:
         sandbox.approve(number, patchset)
         try:
             sandbox.wait_for(
-                lambda: sandbox.sim.get_change(number).status != "NEW",  # type: ignore[union-attr]
+                lambda: sim.get_change(number).status != "NEW",
                 600,
                 "the change to merge",
             )
             sandbox.wait_until_settled(120)
         except GatekeeperError as exc:
             self.say("sandbox", f"[red]{escape(str(exc))}[/]")
-        change = sandbox.sim.get_change(number)
+        change = sim.get_change(number)
         logs = self.archive_of(sandbox, number)
         if change.status == "MERGED":
             self.say(
                 "sandbox",
                 f"[bold green]change {number} merged[/]; "
-                f"nova master is now {sandbox.sim.branch_head('openstack/nova')[:12]}",
+                f"nova master is now {sim.branch_head('openstack/nova')[:12]}",
             )
             self.say("sandbox", f"log archive: {logs}")
             return 0

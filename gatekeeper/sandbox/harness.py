@@ -62,6 +62,31 @@ def change_id_for(text: str) -> str:
     return "I" + hashlib.sha1(f"{text}{time.time_ns()}".encode()).hexdigest()
 
 
+class _CountingListener:
+    """The sandbox's listener as the daemon sees it: the real GerritListener,
+    with each event passed to the sandbox's hooks and counted (in the
+    listener's thread)."""
+
+    def __init__(self, sandbox: Sandbox, listener: GerritListener) -> None:
+        self.sandbox = sandbox
+        self.listener = listener
+
+    def run(self, sink: Callable[[TriggerEvent], None]) -> None:
+        sandbox = self.sandbox
+
+        def counted(event: TriggerEvent) -> None:
+            for hook in sandbox.event_hooks:
+                hook(event)
+            sink(event)
+            with sandbox._delivered_lock:
+                sandbox.events_delivered += 1
+
+        self.listener.run(counted)
+
+    def stop(self) -> None:
+        self.listener.stop()
+
+
 class Sandbox:
     """Simulator + daemon + the people who use them. Driven from one thread."""
 
@@ -100,11 +125,12 @@ class Sandbox:
     def start_daemon(self) -> None:
         """gatekeeper itself, in this process, against the running simulator."""
         self.site = self._site_config()
-        connection = GerritConnection(self.site.gerrit)  # type: ignore[arg-type]
+        assert self.site.gerrit is not None  # _site_config points it at the simulator
+        connection = GerritConnection(self.site.gerrit)
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)
         self.app = Gatekeeper(
             self.site,
-            listener=self._counting(self.listener),
+            listener=_CountingListener(self, self.listener),
             console=self.console,
             worker_name="sandbox-worker",
         )
@@ -135,25 +161,6 @@ class Sandbox:
             f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n{extra}"
         )
         return path
-
-    def _counting(self, listener: GerritListener) -> Any:
-        sandbox = self
-
-        class Counting:
-            def run(self, sink: Callable[[TriggerEvent], None]) -> None:
-                def counted(event: TriggerEvent) -> None:
-                    for hook in sandbox.event_hooks:
-                        hook(event)
-                    sink(event)
-                    with sandbox._delivered_lock:
-                        sandbox.events_delivered += 1
-
-                listener.run(counted)
-
-            def stop(self) -> None:
-                listener.stop()
-
-        return Counting()
 
     def _site_config(self) -> SiteConfig:
         assert self.sim is not None

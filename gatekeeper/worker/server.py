@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gear
 
@@ -48,7 +48,7 @@ class _GearWorker(gear.TextWorker):
         super().__init__(client_id=client_id)
         self.owner = owner
 
-    def _lostConnection(self, conn: Any) -> None:  # noqa: N802 - gear's name
+    def _lostConnection(self, conn: gear.Connection) -> None:  # noqa: N802 - gear's name
         super()._lostConnection(conn)
         self.owner._on_lost_connection(conn)
 
@@ -343,7 +343,7 @@ class Worker:
         except Exception:
             log.exception("build %s: could not record its result", result.uuid)
 
-    def _on_lost_connection(self, conn: Any) -> None:
+    def _on_lost_connection(self, conn: gear.Connection) -> None:
         """gear's thread: abort the builds that came over ``conn``."""
         with self._lock:
             for uuid, running in self._builds.items():

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import paramiko
@@ -49,6 +51,9 @@ _GIT_SERVICES = {
 }
 _CHUNK = 65536
 
+#: A stream-events session's queue of events (SimState.subscribe; None: stop).
+_Subscriber = queue.SimpleQueue[dict[str, Any] | None]
+
 
 class _Transport(paramiko.Transport):
     """A paramiko transport that starts exec handlers after the exec reply.
@@ -69,7 +74,8 @@ class _Transport(paramiko.Transport):
         with self._pending_lock:
             self._pending[channel.remote_chanid] = thread
 
-    def _send_user_message(self, data: Any) -> None:
+    def _send_user_message(self, data: paramiko.Message) -> None:
+        # A private paramiko method, absent from types-paramiko.
         super()._send_user_message(data)  # type: ignore[misc]
         raw = data.asbytes()
         if len(raw) >= 5 and raw[0] == _MSG_CHANNEL_SUCCESS:
@@ -147,7 +153,7 @@ class SshServer:
         self._transports: list[paramiko.Transport] = []
         self._handlers: set[threading.Thread] = set()
         # Open stream-events sessions: subscriber -> channel.
-        self._streams: dict[Any, paramiko.Channel] = {}
+        self._streams: dict[_Subscriber, paramiko.Channel] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._accept_loop, name="gerrit-sim-accept", daemon=True
@@ -208,7 +214,7 @@ class SshServer:
         username: str,
         line: str,
         env: dict[str, str],
-        subscriber: Any,
+        subscriber: _Subscriber | None,
     ) -> None:
         status = 1
         with self._lock:
@@ -245,7 +251,7 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: Any) -> int:
+    def _stream_events(self, channel: paramiko.Channel, subscriber: _Subscriber) -> int:
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:
@@ -346,9 +352,11 @@ def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str])
             except OSError:
                 log.debug("git stdin already closed")
 
-    def drain(stream: IO[bytes], send: Any) -> None:
+    def drain(stream: IO[bytes], send: Callable[[bytes], None]) -> None:
         try:
             while True:
+                # typeshed has Popen.stdout as IO[bytes]; with the default
+                # buffering it is a BufferedReader, which has read1.
                 data = stream.read1(_CHUNK)  # type: ignore[attr-defined]
                 if not data:
                     break

@@ -21,8 +21,8 @@ from gatekeeper.errors import (
     WorkspaceError,
 )
 from gatekeeper.model.build import BuildResult
+from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder, parse_zuul_changes
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
-from gatekeeper.worker.transport import Transport
+from gatekeeper.node.transport import Transport
 
 #: Where an image build reports what it is doing (one line at a time).
 Progress = Callable[[str], None]

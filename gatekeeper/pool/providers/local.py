@@ -23,9 +23,9 @@ from pathlib import Path
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
+from gatekeeper.node.transport import Transport
+from gatekeeper.node.transport_local import LocalTransport, make_writable_and_retry
 from gatekeeper.pool.providers.base import LaunchedNode, Progress, Provider, Tagged
-from gatekeeper.worker.transport import Transport
-from gatekeeper.worker.transport_local import LocalTransport, make_writable_and_retry
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from gatekeeper.errors import TransportError
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 
 log = logging.getLogger(__name__)
 

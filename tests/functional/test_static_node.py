@@ -9,9 +9,9 @@ import pytest
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig, StaticHost
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.node.transport_ssh import SSHTransport
-from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from tests.fixtures.sshd import SSHServer

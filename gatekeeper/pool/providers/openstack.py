@@ -25,15 +25,21 @@ import paramiko
 from gatekeeper.config.site import ProviderConfig, ProviderImage
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
+from gatekeeper.model.node import LaunchedNode
 from gatekeeper.node import ssh
 from gatekeeper.node.transport import Transport
 from gatekeeper.node.transport_ssh import SSHTransport
 from gatekeeper.pool.providers import ssh_ready
 from gatekeeper.pool.providers.base import (
-    LaunchedNode,
+    BuildsImages,
+    HasQuota,
+    HoldsLaunches,
     Progress,
     Provider,
+    Reapable,
+    Stoppable,
     Tagged,
+    TakesKeys,
     public_key_line,
 )
 from gatekeeper.pool.providers.cloud import CloudAPI, CloudServer, QuotaError, open_cloud
@@ -79,14 +85,14 @@ class RateLimiter:
             self._waiter.wait(delay)
 
 
-class OpenStackProvider(Provider):
+class OpenStackProvider(
+    Provider, Reapable, BuildsImages, TakesKeys, HasQuota, Stoppable, HoldsLaunches
+):
     """Servers in one cloud region. Called from pool launcher threads, the
     pool thread (deletes, reaping, quota), image-build threads and worker
     threads (transport); the cloud connection is opened once, lazily, and
     openstacksdk's Connection is shared between them.
     """
-
-    takes_keys = True
 
     def __init__(self, config: ProviderConfig, pool_name: str = "gatekeeper") -> None:
         super().__init__(config)

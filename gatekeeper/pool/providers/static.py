@@ -14,26 +14,25 @@ import shlex
 from gatekeeper.config.site import ProviderConfig, StaticHost
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError, SSHError
+from gatekeeper.model.node import LaunchedNode
 from gatekeeper.node import ssh
 from gatekeeper.node.transport import Transport
 from gatekeeper.node.transport_ssh import SSHTransport
-from gatekeeper.pool.providers.base import LaunchedNode, Provider
+from gatekeeper.pool.providers.base import Provider, ReusableHosts
 
 log = logging.getLogger(__name__)
 
 
-class StaticProvider(Provider):
+class StaticProvider(Provider, ReusableHosts):
     """The configured SSH hosts. Called from pool launcher threads and
     worker threads; holds only the read-only host list.
     """
-
-    reusable_nodes = True
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.hosts: dict[str, StaticHost] = {h.name: h for h in config.hosts}
 
-    def fixed_names(self, label: str) -> list[str] | None:
+    def fixed_names(self, label: str) -> list[str]:
         return [h.name for h in self.hosts.values() if h.label == label]
 
     def _host(self, name: str) -> StaticHost:

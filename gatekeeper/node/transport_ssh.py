@@ -23,18 +23,22 @@ import paramiko
 
 from gatekeeper.errors import TransportError
 from gatekeeper.node import ssh
-from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
-from gatekeeper.node.transport_local import (
-    KILL_GRACE,
-    POLL,
-    LineSplitter,
-    check_env,
+from gatekeeper.node.rsync import (
     check_patterns,
-    check_relative,
     copied_files,
     rsync_pull_args,
     rsync_push_args,
     run_rsync,
+)
+from gatekeeper.node.transport import (
+    KILL_GRACE,
+    POLL,
+    CommandAborted,
+    CommandTimedOut,
+    LineSplitter,
+    Transport,
+    check_env,
+    check_relative,
 )
 
 log = logging.getLogger(__name__)

@@ -94,7 +94,7 @@ def nodes() -> None:
 @site_option
 @click.option("--label", help="Only nodes of this label.")
 @click.option("--provider", help="Only nodes of this provider.")
-@click.option("--state", type=click.Choice(list(NodeState), case_sensitive=False))
+@click.option("--state", type=click.Choice([s.value for s in NodeState], case_sensitive=False))
 def nodes_list(
     site_path: Path | None, label: str | None, provider: str | None, state: str | None
 ) -> None:

@@ -131,28 +131,12 @@ class NodeStore:
         label: str,
         provider: str,
         state: NodeState = NodeState.BUILDING,
-        external_id: str = "",
-        address: str = "",
-        port: int = 22,
-        username: str = "",
-        comment: str = "",
     ) -> Node:
         """Insert a node row.
 
         :raises PoolError: a node of that name exists, or the state is unknown.
         """
-        node = _new_row(
-            name,
-            label,
-            provider,
-            _check_state(state),
-            time.time(),
-            external_id=external_id,
-            address=address,
-            port=port,
-            username=username,
-            comment=comment,
-        )
+        node = _new_row(name, label, provider, _check_state(state), time.time())
         with self.db.session() as session:
             if session.scalars(select(Node.id).where(Node.name == name)).first() is not None:
                 raise PoolError(f"node {name} already exists")
@@ -359,20 +343,8 @@ def _check_state(state: str) -> NodeState:
         raise PoolError(f"unknown node state {state!r}") from None
 
 
-def _new_row(
-    name: str,
-    label: str,
-    provider: str,
-    state: NodeState,
-    now: float,
-    *,
-    external_id: str = "",
-    address: str = "",
-    port: int = 22,
-    username: str = "",
-    comment: str = "",
-) -> Node:
-    """A node row no one has claimed yet."""
+def _new_row(name: str, label: str, provider: str, state: NodeState, now: float) -> Node:
+    """A node row not yet launched, reached or claimed."""
     return Node(
         name=name,
         label=label,
@@ -381,11 +353,11 @@ def _new_row(
         state_time=now,
         created_at=now,
         hold_until=None,
-        external_id=external_id,
-        address=address,
-        port=port,
-        username=username,
+        external_id="",
+        address="",
+        port=22,
+        username="",
         claimed_by="",
         build_uuid="",
-        comment=comment,
+        comment="",
     )

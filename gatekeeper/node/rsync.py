@@ -27,16 +27,14 @@ def check_patterns(patterns: list[str]) -> list[str]:
     return list(patterns)
 
 
-def rsync_push_args(source: Path, dest: str, ssh: str | None = None) -> list[str]:
+def _push_args(source: Path, dest: str, ssh: str | None = None) -> list[str]:
     args = ["rsync", "-a", "--delete"]
     if ssh:
         args += ["-e", ssh]
     return [*args, f"{source}/", f"{dest}/"]
 
 
-def rsync_pull_args(
-    source: str, patterns: list[str], dest: Path, ssh: str | None = None
-) -> list[str]:
+def _pull_args(source: str, patterns: list[str], dest: Path, ssh: str | None = None) -> list[str]:
     args = ["rsync", "-a", "--no-links", "--prune-empty-dirs", "--out-format=%n"]
     if ssh:
         args += ["-e", ssh]
@@ -49,7 +47,7 @@ def rsync_pull_args(
     return [*args, f"{source}/", f"{dest}/"]
 
 
-def run_rsync(args: list[str], timeout: float = 3600.0) -> list[str]:
+def _run(args: list[str], timeout: float = 3600.0) -> list[str]:
     """Run rsync; return its stdout lines.
 
     :raises TransportError: rsync failed or could not be started.
@@ -71,7 +69,7 @@ def run_rsync(args: list[str], timeout: float = 3600.0) -> list[str]:
     return proc.stdout.splitlines()
 
 
-def copied_files(dest: Path, rsync_lines: list[str]) -> list[Path]:
+def _copied_files(dest: Path, rsync_lines: list[str]) -> list[Path]:
     """The files rsync's ``--out-format=%n`` lines name (directories end in /)."""
     files = []
     for line in rsync_lines:
@@ -81,3 +79,21 @@ def copied_files(dest: Path, rsync_lines: list[str]) -> list[Path]:
         if path.is_file() and not path.is_symlink():
             files.append(path)
     return files
+
+
+def push(source: Path, dest: str, ssh: str | None = None) -> None:
+    """Mirror ``source/`` to ``dest/`` (deleting what ``source`` lacks).
+
+    :raises TransportError:
+    """
+    _run(_push_args(source, dest, ssh))
+
+
+def pull(source: str, patterns: list[str], dest: Path, ssh: str | None = None) -> list[Path]:
+    """Copy the files under ``source/`` that ``patterns`` name (checked with
+    :func:`check_patterns`) into ``dest``; the files copied.
+
+    :raises TransportError:
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    return _copied_files(dest, _run(_pull_args(source, check_patterns(patterns), dest, ssh)))

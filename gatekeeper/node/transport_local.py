@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from gatekeeper.errors import TransportError
-from gatekeeper.node.rsync import (
-    check_patterns,
-    copied_files,
-    rsync_pull_args,
-    rsync_push_args,
-    run_rsync,
-)
+from gatekeeper.node import rsync
 from gatekeeper.node.transport import (
     KILL_GRACE,
     POLL,
@@ -68,17 +62,15 @@ class LocalTransport(Transport):
     def push(self, local_dir: Path, remote_dir: str) -> None:
         dest = self._inside(remote_dir)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        run_rsync(rsync_push_args(Path(local_dir), str(dest)))
+        rsync.push(Path(local_dir), str(dest))
 
     def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
         source = self._inside(remote_dir)
-        check_patterns(patterns)
+        # Refused even when there is nothing to pull.
+        rsync.check_patterns(patterns)
         if not source.is_dir():
             return []
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)
-        lines = run_rsync(rsync_pull_args(str(source), patterns, local_dir))
-        return copied_files(local_dir, lines)
+        return rsync.pull(str(source), patterns, Path(local_dir))
 
     def clean(self) -> None:
         if not self.root.exists():

@@ -22,14 +22,7 @@ from pathlib import Path
 import paramiko
 
 from gatekeeper.errors import TransportError
-from gatekeeper.node import ssh
-from gatekeeper.node.rsync import (
-    check_patterns,
-    copied_files,
-    rsync_pull_args,
-    rsync_push_args,
-    run_rsync,
-)
+from gatekeeper.node import rsync, ssh
 from gatekeeper.node.transport import (
     KILL_GRACE,
     POLL,
@@ -107,19 +100,18 @@ class SSHTransport(Transport):
         dest = self._remote(remote_dir)
         with self._client() as client:
             ssh.run(client, f"mkdir -p -- {shlex.quote(posixpath.dirname(dest))}")
-        run_rsync(rsync_push_args(Path(local_dir), self._rsync_target(dest), self.ssh_command))
+        rsync.push(Path(local_dir), self._rsync_target(dest), self.ssh_command)
 
     def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
         source = self._remote(remote_dir)
-        check_patterns(patterns)
+        # Refused even when there is nothing to pull.
+        rsync.check_patterns(patterns)
         with self._client() as client:
             exists = ssh.run(client, f"test -d {shlex.quote(source)} && echo yes || true")
         if exists.strip() != "yes":
             return []
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)
-        args = rsync_pull_args(self._rsync_target(source), patterns, local_dir, self.ssh_command)
-        return copied_files(local_dir, run_rsync(args))
+        target = self._rsync_target(source)
+        return rsync.pull(target, patterns, Path(local_dir), self.ssh_command)
 
     def clean(self) -> None:
         with self._client() as client:

@@ -10,7 +10,6 @@ translated here into :class:`SSHError`, whose text never holds key material.
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,8 +17,6 @@ from pathlib import Path
 import paramiko
 
 from gatekeeper.errors import SSHError
-
-log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 60.0

@@ -2,7 +2,8 @@
 
 Paths given to a transport are relative to the node's root (a node's own
 directory for ``local``; ``<workdir>/<node name>`` on a static SSH host); a
-transport never touches anything outside that root on the node.
+transport never touches anything outside that root on the node. The checks
+and the line splitting every transport needs are here too.
 """
 
 from __future__ import annotations

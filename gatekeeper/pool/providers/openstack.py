@@ -396,8 +396,6 @@ class OpenStackProvider(
         entry = keys.lookup(ssh.host_entry(node.address, node.port))
         if not entry:
             raise ProviderError(f"node {node.name}: no host key recorded for {node.address}")
-        # A last line without its newline (an image's key written with
-        # printf or echo -n) would run into the new key and spoil both.
         with ssh_ready.provider_errors():
             client = ssh.connect(
                 node.address,
@@ -408,6 +406,8 @@ class OpenStackProvider(
                 timeout=30.0,
             )
             try:
+                # A last line without its newline (an image's key written with
+                # printf or echo -n) would run into the new key and spoil both.
                 ssh.run(
                     client,
                     "umask 077 && mkdir -p ~/.ssh && cd ~/.ssh && { if [ -s authorized_keys ]"

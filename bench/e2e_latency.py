@@ -23,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gatekeeper.db.tables import NodeState
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.sandbox.seed import PROJECTS
 

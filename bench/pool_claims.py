@@ -33,7 +33,7 @@ from sqlalchemy import make_url, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures
 
 from gatekeeper.db.engine import Database
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
 from tests.fixtures.db import insert_ready_nodes, scratch_postgres_database
 
 LABEL = "trusty"

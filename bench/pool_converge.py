@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.config.site import SiteConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.cloud import unregister_cloud

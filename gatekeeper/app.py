@@ -14,6 +14,7 @@ from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
@@ -25,7 +26,6 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.results import ResultEvent
-from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider

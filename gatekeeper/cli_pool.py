@@ -20,8 +20,8 @@ from rich.table import Table
 
 from gatekeeper.config.loader import load_local_site
 from gatekeeper.config.site import SiteConfig, parse_duration
-from gatekeeper.db.tables import NodeState
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.model.node import NodeState
 
 if TYPE_CHECKING:
     from gatekeeper.db.engine import Database
@@ -93,12 +93,12 @@ def nodes() -> None:
 @site_option
 @click.option("--label", help="Only nodes of this label.")
 @click.option("--provider", help="Only nodes of this provider.")
-@click.option("--state", type=click.Choice(NodeState.ALL, case_sensitive=False))
+@click.option("--state", type=click.Choice([s.value for s in NodeState], case_sensitive=False))
 def nodes_list(
     site_path: Path | None, label: str | None, provider: str | None, state: str | None
 ) -> None:
     """A table of nodes: id, name, label, provider, state, age, address, build."""
-    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.db.nodes import NodeStore
 
     site = _site(site_path)
     with _database(site) as db:
@@ -142,9 +142,9 @@ def nodes_hold(
     site_path: Path | None, ident: str, reason: str, duration: str | None, ssh_key: Path | None
 ) -> None:
     """Keep node ID (number or name) from being deleted or reused."""
-    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.db.nodes import NodeStore
     from gatekeeper.pool.providers import make_provider
-    from gatekeeper.pool.providers.base import public_key_line
+    from gatekeeper.pool.providers.base import key_taker, public_key_line
 
     site = _site(site_path)
     try:
@@ -173,8 +173,7 @@ def nodes_hold(
                 config = next((p for p in site.providers if p.name == node.provider), None)
                 if config is None:
                     raise GatekeeperError(f"provider {node.provider} is not in the site file")
-                provider = make_provider(config, site.pool.name)
-                provider.check_takes_keys()
+                provider = key_taker(make_provider(config, site.pool.name))
             held = store.hold(node.name, seconds or None, reason)
             if provider is not None and key is not None:
                 try:
@@ -196,7 +195,7 @@ def nodes_hold(
 @click.argument("ident", metavar="ID")
 def nodes_release(site_path: Path | None, ident: str) -> None:
     """End the hold on node ID: the pool deletes it."""
-    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.db.nodes import NodeStore
 
     site = _site(site_path)
     with _database(site) as db:
@@ -214,7 +213,7 @@ def nodes_release(site_path: Path | None, ident: str) -> None:
 @click.argument("ident", metavar="ID")
 def nodes_delete(site_path: Path | None, ident: str) -> None:
     """Delete node ID whatever its state (a build on it will fail)."""
-    from gatekeeper.pool.nodes import NodeStore
+    from gatekeeper.db.nodes import NodeStore
 
     site = _site(site_path)
     with _database(site) as db:
@@ -240,8 +239,8 @@ def images() -> None:
 @site_option
 def images_list(site_path: Path | None) -> None:
     """A table of images: the newest READY one of a provider and label is current."""
-    from gatekeeper.db.tables import ImageState
-    from gatekeeper.pool.images import ImageStore
+    from gatekeeper.db.images import ImageStore
+    from gatekeeper.model.node import ImageState
 
     site = _site(site_path)
     with _database(site) as db:
@@ -280,8 +279,9 @@ def images_update(
     scripts (or only those named), showing each step; one thread per
     provider, so a slow cloud does not hold up the others. Exits 1 if any
     build failed (the previous image stays current)."""
-    from gatekeeper.db.tables import ImageState
-    from gatekeeper.pool.images import ImageBuilder, ImageStore
+    from gatekeeper.db.images import ImageStore
+    from gatekeeper.model.node import ImageState
+    from gatekeeper.pool.images import ImageBuilder
     from gatekeeper.pool.providers import make_provider
 
     site = _site(site_path)
@@ -341,8 +341,8 @@ def pool_status(site_path: Path | None) -> None:
     waiting demand, min-ready and capacity (nodes held / max-servers)."""
     from sqlalchemy import func, select
 
+    from gatekeeper.db.nodes import NodeStore
     from gatekeeper.db.tables import Node
-    from gatekeeper.pool.nodes import NodeStore
 
     site = _site(site_path)
     with _database(site) as db:

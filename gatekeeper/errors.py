@@ -11,6 +11,7 @@
      ├── PoolError              the node pool could not launch, claim or delete a node
      │    └── ProviderError     a provider's API refused or failed
      ├── TransportError         moving files to or running commands on a node failed
+     │    └── SSHError          an SSH connection or a command over it failed
      └── WorkspaceError         preparing the git workspace for a build failed
           └── MergeConflictError  a change under test does not merge
 
@@ -59,6 +60,12 @@ class ProviderError(PoolError):
 
 class TransportError(GatekeeperError):
     """Copying to, running on, or copying from a node failed."""
+
+
+class SSHError(TransportError):
+    """An SSH connection could not be made (unreachable, unknown or changed
+    host key, key refused) or a command over it failed. Raised by
+    :mod:`gatekeeper.node.ssh`; Gerrit and the pool wrap it in their own."""
 
 
 class OperationError(GatekeeperError):

@@ -72,6 +72,8 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._claim_engine: Engine | None = None
+        self._claim_engine_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Database {self.engine.url!r}>"
@@ -159,8 +161,27 @@ class Database:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @property
+    def claim_engine(self) -> Engine:
+        """A second engine, for node claims on PostgreSQL (made on first use,
+        closed with :meth:`dispose`). Claims are many, small and come from
+        every worker thread, so its pool skips the shared engine's pre-ping
+        round trip (a connection the server dropped shows as a failed
+        statement, and the claim is tried once more) and never makes a
+        claimer wait for a connection.
+        """
+        with self._claim_engine_lock:
+            if self._claim_engine is None:
+                # pool_size 0: no limit, as many connections as threads claim at once.
+                self._claim_engine = create_engine(self.engine.url, pool_size=0)
+            return self._claim_engine
+
     def dispose(self) -> None:
         """Close every pooled connection."""
+        with self._claim_engine_lock:
+            claim_engine, self._claim_engine = self._claim_engine, None
+        if claim_engine is not None:
+            claim_engine.dispose()
         self.engine.dispose()
 
 

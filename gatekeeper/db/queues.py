@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from sqlalchemy import delete, func, select, update
 
 from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import QueueItem
-from gatekeeper.pool.nodes import NodeStore
 
 log = logging.getLogger(__name__)
 

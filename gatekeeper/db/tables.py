@@ -1,12 +1,7 @@
 """The tables. Every change to them goes through an alembic migration.
 
-Node states::
-
-    BUILDING ──▶ READY ──claim──▶ USED ──passed──▶ DELETE ──▶ DELETING ──gone──▶ (row removed)
-                                   └──failed──▶ HOLD ──hold_until──▶ DELETE
-
-A static node is returned to READY after a passing build instead of being
-deleted (its host is cleaned, not destroyed).
+A node's and an image's ``state`` hold a :class:`NodeState` or
+:class:`ImageState` (see :mod:`gatekeeper.model.node` for the node life cycle).
 """
 
 from __future__ import annotations
@@ -24,25 +19,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
-
-
-class NodeState:
-    BUILDING = "BUILDING"
-    READY = "READY"
-    USED = "USED"
-    HOLD = "HOLD"
-    DELETE = "DELETE"
-    # The delete was sent; the row goes once the server is seen gone.
-    DELETING = "DELETING"
-    ALL = (BUILDING, READY, USED, HOLD, DELETE, DELETING)
-
-
-class ImageState:
-    BUILDING = "BUILDING"
-    READY = "READY"
-    DELETE = "DELETE"
-    FAILED = "FAILED"
-    ALL = (BUILDING, READY, DELETE, FAILED)
 
 
 class Node(Base):

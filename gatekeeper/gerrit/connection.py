@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import paramiko
 
 from gatekeeper.config.site import GerritConfig
-from gatekeeper.errors import GerritError
+from gatekeeper.errors import GerritError, SSHError
 from gatekeeper.gerrit import cmdline
+from gatekeeper.node import ssh
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,6 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
-def load_key(path: Path) -> paramiko.PKey:
-    """Load a private key of any type paramiko knows.
-
-    :raises GerritError: the file is missing or not a key (its content is never logged).
-    """
-    try:
-        return paramiko.PKey.from_path(path)
-    except (OSError, paramiko.SSHException, ValueError) as exc:
-        raise GerritError(f"cannot load SSH key {path}: {exc.__class__.__name__}") from exc
-
-
 def ssh_client(
     host: str,
     port: int,
@@ -57,52 +46,24 @@ def ssh_client(
     timeout: float = 30.0,
     keepalive: int = 15,
 ) -> paramiko.SSHClient:
-    """An SSH client connected with the host key verified against ``known_hosts``.
+    """An SSH client connected with the host key verified against ``known_hosts``
+    (an unknown host is let in, for this process, only when asked for).
 
     :raises GerritError: unknown or changed host key, refused auth, network error.
     """
-    client = paramiko.SSHClient()
     try:
-        client.load_host_keys(str(known_hosts))
-    except OSError as exc:
-        raise GerritError(f"cannot read known_hosts {known_hosts}: {exc}") from exc
-    # An unknown host may be accepted (and remembered for this process) only
-    # when asked for; a changed key is always refused by paramiko.
-    policy = paramiko.AutoAddPolicy() if accept_unknown_host else paramiko.RejectPolicy()
-    client.set_missing_host_key_policy(policy)
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-        # Commands are small request/response exchanges: without TCP_NODELAY,
-        # Nagle's algorithm adds ~40 ms to each on a reused connection.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError as exc:
-        client.close()
-        raise GerritError(f"cannot connect to {host}:{port}: {exc}") from exc
-    try:
-        client.connect(
+        return ssh.connect(
             host,
-            port=port,
-            sock=sock,
-            username=user,
-            pkey=load_key(key),
+            port,
+            user,
+            key,
+            known_hosts=known_hosts,
+            accept_unknown_host=accept_unknown_host,
             timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            allow_agent=False,
-            look_for_keys=False,
+            keepalive=keepalive,
         )
-    except paramiko.BadHostKeyException as exc:
-        client.close()
-        sock.close()
-        raise GerritError(f"host key for {host}:{port} does not match known_hosts") from exc
-    except (paramiko.SSHException, OSError) as exc:
-        client.close()
-        sock.close()
-        raise GerritError(f"cannot connect to {user}@{host}:{port}: {exc}") from exc
-    transport = client.get_transport()
-    if transport is not None and keepalive:
-        transport.set_keepalive(keepalive)
-    return client
+    except SSHError as exc:
+        raise GerritError(str(exc)) from exc
 
 
 class GerritConnection:

@@ -30,12 +30,20 @@ from dataclasses import dataclass
 
 from gatekeeper.config.site import LabelConfig, SiteConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import ImageState, NodeState
+from gatekeeper.db.images import ImageStore
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.pool.allocation import allocate
-from gatekeeper.pool.images import ImageBuilder, ImageStore
-from gatekeeper.pool.nodes import NodeStore
-from gatekeeper.pool.providers.base import Provider
+from gatekeeper.pool.images import ImageBuilder
+from gatekeeper.pool.providers.base import (
+    BuildsImages,
+    HasQuota,
+    HoldsLaunches,
+    Provider,
+    ReusableHosts,
+    Stoppable,
+)
 from gatekeeper.pool.providers.cloud import QuotaError
 from gatekeeper.pool.reaper import Reaper
 
@@ -109,7 +117,8 @@ class Pool:
     def start(self) -> None:
         self._stop.clear()
         for provider in self.providers.values():
-            provider.resume()
+            if isinstance(provider, Stoppable):
+                provider.resume()
         self._forget_interrupted_work()
         self._next_reap = 0.0  # reap at start
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
@@ -120,7 +129,8 @@ class Pool:
         self._stop.set()
         self._wake.set()
         for provider in self.providers.values():
-            provider.stop()
+            if isinstance(provider, Stoppable):
+                provider.stop()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -205,7 +215,7 @@ class Pool:
                     if node.state == NodeState.DELETING:
                         log.info("node %s still there: delete sent again", node.name)
                         self.nodes.set_state(node.name, NodeState.DELETING)
-                if provider.reusable_nodes:
+                if isinstance(provider, ReusableHosts):
                     self.nodes.set_state(node.name, NodeState.READY, comment="cleaned")
                     log.info("node %s (%s) READY on %s", node.name, node.label, node.provider)
                 elif provider.exists(node):
@@ -224,6 +234,8 @@ class Pool:
     def _build_due_images(self, now: float) -> None:
         interval = self.site.image_update.interval
         for provider in self.providers.values():
+            if not isinstance(provider, BuildsImages):
+                continue
             for label in self._all_labels():
                 if not provider.builds_images(label.name):
                     continue
@@ -320,7 +332,7 @@ class Pool:
         # Launches run before this round's deletes: a DELETE node's machine
         # is still there (a reusable provider's is about to be READY again).
         free = provider.config.max_servers - self.nodes.provider_usage(provider.name, True)
-        if free > 0 and ask_quota:
+        if free > 0 and ask_quota and isinstance(provider, HasQuota):
             try:
                 quota = provider.quota_free()
             except GatekeeperError as exc:
@@ -354,7 +366,7 @@ class Pool:
         batch: list[tuple[str, str, str]] = []
         for (label, provider_name), n in sorted(plan.items()):
             provider = self.providers[provider_name]
-            if provider.fixed_names(label) is not None:
+            if isinstance(provider, ReusableHosts):
                 for _ in range(n):
                     if not self._launch_one(provider, label):
                         break
@@ -374,12 +386,11 @@ class Pool:
 
     def _launch_one(self, provider: Provider, label: str) -> bool:
         """Start one launch of ``label`` on ``provider``; False if it cannot take it."""
-        fixed = provider.fixed_names(label)
-        if fixed is None:
+        if not isinstance(provider, ReusableHosts):
             name = local_node_name(label, provider.name)
         else:
             taken = {n.name for n in self.nodes.list(provider=provider.name)}
-            free = [n for n in fixed if n not in taken]
+            free = [n for n in provider.fixed_names(label) if n not in taken]
             if not free:
                 return False
             name = free[0]
@@ -431,8 +442,8 @@ class Pool:
                 health.backoff_until = 0.0
                 health.launched += 1
         if ok:
-            if lifted and provider in self.providers:
-                self.providers[provider].hold_launches(0)
+            if lifted:
+                self._hold_launches(provider, 0)
             return
         with self._lock:
             health.failed += 1
@@ -441,8 +452,7 @@ class Pool:
                 return
             delay = min(cfg.backoff * 2 ** max(0, health.failures - BACKOFF_AFTER), cfg.backoff_max)
             health.backoff_until = time.time() + delay
-        if provider in self.providers:
-            self.providers[provider].hold_launches(delay)
+        self._hold_launches(provider, delay)
         log.warning(
             "provider %s: %s; no launches there for %.0fs",
             provider,
@@ -450,8 +460,13 @@ class Pool:
             delay,
         )
 
+    def _hold_launches(self, name: str, seconds: float) -> None:
+        provider = self.providers.get(name)
+        if isinstance(provider, HoldsLaunches):
+            provider.hold_launches(seconds)
+
     def _discard(self, provider: Provider, name: str) -> None:
-        if provider.reusable_nodes:
+        if isinstance(provider, ReusableHosts):
             self.nodes.remove(name)
             return
         # The launch deleted what it made; the pool thread's delete pass

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 
 from gatekeeper.config.site import SiteConfig
-from gatekeeper.db.tables import ImageState, NodeState
+from gatekeeper.db.images import ImageStore
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.pool.images import ImageStore
-from gatekeeper.pool.nodes import NodeStore
-from gatekeeper.pool.providers.base import Provider
+from gatekeeper.model.node import ImageState, NodeState
+from gatekeeper.pool.providers.base import Provider, Reapable, image_builder
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,6 @@ class Reaper:
         done["old-ready"] = self._old_ready(now)
         done["stuck-building"] = self._stuck_building(now)
         for provider in self.providers.values():
-            if provider.reusable_nodes:
-                continue
             try:
                 leaked, gone = self._leaks(provider)
             except GatekeeperError as exc:
@@ -104,6 +102,9 @@ class Reaper:
         return n
 
     def _leaks(self, provider: Provider) -> tuple[int, int]:
+        if not isinstance(provider, Reapable):
+            # Hosts it does not own, or nothing tagged: nothing to leak.
+            return 0, 0
         # List the cloud first, then read the rows: a server made after the
         # listing is not in it, and a row gone after it means its node is.
         tagged = provider.list_tagged()
@@ -161,8 +162,9 @@ class Reaper:
                 continue
             try:
                 if image.external_id:
-                    provider.delete_image(image.external_id)
-                    if provider.image_exists(image.external_id):
+                    images = image_builder(provider)
+                    images.delete_image(image.external_id)
+                    if images.image_exists(image.external_id):
                         continue
                 self.images.remove(image.name)
                 log.info("image %s deleted from %s", image.name, image.provider)

@@ -1,1 +1,2 @@
-"""The build executor: node claim, workspace, transport, console, logs, archive."""
+"""The build executor: node claim, workspace, console, logs, archive (the node is
+reached through a transport from :mod:`gatekeeper.node`)."""

@@ -7,10 +7,10 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from gatekeeper.dispatch.protocol import JOB_KEY, JobSpec
 from gatekeeper.errors import (
@@ -23,19 +23,25 @@ from gatekeeper.errors import (
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import CompleteData, StartData
+from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
 if TYPE_CHECKING:
+    from gatekeeper.db.nodes import NodeStore
     from gatekeeper.db.tables import Node
-    from gatekeeper.pool.nodes import NodeStore
-    from gatekeeper.pool.providers.base import Provider
 
 log = logging.getLogger(__name__)
 console_log = logging.getLogger("gatekeeper.console")
 
 CONSOLE = "console.txt"
+
+
+class Reaches(Protocol):
+    """What the executor needs of a node's provider: how to reach the node
+    (every :class:`gatekeeper.pool.providers.base.Provider` does)."""
+
+    def transport(self, node: Node) -> Transport: ...
 
 
 class _Console:
@@ -86,7 +92,7 @@ class BuildExecutor:
     def __init__(
         self,
         nodes: NodeStore,
-        providers: dict[str, Provider],
+        providers: Mapping[str, Reaches],
         workspace: WorkspaceBuilder,
         git_url: str,
         log_root: Path,

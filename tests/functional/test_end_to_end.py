@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.db.tables import NodeState
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
 
 pytestmark = pytest.mark.timeout(240)

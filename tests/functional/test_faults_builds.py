@@ -39,11 +39,11 @@ import pytest
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.protocol import JobSpec
+from gatekeeper.model.node import NodeState
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
-from gatekeeper.pool.nodes import NodeStore
 from gatekeeper.pool.providers.local import LocalProvider
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker

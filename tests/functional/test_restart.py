@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import BuildRecord, Node, NodeState, QueueItemRecord
+from gatekeeper.db.tables import BuildRecord, Node, QueueItemRecord
+from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.gearmand import free_port
 from tests.functional.test_gate import gate_layout

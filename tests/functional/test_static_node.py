@@ -9,11 +9,11 @@ import pytest
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig, StaticHost
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
+from gatekeeper.node.transport_ssh import SSHTransport
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
-from gatekeeper.worker.transport_ssh import SSHTransport
 from tests.fixtures.sshd import SSHServer
 
 pytestmark = pytest.mark.sshd

@@ -18,7 +18,7 @@ import pytest
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
+from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.protocol import (
     JobSpec,
     build_function,
@@ -27,7 +27,7 @@ from gatekeeper.dispatch.protocol import (
     encode_build,
     stop_function,
 )
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.pool.providers.local import LocalProvider
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker

@@ -12,9 +12,9 @@ from sqlalchemy import inspect, text
 
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database, latest_revision
-from gatekeeper.db.tables import Base, NodeState
-from gatekeeper.pool.nodes import NodeStore
-from gatekeeper.pool.providers.base import LaunchedNode
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.tables import Base
+from gatekeeper.model.node import LaunchedNode, NodeState
 from tests.fixtures.db import postgres_server_url, scratch_postgres_database
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from gatekeeper.pool.pool import Pool, local_node_name
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.local import LocalProvider

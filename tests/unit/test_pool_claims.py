@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import NodeState
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.model.node import NodeState
 from tests.fixtures.db import insert_ready_nodes as fill
 
 

@@ -21,12 +21,12 @@ from gatekeeper.cli import main
 from gatekeeper.cli_pool import age
 from gatekeeper.config.loader import load_site
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import ImageState, Node, NodeState
-from gatekeeper.pool.images import ImageStore
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.images import ImageStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.tables import Node
+from gatekeeper.model.node import ImageState, LaunchedNode, NodeState
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
-from gatekeeper.pool.providers.base import LaunchedNode
 from gatekeeper.pool.providers.cloud import unregister_cloud
 from tests.fixtures.fake_cloud import FakeCloud, registered
 from tests.fixtures.gerrit_sim import make_ssh_key

@@ -24,9 +24,10 @@ from sqlalchemy import update
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import ImageState, Node, NodeState
-from gatekeeper.pool.images import ImageStore
-from gatekeeper.pool.nodes import NodeStore
+from gatekeeper.db.images import ImageStore
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.tables import Node
+from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.cloud import CloudError, unregister_cloud

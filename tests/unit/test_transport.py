@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.errors import TransportError
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
-from gatekeeper.worker.transport_local import LocalTransport
-from gatekeeper.worker.transport_ssh import SSHTransport
+from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node.transport_local import LocalTransport
+from gatekeeper.node.transport_ssh import SSHTransport
 from tests.fixtures.sshd import SSHServer
 
 HOSTILE = {

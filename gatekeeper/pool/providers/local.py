@@ -23,16 +23,17 @@ from pathlib import Path
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
-from gatekeeper.pool.providers.base import LaunchedNode, Progress, Provider, Tagged
-from gatekeeper.worker.transport import Transport
-from gatekeeper.worker.transport_local import LocalTransport, make_writable_and_retry
+from gatekeeper.model.node import LaunchedNode
+from gatekeeper.node.transport import Transport
+from gatekeeper.node.transport_local import LocalTransport, make_writable_and_retry
+from gatekeeper.pool.providers.base import BuildsImages, Progress, Provider, Reapable, Tagged
 
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
-class LocalProvider(Provider):
+class LocalProvider(Provider, Reapable, BuildsImages):
     """Directory nodes under ``config.root``. Called from pool launcher
     threads (launch, delete) and worker threads (transport); it keeps no
     state of its own, so that is safe.

@@ -25,17 +25,24 @@ import paramiko
 from gatekeeper.config.site import ProviderConfig, ProviderImage
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
+from gatekeeper.model.node import LaunchedNode
+from gatekeeper.node import ssh
+from gatekeeper.node.transport import Transport
+from gatekeeper.node.transport_ssh import SSHTransport
 from gatekeeper.pool.providers import ssh_ready
 from gatekeeper.pool.providers.base import (
-    LaunchedNode,
+    BuildsImages,
+    HasQuota,
+    HoldsLaunches,
     Progress,
     Provider,
+    Reapable,
+    Stoppable,
     Tagged,
+    TakesKeys,
     public_key_line,
 )
 from gatekeeper.pool.providers.cloud import CloudAPI, CloudServer, QuotaError, open_cloud
-from gatekeeper.worker.transport import Transport
-from gatekeeper.worker.transport_ssh import SSHTransport
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,8 @@ FAILING_AFTER = 3
 QUOTA_CACHE = 10.0
 # Where a build's workspace lives on a cloud node.
 WORKDIR = "/var/tmp/gatekeeper"
+# A command run over SSH on a server (a setup script) may go quiet this long.
+SSH_COMMAND_TIMEOUT = 3600.0
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -76,14 +85,14 @@ class RateLimiter:
             self._waiter.wait(delay)
 
 
-class OpenStackProvider(Provider):
+class OpenStackProvider(
+    Provider, Reapable, BuildsImages, TakesKeys, HasQuota, Stoppable, HoldsLaunches
+):
     """Servers in one cloud region. Called from pool launcher threads, the
     pool thread (deletes, reaping, quota), image-build threads and worker
     threads (transport); the cloud connection is opened once, lazily, and
     openstacksdk's Connection is shared between them.
     """
-
-    takes_keys = True
 
     def __init__(self, config: ProviderConfig, pool_name: str = "gatekeeper") -> None:
         super().__init__(config)
@@ -384,29 +393,31 @@ class OpenStackProvider(Provider):
             raise ProviderError(f"provider {self.name}: no private-key for label {node.label}")
         key_line = public_key_line(public_key)
         keys = paramiko.HostKeys(str(self.known_hosts_file(node)))
-        entry = keys.lookup(node.address if node.port == 22 else f"[{node.address}]:{node.port}")
+        entry = keys.lookup(ssh.host_entry(node.address, node.port))
         if not entry:
             raise ProviderError(f"node {node.name}: no host key recorded for {node.address}")
-        client = ssh_ready.login(
-            node.address,
-            node.port,
-            node.username,
-            settings.private_key,
-            next(iter(entry.values())),
-            30.0,
-        )
-        # A last line without its newline (an image's key written with
-        # printf or echo -n) would run into the new key and spoil both.
-        try:
-            ssh_ready.run(
-                client,
-                "umask 077 && mkdir -p ~/.ssh && cd ~/.ssh && { if [ -s authorized_keys ]"
-                ' && [ -n "$(tail -c 1 authorized_keys)" ]; then echo; fi; cat; }'
-                " >> authorized_keys",
-                stdin=(key_line + "\n").encode(),
+        with ssh_ready.provider_errors():
+            client = ssh.connect(
+                node.address,
+                node.port,
+                node.username,
+                settings.private_key,
+                host_keys=entry.values(),
+                timeout=30.0,
             )
-        finally:
-            client.close()
+            try:
+                # A last line without its newline (an image's key written with
+                # printf or echo -n) would run into the new key and spoil both.
+                ssh.run(
+                    client,
+                    "umask 077 && mkdir -p ~/.ssh && cd ~/.ssh && { if [ -s authorized_keys ]"
+                    ' && [ -n "$(tail -c 1 authorized_keys)" ]; then echo; fi; cat; }'
+                    " >> authorized_keys",
+                    stdin=(key_line + "\n").encode(),
+                    timeout=SSH_COMMAND_TIMEOUT,
+                )
+            finally:
+                client.close()
 
     def known_hosts_file(self, node: Node) -> Path:
         """A known_hosts file holding the host key the node showed at boot.
@@ -459,24 +470,30 @@ class OpenStackProvider(Provider):
     ) -> None:
         assert settings.private_key is not None
         port = self.config.ssh_port
-        key = ssh_ready.host_key(server.address, port)
-        if ssh_ready.known_hosts_line(server.address, port, key) != host_key_line:
-            raise ProviderError(f"server {server.id} changed its host key during setup")
-        client = ssh_ready.login(
-            server.address, port, settings.username, settings.private_key, key, 30.0
-        )
-        try:
-            for script in settings.setup:
-                progress(f"running {script.name}")
-                try:
-                    body = script.read_bytes()
-                except OSError as exc:
-                    raise ProviderError(f"setup script {script}: {exc}") from exc
-                ssh_ready.run(client, "bash -s", stdin=body)
-            ssh_ready.run(client, "sync")
-            ssh_ready.run(client, f"mkdir -p {shlex.quote(WORKDIR)}")
-        finally:
-            client.close()
+        with ssh_ready.provider_errors():
+            key = ssh.scan_host_key(server.address, port, ssh_ready.ATTEMPT_TIMEOUT)
+            if ssh.known_hosts_line(server.address, port, key) != host_key_line:
+                raise ProviderError(f"server {server.id} changed its host key during setup")
+            client = ssh.connect(
+                server.address,
+                port,
+                settings.username,
+                settings.private_key,
+                host_keys=[key],
+                timeout=30.0,
+            )
+            try:
+                for script in settings.setup:
+                    progress(f"running {script.name}")
+                    try:
+                        body = script.read_bytes()
+                    except OSError as exc:
+                        raise ProviderError(f"setup script {script}: {exc}") from exc
+                    ssh.run(client, "bash -s", stdin=body, timeout=SSH_COMMAND_TIMEOUT)
+                ssh.run(client, "sync", timeout=SSH_COMMAND_TIMEOUT)
+                ssh.run(client, f"mkdir -p {shlex.quote(WORKDIR)}", timeout=SSH_COMMAND_TIMEOUT)
+            finally:
+                client.close()
 
     def _wait_image(self, image_id: str, progress: Progress) -> None:
         deadline = time.monotonic() + self.config.launch_timeout

@@ -13,26 +13,26 @@ import shlex
 
 from gatekeeper.config.site import ProviderConfig, StaticHost
 from gatekeeper.db.tables import Node
-from gatekeeper.errors import ProviderError, TransportError
-from gatekeeper.pool.providers.base import LaunchedNode, Provider
-from gatekeeper.worker.transport import Transport
-from gatekeeper.worker.transport_ssh import SSHTransport, connect, exec_simple
+from gatekeeper.errors import ProviderError, SSHError
+from gatekeeper.model.node import LaunchedNode
+from gatekeeper.node import ssh
+from gatekeeper.node.transport import Transport
+from gatekeeper.node.transport_ssh import SSHTransport
+from gatekeeper.pool.providers.base import Provider, ReusableHosts
 
 log = logging.getLogger(__name__)
 
 
-class StaticProvider(Provider):
+class StaticProvider(Provider, ReusableHosts):
     """The configured SSH hosts. Called from pool launcher threads and
     worker threads; holds only the read-only host list.
     """
-
-    reusable_nodes = True
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.hosts: dict[str, StaticHost] = {h.name: h for h in config.hosts}
 
-    def fixed_names(self, label: str) -> list[str] | None:
+    def fixed_names(self, label: str) -> list[str]:
         return [h.name for h in self.hosts.values() if h.label == label]
 
     def _host(self, name: str) -> StaticHost:
@@ -57,21 +57,34 @@ class StaticProvider(Provider):
             raise ProviderError(f"node {node_name!r} would not be under workdir {host.workdir!r}")
         return root
 
+    def _on_host(self, host: StaticHost, command: str, failure: str) -> None:
+        """Run one short command on ``host``.
+
+        :raises ProviderError: ``failure``, then why.
+        """
+        try:
+            client = ssh.connect(
+                host.host,
+                host.port,
+                host.username,
+                host.private_key,
+                known_hosts=host.known_hosts,
+            )
+            try:
+                ssh.run(client, command)
+            finally:
+                client.close()
+        except SSHError as exc:
+            raise ProviderError(f"{failure}: {exc}") from exc
+
     def launch(self, node_name: str, label: str, image: str = "") -> LaunchedNode:
         host = self._host(node_name)
         if host.label != label:
             raise ProviderError(f"host {host.name} has label {host.label}, not {label}")
         root = self.node_root(host, node_name)
-        try:
-            client = connect(
-                host.host, host.port, host.username, host.private_key, host.known_hosts
-            )
-            try:
-                exec_simple(client, f"mkdir -p -- {shlex.quote(root)}")
-            finally:
-                client.close()
-        except TransportError as exc:
-            raise ProviderError(f"static host {host.name} is not usable: {exc}") from exc
+        self._on_host(
+            host, f"mkdir -p -- {shlex.quote(root)}", f"static host {host.name} is not usable"
+        )
         return LaunchedNode(
             external_id=host.name, address=host.host, port=host.port, username=host.username
         )
@@ -79,16 +92,9 @@ class StaticProvider(Provider):
     def delete(self, node: Node) -> None:
         host = self._host(node.name)
         root = self.node_root(host, node.name)
-        try:
-            client = connect(
-                host.host, host.port, host.username, host.private_key, host.known_hosts
-            )
-            try:
-                exec_simple(client, f"rm -rf -- {shlex.quote(root)}")
-            finally:
-                client.close()
-        except TransportError as exc:
-            raise ProviderError(f"cannot clean static host {host.name}: {exc}") from exc
+        self._on_host(
+            host, f"rm -rf -- {shlex.quote(root)}", f"cannot clean static host {host.name}"
+        )
 
     def list(self) -> list[str]:
         return sorted(self.hosts)

@@ -1,16 +1,10 @@
-"""Run builds in a directory on this host: the ``local`` provider's transport.
-
-Also home of the rsync helpers both transports share (``rsync_push_args``,
-``rsync_pull_args``, ``run_rsync``), since local and SSH copies differ only
-in where the other end is.
-"""
+"""Run builds in a directory on this host: the ``local`` provider's transport."""
 
 from __future__ import annotations
 
 import logging
 import os
 import queue
-import re
 import shutil
 import signal
 import stat
@@ -22,135 +16,21 @@ from pathlib import Path
 from typing import IO
 
 from gatekeeper.errors import TransportError
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node import rsync
+from gatekeeper.node.transport import (
+    KILL_GRACE,
+    POLL,
+    CommandAborted,
+    CommandTimedOut,
+    LineSplitter,
+    Transport,
+    check_env,
+    check_relative,
+)
 
 log = logging.getLogger(__name__)
 
-# Seconds between SIGTERM and SIGKILL when a command has to be stopped.
-KILL_GRACE = 5.0
-# How often a running command's timeout and stop event are looked at.
-POLL = 0.05
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-# -- shared by both transports ------------------------------------------
-
-
-def check_relative(path: str) -> str:
-    """A node-relative path, normalised; ``""`` means the root.
-
-    :raises TransportError: it is absolute or climbs out with ``..``.
-    """
-    if path.startswith("/") or "\0" in path or "\n" in path:
-        raise TransportError(f"not a node-relative path: {path!r}")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise TransportError(f"path leaves the node root: {path!r}")
-    return "/".join(parts)
-
-
-def check_patterns(patterns: list[str]) -> list[str]:
-    """Patterns safe to hand rsync as ``--include`` rules.
-
-    :raises TransportError: a pattern climbs out with ``..``, is empty, or
-        looks like an rsync filter-rule modifier.
-    """
-    for pattern in patterns:
-        if not pattern or "\n" in pattern or "\0" in pattern:
-            raise TransportError(f"bad log pattern {pattern!r}")
-        if ".." in pattern.split("/"):
-            raise TransportError(f"log pattern leaves the node root: {pattern!r}")
-        # rsync reads "+ x", "- x" and "!" in --include as rule syntax.
-        if pattern == "!" or pattern.startswith(("+ ", "- ")):
-            raise TransportError(f"log pattern looks like an rsync filter rule: {pattern!r}")
-    return list(patterns)
-
-
-def check_env(env: dict[str, str]) -> dict[str, str]:
-    """:raises TransportError: a variable name a shell would not accept."""
-    for name in env:
-        if not _ENV_NAME.match(name):
-            raise TransportError(f"bad environment variable name {name!r}")
-    return env
-
-
-def rsync_push_args(source: Path, dest: str, ssh: str | None = None) -> list[str]:
-    args = ["rsync", "-a", "--delete"]
-    if ssh:
-        args += ["-e", ssh]
-    return [*args, f"{source}/", f"{dest}/"]
-
-
-def rsync_pull_args(
-    source: str, patterns: list[str], dest: Path, ssh: str | None = None
-) -> list[str]:
-    args = ["rsync", "-a", "--no-links", "--prune-empty-dirs", "--out-format=%n"]
-    if ssh:
-        args += ["-e", ssh]
-    # The archive's own console.txt is never replaced, and git's internals
-    # (whose .git/logs/ would match "logs/**") are never collected.
-    args += ["--exclude=/console.txt", "--exclude=.git/", "--include=*/"]
-    # Anchored: a pattern names paths from the root of the pulled directory.
-    args += [f"--include=/{p.lstrip('/')}" for p in patterns]
-    args.append("--exclude=*")
-    return [*args, f"{source}/", f"{dest}/"]
-
-
-def run_rsync(args: list[str], timeout: float = 3600.0) -> list[str]:
-    """Run rsync; return its stdout lines.
-
-    :raises TransportError: rsync failed or could not be started.
-    """
-    try:
-        proc = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TransportError(f"rsync failed: {exc}") from exc
-    if proc.returncode != 0:
-        raise TransportError(f"rsync exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    return proc.stdout.splitlines()
-
-
-def copied_files(dest: Path, rsync_lines: list[str]) -> list[Path]:
-    """The files rsync's ``--out-format=%n`` lines name (directories end in /)."""
-    files = []
-    for line in rsync_lines:
-        if not line or line.endswith("/"):
-            continue
-        path = dest / line
-        if path.is_file() and not path.is_symlink():
-            files.append(path)
-    return files
-
-
-class LineSplitter:
-    """Turns a byte stream into complete text lines for ``on_output``."""
-
-    def __init__(self, on_line: Callable[[str], None]) -> None:
-        self._on_line = on_line
-        self._buf = b""
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            self._on_line(line.rstrip(b"\r").decode("utf-8", errors="replace"))
-
-    def flush(self) -> None:
-        if self._buf:
-            self._on_line(self._buf.decode("utf-8", errors="replace"))
-            self._buf = b""
-
-
-# -- the local transport -------------------------------------------------
 
 
 class LocalTransport(Transport):
@@ -182,17 +62,15 @@ class LocalTransport(Transport):
     def push(self, local_dir: Path, remote_dir: str) -> None:
         dest = self._inside(remote_dir)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        run_rsync(rsync_push_args(Path(local_dir), str(dest)))
+        rsync.push(Path(local_dir), str(dest))
 
     def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
         source = self._inside(remote_dir)
-        check_patterns(patterns)
+        # Refused even when there is nothing to pull.
+        rsync.check_patterns(patterns)
         if not source.is_dir():
             return []
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)
-        lines = run_rsync(rsync_pull_args(str(source), patterns, local_dir))
-        return copied_files(local_dir, lines)
+        return rsync.pull(str(source), patterns, Path(local_dir))
 
     def clean(self) -> None:
         if not self.root.exists():

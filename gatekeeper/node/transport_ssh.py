@@ -1,8 +1,10 @@
 """Run builds on another host over SSH: the ``static`` provider's transport.
 
 Files move with rsync over OpenSSH (host key checked against the configured
-known_hosts file, never accepted blindly); commands run through paramiko so
-their output can be streamed and they can be killed.
+known_hosts file, never accepted blindly); commands run through paramiko
+(:func:`gatekeeper.node.ssh.connect`) so their output can be streamed and
+they can be killed. ``SSHError`` is a ``TransportError``, so what the
+connect raises is already this seam's error.
 """
 
 from __future__ import annotations
@@ -20,94 +22,23 @@ from pathlib import Path
 import paramiko
 
 from gatekeeper.errors import TransportError
-from gatekeeper.worker.transport import CommandAborted, CommandTimedOut, Transport
-from gatekeeper.worker.transport_local import (
+from gatekeeper.node import rsync, ssh
+from gatekeeper.node.transport import (
     KILL_GRACE,
     POLL,
+    CommandAborted,
+    CommandTimedOut,
     LineSplitter,
+    Transport,
     check_env,
-    check_patterns,
     check_relative,
-    copied_files,
-    rsync_pull_args,
-    rsync_push_args,
-    run_rsync,
 )
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 15.0
 # The remote wrapper's first output line: the command's process group id.
 _PID_MARK = "gatekeeper-pgid "
 _PID_LINE = re.compile(rb"gatekeeper-pgid (\d+)\n")
-
-
-def connect(
-    host: str,
-    port: int,
-    username: str,
-    private_key: Path,
-    known_hosts: Path,
-    timeout: float = CONNECT_TIMEOUT,
-) -> paramiko.SSHClient:
-    """An SSH connection that trusts only the host key in ``known_hosts``.
-
-    :raises TransportError: unreachable, unknown host key, or key refused.
-    """
-    client = paramiko.SSHClient()
-    try:
-        client.load_host_keys(str(known_hosts))
-        log_in(client, host, port, username, private_key, timeout)
-    except (OSError, paramiko.SSHException) as exc:
-        client.close()
-        # str(exc) never contains key material, only what went wrong.
-        raise TransportError(f"ssh {username}@{host}:{port}: {exc}") from exc
-    return client
-
-
-def log_in(
-    client: paramiko.SSHClient,
-    host: str,
-    port: int,
-    username: str,
-    private_key: Path,
-    timeout: float,
-) -> None:
-    """Connect ``client`` with that key file alone (no agent, nothing from
-    ~/.ssh), refusing any host key the client does not already trust, every
-    wait bounded by ``timeout``.
-
-    :raises OSError, paramiko.SSHException: the caller closes the client.
-    """
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        host,
-        port=port,
-        username=username,
-        key_filename=str(private_key),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=timeout,
-        banner_timeout=timeout,
-        auth_timeout=timeout,
-    )
-
-
-def exec_simple(client: paramiko.SSHClient, command: str, timeout: float = 60.0) -> str:
-    """Run a short command and return its output.
-
-    :raises TransportError: it failed or exited non-zero.
-    """
-    try:
-        _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
-        out = stdout.read().decode("utf-8", errors="replace")
-        err = stderr.read().decode("utf-8", errors="replace")
-        status = stdout.channel.recv_exit_status()
-    except (OSError, paramiko.SSHException) as exc:
-        raise TransportError(f"ssh command failed: {exc}") from exc
-    if status != 0:
-        raise TransportError(f"ssh command exited {status}: {err.strip()[-2000:]}")
-    return out
 
 
 class SSHTransport(Transport):
@@ -157,7 +88,9 @@ class SSHTransport(Transport):
 
     @contextmanager
     def _client(self) -> Iterator[paramiko.SSHClient]:
-        client = connect(self.host, self.port, self.username, self.private_key, self.known_hosts)
+        client = ssh.connect(
+            self.host, self.port, self.username, self.private_key, known_hosts=self.known_hosts
+        )
         try:
             yield client
         finally:
@@ -166,25 +99,24 @@ class SSHTransport(Transport):
     def push(self, local_dir: Path, remote_dir: str) -> None:
         dest = self._remote(remote_dir)
         with self._client() as client:
-            exec_simple(client, f"mkdir -p -- {shlex.quote(posixpath.dirname(dest))}")
-        run_rsync(rsync_push_args(Path(local_dir), self._rsync_target(dest), self.ssh_command))
+            ssh.run(client, f"mkdir -p -- {shlex.quote(posixpath.dirname(dest))}")
+        rsync.push(Path(local_dir), self._rsync_target(dest), self.ssh_command)
 
     def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
         source = self._remote(remote_dir)
-        check_patterns(patterns)
+        # Refused even when there is nothing to pull.
+        rsync.check_patterns(patterns)
         with self._client() as client:
-            exists = exec_simple(client, f"test -d {shlex.quote(source)} && echo yes || true")
+            exists = ssh.run(client, f"test -d {shlex.quote(source)} && echo yes || true")
         if exists.strip() != "yes":
             return []
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)
-        args = rsync_pull_args(self._rsync_target(source), patterns, local_dir, self.ssh_command)
-        return copied_files(local_dir, run_rsync(args))
+        target = self._rsync_target(source)
+        return rsync.pull(target, patterns, Path(local_dir), self.ssh_command)
 
     def clean(self) -> None:
         with self._client() as client:
             root = shlex.quote(self.root)
-            exec_simple(client, f"rm -rf -- {root} && mkdir -p -- {root}")
+            ssh.run(client, f"rm -rf -- {root} && mkdir -p -- {root}")
 
     def run(
         self,
@@ -276,6 +208,6 @@ class SSHTransport(Transport):
             f" done; kill -KILL -- {group} 2>/dev/null; exit 0"
         )
         try:
-            exec_simple(client, script, timeout=KILL_GRACE + 10)
+            ssh.run(client, script, timeout=KILL_GRACE + 10)
         except TransportError as exc:
             log.warning("killing the command on %s failed: %s", self.host, exc)

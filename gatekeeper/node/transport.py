@@ -2,15 +2,25 @@
 
 Paths given to a transport are relative to the node's root (a node's own
 directory for ``local``; ``<workdir>/<node name>`` on a static SSH host); a
-transport never touches anything outside that root on the node.
+transport never touches anything outside that root on the node. The checks
+and the line splitting every transport needs are here too.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+
+from gatekeeper.errors import TransportError
+
+# Seconds between SIGTERM and SIGKILL when a command has to be stopped.
+KILL_GRACE = 5.0
+# How often a running command's timeout and stop event are looked at.
+POLL = 0.05
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class CommandTimedOut(Exception):  # noqa: N818 - it is a result, not a failure of ours
@@ -68,3 +78,46 @@ class Transport(ABC):
     @abstractmethod
     def clean(self) -> None:
         """Remove everything under the node's root (for re-usable nodes)."""
+
+
+# -- what every transport checks and does alike --------------------------
+
+
+def check_relative(path: str) -> str:
+    """A node-relative path, normalised; ``""`` means the root.
+
+    :raises TransportError: it is absolute or climbs out with ``..``.
+    """
+    if path.startswith("/") or "\0" in path or "\n" in path:
+        raise TransportError(f"not a node-relative path: {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise TransportError(f"path leaves the node root: {path!r}")
+    return "/".join(parts)
+
+
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """:raises TransportError: a variable name a shell would not accept."""
+    for name in env:
+        if not _ENV_NAME.match(name):
+            raise TransportError(f"bad environment variable name {name!r}")
+    return env
+
+
+class LineSplitter:
+    """Turns a byte stream into complete text lines for ``on_output``."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self._on_line(line.rstrip(b"\r").decode("utf-8", errors="replace"))
+
+    def flush(self) -> None:
+        if self._buf:
+            self._on_line(self._buf.decode("utf-8", errors="replace"))
+            self._buf = b""

@@ -250,7 +250,7 @@ class DependentPipelineManager(PipelineManager):
                     changed = self._reset(item, f"was tested on {before}") or changed
                 item.tested_digest = digest
                 item.tested_with = list(keys)
-                self.context.queue.tested(item)
+                self.context.item_store.tested(item)
                 item.zuul_ref, item.merge_state, item.merge_conflict = "", "", ""
                 item.merge_token, item.merge_errors = "", 0
             if (window == 0 or position < window) and not held_by:
@@ -381,7 +381,7 @@ class DependentPipelineManager(PipelineManager):
             log.error("could not report %s: %s", item.change, exc)
 
     def _report_head(self, queue: str, item: QueueItem) -> None:
-        self.context.queue.reporting(item)
+        self.context.item_store.reporting(item)
         try:
             self._report(item)
         except Exception:

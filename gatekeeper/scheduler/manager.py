@@ -126,7 +126,7 @@ class PipelineManager:
         item = QueueItem(change=change, pipeline=self.name, event_received_at=received_at)
         item.job_trees = list(selection.trees)
         self.items.append(item)
-        self.context.queue.added(item)
+        self.context.item_store.added(item)
         skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
@@ -182,7 +182,7 @@ class PipelineManager:
         item.dequeued = True
         if item in self.items:
             self.items.remove(item)
-        self.context.queue.removed(item)
+        self.context.item_store.removed(item)
 
     def find_build(self, uuid: str) -> Build | None:
         for item in self.items:
@@ -196,7 +196,7 @@ class PipelineManager:
         listened): record it lost, free its node, and let the item run the job again."""
         record = self.context.builds.get(build.uuid)
         if record is not None:
-            self.context.queue.lose([record])
+            self.context.item_store.lose([record])
         for item in self.items:
             if item.builds.get(build.job) is build:
                 del item.builds[build.job]
@@ -210,7 +210,7 @@ class PipelineManager:
         for item in list(self.items):
             changed = self._launch_ready_jobs(item, item.needed) or changed
             if self._item_finished(item):
-                self.context.queue.reporting(item)
+                self.context.item_store.reporting(item)
                 try:
                     self._report(item)
                 except Exception:

@@ -111,7 +111,7 @@ def promote(scheduler: Scheduler, pipeline: str, changes: list[str]) -> str:
             raise OperationError(f"{number},{patchset} is not in {pipeline}")
         promoted.extend(i for i in matches if i not in promoted)
     manager.items = promoted + [i for i in manager.items if i not in promoted]
-    scheduler.context.queue.reorder(manager.name, manager.items)
+    scheduler.context.item_store.reorder(manager.name, manager.items)
     return f"promoted {', '.join(str(i.change) for i in promoted)} in {pipeline}"
 
 

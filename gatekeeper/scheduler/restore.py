@@ -1,6 +1,6 @@
 """Putting the queues back after a restart, from the database.
 
-Every queued item has a row (:mod:`gatekeeper.db.queues`) and every build a
+Every queued item has a row (:mod:`gatekeeper.db.items`) and every build a
 record pointing at its item. At start-up, before it reads any event, the
 scheduler rebuilds each pipeline's items in their order:
 
@@ -71,17 +71,17 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
     context = scheduler.context
     summary = RestoreSummary()
     managers = {m.name: m for m in scheduler.managers}
-    for pipeline, rows in context.queue.load().items():
+    for pipeline, rows in context.item_store.load().items():
         manager = managers.get(pipeline)
         if manager is None:
             for row in rows:
                 log.warning(
                     "restore: pipeline %s is gone from the layout: %s dropped", pipeline, row.uuid
                 )
-                context.queue.lose(
-                    [b for b in context.queue.builds_of(row.uuid) if b.result is None]
+                context.item_store.lose(
+                    [b for b in context.item_store.builds_of(row.uuid) if b.result is None]
                 )
-                context.queue.forget(row.uuid)
+                context.item_store.forget(row.uuid)
                 summary.dropped.append(f"{row.project} {row.change},{row.patchset}")
             continue
         for row in rows:
@@ -121,12 +121,12 @@ def _restore_item(
         f"{row.project} {row.change},{row.patchset}" if row.change else f"{row.project} {row.ref}"
     )
     change, current = _change_for(scheduler, row)
-    records = context.queue.builds_of(row.uuid)
+    records = context.item_store.builds_of(row.uuid)
 
     def leave(why: str) -> None:
         log.info("restore: %s leaves %s: %s", label, manager.name, why)
-        context.queue.lose([b for b in records if b.result is None])
-        context.queue.forget(row.uuid)
+        context.item_store.lose([b for b in records if b.result is None])
+        context.item_store.forget(row.uuid)
         summary.dropped.append(label)
 
     if current is not None:
@@ -298,7 +298,7 @@ def _restore_builds(
             lost.append(record)
     if lost:
         summary.lost += len(lost)
-        scheduler.context.queue.lose(lost)
+        scheduler.context.item_store.lose(lost)
 
 
 def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) -> None:

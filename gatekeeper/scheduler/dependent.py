@@ -22,7 +22,7 @@ from typing import Any
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.change import Change, MergeState, QueueItem
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeRequest, MergeResult
 from gatekeeper.scheduler.queues import change_queues
@@ -192,7 +192,7 @@ class DependentPipelineManager(PipelineManager):
     # -- items ---------------------------------------------------------------
     def failing(self, item: QueueItem) -> bool:
         """A voting build ended badly, or Gerrit would not merge the change."""
-        if item.merge_failed or item.merge_state == "conflict":
+        if item.merge_failed or item.merge_state == MergeState.CONFLICT:
             return True
         return any(b.done and b.voting and b.result not in _PASSING for b in item.builds.values())
 
@@ -251,8 +251,7 @@ class DependentPipelineManager(PipelineManager):
                 item.tested_digest = digest
                 item.tested_with = list(keys)
                 self.context.item_store.tested(item)
-                item.zuul_ref, item.merge_state, item.merge_conflict = "", "", ""
-                item.merge_token, item.merge_errors = "", 0
+                item.forget_merge()
             if (window == 0 or position < window) and not held_by:
                 if self._merged_state_ready(item, changes):
                     changed = self._launch_ready_jobs(item, changes) or changed
@@ -273,11 +272,11 @@ class DependentPipelineManager(PipelineManager):
         merger = self.context.merger
         if merger is None or item.change.is_ref:
             return True
-        if item.merge_state == "retry" and time.time() >= item.merge_retry_at:
-            item.merge_state = ""
+        if item.merge_state == MergeState.RETRY and time.time() >= item.merge_retry_at:
+            item.merge_state = MergeState.UNASKED
         if item.merge_state:
-            return item.merge_state == "ok"
-        item.merge_state = "pending"
+            return item.merge_state == MergeState.OK
+        item.merge_state = MergeState.PENDING
         token = item.merge_token = uuid.uuid4().hex
         changes = [*ahead, item.change]
         modes: dict[str, str] = {}
@@ -304,22 +303,23 @@ class DependentPipelineManager(PipelineManager):
 
     def _merge_done(self, item: QueueItem, token: str, result: MergeResult) -> None:
         """A merge came back (scheduler thread); stale if the item moved on meanwhile."""
-        if item.dequeued or item.merge_token != token or item.merge_state != "pending":
+        if item.dequeued or item.merge_token != token or item.merge_state != MergeState.PENDING:
             return
         if result.ok:
-            item.zuul_ref, item.merge_state, item.merge_errors = result.ref, "ok", 0
+            item.zuul_ref, item.merge_state, item.merge_errors = result.ref, MergeState.OK, 0
         elif result.conflict == change_key(item.change):
             log.info("%s does not merge in %s: %s", item.change, self.name, result.error)
-            item.merge_state, item.merge_conflict = "conflict", result.error
+            item.merge_state, item.merge_conflict = MergeState.CONFLICT, result.error
         elif result.conflict:
             # A change ahead no longer merges onto the branch (it moved): that
             # item finds out at the head, and this one is re-based then.
             log.info("%s waits in %s: %s", item.change, self.name, result.error)
-            item.merge_state = "blocked"
+            item.merge_state = MergeState.BLOCKED
         elif item.merge_errors + 1 < MERGE_ATTEMPTS:
             # Not the change's fault (Gerrit out of reach, a disk full): ask again later.
             item.merge_errors += 1
-            item.merge_state, item.merge_retry_at = "retry", time.time() + MERGE_RETRY_DELAY
+            item.merge_state = MergeState.RETRY
+            item.merge_retry_at = time.time() + MERGE_RETRY_DELAY
             log.warning(
                 "merger failed for %s in %s (try %d of %d): %s",
                 item.change,
@@ -330,14 +330,14 @@ class DependentPipelineManager(PipelineManager):
             )
         else:
             log.error("merger failed for %s in %s: %s", item.change, self.name, result.error)
-            item.merge_state = "conflict"
+            item.merge_state = MergeState.CONFLICT
             item.merge_conflict = f"the merger failed: {result.error}"
 
     def own_conflict(self, item: QueueItem) -> str:
         return item.merge_conflict or super().own_conflict(item)
 
     def _item_finished(self, item: QueueItem) -> bool:
-        return item.merge_state == "conflict" or super()._item_finished(item)
+        return item.merge_state == MergeState.CONFLICT or super()._item_finished(item)
 
     def _holding(self, item: QueueItem) -> str:
         """A job of ``item`` with hold-following-changes that has not passed yet:
@@ -391,9 +391,9 @@ class DependentPipelineManager(PipelineManager):
         self._adjust_window(queue, merged)
         self.remove(item, cancel=False)
         for other in self.items:
-            if other.merge_state == "blocked" and self.queue_name(other) == queue:
+            if other.merge_state == MergeState.BLOCKED and self.queue_name(other) == queue:
                 # What blocked it was ahead, and the branch has changed: ask again.
-                other.merge_state = ""
+                other.merge_state = MergeState.UNASKED
         if merged:
             key = self.remember_merged(item.change)
             # Items behind were tested with this change; it is now in the

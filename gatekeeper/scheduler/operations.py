@@ -110,7 +110,7 @@ def promote(scheduler: Scheduler, pipeline: str, changes: list[str]) -> str:
         if not matches:
             raise OperationError(f"{number},{patchset} is not in {pipeline}")
         promoted.extend(i for i in matches if i not in promoted)
-    manager.items = promoted + [i for i in manager.items if i not in promoted]
+    manager.promote(promoted)
     scheduler.context.item_store.reorder(manager.name, manager.items)
     return f"promoted {', '.join(str(i.change) for i in promoted)} in {pipeline}"
 
@@ -153,8 +153,8 @@ def status(scheduler: Scheduler) -> dict[str, Any]:
     pipelines: list[dict[str, Any]] = []
     for manager in scheduler.managers:
         if isinstance(manager, DependentPipelineManager):
-            queues = manager.queues()
-            windows = {name: manager.window(name) for name in queues}
+            queues = {q.name: list(q.items) for q in manager.change_queues if q.items}
+            windows = {q.name: q.window for q in manager.change_queues if q.items}
         else:
             queues = {manager.name: list(manager.items)} if manager.items else {}
             windows = {}

@@ -17,8 +17,9 @@ scheduler rebuilds each pipeline's items in their order:
   worker that still finds it queued in Gearman skips it), its node is
   deleted, and the item runs the job again;
 - in a gate, what each item was tested with is compared with the restored
-  order: changes that merged meanwhile are part of the branch now, and
-  anything else that changed resets the item on the first pass.
+  order (:meth:`ChangeQueue.restore_tested`): changes that merged meanwhile
+  are part of the branch now, and anything else that changed re-bases the
+  item on the first walk (:meth:`ChangeQueue.rebase`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.scheduler.dependencies import needed_changes
-from gatekeeper.scheduler.dependent import DependentPipelineManager, chain_digest, change_key
+from gatekeeper.scheduler.dependent import DependentPipelineManager
 
 if TYPE_CHECKING:
     from gatekeeper.scheduler.manager import PipelineManager
@@ -92,7 +93,7 @@ def restore_queues(scheduler: Scheduler, local_workers: frozenset[str]) -> Resto
                 log.exception("restore: item %s of %s could not be restored", row.uuid, pipeline)
                 continue
             if item is not None:
-                manager.items.append(item)
+                manager.append(item)
                 summary.restored += 1
         if isinstance(manager, DependentPipelineManager):
             _restore_tested_on(scheduler, manager)
@@ -302,29 +303,16 @@ def _restore_builds(
 
 
 def _restore_tested_on(scheduler: Scheduler, manager: DependentPipelineManager) -> None:
-    """Set each gate item's digest so the first walk resets exactly the items whose
-    tested state no longer holds.
-
-    What an item was tested with may name changes that are not ahead of it
-    any more: merged ones are in the branch now (nothing to redo); anything
-    else (a change that failed and left) means its builds test a state that
-    will not merge.
-    """
+    """Put what each gate item was recorded as tested with in the terms of its
+    queue's re-basing, so the first walk re-tests exactly the items whose
+    tested state no longer holds."""
     source = scheduler.context.source
-    for items in manager.queues().values():
-        ahead: set[str] = set()
-        for item in items:
-            if item.tested_with is not None:
-                kept: list[str] = []
-                still_valid = True
-                for key in item.tested_with:
-                    if key in ahead:
-                        kept.append(key)
-                    elif key not in manager._merged_keys and not _merged(source, key, manager):
-                        still_valid = False
-                # -1 is never a hash value: the first walk resets the item.
-                item.tested_digest = chain_digest(0, kept) if still_valid else -1
-            ahead.add(change_key(item.change))
+
+    def merged(key: str) -> bool:
+        return manager.has_merged(key) or _merged(source, key, manager)
+
+    for queue in manager.change_queues:
+        queue.restore_tested(merged)
 
 
 def _merged(source: GerritSource, key: str, manager: DependentPipelineManager) -> bool:

@@ -24,7 +24,14 @@ from gatekeeper.model.change import Change, MergeState, QueueItem
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChangeQueue", "Rebase", "chain_digest", "change_key", "change_queues"]
+__all__ = [
+    "ChangeQueue",
+    "Rebase",
+    "build_change_queues",
+    "chain_digest",
+    "change_key",
+    "queue_names",
+]
 
 #: The digest of an item whose builds test a state that will not merge: a
 #: walk's digest never equals it (CPython's ``hash`` never returns -1), so
@@ -227,7 +234,7 @@ class Rebase:
         self._digest = hash((self._digest, key))  # chain_digest, without a list per item
 
 
-def change_queues(layout: Layout, pipeline: str) -> dict[str, str]:
+def queue_names(layout: Layout, pipeline: str) -> dict[str, str]:
     """Project name -> the name of its change queue in ``pipeline``.
 
     Projects without jobs in ``pipeline`` are absent.
@@ -281,6 +288,6 @@ def build_change_queues(layout: Layout, pipeline: PipelineConfig) -> list[Change
     :raises ConfigError: a template a project uses cannot be expanded.
     """
     members: dict[str, list[str]] = {}
-    for project, name in change_queues(layout, pipeline.name).items():
+    for project, name in queue_names(layout, pipeline.name).items():
         members.setdefault(name, []).append(project)
     return [ChangeQueue(name, projects, pipeline) for name, projects in members.items()]

@@ -215,11 +215,12 @@ class Rebase:
         is re-based now: its ``tested_with`` and digest say what it is tested
         on from now on (the caller records them), the merger's work for the
         old state is forgotten, and the returned list is what its builds
-        tested before (empty: it had not been tested): the caller resets them.
+        tested before (empty: the branch tip, or nothing yet): the caller
+        resets them.
         """
         if item.tested_digest == self._digest:
             return None
-        before = list(item.tested_with or [])
+        before = item.tested_with or []
         item.tested_digest = self._digest
         item.tested_with = list(self.keys)
         item.forget_merge()

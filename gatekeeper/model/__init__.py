@@ -1,7 +1,7 @@
 """Plain data shared by every component: events, changes, queue items, builds. No I/O."""
 
 from gatekeeper.model.build import Build, BuildResult
-from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.change import Change, MergeState, QueueItem
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Build",
     "BuildResult",
     "Change",
+    "MergeState",
     "QueueItem",
     "TriggerEvent",
 ]

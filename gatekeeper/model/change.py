@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +104,26 @@ class Change:
         return f"{self.project} {self.key}"
 
 
+class MergeState(StrEnum):
+    """Where the merger's work on a gate item's tested state stands.
+
+    The values are what status output shows; an unasked merge is the empty
+    string, so ``if item.merge_state:`` reads "has the merger been asked".
+    """
+
+    #: Not asked yet for the state the item is tested on now.
+    UNASKED = ""
+    PENDING = "pending"
+    #: Merged: ``QueueItem.zuul_ref`` holds the state its builds test.
+    OK = "ok"
+    #: The item's own change does not merge (``QueueItem.merge_conflict`` says why).
+    CONFLICT = "conflict"
+    #: A change ahead no longer merges: wait until the queue changes.
+    BLOCKED = "blocked"
+    #: The merger failed without a conflict: ask again at ``QueueItem.merge_retry_at``.
+    RETRY = "retry"
+
+
 @dataclass
 class QueueItem:
     """A change enqueued in a pipeline; owned by the scheduler thread."""
@@ -128,11 +149,9 @@ class QueueItem:
     needed: list[Change] = field(default_factory=list)
     #: In a dependent pipeline with a merger: the ref holding the merged state
     #: its builds test (``refs/zuul/<branch>/Z...``), and where the merge of
-    #: its current tested state stands: "" (not asked), "pending", "ok",
-    #: "blocked" (a change ahead no longer merges; wait for the queue to
-    #: change), "conflict" (its own change does not merge: ``merge_conflict``).
+    #: its current tested state stands.
     zuul_ref: str = ""
-    merge_state: str = ""
+    merge_state: MergeState = MergeState.UNASKED
     merge_conflict: str = ""
     #: The merge request whose answer counts (an older one's is stale), and
     #: for a merger that failed without a conflict, how often and when to ask again.
@@ -143,6 +162,12 @@ class QueueItem:
     dequeued: bool = False
     merge_failed: bool = False
     report_error: str = ""
+
+    def forget_merge(self) -> None:
+        """What it is tested on changed: the merger's work for the old state no
+        longer counts (with the token cleared, an answer still on its way is stale)."""
+        self.zuul_ref, self.merge_state, self.merge_conflict = "", MergeState.UNASKED, ""
+        self.merge_token, self.merge_errors = "", 0
 
     def all_builds_done(self, job_names: list[str]) -> bool:
         return all(name in self.builds and self.builds[name].done for name in job_names)

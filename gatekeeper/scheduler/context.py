@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gatekeeper.config.layout import Layout
 from gatekeeper.db.builds import BuildStore
-from gatekeeper.db.queues import QueueStore
+from gatekeeper.db.items import ItemStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.scheduler.merger import MergeQueue
@@ -34,7 +34,7 @@ class SchedulerContext:
     log_url: str
     router: Router = field(init=False)
     #: Where queue items are kept across restarts.
-    queue: QueueStore = field(init=False)
+    item_store: ItemStore = field(init=False)
     #: Makes a gate item's speculative state before its builds run; None:
     #: workers merge ZUUL_CHANGES themselves.
     merger: MergeQueue | None = None
@@ -43,4 +43,4 @@ class SchedulerContext:
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
-        self.queue = QueueStore(self.builds)
+        self.item_store = ItemStore(self.builds)

@@ -1,12 +1,13 @@
 """The gate: a dependent pipeline tests changes in the order they will merge.
 
-Each change queue (see :mod:`queues`) is a line of items. Every item is
-tested on top of the items ahead of it that are not failing, all at once,
-so a queue of passing changes merges at the speed of one test run. When an
-item starts failing, the items behind it that were tested on top of it are
-reset: their builds are stopped and run again without it. Only the item at
-the head reports; a failing item waits until it gets there, so the items
-ahead of it are never disturbed.
+Each change queue (:class:`~gatekeeper.scheduler.queues.ChangeQueue`) is a
+line of items. Every item is tested on top of the items ahead of it that
+are not failing, all at once, so a queue of passing changes merges at the
+speed of one test run. When an item starts failing, the items behind it
+that were tested on top of it are re-based (:meth:`ChangeQueue.rebase`):
+their builds are stopped and run again without it. Only the item at the
+head reports; a failing item waits until it gets there, so the items ahead
+of it are never disturbed.
 
 Only the first ``window`` items of a queue start builds. The window grows
 when an item merges and shrinks when one fails, as the pipeline's
@@ -18,20 +19,25 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
+from gatekeeper.config.layout import PipelineConfig
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.git.refs import ChangeRef
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.change import Change, MergeState, QueueItem
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeRequest, MergeResult
-from gatekeeper.scheduler.queues import change_queues
+from gatekeeper.scheduler.queues import ChangeQueue, Rebase, build_change_queues, change_key
+from gatekeeper.scheduler.routing import JobSelection
 from gatekeeper.scheduler.triggers import check_requirements
+
+if TYPE_CHECKING:
+    from gatekeeper.scheduler.context import SchedulerContext
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DependentPipelineManager", "change_key"]
+__all__ = ["DependentPipelineManager"]
 
 # How often a merge that fails without a conflict is tried before the item
 # is reported, and how long apart.
@@ -42,30 +48,24 @@ MERGE_RETRY_DELAY = 10.0
 _PASSING = {BuildResult.SUCCESS, BuildResult.SKIPPED}
 
 
-def change_key(change: Change) -> str:
-    return f"{change.project} {change.key}"
-
-
-def chain_digest(digest: int, keys: list[str]) -> int:
-    """``digest`` extended by ``keys`` in order, as a walk extends it past
-    each passing item."""
-    for key in keys:
-        digest = hash((digest, key))
-    return digest
-
-
 class DependentPipelineManager(PipelineManager):
     """One dependent pipeline. Called only from the scheduler thread."""
 
-    def __init__(self, pipeline: Any, context: Any) -> None:
+    def __init__(self, pipeline: PipelineConfig, context: SchedulerContext) -> None:
         super().__init__(pipeline, context)
-        self.queue_of = change_queues(context.layout, pipeline.name)
-        self.windows: dict[str, int] = {}
+        #: Its change queues, in the layout's order; each item is in one.
+        self.change_queues = build_change_queues(context.layout, pipeline)
+        #: Project -> its change queue, for the projects with jobs in this pipeline.
+        self.queue_of = {p: q for q in self.change_queues for p in q.projects}
+        self._queue_named = {q.name: q for q in self.change_queues}
+        # Queues of a previous layout that this one lacks, with their window
+        # and base: taken up if an item adopted from them still needs one.
+        self._carried: dict[str, ChangeQueue] = {}
+        # Every item, queue by queue: made again after an item enters or leaves.
+        self._snapshot: list[QueueItem] | None = None
         # Changes this pipeline merged: what items behind needed is in the branch now.
         self._merged: set[int] = set()
         self._merged_keys: set[str] = set()
-        # Per queue, the digest of the merged changes the items still carry.
-        self._base: dict[str, int] = {}
 
     def remember_merged(self, change: Change, key: str = "") -> str:
         """Note that ``change`` merged (its key: ``change_key`` unless given):
@@ -78,54 +78,71 @@ class DependentPipelineManager(PipelineManager):
         self._merged_keys.add(key)
         return key
 
+    def has_merged(self, key: str) -> bool:
+        """Whether this pipeline merged the change ``key`` names (``change_key``)."""
+        return key in self._merged_keys
+
     def inherit(self, old: DependentPipelineManager) -> None:
         """Carry what this pipeline knows over from its manager of the previous
-        layout (a reconfigure): windows, and which changes it merged, so the
-        items it adopted are not reset for nothing."""
-        self.windows.update(old.windows)
+        layout (a reconfigure): each queue's window and base, and which
+        changes it merged, so the items it adopted are not reset for nothing."""
+        previous = {**old._carried, **old._queue_named}
+        for name, queue in previous.items():
+            current = self._queue_named.get(name)
+            if current is None:
+                current = self._carried[name] = ChangeQueue(name, queue.projects, self.pipeline)
+            current.carry_over(queue)
         self._merged |= old._merged
         self._merged_keys |= old._merged_keys
-        self._base.update(old._base)
 
     # -- queues and windows ------------------------------------------------
-    def queue_name(self, item: QueueItem) -> str:
-        return self.queue_of.get(item.change.project, item.change.project)
+    @property
+    def items(self) -> list[QueueItem]:
+        """Every item, queue by queue, each queue head first. Read-only: a
+        snapshot, made again after an item enters or leaves."""
+        if self._snapshot is None:
+            self._snapshot = [item for queue in self.change_queues for item in queue.items]
+        return self._snapshot
 
-    def queues(self) -> dict[str, list[QueueItem]]:
-        """Queue name -> its items, head first (in the order they entered)."""
-        out: dict[str, list[QueueItem]] = {}
-        for item in self.items:
-            out.setdefault(self.queue_name(item), []).append(item)
-        return out
+    def queue_for(self, project: str) -> ChangeQueue:
+        """The change queue of ``project``'s items.
 
-    def window(self, queue: str) -> int:
+        A project without jobs here (they were taken out of the layout while
+        its items were queued) has a queue of its own, named after it.
+        """
+        queue = self.queue_of.get(project) or self._queue_named.get(project)
+        if queue is None:
+            queue = self._carried.pop(project, None) or ChangeQueue(
+                project, [project], self.pipeline
+            )
+            self.change_queues.append(queue)
+            self._queue_named[project] = queue
+        return queue
+
+    def append(self, item: QueueItem) -> None:
+        self.queue_for(item.change.project).items.append(item)
+        self._snapshot = None
+
+    def _discard(self, item: QueueItem) -> None:
+        self.queue_for(item.change.project).discard(item)
+        self._snapshot = None
+
+    def promote(self, items: list[QueueItem]) -> None:
+        """Move ``items`` to the head of their queues, in the order given."""
+        by_queue: dict[ChangeQueue, list[QueueItem]] = {}
+        for item in items:
+            by_queue.setdefault(self.queue_for(item.change.project), []).append(item)
+        for queue, mine in by_queue.items():
+            queue.promote(mine)
+        self._snapshot = None
+
+    def window(self, queue: ChangeQueue) -> int:
         """How many items at the head of ``queue`` may run builds (0: no limit)."""
-        return self.windows.setdefault(queue, int(self.pipeline.window))
-
-    def _adjust_window(self, queue: str, merged: bool) -> None:
-        pipeline = self.pipeline
-        window = self.window(queue)
-        if window == 0:
-            return
-        if merged:
-            factor = int(pipeline.window_increase_factor)
-            if pipeline.window_increase_type == "exponential":
-                self.windows[queue] = window * factor
-            else:
-                self.windows[queue] = window + factor
-        else:
-            factor = int(pipeline.window_decrease_factor)
-            if pipeline.window_decrease_type == "exponential":
-                shrunk = window // factor
-            else:
-                shrunk = window - factor
-            self.windows[queue] = max(int(pipeline.window_floor), shrunk)
-        if self.windows[queue] != window:
-            log.info("%s queue %s: window %d -> %d", self.name, queue, window, self.windows[queue])
+        return queue.window
 
     # -- entering, with what a change needs ----------------------------------
     def enqueue_with_needs(
-        self, change: Change, selection: Any, received_at: float | None = None
+        self, change: Change, selection: JobSelection, received_at: float | None = None
     ) -> QueueItem | None:
         """Enqueue ``change`` behind the open changes it needs, enqueuing those
         first when they may enter; then the changes waiting for it.
@@ -139,7 +156,7 @@ class DependentPipelineManager(PipelineManager):
         return item
 
     def _enqueue_tree(
-        self, change: Change, selection: Any, received_at: float | None, visiting: set[int]
+        self, change: Change, selection: JobSelection, received_at: float | None, visiting: set[int]
     ) -> QueueItem | None:
         existing = self.find(change)
         if existing is not None:
@@ -147,7 +164,7 @@ class DependentPipelineManager(PipelineManager):
         needed = self._needs(change)
         if needed is None:
             return None
-        queue = self.queue_of.get(change.project, change.project)
+        queue = self.queue_for(change.project)
         for dependency in needed:
             if self.find(dependency) is not None:
                 continue
@@ -165,10 +182,10 @@ class DependentPipelineManager(PipelineManager):
             item.needed = needed
         return item
 
-    def _cannot_enter(self, change: Change, queue: str) -> str:
+    def _cannot_enter(self, change: Change, queue: ChangeQueue) -> str:
         """Why ``change`` may not be enqueued ahead in ``queue`` now ('' if it may)."""
-        if self.queue_of.get(change.project) != queue:
-            return f"is not in this change's queue ({queue}) in {self.name}"
+        if self.queue_of.get(change.project) is not queue:
+            return f"is not in this change's queue ({queue.name}) in {self.name}"
         verdict = check_requirements(self.pipeline, change)
         return verdict.reason
 
@@ -183,7 +200,7 @@ class DependentPipelineManager(PipelineManager):
             log.error("could not ask Gerrit which changes need %s: %s", change, exc)
             return
         for other in waiting:
-            queue = self.queue_of.get(change.project, change.project)
+            queue = self.queue_for(change.project)
             if self.find(other) is not None or self._cannot_enter(other, queue):
                 continue
             if self._enqueue_tree(other, self.select(other), None, visiting) is not None:
@@ -192,7 +209,7 @@ class DependentPipelineManager(PipelineManager):
     # -- items ---------------------------------------------------------------
     def failing(self, item: QueueItem) -> bool:
         """A voting build ended badly, or Gerrit would not merge the change."""
-        if item.merge_failed or item.merge_state == "conflict":
+        if item.merge_failed or item.merge_state == MergeState.CONFLICT:
             return True
         return any(b.done and b.voting and b.result not in _PASSING for b in item.builds.values())
 
@@ -209,60 +226,49 @@ class DependentPipelineManager(PipelineManager):
 
     # -- the work --------------------------------------------------------------
     def process(self) -> bool:
-        """One walk down every queue: reset what was tested on a state that no
-        longer holds, start what may start, report the head when it is done.
-
-        Linear in the queue's length: what an item is tested on is compared
-        as a running digest of the keys ahead of it, not as a list.
-        """
+        """One walk down every queue: re-base what was tested on a state that
+        no longer holds, start what may start, report the head when it is done."""
         changed = False
-        for queue, items in self.queues().items():
+        for queue in self.change_queues:
+            if not queue.items:
+                continue
             # One transaction for the build records a walk writes (a reset
             # writes two per build); the report, which talks to Gerrit, is
             # outside it so no write lock is held meanwhile. Builds go to
             # Gearman once their records are committed, not before.
             with self.context.dispatcher.deferred(), self.context.builds.batch():
-                changed = self._walk(queue, items) or changed
-            head = next((i for i in items if not i.dequeued), None)
+                changed = self._walk(queue) or changed
+            head = queue.items[0] if queue.items else None
             if head is not None and self._item_finished(head):
                 self._report_head(queue, head)
                 changed = True
         return changed
 
-    def _walk(self, queue: str, items: list[QueueItem]) -> bool:
-        """Reset, start and drop what the queue's state asks for; True if anything changed."""
+    def _walk(self, queue: ChangeQueue) -> bool:
+        """Drop, re-base and start what the queue's state asks for, head first
+        (:meth:`ChangeQueue.rebase`); True if anything changed."""
         changed = False
-        window = self.window(queue)
-        digest = self._base.get(queue, 0)
-        keys: list[str] = []  # the passing items ahead, for status and logs
-        changes: list[Change] = []
-        passing: set[tuple[str, int]] = set()
+        window = queue.window
+        rebase = queue.rebase()
         held_by = ""  # a hold-following-changes job not yet passed ahead
-        for position, item in enumerate(items):
-            missing = self._missing_need(item, passing)
+        for position, item in enumerate(list(queue.items)):
+            missing = self._missing_need(item, rebase)
             if missing:
                 self._drop(item, missing)
                 changed = True
                 continue
-            if item.tested_digest != digest:
-                if item.tested_digest is not None:
-                    before = ", ".join(self._unmerged(item.tested_with)) or "the branch tip"
-                    changed = self._reset(item, f"was tested on {before}") or changed
-                item.tested_digest = digest
-                item.tested_with = list(keys)
-                self.context.queue.tested(item)
-                item.zuul_ref, item.merge_state, item.merge_conflict = "", "", ""
-                item.merge_token, item.merge_errors = "", 0
+            before = rebase.place(item)
+            if before is not None:
+                if item.builds:
+                    tested = ", ".join(self._unmerged(before)) or "the branch tip"
+                    changed = self._reset(item, f"was tested on {tested}") or changed
+                self.context.item_store.tested(item)
             if (window == 0 or position < window) and not held_by:
-                if self._merged_state_ready(item, changes):
-                    changed = self._launch_ready_jobs(item, changes) or changed
+                if self._merged_state_ready(item, rebase.ahead):
+                    changed = self._launch_ready_jobs(item, rebase.ahead) or changed
             if not self.failing(item):
                 held_by = held_by or self._holding(item)
-                key = change_key(item.change)
-                keys.append(key)
-                changes.append(item.change)
-                passing.add((item.change.project, item.change.number))
-                digest = chain_digest(digest, [key])
+                rebase.passed(item)
         return changed
 
     def _merged_state_ready(self, item: QueueItem, ahead: list[Change]) -> bool:
@@ -273,11 +279,11 @@ class DependentPipelineManager(PipelineManager):
         merger = self.context.merger
         if merger is None or item.change.is_ref:
             return True
-        if item.merge_state == "retry" and time.time() >= item.merge_retry_at:
-            item.merge_state = ""
+        if item.merge_state == MergeState.RETRY and time.time() >= item.merge_retry_at:
+            item.merge_state = MergeState.UNASKED
         if item.merge_state:
-            return item.merge_state == "ok"
-        item.merge_state = "pending"
+            return item.merge_state == MergeState.OK
+        item.merge_state = MergeState.PENDING
         token = item.merge_token = uuid.uuid4().hex
         changes = [*ahead, item.change]
         modes: dict[str, str] = {}
@@ -304,22 +310,23 @@ class DependentPipelineManager(PipelineManager):
 
     def _merge_done(self, item: QueueItem, token: str, result: MergeResult) -> None:
         """A merge came back (scheduler thread); stale if the item moved on meanwhile."""
-        if item.dequeued or item.merge_token != token or item.merge_state != "pending":
+        if item.dequeued or item.merge_token != token or item.merge_state != MergeState.PENDING:
             return
         if result.ok:
-            item.zuul_ref, item.merge_state, item.merge_errors = result.ref, "ok", 0
+            item.zuul_ref, item.merge_state, item.merge_errors = result.ref, MergeState.OK, 0
         elif result.conflict == change_key(item.change):
             log.info("%s does not merge in %s: %s", item.change, self.name, result.error)
-            item.merge_state, item.merge_conflict = "conflict", result.error
+            item.merge_state, item.merge_conflict = MergeState.CONFLICT, result.error
         elif result.conflict:
             # A change ahead no longer merges onto the branch (it moved): that
             # item finds out at the head, and this one is re-based then.
             log.info("%s waits in %s: %s", item.change, self.name, result.error)
-            item.merge_state = "blocked"
+            item.merge_state = MergeState.BLOCKED
         elif item.merge_errors + 1 < MERGE_ATTEMPTS:
             # Not the change's fault (Gerrit out of reach, a disk full): ask again later.
             item.merge_errors += 1
-            item.merge_state, item.merge_retry_at = "retry", time.time() + MERGE_RETRY_DELAY
+            item.merge_state = MergeState.RETRY
+            item.merge_retry_at = time.time() + MERGE_RETRY_DELAY
             log.warning(
                 "merger failed for %s in %s (try %d of %d): %s",
                 item.change,
@@ -330,14 +337,14 @@ class DependentPipelineManager(PipelineManager):
             )
         else:
             log.error("merger failed for %s in %s: %s", item.change, self.name, result.error)
-            item.merge_state = "conflict"
+            item.merge_state = MergeState.CONFLICT
             item.merge_conflict = f"the merger failed: {result.error}"
 
     def own_conflict(self, item: QueueItem) -> str:
         return item.merge_conflict or super().own_conflict(item)
 
     def _item_finished(self, item: QueueItem) -> bool:
-        return item.merge_state == "conflict" or super()._item_finished(item)
+        return item.merge_state == MergeState.CONFLICT or super()._item_finished(item)
 
     def _holding(self, item: QueueItem) -> str:
         """A job of ``item`` with hold-following-changes that has not passed yet:
@@ -351,16 +358,16 @@ class DependentPipelineManager(PipelineManager):
         return ""
 
     def _unmerged(self, keys: list[str] | None) -> list[str]:
-        return [k for k in keys or [] if k not in self._merged_keys]
+        return [k for k in keys or [] if not self.has_merged(k)]
 
     def tested_on(self, item: QueueItem) -> list[str]:
         """The changes ahead that the item's builds include and that are not merged yet."""
         return self._unmerged(item.tested_with)
 
-    def _missing_need(self, item: QueueItem, passing: set[tuple[str, int]]) -> Change | None:
+    def _missing_need(self, item: QueueItem, rebase: Rebase) -> Change | None:
         """A change the item needs that is neither merged nor passing ahead of it."""
         for need in item.needed:
-            if need.number in self._merged or (need.project, need.number) in passing:
+            if need.number in self._merged or rebase.has_ahead(need):
                 continue
             return need
         return None
@@ -380,23 +387,13 @@ class DependentPipelineManager(PipelineManager):
         except GatekeeperError as exc:
             log.error("could not report %s: %s", item.change, exc)
 
-    def _report_head(self, queue: str, item: QueueItem) -> None:
-        self.context.queue.reporting(item)
+    def _report_head(self, queue: ChangeQueue, item: QueueItem) -> None:
+        self.context.item_store.reporting(item)
         try:
             self._report(item)
         except Exception:
             # Never keep an item whose report broke: it would be retried forever.
             log.exception("reporting %s in %s failed", item.change, self.name)
         merged = item.change.is_merged and not item.merge_failed
-        self._adjust_window(queue, merged)
         self.remove(item, cancel=False)
-        for other in self.items:
-            if other.merge_state == "blocked" and self.queue_name(other) == queue:
-                # What blocked it was ahead, and the branch has changed: ask again.
-                other.merge_state = ""
-        if merged:
-            key = self.remember_merged(item.change)
-            # Items behind were tested with this change; it is now in the
-            # branch itself, so what they tested is still what will merge:
-            # their walk starts from the digest that includes it.
-            self._base[queue] = chain_digest(item.tested_digest or 0, [key])
+        queue.head_left(item, self.remember_merged(item.change) if merged else None)

@@ -21,7 +21,9 @@ from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.report import compose_message
 
 if TYPE_CHECKING:
+    from gatekeeper.config.layout import PipelineConfig
     from gatekeeper.scheduler.context import SchedulerContext
+    from gatekeeper.scheduler.routing import JobSelection
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,25 @@ log = logging.getLogger(__name__)
 class PipelineManager:
     """One pipeline. Called only from the scheduler thread."""
 
-    def __init__(self, pipeline: Any, context: SchedulerContext) -> None:
+    def __init__(self, pipeline: PipelineConfig, context: SchedulerContext) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
         self.context = context
-        self.items: list[QueueItem] = []
+        self._items: list[QueueItem] = []
+
+    @property
+    def items(self) -> list[QueueItem]:
+        """The pipeline's items in order. Read-only: items enter through
+        :meth:`enqueue` or :meth:`append` and leave through :meth:`remove`."""
+        return self._items
+
+    def append(self, item: QueueItem) -> None:
+        """Put ``item`` at the end, as it is (a restored or adopted item)."""
+        self._items.append(item)
+
+    def _discard(self, item: QueueItem) -> None:
+        if item in self._items:
+            self._items.remove(item)
 
     @property
     def dependent(self) -> bool:
@@ -100,7 +116,7 @@ class PipelineManager:
             log.error("could not comment on %s: %s", change, exc)
 
     def enqueue_with_needs(
-        self, change: Change, selection: Any, received_at: float | None = None
+        self, change: Change, selection: JobSelection, received_at: float | None = None
     ) -> QueueItem | None:
         """Enqueue ``change``, to be tested with the open changes it needs."""
         needed = self._needs(change)
@@ -114,7 +130,7 @@ class PipelineManager:
         return item
 
     def enqueue(
-        self, change: Change, selection: Any, received_at: float | None = None
+        self, change: Change, selection: JobSelection, received_at: float | None = None
     ) -> QueueItem | None:
         """Add ``change`` at the end of the queue with the jobs ``selection`` chose.
 
@@ -125,8 +141,8 @@ class PipelineManager:
             return None
         item = QueueItem(change=change, pipeline=self.name, event_received_at=received_at)
         item.job_trees = list(selection.trees)
-        self.items.append(item)
-        self.context.queue.added(item)
+        self.append(item)
+        self.context.item_store.added(item)
         skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
@@ -137,7 +153,7 @@ class PipelineManager:
         self._report_start(item)
         return item
 
-    def select(self, change: Change) -> Any:
+    def select(self, change: Change) -> JobSelection:
         """The jobs this pipeline runs for ``change`` (its branch and files)."""
         return self.context.router.select(
             change.project, self.name, change.branch, "", change.files
@@ -167,7 +183,7 @@ class PipelineManager:
                 log.info("cancelling %s of %s: the job is gone from the layout", build, change)
                 self._cancel(build)
             del item.builds[name]
-        self.items.append(item)
+        self.append(item)
 
     def _cancel(self, build: Build) -> None:
         build.canceled = True
@@ -180,9 +196,8 @@ class PipelineManager:
                 if not build.done:
                     self._cancel(build)
         item.dequeued = True
-        if item in self.items:
-            self.items.remove(item)
-        self.context.queue.removed(item)
+        self._discard(item)
+        self.context.item_store.removed(item)
 
     def find_build(self, uuid: str) -> Build | None:
         for item in self.items:
@@ -196,7 +211,7 @@ class PipelineManager:
         listened): record it lost, free its node, and let the item run the job again."""
         record = self.context.builds.get(build.uuid)
         if record is not None:
-            self.context.queue.lose([record])
+            self.context.item_store.lose([record])
         for item in self.items:
             if item.builds.get(build.job) is build:
                 del item.builds[build.job]
@@ -210,7 +225,7 @@ class PipelineManager:
         for item in list(self.items):
             changed = self._launch_ready_jobs(item, item.needed) or changed
             if self._item_finished(item):
-                self.context.queue.reporting(item)
+                self.context.item_store.reporting(item)
                 try:
                     self._report(item)
                 except Exception:

@@ -124,8 +124,8 @@ def promote(scheduler: RunningScheduler, pipeline: str, changes: list[str]) -> s
         if not matches:
             raise OperationError(f"{number},{patchset} is not in {pipeline}")
         promoted.extend(i for i in matches if i not in promoted)
-    manager.items = promoted + [i for i in manager.items if i not in promoted]
-    scheduler.context.queue.reorder(manager.name, manager.items)
+    manager.promote(promoted)
+    scheduler.context.item_store.reorder(manager.name, manager.items)
     return f"promoted {', '.join(str(i.change) for i in promoted)} in {pipeline}"
 
 
@@ -167,8 +167,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
     pipelines: list[dict[str, Any]] = []
     for manager in scheduler.managers:
         if isinstance(manager, DependentPipelineManager):
-            queues = manager.queues()
-            windows = {name: manager.window(name) for name in queues}
+            queues = {q.name: list(q.items) for q in manager.change_queues if q.items}
+            windows = {q.name: q.window for q in manager.change_queues if q.items}
         else:
             queues = {manager.name: list(manager.items)} if manager.items else {}
             windows = {}

@@ -1,6 +1,6 @@
 """Putting the queues back after a restart, from the database.
 
-Every queued item has a row (:mod:`gatekeeper.db.queues`) and every build a
+Every queued item has a row (:mod:`gatekeeper.db.items`) and every build a
 record pointing at its item. At start-up, before it reads any event, the
 scheduler rebuilds each pipeline's items in their order:
 
@@ -17,8 +17,9 @@ scheduler rebuilds each pipeline's items in their order:
   worker that still finds it queued in Gearman skips it), its node is
   deleted, and the item runs the job again;
 - in a gate, what each item was tested with is compared with the restored
-  order: changes that merged meanwhile are part of the branch now, and
-  anything else that changed resets the item on the first pass.
+  order (:meth:`ChangeQueue.restore_tested`): changes that merged meanwhile
+  are part of the branch now, and anything else that changed re-bases the
+  item on the first walk (:meth:`ChangeQueue.rebase`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.errors import GatekeeperError, OperationError
@@ -36,8 +38,10 @@ from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependencies import needed_changes
-from gatekeeper.scheduler.dependent import DependentPipelineManager, chain_digest, change_key
-from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.dependent import DependentPipelineManager
+
+if TYPE_CHECKING:
+    from gatekeeper.scheduler.manager import PipelineManager
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +81,17 @@ def restore_queues(
     """
     summary = RestoreSummary()
     by_name = {m.name: m for m in managers}
-    for pipeline, rows in context.queue.load().items():
+    for pipeline, rows in context.item_store.load().items():
         manager = by_name.get(pipeline)
         if manager is None:
             for row in rows:
                 log.warning(
                     "restore: pipeline %s is gone from the layout: %s dropped", pipeline, row.uuid
                 )
-                context.queue.lose(
-                    [b for b in context.queue.builds_of(row.uuid) if b.result is None]
+                context.item_store.lose(
+                    [b for b in context.item_store.builds_of(row.uuid) if b.result is None]
                 )
-                context.queue.forget(row.uuid)
+                context.item_store.forget(row.uuid)
                 summary.dropped.append(f"{row.project} {row.change},{row.patchset}")
             continue
         for row in rows:
@@ -98,7 +102,7 @@ def restore_queues(
                 log.exception("restore: item %s of %s could not be restored", row.uuid, pipeline)
                 continue
             if item is not None:
-                manager.items.append(item)
+                manager.append(item)
                 summary.restored += 1
         if isinstance(manager, DependentPipelineManager):
             _restore_tested_on(context.source, manager)
@@ -127,12 +131,12 @@ def _restore_item(
         f"{row.project} {row.change},{row.patchset}" if row.change else f"{row.project} {row.ref}"
     )
     change, current = _change_for(context.source, row)
-    records = context.queue.builds_of(row.uuid)
+    records = context.item_store.builds_of(row.uuid)
 
     def leave(why: str) -> None:
         log.info("restore: %s leaves %s: %s", label, manager.name, why)
-        context.queue.lose([b for b in records if b.result is None])
-        context.queue.forget(row.uuid)
+        context.item_store.lose([b for b in records if b.result is None])
+        context.item_store.forget(row.uuid)
         summary.dropped.append(label)
 
     if current is not None:
@@ -305,32 +309,19 @@ def _restore_builds(
             lost.append(record)
     if lost:
         summary.lost += len(lost)
-        context.queue.lose(lost)
+        context.item_store.lose(lost)
 
 
 def _restore_tested_on(source: GerritSource, manager: DependentPipelineManager) -> None:
-    """Set each gate item's digest so the first walk resets exactly the items whose
-    tested state no longer holds.
+    """Put what each gate item was recorded as tested with in the terms of its
+    queue's re-basing, so the first walk re-tests exactly the items whose
+    tested state no longer holds."""
 
-    What an item was tested with may name changes that are not ahead of it
-    any more: merged ones are in the branch now (nothing to redo); anything
-    else (a change that failed and left) means its builds test a state that
-    will not merge.
-    """
-    for items in manager.queues().values():
-        ahead: set[str] = set()
-        for item in items:
-            if item.tested_with is not None:
-                kept: list[str] = []
-                still_valid = True
-                for key in item.tested_with:
-                    if key in ahead:
-                        kept.append(key)
-                    elif key not in manager._merged_keys and not _merged(source, key, manager):
-                        still_valid = False
-                # -1 is never a hash value: the first walk resets the item.
-                item.tested_digest = chain_digest(0, kept) if still_valid else -1
-            ahead.add(change_key(item.change))
+    def merged(key: str) -> bool:
+        return manager.has_merged(key) or _merged(source, key, manager)
+
+    for queue in manager.change_queues:
+        queue.restore_tested(merged)
 
 
 def _merged(source: GerritSource, key: str, manager: DependentPipelineManager) -> bool:

@@ -1,4 +1,4 @@
-"""Queue items in the database, so a restarted scheduler restores its queues.
+"""Queue items in the database, so a restarted scheduler restores its pipelines.
 
 The scheduler thread writes a row when an item enters a pipeline, updates
 what it is tested with and its position as they change, marks it just
@@ -29,8 +29,9 @@ from gatekeeper.model.change import QueueItem
 log = logging.getLogger(__name__)
 
 
-class QueueStore:
-    """Queue item rows. Owned by the scheduler thread."""
+class ItemStore:
+    """The durable record of every pipeline's queue items (their rows).
+    Owned by the scheduler thread."""
 
     def __init__(self, builds: BuildStore) -> None:
         self.builds = builds

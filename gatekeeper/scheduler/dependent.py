@@ -224,7 +224,7 @@ class DependentPipelineManager(PipelineManager):
             with self.context.dispatcher.deferred(), self.context.builds.batch():
                 changed = self._walk(queue, items) or changed
             head = next((i for i in items if not i.dequeued), None)
-            if head is not None and self._item_finished(head):
+            if head is not None and not head.reporting and self._item_finished(head):
                 self._report_head(queue, head)
                 changed = True
         return changed
@@ -369,24 +369,18 @@ class DependentPipelineManager(PipelineManager):
         """``item`` cannot merge without ``need``, which failed or left: report, dequeue."""
         log.info("dequeuing %s from %s: it needs %s, which will not merge", item, self.name, need)
         self.remove(item, cancel=True)
-        options = self.pipeline.failure
-        labels = options.votes if options is not None and options.gerrit is not None else {}
-        message = (
-            f"This change depends on {need}, which failed to merge or left the "
-            f"{self.name} queue; it was taken out of the queue too."
-        )
-        try:
-            self.context.reporter.report(item.change, message + "\n", labels, False)
-        except GatekeeperError as exc:
-            log.error("could not report %s: %s", item.change, exc)
+        self._send(self.compose.dropped(item.change, need))
 
     def _report_head(self, queue: str, item: QueueItem) -> None:
+        """Send the head's report; it stays at the head until the outcome is
+        back (:meth:`_head_reported`), so what is behind it waits to learn
+        whether it merged."""
         self.context.queue.reporting(item)
-        try:
-            self._report(item)
-        except Exception:
-            # Never keep an item whose report broke: it would be retried forever.
-            log.exception("reporting %s in %s failed", item.change, self.name)
+        self._begin_report(item, lambda manager: _head_reported(manager, queue, item))
+
+    def _head_reported(self, queue: str, item: QueueItem) -> None:
+        """The head's report is done: it leaves, and the queue re-bases on
+        whether it merged."""
         merged = item.change.is_merged and not item.merge_failed
         self._adjust_window(queue, merged)
         self.remove(item, cancel=False)
@@ -400,3 +394,8 @@ class DependentPipelineManager(PipelineManager):
             # branch itself, so what they tested is still what will merge:
             # their walk starts from the digest that includes it.
             self._base[queue] = chain_digest(item.tested_digest or 0, [key])
+
+
+def _head_reported(manager: PipelineManager, queue: str, item: QueueItem) -> None:
+    assert isinstance(manager, DependentPipelineManager)
+    manager._head_reported(queue, item)

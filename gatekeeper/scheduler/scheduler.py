@@ -29,7 +29,7 @@ from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue
-from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
 
@@ -49,7 +49,7 @@ class SchedulerContext:
     source: GerritSource
     dispatcher: BuildDispatcher
     builds: BuildStore
-    reporter: GerritReporter
+    reporter: Reporter
     zuul_url: str
     log_url: str
     router: Router = field(init=False)
@@ -60,6 +60,10 @@ class SchedulerContext:
     merger: MergeQueue | None = None
     #: Runs a callable in the scheduler thread (merge results come back so).
     post: Callable[[Callable[[], None]], None] | None = None
+    #: Sends reports in the reporter's threads; outcomes come back through ``post``.
+    reports: ReportQueue = field(init=False)
+    #: The manager of the pipeline of this name now (it changes on reconfigure).
+    manager_named: Callable[[str], Any] | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
@@ -75,7 +79,7 @@ class Scheduler:
         source: GerritSource,
         dispatcher: BuildDispatcher,
         builds: BuildStore,
-        reporter: GerritReporter,
+        reporter: Reporter,
         zuul_url: str,
         log_url: str,
         local_workers: frozenset[str] = frozenset(),
@@ -86,6 +90,8 @@ class Scheduler:
         )
         self.context.merger = merger
         self.context.post = self.put_management
+        self.context.reports = ReportQueue(reporter, self.put_management)
+        self.context.manager_named = self._manager_named
         self.managers = [make_manager(p, self.context) for p in layout.pipelines]
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
@@ -174,12 +180,20 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.context.reports.stop()
+        close = getattr(self.context.reporter, "close", None)
+        if close is not None:
+            close()
 
     def is_settled(self) -> bool:
-        """Nothing queued, nothing being processed, and every pipeline empty."""
+        """Nothing queued, nothing being processed, no report out, and every
+        pipeline empty."""
         with self._busy:
+            # Reports first: an outcome is posted before its report stops
+            # counting, so it is then seen in the management queue.
             return (
-                self._triggers.empty()
+                self.context.reports.idle()
+                and self._triggers.empty()
                 and self._results.empty()
                 and self._management.empty()
                 and all(not m.items for m in self.managers)
@@ -307,6 +321,9 @@ class Scheduler:
             manager.consider(event, change_cache)
         if self.ledger is not None:
             self.ledger.acted_on(event)
+
+    def _manager_named(self, name: str) -> PipelineManager | None:
+        return next((m for m in self.managers if m.name == name), None)
 
     def _find_build(self, uuid: str) -> tuple[PipelineManager, Build] | None:
         for manager in self.managers:

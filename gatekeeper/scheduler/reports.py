@@ -24,6 +24,8 @@ DEFAULT_MERGE_FAILURE = (
 
 
 class ReportKind(StrEnum):
+    """Which event of a pipeline a report tells of (its log and its retries name it)."""
+
     START = "start"
     SUCCESS = "success"
     FAILURE = "failure"

@@ -427,6 +427,18 @@ class PipelineManager:
             if report.submit and outcome.merged:
                 item.change.status = "MERGED"
                 log.info("change merged: %s", item.change)
+            elif report.submit and outcome.merged is None:
+                # Gerrit never answered, nor could be asked: the change may
+                # have merged, so no merge-failure comment that could be
+                # false. The queue goes on as if it had not (what is behind
+                # is tested again without it), and the error is kept.
+                item.merge_failed = True
+                log.error(
+                    "the report of %s in %s was not delivered; whether it merged is unknown: %s",
+                    item.change,
+                    self.name,
+                    outcome.error,
+                )
             elif report.submit:
                 why = outcome.error or "Gerrit did not merge the change"
                 self._current()._report_merge_failure(item, why, then)

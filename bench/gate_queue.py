@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -37,6 +38,8 @@ from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import Account, TriggerEvent
 from gatekeeper.scheduler.dependent import DependentPipelineManager
+from gatekeeper.scheduler.reporter import ReportOutcome
+from gatekeeper.scheduler.reports import Report
 from gatekeeper.scheduler.scheduler import Scheduler
 
 PROJECTS = [f"bench/project-{i:02d}" for i in range(20)]
@@ -110,8 +113,9 @@ class Reporter:
     def __init__(self) -> None:
         self.reports = 0
 
-    def report(self, change: Change, message: str, labels: dict[str, int], submit: bool) -> None:
+    def deliver(self, report: Report, stop: threading.Event) -> ReportOutcome:
         self.reports += 1
+        return ReportOutcome(report, sent=True)
 
 
 def run(size: int, root: Path) -> dict[str, float]:

@@ -5,7 +5,8 @@
     GatekeeperError
      ├── ConfigError            a site file or layout is invalid (names file, line, key)
      ├── GerritError            talking to Gerrit failed (SSH, command exit status)
-     │    └── EventParseError   a stream-events line is not an event we understand
+     │    ├── EventParseError   a stream-events line is not an event we understand
+     │    └── GerritOutcomeUnknownError  sent, but no answer came: it may have run
      ├── DispatchError          Gearman could not take or run a build
      ├── OperationError         an operator's request (enqueue, promote...) cannot be done
      ├── PoolError              the node pool could not launch, claim or delete a node
@@ -44,6 +45,12 @@ class GerritError(GatekeeperError):
 
 class EventParseError(GerritError):
     """A line from ``gerrit stream-events`` could not be turned into an event."""
+
+
+class GerritOutcomeUnknownError(GerritError):
+    """A command reached Gerrit (or may have) but its answer never came back:
+    the connection broke or timed out after the request was sent. Running it
+    again is only safe if it is idempotent; otherwise ask Gerrit what happened."""
 
 
 class DispatchError(GatekeeperError):

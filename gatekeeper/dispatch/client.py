@@ -224,7 +224,10 @@ class BuildDispatcher:
         """:raises DispatchError: no server took the job (unless ``park_on_error``)."""
         with self._lock:
             held = self._held
-        if held or not self._registered(protocol.build_function(build.spec.name), refresh=False):
+        # Only what is already known: asking Gearman ("status") waits on the
+        # network, which the scheduler thread must not; the dispatcher's
+        # thread asks for a build parked here, and submits it.
+        if held or not self._known_registered(protocol.build_function(build.spec.name)):
             self._park(build)
             return
         try:
@@ -319,23 +322,36 @@ class BuildDispatcher:
             return False
         return True
 
+    def _known_registered(self, function: str) -> bool:
+        """Whether the last answer, if still fresh, says some worker can run
+        ``function``; never asks Gearman (any thread)."""
+        with self._registry_lock:
+            fresh = time.monotonic() - self._registry_at <= REGISTRY_TTL
+            return fresh and self._registry.get(function, 0) > 0
+
     def _registered(self, function: str, refresh: bool) -> bool:
         """Whether some worker on some connected server can run ``function``.
 
-        When the servers cannot be asked, the answer is yes: a build is
-        better left waiting in Gearman than failed for nothing.
+        Asks the servers when the last answer is stale (the dispatcher's
+        thread only: it waits up to ``SUBMIT_TIMEOUT`` per server). When the
+        servers cannot be asked, the answer is yes: a build is better left
+        waiting in Gearman than failed for nothing.
         """
         with self._registry_lock:
             stale = time.monotonic() - self._registry_at > REGISTRY_TTL
-            if stale or (refresh and self._registry.get(function, 0) == 0):
-                try:
-                    self._registry = self._status()
-                    self._registry_at = time.monotonic()
-                    log.debug("workers per function: %s", self._registry)
-                except (gear.GearmanError, gear.TimeoutError, OSError) as exc:
-                    log.warning("could not ask gearman which jobs are registered: %s", exc)
-                    return True
-            return self._registry.get(function, 0) > 0
+            known = self._registry.get(function, 0)
+        if not stale and not (refresh and known == 0):
+            return known > 0
+        try:
+            registry = self._status()
+        except (gear.GearmanError, gear.TimeoutError, OSError) as exc:
+            log.warning("could not ask gearman which jobs are registered: %s", exc)
+            return True
+        with self._registry_lock:
+            # Not held while asking: a reader never waits on the network.
+            self._registry, self._registry_at = registry, time.monotonic()
+        log.debug("workers per function: %s", registry)
+        return registry.get(function, 0) > 0
 
     def _status(self) -> dict[str, int]:
         """Workers per function, summed over the connected servers."""

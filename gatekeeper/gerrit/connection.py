@@ -18,11 +18,14 @@ from typing import Any
 import paramiko
 
 from gatekeeper.config.site import GerritConfig
-from gatekeeper.errors import GerritError, SSHError
+from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.node import ssh
 
 log = logging.getLogger(__name__)
+
+#: Seconds a ``gerrit review`` may take before its answer is given up on.
+REVIEW_TIMEOUT = 60.0
 
 #: Gerrit < 2.13 sends only the votes a comment changed, without oldValue.
 OLD_VALUE_SINCE = (2, 13)
@@ -102,28 +105,54 @@ class GerritConnection:
             self._client = client = self.connect()
         return client
 
-    def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
+    def run(
+        self, argv: list[str], timeout: float = 60.0, idempotent: bool = False
+    ) -> tuple[int, str, str]:
         """Run one command; returns (exit status, stdout, stderr).
 
-        :raises GerritError: the SSH connection failed (not a non-zero exit).
+        A command is sent again on a new connection only when it provably
+        never reached Gerrit (the cached connection could not open a
+        channel), or when it is ``idempotent`` (a query): a ``review
+        --submit`` that Gerrit may have run must not run twice.
+
+        :raises GerritOutcomeUnknownError: the command was sent but no answer came
+            (timeout, connection lost, no exit status): it may have run.
+        :raises GerritError: Gerrit could not be reached (the command was not sent).
         """
         command = cmdline.join(argv)
         with self._lock:
             for attempt in (1, 2):
-                client = self._cached_client()
                 try:
-                    _, stdout, stderr = client.exec_command(command, timeout=timeout)
-                    out = stdout.read().decode("utf-8", "replace")
-                    err = stderr.read().decode("utf-8", "replace")
-                    status = stdout.channel.recv_exit_status()
-                    return status, out, err
-                except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
-                    # A cached connection may have died quietly; retry once on a new one.
+                    channel = self._open_channel(timeout)
+                except (GerritError, TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+                    # Nothing was sent: a cached connection that died quietly
+                    # fails here, and a new one is safe to try.
                     self.close_locked()
                     if attempt == 2:
-                        raise GerritError(f"{argv[:2]} failed: {exc}") from exc
+                        raise GerritError(f"{argv[:2]} could not be sent: {exc}") from exc
                     log.info("gerrit connection lost (%s); reconnecting", exc)
+                    continue
+                try:
+                    return _exchange(channel, command, timeout)
+                except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+                    self.close_locked()
+                    if idempotent and attempt == 1:
+                        log.info("no answer to %s (%s); asking again", argv[:2], exc)
+                        continue
+                    raise GerritOutcomeUnknownError(
+                        f"{argv[:2]} was sent but no answer came: {exc or type(exc).__name__}"
+                    ) from exc
         raise GerritError("unreachable")  # pragma: no cover
+
+    def _open_channel(self, timeout: float) -> paramiko.Channel:
+        """A new session channel on the cached connection; caller holds the lock.
+
+        :raises GerritError: no connection could be made.
+        """
+        transport = self._cached_client().get_transport()
+        if transport is None:
+            raise GerritError("the SSH connection has no transport")
+        return transport.open_session(timeout=timeout)
 
     def close_locked(self) -> None:
         if self._client is not None:
@@ -137,7 +166,7 @@ class GerritConnection:
     # -- commands ---------------------------------------------------------
     def version(self) -> tuple[int, ...]:
         if self._version is None:
-            status, out, err = self.run(["gerrit", "version"])
+            status, out, err = self.run(["gerrit", "version"], idempotent=True)
             if status != 0:
                 raise GerritError(f"gerrit version failed: {err.strip()}")
             self._version = parse_version(out)
@@ -154,23 +183,8 @@ class GerritConnection:
 
         :raises GerritError: the command failed or printed something that is not JSON.
         """
-        argv = ["gerrit", "query", "--format", "JSON", *options, query]
-        status, out, err = self.run(argv)
-        if status != 0:
-            raise GerritError(f"gerrit query {query!r} failed ({status}): {err.strip()}")
-        rows = []
-        for line in out.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
-            if row.get("type") == "stats":
-                continue
-            if "type" in row and row.get("type") == "error":
-                raise GerritError(f"gerrit query error: {row.get('message')}")
-            rows.append(row)
+        # "--": a query may start with "-" (``-age:90s``).
+        rows, _ = self._query_page(["gerrit", "query", "--format", "JSON", *options, "--", query])
         return rows
 
     #: What the scheduler asks of every change it reads.
@@ -211,7 +225,7 @@ class GerritConnection:
             if start:
                 argv += ["--start", str(start)]
             # "--": a query may start with "-" (``-age:90s``).
-            page, more = self._query_page([*argv, "--", query], query)
+            page, more = self._query_page([*argv, "--", query])
             for row in page:
                 rows.setdefault(row.get("number"), row)
             if not more or not page:
@@ -219,28 +233,15 @@ class GerritConnection:
             start = max(start + 1, start + len(page) - self.PAGE_OVERLAP)
         return list(rows.values())
 
-    def _query_page(self, argv: list[str], query: str) -> tuple[list[dict[str, Any]], bool]:
-        status, out, err = self.run(argv)
+    def _query_page(self, argv: list[str]) -> tuple[list[dict[str, Any]], bool]:
+        """Run one ``gerrit query`` (read-only: asked again if the answer is lost).
+
+        :raises GerritError:
+        """
+        status, out, err = self.run(argv, idempotent=True)
         if status != 0:
-            raise GerritError(f"gerrit query {query!r} failed ({status}): {err.strip()}")
-        rows: list[dict[str, Any]] = []
-        more = False
-        for line in out.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
-            if not isinstance(row, dict):
-                raise GerritError(f"gerrit query printed a non-object: {line[:200]!r}")
-            if row.get("type") == "stats":
-                more = bool(row.get("moreChanges"))
-                continue
-            if row.get("type") == "error":
-                raise GerritError(f"gerrit query error: {row.get('message')}")
-            rows.append(row)
-        return rows, more
+            raise GerritError(f"gerrit query {argv[-1]!r} failed ({status}): {err.strip()}")
+        return parse_query_output(out)
 
     def review(
         self,
@@ -250,13 +251,17 @@ class GerritConnection:
         message: str = "",
         labels: dict[str, int] | None = None,
         submit: bool = False,
+        timeout: float = REVIEW_TIMEOUT,
     ) -> None:
         """``gerrit review``: vote, comment and optionally submit.
 
-        :raises GerritError: Gerrit refused (for a submit: the change did not merge).
+        :raises GerritOutcomeUnknownError: sent, but no answer came: it may have
+            been applied (ask Gerrit, do not send it again blindly).
+        :raises GerritError: Gerrit refused (for a submit: the change did not
+            merge), or could not be reached.
         """
         argv = review_argv(project, change, patchset, message, labels or {}, submit)
-        status, out, err = self.run(argv, timeout=300)
+        status, out, err = self.run(argv, timeout=timeout)
         if status != 0:
             raise GerritError(
                 f"gerrit review {change},{patchset} failed ({status}): {(err or out).strip()}"
@@ -320,6 +325,57 @@ class GerritConnection:
                         yield line
         finally:
             channel.close()
+
+
+def _exchange(channel: paramiko.Channel, command: str, timeout: float) -> tuple[int, str, str]:
+    """Send ``command`` on ``channel`` and read its whole answer.
+
+    :raises TimeoutError: no data for ``timeout`` seconds.
+    :raises EOFError: the channel closed without an exit status.
+    :raises paramiko.SSHException: the request was refused or the connection broke.
+    """
+    try:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        stdout = channel.makefile("rb")
+        stderr = channel.makefile_stderr("rb")
+        out = stdout.read().decode("utf-8", "replace")
+        err = stderr.read().decode("utf-8", "replace")
+        if not channel.status_event.wait(timeout):
+            raise TimeoutError(f"no exit status within {timeout:.0f}s")
+        status = channel.recv_exit_status()
+    finally:
+        channel.close()
+    if status < 0:
+        # paramiko's "no exit status": the connection went before the answer.
+        raise EOFError("the connection closed before Gerrit answered")
+    return status, out, err
+
+
+def parse_query_output(out: str) -> tuple[list[dict[str, Any]], bool]:
+    """The change rows of ``gerrit query --format JSON`` output, and whether
+    its stats row says more changes follow (``moreChanges``).
+
+    :raises GerritError: a line is not a JSON object, or Gerrit reported an error.
+    """
+    rows: list[dict[str, Any]] = []
+    more = False
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
+        if not isinstance(row, dict):
+            raise GerritError(f"gerrit query printed a non-object: {line[:200]!r}")
+        if row.get("type") == "stats":
+            more = bool(row.get("moreChanges"))
+            continue
+        if row.get("type") == "error":
+            raise GerritError(f"gerrit query error: {row.get('message')}")
+        rows.append(row)
+    return rows, more
 
 
 def review_argv(

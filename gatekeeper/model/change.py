@@ -159,6 +159,9 @@ class QueueItem:
     merge_errors: int = 0
     merge_retry_at: float = 0.0
     reported: bool = False
+    #: Its report is out (sent by a reporter thread); it leaves its queue when
+    #: the outcome comes back.
+    reporting: bool = False
     dequeued: bool = False
     merge_failed: bool = False
     report_error: str = ""

@@ -16,7 +16,7 @@ from gatekeeper.db.items import ItemStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.scheduler.merger import MergeQueue
-from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
 
 
@@ -29,7 +29,7 @@ class SchedulerContext:
     source: GerritSource
     dispatcher: BuildDispatcher
     builds: BuildStore
-    reporter: GerritReporter
+    reporter: Reporter
     zuul_url: str
     log_url: str
     router: Router = field(init=False)
@@ -40,6 +40,11 @@ class SchedulerContext:
     merger: MergeQueue | None = None
     #: Runs a callable in the scheduler thread (merge results come back so).
     post: Callable[[Callable[[], None]], None] | None = None
+    #: Sends reports in the reporter's threads; outcomes come back through ``post``.
+    reports: ReportQueue = field(init=False)
+    #: The manager of the pipeline of this name now (it changes on reconfigure);
+    #: typed ``object`` so the context need not import the managers above it.
+    manager_named: Callable[[str], object] | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

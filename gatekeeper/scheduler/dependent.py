@@ -239,8 +239,8 @@ class DependentPipelineManager(PipelineManager):
             with self.context.dispatcher.deferred(), self.context.builds.batch():
                 changed = self._walk(queue) or changed
             head = queue.items[0] if queue.items else None
-            if head is not None and self._item_finished(head):
-                self._report_head(queue, head)
+            if head is not None and not head.reporting and self._item_finished(head):
+                self._report_head(head)
                 changed = True
         return changed
 
@@ -376,24 +376,25 @@ class DependentPipelineManager(PipelineManager):
         """``item`` cannot merge without ``need``, which failed or left: report, dequeue."""
         log.info("dequeuing %s from %s: it needs %s, which will not merge", item, self.name, need)
         self.remove(item, cancel=True)
-        options = self.pipeline.failure
-        labels = options.votes if options is not None and options.gerrit is not None else {}
-        message = (
-            f"This change depends on {need}, which failed to merge or left the "
-            f"{self.name} queue; it was taken out of the queue too."
-        )
-        try:
-            self.context.reporter.report(item.change, message + "\n", labels, False)
-        except GatekeeperError as exc:
-            log.error("could not report %s: %s", item.change, exc)
+        self._send(self.compose.dropped(item.change, need))
 
-    def _report_head(self, queue: ChangeQueue, item: QueueItem) -> None:
+    def _report_head(self, item: QueueItem) -> None:
+        """Send the head's report; it stays at the head until the outcome is
+        back (:meth:`_head_reported`), so what is behind it waits to learn
+        whether it merged."""
         self.context.item_store.reporting(item)
-        try:
-            self._report(item)
-        except Exception:
-            # Never keep an item whose report broke: it would be retried forever.
-            log.exception("reporting %s in %s failed", item.change, self.name)
+        self._begin_report(item, lambda manager: _head_reported(manager, item))
+
+    def _head_reported(self, item: QueueItem) -> None:
+        """The head's report is done: it leaves, and its change queue re-bases
+        on whether it merged (:meth:`ChangeQueue.head_left`). The queue is
+        looked up now: a reconfigure may have replaced the manager meanwhile."""
+        queue = self.queue_for(item.change.project)
         merged = item.change.is_merged and not item.merge_failed
         self.remove(item, cancel=False)
         queue.head_left(item, self.remember_merged(item.change) if merged else None)
+
+
+def _head_reported(manager: PipelineManager, item: QueueItem) -> None:
+    assert isinstance(manager, DependentPipelineManager)
+    manager._head_reported(item)

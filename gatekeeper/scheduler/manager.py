@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.dispatch import protocol
-from gatekeeper.errors import DispatchError, GatekeeperError, GerritError, OperationError
+from gatekeeper.errors import DispatchError, OperationError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
 from gatekeeper.scheduler.params import build_params, call_parameter_function
-from gatekeeper.scheduler.report import compose_message
+from gatekeeper.scheduler.reporter import ReportOutcome
+from gatekeeper.scheduler.reports import Report, ReportComposer
 
 if TYPE_CHECKING:
     from gatekeeper.config.layout import PipelineConfig
@@ -36,6 +38,7 @@ class PipelineManager:
         self.name: str = pipeline.name
         self.context = context
         self._items: list[QueueItem] = []
+        self.compose = ReportComposer(pipeline)
 
     @property
     def items(self) -> list[QueueItem]:
@@ -110,10 +113,7 @@ class PipelineManager:
 
     def _tell(self, change: Change, message: str) -> None:
         """A message on the change, without votes."""
-        try:
-            self.context.reporter.report(change, message + "\n", {}, False)
-        except GerritError as exc:
-            log.error("could not comment on %s: %s", change, exc)
+        self._send(self.compose.notice(change, message))
 
     def enqueue_with_needs(
         self, change: Change, selection: JobSelection, received_at: float | None = None
@@ -223,15 +223,12 @@ class PipelineManager:
     def process(self) -> bool:
         changed = False
         for item in list(self.items):
+            if item.reporting:
+                continue
             changed = self._launch_ready_jobs(item, item.needed) or changed
             if self._item_finished(item):
                 self.context.item_store.reporting(item)
-                try:
-                    self._report(item)
-                except Exception:
-                    # Never keep an item whose report broke: it would be retried forever.
-                    log.exception("reporting %s in %s failed", item.change, self.name)
-                self.remove(item, cancel=False)
+                self._begin_report(item, _leave(item))
                 changed = True
         return changed
 
@@ -360,12 +357,50 @@ class PipelineManager:
         return all(b.result == BuildResult.SUCCESS for b in item.builds.values() if b.voting)
 
     # -- reporting ---------------------------------------------------------
-    def _report_start(self, item: QueueItem) -> None:
-        action = getattr(self.pipeline, "start", None)
-        if not _gerrit_options(action) or item.change.is_ref:
+    # Reports are composed here (by ``self.compose``) and sent by the
+    # reporter's threads; the scheduler thread never waits on Gerrit. What a
+    # report's outcome decides runs later, in the scheduler thread, from the
+    # callback given to :meth:`_send`.
+
+    def _send(
+        self, report: Report | None, then: Callable[[ReportOutcome], None] | None = None
+    ) -> None:
+        """Hand ``report`` to the reporter; ``then(outcome)`` runs in the
+        scheduler thread once it is known (by default: log a failure)."""
+        if report is None:
             return
-        message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
-        self._send(item, action, message, allow_submit=False)
+        self.context.reports.send(report, then or _log_failure)
+
+    def _current(self) -> PipelineManager:
+        """This pipeline's manager now: a reconfigure while a report was out
+        handed the item to a new one."""
+        find = self.context.manager_named
+        current = find(self.name) if find is not None else None
+        return current if isinstance(current, type(self)) else self
+
+    def _begin_report(self, item: QueueItem, then: Callable[[PipelineManager], None]) -> None:
+        """Send ``item``'s report; it waits in its queue, "reporting", until
+        the outcome is known, then ``then(manager)`` runs (once)."""
+        item.reporting = True
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            item.reporting = False
+            then(self._current())
+
+        try:
+            self._report(item, finish)
+        except Exception:
+            # Never keep an item whose report broke: it would wait forever.
+            log.exception("reporting %s in %s failed", item.change, self.name)
+            finish()
+
+    def _report_start(self, item: QueueItem) -> None:
+        self._send(self.compose.start(item))
 
     def own_conflict(self, item: QueueItem) -> str:
         """Why the item's own change does not merge, if a build found it so."""
@@ -375,79 +410,91 @@ class PipelineManager:
                 return f"{key} does not merge onto {item.change.branch}"
         return ""
 
-    def _report(self, item: QueueItem) -> None:
+    def _report(self, item: QueueItem, then: Callable[[], None]) -> None:
+        """Send the item's result; ``then()`` runs in the scheduler thread when
+        it is known (and, for a submit Gerrit did not merge, after the merge
+        failure report)."""
         conflict = self.own_conflict(item)
         if conflict:
-            self._report_merge_failure(item, conflict)
+            self._report_merge_failure(item, conflict, then)
             return
         passed = self._item_passed(item)
-        action = self.pipeline.success if passed else self.pipeline.failure
-        headline = self.pipeline.success_message if passed else self.pipeline.failure_message
-        headline = headline or ("Build succeeded." if passed else "Build failed.")
-        footer = getattr(self.pipeline, "footer_message", "") or ""
-        message = compose_message(headline, self.name, item, self._all_jobs(item), footer)
+        jobs = self._all_jobs(item)
         log.info(
             "reporting %s in %s: %s", item.change, self.name, "SUCCESS" if passed else "FAILURE"
         )
         if item.change.is_ref:
             # A ref update has no change in Gerrit to review: the log and the
             # build records are its report.
-            for line in message.splitlines()[2:]:
+            for line in self.compose.result_message(item, passed, jobs).splitlines()[2:]:
                 log.info("%s in %s: %s", item.change, self.name, line)
+            then()
             return
-        submitted = self._send(item, action, message, allow_submit=True)
-        if submitted and not self._is_merged(item.change):
-            self._report_merge_failure(item, "Gerrit did not merge the change")
+        report = self.compose.result(item, passed, jobs)
+        if report is None:
+            then()
+            return
 
-    def _send(self, item: QueueItem, action: Any, message: str, allow_submit: bool) -> bool:
-        """Send one review; returns whether it asked Gerrit to submit."""
-        options = _gerrit_options(action)
-        if options is None:
-            return False
-        submit = allow_submit and bool(options.get("submit"))
-        labels = {k: int(v) for k, v in options.items() if k != "submit"}
-        try:
-            self.context.reporter.report(item.change, message, labels, submit)
-        except GerritError as exc:
-            item.report_error = str(exc)
-            if submit:
-                self._report_merge_failure(item, str(exc))
-            else:
-                log.error("could not report %s in %s: %s", item.change, self.name, exc)
-            return False
-        item.reported = True
-        return submit
+        def landed(outcome: ReportOutcome) -> None:
+            item.reported = item.reported or outcome.sent
+            if not outcome.sent and outcome.error:
+                item.report_error = outcome.error
+            if report.submit and outcome.merged:
+                item.change.status = "MERGED"
+                log.info("change merged: %s", item.change)
+            elif report.submit and outcome.merged is None:
+                # Gerrit never answered, nor could be asked: the change may
+                # have merged, so no merge-failure comment that could be
+                # false. The queue goes on as if it had not (what is behind
+                # is tested again without it), and the error is kept.
+                item.merge_failed = True
+                log.error(
+                    "the report of %s in %s was not delivered; whether it merged is unknown: %s",
+                    item.change,
+                    self.name,
+                    outcome.error,
+                )
+            elif report.submit:
+                why = outcome.error or "Gerrit did not merge the change"
+                self._current()._report_merge_failure(item, why, then)
+                return
+            elif outcome.error and not outcome.sent:
+                log.error("could not report %s in %s: %s", item.change, self.name, outcome.error)
+            then()
 
-    def _is_merged(self, change: Change) -> bool:
-        try:
-            current = self.context.source.get_change(change.number)
-        except GatekeeperError as exc:
-            log.error("could not read back %s after submit: %s", change, exc)
-            return False
-        merged = current is not None and current.is_merged
-        if merged:
-            change.status = "MERGED"
-            log.info("change merged: %s", change)
-        return merged
+        self._send(report, landed)
 
-    def _report_merge_failure(self, item: QueueItem, why: str) -> None:
+    def _report_merge_failure(self, item: QueueItem, why: str, then: Callable[[], None]) -> None:
         item.merge_failed = True
         log.warning("merge failure for %s in %s: %s", item.change, self.name, why)
-        action = getattr(self.pipeline, "merge_failure", None) or self.pipeline.failure
-        headline = (
-            getattr(self.pipeline, "merge_failure_message", None)
-            or "This change was unable to be automatically merged with the current "
-            "state of the repository. Please rebase your change and upload a new "
-            "patchset."
-        )
-        options = _gerrit_options(action)
-        if options is None:
+        report = self.compose.merge_failure(item)
+        if report is None:
+            then()
             return
-        labels = {k: int(v) for k, v in options.items() if k != "submit"}
-        try:
-            self.context.reporter.report(item.change, headline.rstrip() + "\n", labels, False)
-        except GerritError as exc:
-            log.error("could not report merge failure of %s: %s", item.change, exc)
+
+        def landed(outcome: ReportOutcome) -> None:
+            _log_failure(outcome)
+            then()
+
+        self._send(report, landed)
+
+
+def _leave(item: QueueItem) -> Callable[[PipelineManager], None]:
+    """What ends an independent item's report: it leaves its pipeline."""
+    return lambda manager: manager.remove(item, cancel=False)
+
+
+def _log_failure(outcome: ReportOutcome) -> None:
+    """The default outcome handler: a report that was not sent is logged."""
+    if not outcome.sent and outcome.error:
+        report = outcome.report
+        log.error(
+            "could not send the %s report on %s%s: %s",
+            report.kind,
+            report.change,
+            f" in {report.pipeline}" if report.pipeline else "",
+            outcome.error,
+        )
 
 
 def _same(a: Change, b: Change) -> bool:
@@ -455,12 +502,3 @@ def _same(a: Change, b: Change) -> bool:
     if a.is_ref or b.is_ref:
         return a.is_ref and b.is_ref and a.ref == b.ref and a.new_rev == b.new_rev
     return a.number == b.number and a.patchset == b.patchset
-
-
-def _gerrit_options(action: Any) -> dict[str, Any] | None:
-    """The ``gerrit:`` part of a reporter action, or None if it has none."""
-    if action is None:
-        return None
-    if action is None or action.gerrit is None:
-        return None
-    return {**action.votes, "submit": action.submit}

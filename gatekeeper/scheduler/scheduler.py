@@ -27,7 +27,7 @@ from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue
-from gatekeeper.scheduler.reporter import GerritReporter
+from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
 
@@ -48,7 +48,7 @@ class Scheduler:
         source: GerritSource,
         dispatcher: BuildDispatcher,
         builds: BuildStore,
-        reporter: GerritReporter,
+        reporter: Reporter,
         zuul_url: str,
         log_url: str,
         local_workers: frozenset[str] = frozenset(),
@@ -59,6 +59,8 @@ class Scheduler:
         )
         self.context.merger = merger
         self.context.post = self.put_management
+        self.context.reports = ReportQueue(reporter, self.put_management)
+        self.context.manager_named = self._manager_named
         self.managers = [make_manager(p, self.context) for p in layout.pipelines]
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
@@ -146,12 +148,20 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.context.reports.stop()
+        close = getattr(self.context.reporter, "close", None)
+        if close is not None:
+            close()
 
     def is_settled(self) -> bool:
-        """Nothing queued, nothing being processed, and every pipeline empty."""
+        """Nothing queued, nothing being processed, no report out, and every
+        pipeline empty."""
         with self._busy:
+            # Reports first: an outcome is posted before its report stops
+            # counting, so it is then seen in the management queue.
             return (
-                self._triggers.empty()
+                self.context.reports.idle()
+                and self._triggers.empty()
                 and self._results.empty()
                 and self._management.empty()
                 and all(not m.items for m in self.managers)
@@ -278,6 +288,9 @@ class Scheduler:
             manager.consider(event, change_cache)
         if self.ledger is not None:
             self.ledger.acted_on(event)
+
+    def _manager_named(self, name: str) -> PipelineManager | None:
+        return next((m for m in self.managers if m.name == name), None)
 
     def _find_build(self, uuid: str) -> tuple[PipelineManager, Build] | None:
         for manager in self.managers:

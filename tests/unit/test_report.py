@@ -12,8 +12,7 @@ from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.connection import parse_version, review_argv
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
-from gatekeeper.scheduler.report import compose_message, format_duration, job_line
-from gatekeeper.scheduler.reporter import gerrit_label
+from gatekeeper.scheduler.reports import compose_message, format_duration, gerrit_label, job_line
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from paramiko.common import (
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.sandbox.gerrit_sim import commands, push
+from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,16 @@ class _Interface(paramiko.ServerInterface):
 class SshServer:
     """Accepts SSH connections for the simulator; owns the accept thread."""
 
-    def __init__(self, state: SimState, host_key: paramiko.PKey, host: str, port: int) -> None:
+    def __init__(
+        self,
+        state: SimState,
+        host_key: paramiko.PKey,
+        host: str,
+        port: int,
+        faults: Faults | None = None,
+    ) -> None:
         self.state = state
+        self.faults = faults or Faults()
         self._host_key = host_key
         self._sock = socket.create_server((host, port))
         self.host = host
@@ -164,6 +173,7 @@ class SshServer:
 
     def stop(self) -> None:
         self._stop.set()
+        self.faults.release_all()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -217,16 +227,28 @@ class SshServer:
         subscriber: _Subscriber | None,
     ) -> None:
         status = 1
+        answer = True
         with self._lock:
             self._handlers.add(threading.current_thread())
         try:
             argv = cmdline.split(line)
+            faults = self.faults
             if subscriber is not None:
                 status = self._stream_events(channel, subscriber)
             elif argv and (argv[0] in _GIT_SERVICES or argv[:1] == ["git"]):
                 status = self._git(channel, username, argv, env)
+            elif not faults.admit(argv, username):
+                # A stalled command that is given up: no output, no exit status.
+                answer = False
             else:
                 result = commands.run(self.state, username, line, argv)
+                if faults.cut_after(argv):
+                    # It ran; the connection goes before the answer does.
+                    answer = False
+                    transport = channel.get_transport()
+                    if transport is not None:
+                        transport.close()
+                    return
                 if result.stdout:
                     channel.sendall(result.stdout.encode())
                 if result.stderr:
@@ -240,7 +262,8 @@ class SshServer:
                 log.debug("could not report the failure to %s", username)
         finally:
             try:
-                channel.send_exit_status(status)
+                if answer:
+                    channel.send_exit_status(status)
             except Exception:
                 log.debug("channel of %s closed before exit status", username)
             try:

@@ -13,6 +13,7 @@ from typing import Any
 import paramiko
 
 from gatekeeper.errors import GerritError
+from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.records import ReviewRecord, SimChange
 from gatekeeper.sandbox.gerrit_sim.server import SshServer
 from gatekeeper.sandbox.gerrit_sim.state import Account, SimState
@@ -49,6 +50,7 @@ class GerritSimulator:
         self.host = host
         self.port = port
         self.state = SimState(self.root, web_url)
+        self.faults = Faults()
         self._host_key = _load_host_key(self.root / HOST_KEY_NAME)
         self._server: SshServer | None = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -58,7 +60,7 @@ class GerritSimulator:
 
     def start(self) -> None:
         """Listen on ``host:port`` (a free port when 0) and serve."""
-        self._server = SshServer(self.state, self._host_key, self.host, self.port)
+        self._server = SshServer(self.state, self._host_key, self.host, self.port, self.faults)
         self.port = self._server.port
         subscriber = self.state.subscribe()
         self._dispatcher = threading.Thread(
@@ -195,6 +197,27 @@ class GerritSimulator:
         """Events no stream-events session was sent (none open, or withheld)."""
         with self.state.lock:
             return self.state.unstreamed
+
+    def hold_reviews(self, change: int, username: str = "") -> None:
+        """``gerrit review`` of ``change`` (by ``username``, or anyone) stalls
+        from now on: it is not run, and no answer comes, until
+        :meth:`release_reviews`; then the stalled ones are dropped unanswered
+        (never run), as when Gerrit's SSH session dies."""
+        self.faults.hold_reviews(change, username)
+
+    def release_reviews(self, change: int) -> None:
+        """Reviews of ``change`` run again; the stalled ones are dropped."""
+        self.faults.release_reviews(change)
+
+    def stalled_reviews(self, change: int) -> int:
+        """How many reviews of ``change`` stalled (each try of a client counts)."""
+        return self.faults.stalled(change)
+
+    def cut_after_submit(self, change: int) -> None:
+        """The next ``gerrit review --submit`` of ``change`` runs (the change
+        merges, if it may), then its SSH connection is dropped before the
+        answer: the client cannot tell whether it ran."""
+        self.faults.cut_after_submit(change)
 
     def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` for each later event, from the dispatcher thread."""

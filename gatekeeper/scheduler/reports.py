@@ -1,0 +1,184 @@
+"""What a report says: one place composes the votes and the message of
+every report kind (start, success, failure, merge failure, notice).
+
+Everything here is pure: it runs in the scheduler thread and builds
+:class:`Report` values; :mod:`gatekeeper.scheduler.reporter` sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.change import Change, QueueItem
+
+#: A merge failure's headline when the pipeline names none (restore looks for it too).
+DEFAULT_MERGE_FAILURE = (
+    "This change was unable to be automatically merged with the current "
+    "state of the repository. Please rebase your change and upload a new "
+    "patchset."
+)
+
+
+class ReportKind(StrEnum):
+    """Which event of a pipeline a report tells of (its log and its retries name it)."""
+
+    START = "start"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    MERGE_FAILURE = "merge-failure"
+    #: A message about the change that is not its result: a dependency loop,
+    #: or a change it needs left the queue.
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True)
+class Report:
+    """One ``gerrit review`` to send. Built in the scheduler thread, sent by a
+    reporter thread; immutable so the two never share mutable state."""
+
+    change: Change
+    kind: ReportKind
+    message: str
+    #: Votes as Gerrit spells the labels (``Verified``, ``Code-Review``).
+    labels: dict[str, int] = field(default_factory=dict)
+    submit: bool = False
+    pipeline: str = ""
+
+
+def format_duration(seconds: float) -> str:
+    """``4m 02s``, ``1h 03m 10s``, ``12s``: what people read in CI comments."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def job_line(build: Build) -> str:
+    """``- <job> <url> : <RESULT> in <time>``, the line CI-result plugins parse."""
+    result = build.result.value if build.result else "UNKNOWN"
+    url = build.url or "(no logs)"
+    line = f"- {build.job} {url} : {result}"
+    if build.result not in (BuildResult.SKIPPED, None) and build.started_at is not None:
+        line += f" in {format_duration(build.duration)}"
+    if not build.voting:
+        line += " (non-voting)"
+    return line
+
+
+def compose_message(
+    headline: str, pipeline: str, item: QueueItem, job_order: list[str], footer: str = ""
+) -> str:
+    """The result comment: the headline naming the pipeline, then one
+    :func:`job_line` per job in ``job_order``, then the footer."""
+    lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
+    if not job_order:
+        lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
+    for name in job_order:
+        build = item.builds.get(name)
+        if build is not None:
+            lines.append(job_line(build))
+    text = "\n".join(lines).rstrip() + "\n"
+    if footer:
+        text += "\n" + footer.rstrip() + "\n"
+    return text
+
+
+def gerrit_label(change: Change, name: str) -> str:
+    """The label as Gerrit spells it: from the change if it carries it, else
+    Title-Case per dash (``code-review`` -> ``Code-Review``)."""
+    known = change.gerrit_label_name(name)
+    if known:
+        return known
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def gerrit_labels(change: Change, votes: Mapping[str, Any]) -> dict[str, int]:
+    """``votes`` (layout spelling) with each label as Gerrit spells it."""
+    return {gerrit_label(change, name): int(value) for name, value in votes.items()}
+
+
+def _gerrit_action(action: Any) -> Any:
+    """The reporter action if it has a ``gerrit:`` part, else None."""
+    if action is None or action.gerrit is None:
+        return None
+    return action
+
+
+class ReportComposer:
+    """Composes every report one pipeline sends. Used in the scheduler thread.
+
+    ``pipeline`` is the pipeline's configuration (its ``start``, ``success``,
+    ``failure`` and ``merge_failure`` actions and their messages). A method
+    returns None when the pipeline reports nothing to Gerrit for that event.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.name: str = pipeline.name
+
+    def _report(
+        self, change: Change, kind: ReportKind, action: Any, message: str, submit: bool = False
+    ) -> Report | None:
+        action = _gerrit_action(action)
+        if action is None:
+            return None
+        return Report(
+            change=change,
+            kind=kind,
+            message=message,
+            labels=gerrit_labels(change, action.votes),
+            submit=submit and bool(action.submit),
+            pipeline=self.name,
+        )
+
+    def start(self, item: QueueItem) -> Report | None:
+        if item.change.is_ref:
+            return None
+        message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
+        return self._report(
+            item.change, ReportKind.START, getattr(self.pipeline, "start", None), message
+        )
+
+    def result_message(self, item: QueueItem, passed: bool, job_order: list[str]) -> str:
+        """The result comment: headline, one line per job in ``job_order``, footer."""
+        pipeline = self.pipeline
+        headline = pipeline.success_message if passed else pipeline.failure_message
+        headline = headline or ("Build succeeded." if passed else "Build failed.")
+        footer = getattr(pipeline, "footer_message", "") or ""
+        return compose_message(headline, self.name, item, job_order, footer)
+
+    def result(self, item: QueueItem, passed: bool, job_order: list[str]) -> Report | None:
+        """Success or failure; a success submits if the pipeline's success
+        action asks for it."""
+        kind = ReportKind.SUCCESS if passed else ReportKind.FAILURE
+        action = self.pipeline.success if passed else self.pipeline.failure
+        message = self.result_message(item, passed, job_order)
+        return self._report(item.change, kind, action, message, submit=True)
+
+    def merge_failure(self, item: QueueItem) -> Report | None:
+        pipeline = self.pipeline
+        action = getattr(pipeline, "merge_failure", None) or pipeline.failure
+        headline = getattr(pipeline, "merge_failure_message", None) or DEFAULT_MERGE_FAILURE
+        return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline.rstrip() + "\n")
+
+    def dropped(self, change: Change, need: Change) -> Report:
+        """``change`` left the queue because ``need``, which it needs, did:
+        why, with the failure votes if the pipeline's failure action has any."""
+        message = (
+            f"This change depends on {need}, which failed to merge or left the "
+            f"{self.name} queue; it was taken out of the queue too."
+        )
+        report = self._report(change, ReportKind.NOTICE, self.pipeline.failure, message + "\n")
+        return report or self.notice(change, message)
+
+    def notice(self, change: Change, message: str) -> Report:
+        """A message on the change, without votes."""
+        return Report(change, ReportKind.NOTICE, message + "\n", pipeline=self.name)

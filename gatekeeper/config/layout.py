@@ -53,7 +53,7 @@ from gatekeeper.config.loader import (
 )
 from gatekeeper.config.yamlmarks import KeyPath, Marks
 from gatekeeper.errors import ConfigError
-from gatekeeper.gerrit.events import KNOWN_TYPES
+from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
 
 log = logging.getLogger(__name__)
 

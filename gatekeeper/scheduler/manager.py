@@ -21,6 +21,7 @@ from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.report import compose_message
 
 if TYPE_CHECKING:
+    from gatekeeper.scheduler.routing import Decision
     from gatekeeper.scheduler.scheduler import SchedulerContext
 
 log = logging.getLogger(__name__)
@@ -57,19 +58,9 @@ class PipelineManager:
                 log.info("dequeued %s from %s: %s", item.change, self.name, event.type)
                 self.remove(item, cancel=True)
 
-    def consider(self, event: TriggerEvent, cache: dict[int, Any]) -> None:
-        """Enqueue the event's change if this pipeline's triggers want it."""
-
-        def lookup() -> Change | None:
-            number = event.change or 0
-            if number not in cache:
-                cache[number] = self.context.source.change_for_event(event)
-            found: Change | None = cache[number]
-            return found
-
-        decision = self.context.router.decide(self.pipeline, event, lookup)
-        if decision is None:
-            return
+    def consider(self, decision: Decision, event: TriggerEvent) -> None:
+        """Act on this pipeline's :class:`Decision` on ``event`` (the scheduler
+        routes each event once, for every pipeline)."""
         change = decision.change
         if change is None:
             log.warning("%s: change %s: %s", self.name, event.change, decision.reason)

@@ -131,8 +131,8 @@ def _decide_change(
 class _Route:
     """A pipeline and its Gerrit triggers whose event regexes match one event type.
 
-    ``triggers`` pairs each trigger with its number among the distinct
-    triggers of the type (``Router._matchers``): the same trigger written in
+    ``triggers`` pairs each trigger with its slot among the distinct triggers
+    tried for the event (:class:`_Routes`): the same trigger written in
     several pipelines (OpenStack's recheck comment is in three) is tried once
     per event. ``requirements`` is false when neither the pipeline nor these
     triggers require anything of the change.
@@ -145,11 +145,32 @@ class _Route:
 
 
 @dataclass(frozen=True, slots=True)
-class _TypeIndex:
-    """The routes of one event type, and its distinct triggers, prepared."""
+class _Routes:
+    """The routes an event of one type (or of one type and project) may take,
+    in layout order, and the distinct triggers their slots number, prepared."""
 
     routes: tuple[_Route, ...]
     matchers: tuple[TriggerMatcher, ...]
+
+    def narrowed(self, keep: Callable[[_Route], bool]) -> _Routes:
+        """Only the routes ``keep`` keeps, and only the triggers they try."""
+        routes = [r for r in self.routes if keep(r)]
+        slots: dict[int, int] = {}
+        for route in routes:
+            for slot, _ in route.triggers:
+                slots.setdefault(slot, len(slots))
+        return _Routes(
+            tuple(
+                _Route(
+                    r.pipeline, r.name, tuple((slots[i], t) for i, t in r.triggers), r.requirements
+                )
+                for r in routes
+            ),
+            tuple(self.matchers[i] for i in slots),
+        )
+
+
+_NOWHERE = _Routes((), ())
 
 
 class Router:
@@ -171,10 +192,10 @@ class Router:
         self.layout = layout
         self.selections = SelectionCache(layout)
         self.select = self.selections.select
-        self._types: dict[str, _TypeIndex] = {kind: self._index(kind) for kind in KNOWN_TYPES}
-        self._routes: dict[tuple[str, str], tuple[_Route, ...]] = {}
+        self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
+        self._routes: dict[tuple[str, str], _Routes] = {}
 
-    def _index(self, kind: str) -> _TypeIndex:
+    def _index(self, kind: str) -> _Routes:
         """Every pipeline with a Gerrit trigger whose event regexes match ``kind``."""
         distinct: list[GerritTrigger] = []
         routes: list[_Route] = []
@@ -185,37 +206,32 @@ class Router:
                     continue
                 # Equal triggers (by value) answer alike; the event regexes,
                 # already known to match, may differ.
-                number = next(
+                slot = next(
                     (i for i, seen in enumerate(distinct) if _same_filters(seen, trigger)),
                     len(distinct),
                 )
-                if number == len(distinct):
+                if slot == len(distinct):
                     distinct.append(trigger)
-                pairs.append((number, trigger))
+                pairs.append((slot, trigger))
             if pairs:
-                triggers = [t for _, t in pairs]
-                routes.append(
-                    _Route(
-                        pipeline, pipeline.name, tuple(pairs), has_requirements(pipeline, triggers)
-                    )
-                )
-        return _TypeIndex(tuple(routes), tuple(TriggerMatcher(t) for t in distinct))
+                requirements = has_requirements(pipeline, [t for _, t in pairs])
+                routes.append(_Route(pipeline, pipeline.name, tuple(pairs), requirements))
+        return _Routes(tuple(routes), tuple(TriggerMatcher(t) for t in distinct))
 
-    def _for_type(self, kind: str) -> _TypeIndex:
-        found = self._types.get(kind)
-        if found is None:
-            if len(self._types) >= self._CACHE:
-                self._types = {k: self._types[k] for k in KNOWN_TYPES}
-            found = self._types[kind] = self._index(kind)
-        return found
-
-    def _routes_for(self, event: TriggerEvent, index: _TypeIndex) -> tuple[_Route, ...]:
-        """Those of the type's routes whose pipeline runs jobs for the event's project."""
+    def _routes_for(self, event: TriggerEvent) -> _Routes:
+        """The routes of the event's type whose pipeline runs jobs for its project."""
         key = (event.type, event.project)
         found = self._routes.get(key)
         if found is None:
+            kind = self._types.get(event.type)
+            if kind is None:
+                if len(self._types) >= self._CACHE:
+                    self._types = {k: self._types[k] for k in KNOWN_TYPES}
+                kind = self._types[event.type] = self._index(event.type)
             jobs_for = self.layout.jobs_for
-            found = tuple(r for r in index.routes if jobs_for(event.project, r.name))
+            found = kind.narrowed(lambda r: bool(jobs_for(event.project, r.name)))
+            if not found.routes:
+                found = _NOWHERE
             if len(self._routes) >= self._CACHE:
                 self._routes.clear()
             self._routes[key] = found
@@ -234,30 +250,24 @@ class Router:
         :raises ConfigError: a template a project uses cannot be expanded.
         :raises GerritError: from ``lookup``.
         """
-        index = self._for_type(event.type)
-        routes = self._routes_for(event, index)
-        if not routes:
+        found = self._routes_for(event)
+        if not found.routes:
             return
-        matchers = index.matchers
-        fired: dict[int, bool] = {}
+        # Whether a trigger fires reads only the event: each tried once.
+        fired = [m.matches(event, True) for m in found.matchers]
+        select = self.select
         unknown = event.change is not None
         change: Change | None = None
-        for route in routes:
-            matched: list[GerritTrigger] = []
-            for number, trigger in route.triggers:
-                hit = fired.get(number)
-                if hit is None:
-                    hit = fired[number] = matchers[number].matches(event, True)
-                if hit:
-                    matched.append(trigger)
+        for route in found.routes:
+            matched = [trigger for slot, trigger in route.triggers if fired[slot]]
             if not matched:
                 continue
             if event.change is None:
-                yield _decide_ref(route.name, event, self.select)
+                yield _decide_ref(route.name, event, select)
                 continue
             if unknown:
                 change, unknown = lookup(), False
-            yield _decide_change(route.pipeline, change, matched, self.select, route.requirements)
+            yield _decide_change(route.pipeline, change, matched, select, route.requirements)
 
     def decide(
         self,

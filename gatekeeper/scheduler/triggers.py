@@ -229,6 +229,8 @@ def check_requirements(
     if triggers:
         unchecked: list[str] = []
         for trigger in triggers:
+            if not trigger.require_approval and not trigger.reject_approval:
+                return verdict  # what most triggers are: nothing more to meet
             required = [approval_met(r, change) for r in trigger.require_approval]
             rejected = [approval_met(r, change) for r in trigger.reject_approval if r.labels]
             if False in required or True in rejected:

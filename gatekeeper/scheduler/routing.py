@@ -152,9 +152,9 @@ class _Routes:
     routes: tuple[_Route, ...]
     matchers: tuple[TriggerMatcher, ...]
 
-    def narrowed(self, keep: Callable[[_Route], bool]) -> _Routes:
-        """Only the routes ``keep`` keeps, and only the triggers they try."""
-        routes = [r for r in self.routes if keep(r)]
+    def narrowed(self, kept: tuple[int, ...]) -> _Routes:
+        """Only the routes numbered ``kept``, and only the triggers they try."""
+        routes = [self.routes[i] for i in kept]
         slots: dict[int, int] = {}
         for route in routes:
             for slot, _ in route.triggers:
@@ -194,6 +194,7 @@ class Router:
         self.select = self.selections.select
         self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
         self._routes: dict[tuple[str, str], _Routes] = {}
+        self._narrowed: dict[tuple[str, tuple[int, ...]], _Routes] = {}
 
     def _index(self, kind: str) -> _Routes:
         """Every pipeline with a Gerrit trigger whose event regexes match ``kind``."""
@@ -227,11 +228,16 @@ class Router:
             if kind is None:
                 if len(self._types) >= self._CACHE:
                     self._types = {k: self._types[k] for k in KNOWN_TYPES}
+                    self._narrowed.clear()
                 kind = self._types[event.type] = self._index(event.type)
             jobs_for = self.layout.jobs_for
-            found = kind.narrowed(lambda r: bool(jobs_for(event.project, r.name)))
-            if not found.routes:
-                found = _NOWHERE
+            kept = tuple(i for i, r in enumerate(kind.routes) if jobs_for(event.project, r.name))
+            # Most projects share a few sets of pipelines: narrowed once per set.
+            narrowed = self._narrowed.get((event.type, kept))
+            if narrowed is None:
+                narrowed = kind.narrowed(kept) if kept else _NOWHERE
+                self._narrowed[(event.type, kept)] = narrowed
+            found = narrowed
             if len(self._routes) >= self._CACHE:
                 self._routes.clear()
             self._routes[key] = found

@@ -191,6 +191,7 @@ class Router:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.selections = SelectionCache(layout)
+        # Bound once: it is called for every decision.
         self.select = self.selections.select
         self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
         self._routes: dict[tuple[str, str], _Routes] = {}

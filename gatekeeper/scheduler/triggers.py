@@ -45,8 +45,9 @@ class TriggerMatcher:
     Each filter becomes one test (None when the trigger has no such filter,
     so an absent filter costs one comparison), and ``approval:`` a tuple of
     (lower-cased label, vote). :class:`~gatekeeper.scheduler.routing.Router`
-    builds one per trigger and event type and keeps it for the layout's
-    life, in the scheduler thread (or a dry run's); immutable once built.
+    builds one per distinct trigger and event type and keeps it for the
+    layout's life, in the scheduler thread (or a dry run's); immutable once
+    built.
     """
 
     __slots__ = (

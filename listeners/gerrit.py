@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 
-from gatekeeper.errors import EventParseError, GerritError
+from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.catchup import stream_news
 from gatekeeper.gerrit.connection import GerritConnection
-from gatekeeper.gerrit.events import EXCERPT_LENGTH, KNOWN_TYPES, parse_event
+from gatekeeper.gerrit.events import EXCERPT_LENGTH
+from gatekeeper.gerrit.stream_lines import read_line
 from gatekeeper.model.listener import Sink
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1_000_000
-_DROPPED_OUTPUT = b'"dropped-output"'
 
 
 class GerritListener:
@@ -109,28 +109,27 @@ class GerritListener:
             return True
 
     def _handle_line(self, line: bytes, legacy: bool, sink: Sink) -> None:
-        try:
-            event = parse_event(line, legacy_approvals=legacy, max_length=self.max_line)
-        except EventParseError as exc:
+        verdict = read_line(line, legacy_approvals=legacy, max_length=self.max_line)
+        if verdict.error is not None:
             self.skipped_lines += 1
-            log.error("stream-events: skipped a line: %s", exc)
+            log.error("stream-events: skipped a line: %s", verdict.error)
             return
-        if event is None:
-            if _DROPPED_OUTPUT in line:
-                # The parser logs it; what Gerrit threw away is caught up on.
-                self.dropped_output += 1
-                stream_news(self.connection.config, "dropped-output")
-            return
-        if event.type not in KNOWN_TYPES:
+        if verdict.unknown_type is not None:
             self.skipped_lines += 1
             log.warning(
                 "stream-events: skipped an event of unknown type %r: %s",
-                event.type[:100],
+                verdict.unknown_type[:100],
                 line[:EXCERPT_LENGTH].decode("utf-8", "replace"),
             )
             return
-        log.debug("stream-events: %s", event)
-        sink(event)
+        if verdict.dropped_output:
+            # The parser logs it; what Gerrit threw away is caught up on.
+            self.dropped_output += 1
+            stream_news(self.connection.config, "dropped-output")
+            return
+        if verdict.event is not None:
+            log.debug("stream-events: %s", verdict.event)
+            sink(verdict.event)
 
     def stop(self) -> None:
         self._stop.set()

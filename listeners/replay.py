@@ -6,8 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from gatekeeper.errors import EventParseError
-from gatekeeper.gerrit.events import KNOWN_TYPES, parse_event
+from gatekeeper.gerrit.stream_lines import read_line
 from gatekeeper.model.listener import Sink
 
 log = logging.getLogger(__name__)
@@ -27,26 +26,20 @@ class ReplayListener:
             for number, line in enumerate(stream, start=1):
                 if self._stop.is_set():
                     return
-                if not line.strip():
-                    continue
-                try:
-                    event = parse_event(line, legacy_approvals=self.legacy_approvals)
-                except EventParseError as exc:
+                verdict = read_line(line, legacy_approvals=self.legacy_approvals)
+                if verdict.error is not None:
                     self.skipped_lines += 1
-                    log.error("%s:%d: skipped: %s", self.path, number, exc)
-                    continue
-                if event is None:
-                    continue
-                if event.type not in KNOWN_TYPES:
+                    log.error("%s:%d: skipped: %s", self.path, number, verdict.error)
+                elif verdict.unknown_type is not None:
                     self.skipped_lines += 1
                     log.warning(
                         "%s:%d: skipped an event of unknown type %r",
                         self.path,
                         number,
-                        event.type[:100],
+                        verdict.unknown_type[:100],
                     )
-                    continue
-                sink(event)
+                elif verdict.event is not None:
+                    sink(verdict.event)
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,6 +27,7 @@ from typing import Any
 
 from gatekeeper.errors import EventParseError
 from gatekeeper.model.events import Account, Approval, TriggerEvent
+from gatekeeper.model.gerrit_vocabulary import ACCOUNT_FIELDS, KNOWN_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -34,40 +35,7 @@ __all__ = ["ACCOUNT_FIELDS", "EXCERPT_LENGTH", "KNOWN_TYPES", "parse_event"]
 
 EXCERPT_LENGTH = 200
 
-# Which attribute names the account that caused each event type.
-ACCOUNT_FIELDS: dict[str, str] = {
-    "patchset-created": "uploader",
-    "draft-published": "uploader",
-    "comment-added": "author",
-    "change-merged": "submitter",
-    "merge-failed": "submitter",
-    "ref-updated": "submitter",
-    "change-abandoned": "abandoner",
-    "change-restored": "restorer",
-    "change-deleted": "deleter",
-    "reviewer-added": "reviewer",
-    "reviewer-deleted": "remover",
-    "vote-deleted": "remover",
-    "topic-changed": "changer",
-    "hashtags-changed": "editor",
-    "assignee-changed": "changer",
-    "wip-state-changed": "changer",
-    "private-state-changed": "changer",
-}
-#: Every event type Gerrit (and its replication plugin) documents. A listener
-#: skips others, with a warning: a type we do not know cannot be routed right.
-KNOWN_TYPES = frozenset(
-    {
-        *ACCOUNT_FIELDS,
-        "project-created",
-        "ref-replicated",
-        "ref-replication-done",
-        "ref-replication-scheduled",
-        "dropped-output",
-    }
-)
-
-# Tried in order when the event type is not in the table above.
+# Tried in order when the event type is not in ACCOUNT_FIELDS.
 _ACCOUNT_FALLBACK = (
     "uploader",
     "author",

@@ -26,10 +26,10 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.git.refs import ChangeRef
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change, MergeState, QueueItem
+from gatekeeper.scheduler.job_filter import JobSelection
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeRequest, MergeResult
 from gatekeeper.scheduler.queues import ChangeQueue, Rebase, build_change_queues, change_key
-from gatekeeper.scheduler.routing import JobSelection
 from gatekeeper.scheduler.triggers import check_requirements
 
 if TYPE_CHECKING:

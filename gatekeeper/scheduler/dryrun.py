@@ -1,7 +1,9 @@
 """``gatekeeper route``: where each Gerrit event line would go, without Gerrit.
 
-Every line goes through the scheduler's own routing (:func:`routing.decide`)
-with the change as the event describes it. One JSON object per input line:
+Every line goes through the scheduler's own routing
+(:meth:`routing.Router.decisions`, each event routed once for every
+pipeline) with the change as the event describes it
+(:func:`change_from_event`). One JSON object per input line:
 
     {"line": 3, "type": "comment-added",
      "enqueue": [{"pipeline": "gate", "project": "openstack/nova",
@@ -29,8 +31,9 @@ from gatekeeper.gerrit.events import parse_event
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler import routing
+from gatekeeper.scheduler.job_filter import NEEDS_FILES
 
-__all__ = ["route_event", "route_lines"]
+__all__ = ["change_from_event", "route_event", "route_lines"]
 
 
 def route_event(router: routing.Router, event: TriggerEvent) -> dict[str, Any]:
@@ -46,14 +49,7 @@ def _route(router: routing.Router, event: TriggerEvent, out: dict[str, Any]) -> 
     line number first) rather than to a dict of its own to be copied."""
     enqueue: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
-    made: list[Change | None] = []
-
-    def lookup() -> Change | None:
-        if not made:
-            made.append(routing.change_from_event(event))
-        return made[0]
-
-    for decision in router.decisions(event, lookup):
+    for decision in router.decisions(event, lambda: change_from_event(event)):
         if not decision.enqueue:
             rejected.append({"pipeline": decision.pipeline, "reason": decision.reason})
             continue
@@ -68,7 +64,7 @@ def _route(router: routing.Router, event: TriggerEvent, out: dict[str, Any]) -> 
             entry["unchecked"] = decision.unchecked
         if decision.selection.undecided:
             entry["undecided"] = {
-                "reason": routing.NEEDS_FILES,
+                "reason": NEEDS_FILES,
                 "jobs": list(decision.selection.undecided),
             }
         enqueue.append(entry)
@@ -99,6 +95,54 @@ def route_lines(layout: Layout, lines: Iterable[str | bytes]) -> Iterator[dict[s
             yield _route(router, event, {"line": number})
         except GatekeeperError as exc:
             yield {"line": number, "type": event.type, "error": str(exc)}
+
+
+def _raw_change(event: TriggerEvent) -> dict[str, Any]:
+    change = event.raw.get("change")
+    return change if isinstance(change, dict) else {}
+
+
+def change_from_event(event: TriggerEvent) -> Change | None:
+    """The event's change as far as the event tells it (what a dry run has
+    instead of asking Gerrit).
+
+    Known: project, branch, number, patchset, the author's votes on a
+    comment, the status when the event carries it, and that a new patchset
+    is current. Not known: other reviewers' votes and the files.
+    """
+    if event.change is None or event.patchset is None:
+        return None
+    raw = _raw_change(event)
+    status = raw.get("status")
+    is_open = raw.get("open")
+    known_status = isinstance(status, str) or isinstance(is_open, bool)
+    if not isinstance(status, str):
+        status = "NEW" if is_open is not False else "ABANDONED"
+    if event.type == "change-merged":
+        status, known_status = "MERGED", True
+    elif event.type == "change-abandoned":
+        status, known_status = "ABANDONED", True
+    approvals: dict[str, dict[str, int]] = {}
+    who = event.account.username if event.account is not None else ""
+    for approval in event.approvals:
+        by = approval.by.username if approval.by is not None else who
+        approvals.setdefault(approval.label, {})[by or "?"] = approval.value
+    return Change(
+        project=event.project,
+        branch=event.branch,
+        number=event.change,
+        patchset=event.patchset,
+        ref=event.ref,
+        revision=event.revision,
+        change_id=event.change_id,
+        url=event.change_url,
+        status=status,
+        approvals=approvals,
+        files=None,
+        status_known=known_status,
+        current_known=event.type == "patchset-created",
+        votes_complete=False,
+    )
 
 
 def dumps(result: dict[str, Any]) -> str:

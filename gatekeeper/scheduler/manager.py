@@ -25,7 +25,8 @@ from gatekeeper.scheduler.reports import Report, ReportComposer
 if TYPE_CHECKING:
     from gatekeeper.config.layout import PipelineConfig
     from gatekeeper.scheduler.context import SchedulerContext
-    from gatekeeper.scheduler.routing import JobSelection
+    from gatekeeper.scheduler.job_filter import JobSelection
+    from gatekeeper.scheduler.routing import Decision
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,9 @@ class PipelineManager:
                 log.info("dequeued %s from %s: %s", item.change, self.name, event.type)
                 self.remove(item, cancel=True)
 
-    def consider(self, event: TriggerEvent, cache: dict[int, Any]) -> None:
-        """Enqueue the event's change if this pipeline's triggers want it."""
-
-        def lookup() -> Change | None:
-            number = event.change or 0
-            if number not in cache:
-                cache[number] = self.context.source.change_for_event(event)
-            found: Change | None = cache[number]
-            return found
-
-        decision = self.context.router.decide(self.pipeline, event, lookup)
-        if decision is None:
-            return
+    def consider(self, decision: Decision, event: TriggerEvent) -> None:
+        """Act on this pipeline's :class:`Decision` on ``event`` (the scheduler
+        routes each event once, for every pipeline)."""
         change = decision.change
         if change is None:
             log.warning("%s: change %s: %s", self.name, event.change, decision.reason)

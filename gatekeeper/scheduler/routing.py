@@ -1,161 +1,43 @@
-"""Which pipelines an event enters, and which of a project's jobs run there.
+"""Which pipelines an event enters: one routing of each event, for every pipeline.
 
-One decision, two callers: the scheduler (with the change as Gerrit reports
-it) and ``gatekeeper route`` (a dry run, with only what the event carries).
-Both go through :func:`decide`, so a dry run says exactly what the daemon
-would do, and says what it could not know without asking Gerrit.
+One path, two callers: the scheduler (with the change as Gerrit reports
+it) and ``gatekeeper route`` (a dry run, with the change as the event tells
+it, see :mod:`~gatekeeper.scheduler.dryrun`). Both ask
+:meth:`Router.decisions`, so a dry run says exactly what the daemon would
+do, and says what it could not know without asking Gerrit. The event's
+change is looked up at most once, and only when some pipeline's trigger
+fired; each interested pipeline's manager is then handed its
+:class:`Decision`.
 
-Jobs are filtered per change as Zuul v2 did: ``branch:`` (matched against
-the branch, or the ref for a ref update), ``files:`` (any changed file
-matches) and ``skip-if`` (every condition's project, branch and
-all-files-match-any hold). A job filtered out takes the jobs that would run
-after it along.
+:func:`decide` is the same decision for one pipeline, the plain way, with
+nothing prepared: the specification the Router's shortcuts are held to
+(``tests/unit/test_routing_equivalence.py``). Which jobs run is
+:mod:`~gatekeeper.scheduler.job_filter`'s.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from gatekeeper.config.layout import (
-    GerritTrigger,
-    JobConfig,
-    JobTree,
-    Layout,
-    PipelineConfig,
-    SkipIf,
-)
+from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout_schema import GerritTrigger, PipelineConfig
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler.triggers import TriggerMatcher, check_requirements, matching_triggers
+from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
+from gatekeeper.scheduler.job_filter import JobSelection, SelectionCache, select_jobs
+from gatekeeper.scheduler.triggers import (
+    TriggerMatcher,
+    Verdict,
+    check_requirements,
+    has_requirements,
+    matching_triggers,
+)
 
-__all__ = [
-    "Decision",
-    "JobSelection",
-    "Router",
-    "change_from_event",
-    "decide",
-    "ref_from_event",
-    "select_jobs",
-]
-
-# Files Gerrit lists that are not in the tree: a change never touches only these.
-META_FILES = frozenset({"/COMMIT_MSG", "/MERGE_LIST"})
-
-NEEDS_FILES = "needs the change's files, which the event does not carry"
+__all__ = ["Decision", "Router", "decide", "ref_from_event"]
 
 
-@dataclass
-class JobSelection:
-    """The job trees that run, and why the others do not.
-
-    ``undecided`` names jobs kept although a filter could not be evaluated
-    (the files were unknown): the scheduler always knows them, so only a dry
-    run sees this.
-    """
-
-    trees: list[JobTree] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    undecided: dict[str, str] = field(default_factory=dict)
-    _names: list[str] | None = field(default=None, repr=False, compare=False)
-
-    def job_names(self) -> list[str]:
-        """Every job that runs, parents before their children, in layout order."""
-        if self._names is None:
-            self._names = [tree.name for root in self.trees for tree in root.walk()]
-        return list(self._names)
-
-
-def _matches_any(patterns: list[re.Pattern[str]], *values: str) -> bool:
-    return any(p.match(v) for p in patterns for v in values if v)
-
-
-def _tree_files(files: list[str]) -> list[str]:
-    return [f for f in files if f not in META_FILES]
-
-
-def _skip_condition(
-    condition: SkipIf, project: str, branch: str, files: list[str] | None
-) -> bool | None:
-    """Whether this ``skip-if`` entry holds (None: the files would decide)."""
-    if condition.project is not None and not condition.project.match(project):
-        return False
-    if condition.branch is not None and not condition.branch.match(branch):
-        return False
-    if not condition.all_files_match_any:
-        return True
-    if files is None:
-        return None
-    changed = _tree_files(files)
-    # A change that touches no file in the tree (a commit message edit) is not skipped.
-    return bool(changed) and all(
-        any(p.match(f) for p in condition.all_files_match_any) for f in changed
-    )
-
-
-def job_applies(
-    job: JobConfig, project: str, branch: str, ref: str, files: list[str] | None
-) -> tuple[bool, str, bool]:
-    """(runs, why not or why undecided, undecided) for one job and one change or ref."""
-    if job.branch and not _matches_any(job.branch, branch, ref):
-        return False, f"branch {branch or ref} does not match branch:", False
-    undecided = False
-    if job.files:
-        if files is None:
-            undecided = True
-        elif not any(p.match(f) for p in job.files for f in files):
-            return False, "no changed file matches files:", False
-    for condition in job.skip_if:
-        holds = _skip_condition(condition, project, branch, files)
-        if holds:
-            return False, "skip-if holds", False
-        if holds is None:
-            undecided = True
-    return True, NEEDS_FILES if undecided else "", undecided
-
-
-def select_jobs(
-    layout: Layout,
-    project: str,
-    pipeline: str,
-    branch: str,
-    ref: str = "",
-    files: list[str] | None = None,
-) -> JobSelection:
-    """The trees of ``project`` in ``pipeline`` that run for this change or ref.
-
-    ``files`` None means unknown: filters that need them let the job run
-    and mark it undecided.
-
-    :raises ConfigError: a template the project uses cannot be expanded.
-    """
-    selection = JobSelection()
-
-    def prune(trees: list[JobTree]) -> list[JobTree]:
-        kept: list[JobTree] = []
-        for tree in trees:
-            job = layout.job(tree.name)
-            # Most jobs have no filter, and job_applies would say they run.
-            if job.branch or job.files or job.skip_if:
-                runs, why, undecided = job_applies(job, project, branch, ref, files)
-                if not runs:
-                    for dropped in tree.walk():
-                        selection.skipped.setdefault(
-                            dropped.name, why if dropped is tree else f"runs after {tree.name}"
-                        )
-                    continue
-                if undecided:
-                    selection.undecided[tree.name] = why
-            kept.append(JobTree(tree.name, prune(tree.children) if tree.children else []))
-        return kept
-
-    selection.trees = prune(layout.jobs_for(project, pipeline))
-    return selection
-
-
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """What one pipeline does with one event.
 
@@ -184,29 +66,24 @@ def decide(
     pipeline: PipelineConfig,
     event: TriggerEvent,
     lookup: Callable[[], Change | None],
-    select: Selector | None = None,
-    for_type: list[GerritTrigger] | None = None,
 ) -> Decision | None:
     """None when ``pipeline`` has no interest in ``event``; otherwise its decision.
 
-    ``lookup`` gives the event's change (asked only when a trigger matched);
-    ``select`` chooses the jobs (default :func:`select_jobs` on ``layout``);
-    ``for_type`` are the pipeline's triggers for the event's type, if known.
+    ``lookup`` gives the event's change (asked only when a trigger matched).
 
     :raises ConfigError: a template the project uses cannot be expanded.
     :raises GerritError: from ``lookup``.
     """
     if not layout.jobs_for(event.project, pipeline.name):
         return None
-    matched = matching_triggers(pipeline, event, for_type)
+    matched = matching_triggers(pipeline, event)
     if not matched:
         return None
-    if select is None:
 
-        def select(
-            project: str, name: str, branch: str, ref: str, files: list[str] | None
-        ) -> JobSelection:
-            return select_jobs(layout, project, name, branch, ref, files)
+    def select(
+        project: str, name: str, branch: str, ref: str, files: list[str] | None
+    ) -> JobSelection:
+        return select_jobs(layout, project, name, branch, ref, files)
 
     return _decide_matched(pipeline, event, matched, lookup, select)
 
@@ -221,152 +98,183 @@ def _decide_matched(
     """:func:`decide` once the project is known to run jobs in ``pipeline``
     and ``matched`` (not empty) are the triggers ``event`` fired."""
     if event.change is None:
-        # A ref update: requirements are about changes and do not apply.
-        selection = select(event.project, pipeline.name, event.branch, event.ref, None)
-        return Decision(pipeline.name, ref_from_event(event), selection)
-    change = lookup()
+        return _decide_ref(pipeline.name, event, select)
+    return _decide_change(pipeline, lookup(), matched, select, True)
+
+
+def _decide_ref(pipeline: str, event: TriggerEvent, select: Selector) -> Decision:
+    # A ref update: requirements are about changes and do not apply.
+    selection = select(event.project, pipeline, event.branch, event.ref, None)
+    return Decision(pipeline, ref_from_event(event), selection)
+
+
+def _decide_change(
+    pipeline: PipelineConfig,
+    change: Change | None,
+    matched: list[GerritTrigger],
+    select: Selector,
+    requirements: bool,
+) -> Decision:
+    """The decision on a change event (``requirements``: whether the pipeline
+    or the ``matched`` triggers have any; without, every change may enter)."""
+    name = pipeline.name
     if change is None:
-        return Decision(pipeline.name, None, JobSelection(), reason="change not found in Gerrit")
-    verdict = check_requirements(pipeline, change, matched)
+        return Decision(name, None, JobSelection(), reason="change not found in Gerrit")
+    verdict = check_requirements(pipeline, change, matched) if requirements else Verdict()
     if verdict.reason:
-        return Decision(pipeline.name, change, JobSelection(), verdict.reason, verdict.unchecked)
-    selection = select(change.project, pipeline.name, change.branch, "", change.files)
-    return Decision(pipeline.name, change, selection, "", verdict.unchecked)
+        return Decision(name, change, JobSelection(), verdict.reason, verdict.unchecked)
+    selection = select(change.project, name, change.branch, "", change.files)
+    return Decision(name, change, selection, "", verdict.unchecked)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Route:
-    """A pipeline and its Gerrit triggers whose event regexes match one event type."""
+    """A pipeline and its Gerrit triggers whose event regexes match one event type.
 
-    pipeline: PipelineConfig
-    triggers: tuple[TriggerMatcher, ...]
-
-    def matched(self, event: TriggerEvent) -> list[GerritTrigger]:
-        return [m.trigger for m in self.triggers if m.matches(event, True)]  # type known
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """What a project's job selection in one pipeline reads besides the
-    project: the branch (a job's ``branch:``, a ``skip-if`` branch), the ref
-    (a job's ``branch:`` is matched against it too) and the files (``files:``,
-    a ``skip-if`` on files). Most jobs have no filter, so most selections are
-    the same for every branch, ref and list of files: one cache entry, not
-    one per tag pushed or per list of files.
+    ``triggers`` pairs each trigger with its slot among the distinct triggers
+    tried for the event (:class:`_Routes`): the same trigger written in
+    several pipelines (OpenStack's recheck comment is in three) is tried once
+    per event. ``requirements`` is false when neither the pipeline nor these
+    triggers require anything of the change.
     """
 
-    branch: bool
-    ref: bool
-    files: bool
+    pipeline: PipelineConfig
+    name: str
+    triggers: tuple[tuple[int, GerritTrigger], ...]
+    requirements: bool
 
-    @classmethod
-    def of(cls, layout: Layout, project: str, pipeline: str) -> _Inputs:
-        branch = ref = files = False
-        for root in layout.jobs_for(project, pipeline):
-            for tree in root.walk():
-                job = layout.job(tree.name)
-                if job.branch:
-                    branch = ref = True
-                if job.files:
-                    files = True
-                for condition in job.skip_if:
-                    if condition.branch is not None:
-                        branch = True
-                    if condition.all_files_match_any:
-                        files = True
-        return cls(branch, ref, files)
+
+@dataclass(frozen=True, slots=True)
+class _Routes:
+    """The routes an event of one type (or of one type and project) may take,
+    in layout order, and the distinct triggers their slots number, prepared."""
+
+    routes: tuple[_Route, ...]
+    matchers: tuple[TriggerMatcher, ...]
+
+    def narrowed(self, kept: tuple[int, ...]) -> _Routes:
+        """Only the routes numbered ``kept``, and only the triggers they try."""
+        routes = [self.routes[i] for i in kept]
+        slots: dict[int, int] = {}
+        for route in routes:
+            for slot, _ in route.triggers:
+                slots.setdefault(slot, len(slots))
+        return _Routes(
+            tuple(
+                _Route(
+                    r.pipeline, r.name, tuple((slots[i], t) for i, t in r.triggers), r.requirements
+                )
+                for r in routes
+            ),
+            tuple(self.matchers[i] for i in slots),
+        )
+
+
+_NOWHERE = _Routes((), ())
 
 
 class Router:
-    """:func:`decide` for every pipeline of one layout, with what can be known
-    in advance looked up instead of recomputed.
+    """Routes each event once for every pipeline of one layout, with what can
+    be known in advance looked up instead of recomputed.
 
-    Most events concern few pipelines: for each (event type, project) the
-    pipelines with a trigger for the type and jobs for the project are found
-    once, with those triggers prepared (:class:`TriggerMatcher`); any other
-    pipeline is passed over without a look. Job selections are cached by
-    what decides them (project and pipeline, and the branch, ref and files
-    only when a job's filters read them). Built per layout (a new layout gets
-    a new Router); used by the scheduler thread, or by one dry run.
+    For each event type Gerrit documents, the pipelines with a trigger for
+    it are indexed when the Router is built (other types when first seen),
+    with those triggers prepared (:class:`TriggerMatcher`); for each (event
+    type, project) the routes whose pipeline runs jobs for the project are
+    found once. Any other pipeline is passed over without a look. Job
+    selections are cached (:class:`SelectionCache`). Built per layout (a new
+    layout gets a new Router); used by the scheduler thread, or by one dry run.
     """
 
     _CACHE = 8192
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self._types: dict[str, tuple[_Route, ...]] = {}
-        self._routes: dict[tuple[str, str], tuple[_Route, ...]] = {}
-        self._selections: dict[tuple[Any, ...], JobSelection] = {}
-        self._inputs: dict[tuple[str, str], _Inputs] = {}
+        self.selections = SelectionCache(layout)
+        # Bound once: it is called for every decision.
+        self.select = self.selections.select
+        self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
+        self._routes: dict[tuple[str, str], _Routes] = {}
+        self._narrowed: dict[tuple[str, tuple[int, ...]], _Routes] = {}
 
-    def _for_type(self, kind: str) -> tuple[_Route, ...]:
+    def _index(self, kind: str) -> _Routes:
         """Every pipeline with a Gerrit trigger whose event regexes match ``kind``."""
-        found = self._types.get(kind)
-        if found is None:
-            found = tuple(
-                _Route(p, matchers)
-                for p in self.layout.pipelines
-                if (
-                    matchers := tuple(
-                        TriggerMatcher(t) for t in p.trigger.gerrit if _matches_any(t.event, kind)
-                    )
+        distinct: list[GerritTrigger] = []
+        routes: list[_Route] = []
+        for pipeline in self.layout.pipelines:
+            pairs: list[tuple[int, GerritTrigger]] = []
+            for trigger in pipeline.trigger.gerrit:
+                if not any(p.match(kind) for p in trigger.event if kind):
+                    continue
+                # Equal triggers (by value) answer alike; the event regexes,
+                # already known to match, may differ.
+                slot = next(
+                    (i for i, seen in enumerate(distinct) if _same_filters(seen, trigger)),
+                    len(distinct),
                 )
-            )
-            if len(self._types) >= self._CACHE:
-                self._types.clear()
-            self._types[kind] = found
-        return found
+                if slot == len(distinct):
+                    distinct.append(trigger)
+                pairs.append((slot, trigger))
+            if pairs:
+                requirements = has_requirements(pipeline, [t for _, t in pairs])
+                routes.append(_Route(pipeline, pipeline.name, tuple(pairs), requirements))
+        return _Routes(tuple(routes), tuple(TriggerMatcher(t) for t in distinct))
 
-    def _routes_for(self, event: TriggerEvent) -> tuple[_Route, ...]:
-        """Those of :meth:`_for_type` whose pipeline runs jobs for the event's project."""
+    def _routes_for(self, event: TriggerEvent) -> _Routes:
+        """The routes of the event's type whose pipeline runs jobs for its project."""
         key = (event.type, event.project)
         found = self._routes.get(key)
         if found is None:
+            kind = self._types.get(event.type)
+            if kind is None:
+                if len(self._types) >= self._CACHE:
+                    self._types = {k: self._types[k] for k in KNOWN_TYPES}
+                    self._narrowed.clear()
+                kind = self._types[event.type] = self._index(event.type)
             jobs_for = self.layout.jobs_for
-            found = tuple(
-                r for r in self._for_type(event.type) if jobs_for(event.project, r.pipeline.name)
-            )
+            kept = tuple(i for i, r in enumerate(kind.routes) if jobs_for(event.project, r.name))
+            # Most projects share a few sets of pipelines: narrowed once per set.
+            narrowed = self._narrowed.get((event.type, kept))
+            if narrowed is None:
+                narrowed = kind.narrowed(kept) if kept else _NOWHERE
+                self._narrowed[(event.type, kept)] = narrowed
+            found = narrowed
             if len(self._routes) >= self._CACHE:
                 self._routes.clear()
             self._routes[key] = found
         return found
 
-    def triggers_for_type(self, pipeline: PipelineConfig, kind: str) -> list[GerritTrigger]:
-        """The pipeline's Gerrit triggers whose event regexes match ``kind``."""
-        for route in self._for_type(kind):
-            if route.pipeline is pipeline:
-                return [m.trigger for m in route.triggers]
-        return [t for t in pipeline.trigger.gerrit if _matches_any(t.event, kind)]
+    def decisions(
+        self, event: TriggerEvent, lookup: Callable[[], Change | None]
+    ) -> Iterator[Decision]:
+        """Every interested pipeline's decision on ``event``, in layout order.
 
-    def candidates(self, event: TriggerEvent) -> tuple[PipelineConfig, ...]:
-        """The pipelines, in layout order, with a trigger for the event's type
-        and jobs for its project: the only ones :func:`decide` may answer for."""
-        return tuple(route.pipeline for route in self._routes_for(event))
+        ``lookup`` (the event's change) is called at most once, and only when
+        a trigger fired for a change event; a decision is made when the
+        previous one has been taken, so a caller acting on each sees every
+        earlier pipeline's action done.
 
-    def select(
-        self, project: str, pipeline: str, branch: str, ref: str, files: list[str] | None
-    ) -> JobSelection:
-        """:func:`select_jobs`, cached; the selection is shared: do not change it."""
-        inputs = self._inputs.get((project, pipeline))
-        if inputs is None:
-            if len(self._inputs) >= self._CACHE:
-                self._inputs.clear()
-            inputs = self._inputs[(project, pipeline)] = _Inputs.of(self.layout, project, pipeline)
-        key = (
-            project,
-            pipeline,
-            branch if inputs.branch else None,
-            ref if inputs.ref else None,
-            # None: unknown, or no filter reads the files.
-            tuple(files) if inputs.files and files is not None else None,
-        )
-        found = self._selections.get(key)
-        if found is None:
-            if len(self._selections) >= self._CACHE:
-                self._selections.clear()
-            found = select_jobs(self.layout, project, pipeline, branch, ref, files)
-            self._selections[key] = found
-        return found
+        :raises ConfigError: a template a project uses cannot be expanded.
+        :raises GerritError: from ``lookup``.
+        """
+        found = self._routes_for(event)
+        if not found.routes:
+            return
+        # Whether a trigger fires reads only the event: each tried once.
+        fired = [m.matches(event, True) for m in found.matchers]
+        select = self.select
+        unknown = event.change is not None
+        change: Change | None = None
+        for route in found.routes:
+            matched = [trigger for slot, trigger in route.triggers if fired[slot]]
+            if not matched:
+                continue
+            if event.change is None:
+                yield _decide_ref(route.name, event, select)
+                continue
+            if unknown:
+                change, unknown = lookup(), False
+            yield _decide_change(route.pipeline, change, matched, select, route.requirements)
 
     def decide(
         self,
@@ -375,23 +283,16 @@ class Router:
         lookup: Callable[[], Change | None],
     ) -> Decision | None:
         """As :func:`decide`, for one pipeline of this layout."""
-        for route in self._routes_for(event):
-            # ``in`` on the old tuple of candidates compared so: by identity, then value.
-            if route.pipeline is pipeline or route.pipeline == pipeline:
-                matched = route.matched(event)
-                if not matched:
-                    return None
-                return _decide_matched(pipeline, event, matched, lookup, self.select)
+        for decision in self.decisions(event, lookup):
+            if decision.pipeline == pipeline.name:
+                return decision
         return None
 
-    def decisions(
-        self, event: TriggerEvent, lookup: Callable[[], Change | None]
-    ) -> Iterator[Decision]:
-        """Every interested pipeline's decision on ``event``, in layout order."""
-        for route in self._routes_for(event):
-            matched = route.matched(event)
-            if matched:
-                yield _decide_matched(route.pipeline, event, matched, lookup, self.select)
+
+def _same_filters(one: GerritTrigger, other: GerritTrigger) -> bool:
+    """Whether two triggers fire on the same events of a type both their
+    event regexes match: equal in everything but ``event``."""
+    return one.model_dump(exclude={"event"}) == other.model_dump(exclude={"event"})
 
 
 def ref_from_event(event: TriggerEvent) -> Change:
@@ -405,51 +306,4 @@ def ref_from_event(event: TriggerEvent) -> Change:
         revision=event.new_rev,
         old_rev=event.old_rev,
         new_rev=event.new_rev,
-    )
-
-
-def _raw_change(event: TriggerEvent) -> dict[str, Any]:
-    change = event.raw.get("change")
-    return change if isinstance(change, dict) else {}
-
-
-def change_from_event(event: TriggerEvent) -> Change | None:
-    """The event's change as far as the event tells it (for a dry run).
-
-    Known: project, branch, number, patchset, the author's votes on a
-    comment, the status when the event carries it, and that a new patchset
-    is current. Not known: other reviewers' votes and the files.
-    """
-    if event.change is None or event.patchset is None:
-        return None
-    raw = _raw_change(event)
-    status = raw.get("status")
-    is_open = raw.get("open")
-    known_status = isinstance(status, str) or isinstance(is_open, bool)
-    if not isinstance(status, str):
-        status = "NEW" if is_open is not False else "ABANDONED"
-    if event.type == "change-merged":
-        status, known_status = "MERGED", True
-    elif event.type == "change-abandoned":
-        status, known_status = "ABANDONED", True
-    approvals: dict[str, dict[str, int]] = {}
-    who = event.account.username if event.account is not None else ""
-    for approval in event.approvals:
-        by = approval.by.username if approval.by is not None else who
-        approvals.setdefault(approval.label, {})[by or "?"] = approval.value
-    return Change(
-        project=event.project,
-        branch=event.branch,
-        number=event.change,
-        patchset=event.patchset,
-        ref=event.ref,
-        revision=event.revision,
-        change_id=event.change_id,
-        url=event.change_url,
-        status=status,
-        approvals=approvals,
-        files=None,
-        status_known=known_status,
-        current_known=event.type == "patchset-created",
-        votes_complete=False,
     )

@@ -7,6 +7,7 @@ processes every pipeline until nothing changes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -283,9 +284,12 @@ class Scheduler:
         log.info("event received: %s", describe_event(event))
         for manager in self.managers:
             manager.dequeue_obsoleted(event)
-        change_cache: dict[int, object] = {}
-        for manager in self.managers:
-            manager.consider(event, change_cache)
+        # Routed once for every pipeline; the change is asked of Gerrit at
+        # most once, and only when some pipeline's trigger fired.
+        managers = {m.name: m for m in self.managers}
+        lookup = functools.partial(self.context.source.change_for_event, event)
+        for decision in self.context.router.decisions(event, lookup):
+            managers[decision.pipeline].consider(decision, event)
         if self.ledger is not None:
             self.ledger.acted_on(event)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gatekeeper.config.layout import (
+from gatekeeper.config.layout_schema import (
     ApprovalRequirement,
     GerritTrigger,
     PipelineConfig,
@@ -45,8 +45,9 @@ class TriggerMatcher:
     Each filter becomes one test (None when the trigger has no such filter,
     so an absent filter costs one comparison), and ``approval:`` a tuple of
     (lower-cased label, vote). :class:`~gatekeeper.scheduler.routing.Router`
-    builds one per trigger and event type and keeps it for the layout's
-    life, in the scheduler thread (or a dry run's); immutable once built.
+    builds one per distinct trigger and event type and keeps it for the
+    layout's life, in the scheduler thread (or a dry run's); immutable once
+    built.
     """
 
     __slots__ = (
@@ -113,15 +114,8 @@ def trigger_matches(trigger: GerritTrigger, event: TriggerEvent, type_known: boo
     return TriggerMatcher(trigger).matches(event, type_known)
 
 
-def matching_triggers(
-    pipeline: PipelineConfig,
-    event: TriggerEvent,
-    for_type: list[GerritTrigger] | None = None,
-) -> list[GerritTrigger]:
-    """The pipeline's triggers that ``event`` fires; ``for_type`` (if given) are
-    the ones whose event regexes match its type, looked up in advance."""
-    if for_type is not None:
-        return [t for t in for_type if trigger_matches(t, event, type_known=True)]
+def matching_triggers(pipeline: PipelineConfig, event: TriggerEvent) -> list[GerritTrigger]:
+    """The pipeline's triggers that ``event`` fires."""
     return [t for t in pipeline.trigger.gerrit if trigger_matches(t, event)]
 
 
@@ -193,6 +187,21 @@ def _state(require: PipelineRequire, change: Change, verdict: Verdict) -> None:
             verdict.reason = f"status {change.status} not in {require.status}"
 
 
+def has_requirements(pipeline: PipelineConfig, triggers: list[GerritTrigger]) -> bool:
+    """Whether :func:`check_requirements` may find anything to say about a
+    change that fired ``triggers``: false when neither the pipeline nor any
+    of them requires or rejects anything, so every change may enter."""
+    require = pipeline.require
+    return bool(
+        require.open is not None
+        or require.current_patchset is not None
+        or require.status
+        or require.approval
+        or pipeline.reject.approval
+        or any(t.require_approval or t.reject_approval for t in triggers)
+    )
+
+
 def check_requirements(
     pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
 ) -> Verdict:
@@ -221,6 +230,8 @@ def check_requirements(
     if triggers:
         unchecked: list[str] = []
         for trigger in triggers:
+            if not trigger.require_approval and not trigger.reject_approval:
+                return verdict  # what most triggers are: nothing more to meet
             required = [approval_met(r, change) for r in trigger.require_approval]
             rejected = [approval_met(r, change) for r in trigger.reject_approval if r.labels]
             if False in required or True in rejected:

@@ -22,7 +22,7 @@ from gatekeeper.cli import main
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.model.change import Change
-from gatekeeper.scheduler import routing
+from gatekeeper.scheduler import dryrun, job_filter, routing
 from gatekeeper.scheduler.dryrun import route_event, route_lines
 from gatekeeper.scheduler.routing import Router
 
@@ -200,8 +200,8 @@ def test_docs_only_change_skips_expensive_jobs(layout: Layout, shapes: Any) -> N
     code = ["/COMMIT_MSG", "nova/compute/api.py"]
     check = layout.pipeline("check")
 
-    def jobs(files: list[str] | None) -> routing.JobSelection:
-        change = routing.change_from_event(event)
+    def jobs(files: list[str] | None) -> job_filter.JobSelection:
+        change = dryrun.change_from_event(event)
         assert change is not None
         change.files = files
         decision = routing.decide(layout, check, event, lambda: change)
@@ -222,7 +222,7 @@ def test_docs_only_change_skips_expensive_jobs(layout: Layout, shapes: Any) -> N
 def test_event_without_files_says_which_jobs_it_cannot_decide(layout: Layout, shapes: Any) -> None:
     check = entry(routed(layout, new_patchset(shapes)), "check")
     undecided = check["undecided"]
-    assert undecided["reason"] == routing.NEEDS_FILES
+    assert undecided["reason"] == job_filter.NEEDS_FILES
     assert "gate-tempest-dsvm-full" in undecided["jobs"]  # skip-if on files
     assert "gate-nova-requirements" in undecided["jobs"]  # files: on requirements
     assert "gate-nova-pep8" not in undecided["jobs"]
@@ -233,7 +233,7 @@ def test_skip_if_is_the_last_matching_entrys_as_in_zuul_v2(layout: Layout) -> No
     """Two regex entries give tempest jobs a skip-if; as in Zuul v2 the later
     one (neutron's) replaces the earlier (requirements-only changes), so a
     nova requirements change still runs tempest."""
-    selection = routing.select_jobs(
+    selection = job_filter.select_jobs(
         layout, "openstack/nova", "check", "master", files=["/COMMIT_MSG", "requirements.txt"]
     )
     assert "gate-tempest-dsvm-full" in selection.job_names()

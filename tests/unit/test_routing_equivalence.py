@@ -28,7 +28,7 @@ from gatekeeper.gerrit import events as gerrit_events
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import Account, Approval, TriggerEvent
-from gatekeeper.scheduler import dryrun, routing
+from gatekeeper.scheduler import dryrun, job_filter, routing
 from gatekeeper.scheduler.triggers import ZERO_SHA, TriggerMatcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,14 +176,14 @@ def reference_select_jobs(
     branch: str,
     ref: str = "",
     files: list[str] | None = None,
-) -> routing.JobSelection:
+) -> job_filter.JobSelection:
     """select_jobs as it was written before its shortcut for unfiltered jobs."""
-    selection = routing.JobSelection()
+    selection = job_filter.JobSelection()
 
     def prune(trees: list[JobTree]) -> Iterator[JobTree]:
         for tree in trees:
             job = layout.job(tree.name)
-            runs, why, undecided = routing.job_applies(job, project, branch, ref, files)
+            runs, why, undecided = job_filter.job_applies(job, project, branch, ref, files)
             if not runs:
                 for dropped in tree.walk():
                     selection.skipped.setdefault(
@@ -225,7 +225,7 @@ def test_cached_selections_are_select_jobs(
         got = router.select(project, pipeline, branch, ref, files)
         expected = reference_select_jobs(layout, project, pipeline, branch, ref, files)
         assert got == expected
-        assert got == routing.select_jobs(layout, project, pipeline, branch, ref, files)
+        assert got == job_filter.select_jobs(layout, project, pipeline, branch, ref, files)
         assert got.job_names() == expected.job_names()
 
 
@@ -285,7 +285,7 @@ def test_each_filter_keys_the_cache_by_what_it_reads(tmp_path: Path, order: int)
     for pipeline, branch, ref, files in asked[::order]:
         got = router.select("org/p", pipeline, branch, ref, files)
         assert got == reference_select_jobs(small, "org/p", pipeline, branch, ref, files)
-        assert got == routing.select_jobs(small, "org/p", pipeline, branch, ref, files)
+        assert got == job_filter.select_jobs(small, "org/p", pipeline, branch, ref, files)
 
 
 # -- decisions ----------------------------------------------------------------------
@@ -306,7 +306,7 @@ def reference_decide(
 
     def select(
         project: str, name: str, branch: str, ref: str, files: list[str] | None
-    ) -> routing.JobSelection:
+    ) -> job_filter.JobSelection:
         return reference_select_jobs(layout, project, name, branch, ref, files)
 
     return routing._decide_matched(pipeline, event, matched, lookup, select)
@@ -351,7 +351,7 @@ def test_router_decides_as_decide(
     assert event is not None
 
     def lookup() -> Any:
-        return routing.change_from_event(event)
+        return dryrun.change_from_event(event)
 
     for pipeline in layout.pipelines:
         expected = reference_decide(layout, pipeline, event, lookup)

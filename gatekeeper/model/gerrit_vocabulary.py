@@ -1,0 +1,43 @@
+"""Gerrit's event vocabulary: the event types it documents, and who causes each.
+
+Here, below both, because two rooms need it: ``config`` checks that a
+trigger's ``event:`` names a real type, and ``gerrit`` reads events and
+skips types it does not know. Plain data, no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACCOUNT_FIELDS", "KNOWN_TYPES"]
+
+#: Which attribute names the account that caused each event type.
+ACCOUNT_FIELDS: dict[str, str] = {
+    "patchset-created": "uploader",
+    "draft-published": "uploader",
+    "comment-added": "author",
+    "change-merged": "submitter",
+    "merge-failed": "submitter",
+    "ref-updated": "submitter",
+    "change-abandoned": "abandoner",
+    "change-restored": "restorer",
+    "change-deleted": "deleter",
+    "reviewer-added": "reviewer",
+    "reviewer-deleted": "remover",
+    "vote-deleted": "remover",
+    "topic-changed": "changer",
+    "hashtags-changed": "editor",
+    "assignee-changed": "changer",
+    "wip-state-changed": "changer",
+    "private-state-changed": "changer",
+}
+#: Every event type Gerrit (and its replication plugin) documents. A listener
+#: skips others, with a warning: a type we do not know cannot be routed right.
+KNOWN_TYPES = frozenset(
+    {
+        *ACCOUNT_FIELDS,
+        "project-created",
+        "ref-replicated",
+        "ref-replication-done",
+        "ref-replication-scheduled",
+        "dropped-output",
+    }
+)

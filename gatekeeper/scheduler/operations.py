@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gatekeeper.errors import OperationError
+from gatekeeper.model.build import Build
 from gatekeeper.model.change import QueueItem
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -129,7 +130,7 @@ def promote(scheduler: RunningScheduler, pipeline: str, changes: list[str]) -> s
     return f"promoted {', '.join(str(i.change) for i in promoted)} in {pipeline}"
 
 
-def _build_status(build: Any, now: float) -> dict[str, Any]:
+def _build_status(build: Build, now: float) -> dict[str, Any]:
     return {
         "job": build.job,
         "uuid": build.uuid,

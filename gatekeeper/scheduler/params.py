@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from gatekeeper.model.change import Change
+from gatekeeper.config.layout import JobConfig
+from gatekeeper.model.change import Change, QueueItem
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_params(
 
 
 def call_parameter_function(
-    function: Callable[..., Any], item: Any, job: Any, params: dict[str, str]
+    function: Callable[..., object], item: QueueItem, job: JobConfig, params: dict[str, str]
 ) -> None:
     """Let a layout's ``parameter-function`` change ``params`` in place.
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
+
+if TYPE_CHECKING:
+    from gatekeeper.config.layout import PipelineConfig, Reporter
 
 #: A merge failure's headline when the pipeline names none (restore looks for it too).
 DEFAULT_MERGE_FAILURE = (
@@ -100,12 +103,12 @@ def gerrit_label(change: Change, name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 
-def gerrit_labels(change: Change, votes: Mapping[str, Any]) -> dict[str, int]:
+def gerrit_labels(change: Change, votes: Mapping[str, int]) -> dict[str, int]:
     """``votes`` (layout spelling) with each label as Gerrit spells it."""
     return {gerrit_label(change, name): int(value) for name, value in votes.items()}
 
 
-def _gerrit_action(action: Any) -> Any:
+def _gerrit_action(action: Reporter | None) -> Reporter | None:
     """The reporter action if it has a ``gerrit:`` part, else None."""
     if action is None or action.gerrit is None:
         return None
@@ -120,12 +123,17 @@ class ReportComposer:
     returns None when the pipeline reports nothing to Gerrit for that event.
     """
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: PipelineConfig) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
 
     def _report(
-        self, change: Change, kind: ReportKind, action: Any, message: str, submit: bool = False
+        self,
+        change: Change,
+        kind: ReportKind,
+        action: Reporter | None,
+        message: str,
+        submit: bool = False,
     ) -> Report | None:
         action = _gerrit_action(action)
         if action is None:
@@ -142,17 +150,15 @@ class ReportComposer:
     def start(self, item: QueueItem) -> Report | None:
         if item.change.is_ref:
             return None
-        message = getattr(self.pipeline, "start_message", None) or f"Starting {self.name} jobs."
-        return self._report(
-            item.change, ReportKind.START, getattr(self.pipeline, "start", None), message
-        )
+        message = self.pipeline.start_message or f"Starting {self.name} jobs."
+        return self._report(item.change, ReportKind.START, self.pipeline.start, message)
 
     def result_message(self, item: QueueItem, passed: bool, job_order: list[str]) -> str:
         """The result comment: headline, one line per job in ``job_order``, footer."""
         pipeline = self.pipeline
         headline = pipeline.success_message if passed else pipeline.failure_message
         headline = headline or ("Build succeeded." if passed else "Build failed.")
-        footer = getattr(pipeline, "footer_message", "") or ""
+        footer = pipeline.footer_message or ""
         return compose_message(headline, self.name, item, job_order, footer)
 
     def result(self, item: QueueItem, passed: bool, job_order: list[str]) -> Report | None:
@@ -165,8 +171,8 @@ class ReportComposer:
 
     def merge_failure(self, item: QueueItem) -> Report | None:
         pipeline = self.pipeline
-        action = getattr(pipeline, "merge_failure", None) or pipeline.failure
-        headline = getattr(pipeline, "merge_failure_message", None) or DEFAULT_MERGE_FAILURE
+        action = pipeline.merge_failure or pipeline.failure
+        headline = pipeline.merge_failure_message or DEFAULT_MERGE_FAILURE
         return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline.rstrip() + "\n")
 
     def dropped(self, change: Change, need: Change) -> Report:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim import events, labels
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.records import CommandResult, ReviewRecord, SimMessage
 from gatekeeper.sandbox.gerrit_sim.state import Change, PatchSet, SimState, Vote, now
 
@@ -47,10 +48,6 @@ _FLAGS = {
 _NOTIFY = {"NONE", "OWNER", "OWNER_REVIEWERS", "ALL"}
 _PATCHSET = re.compile(r"(\d+),(\d+)")
 _SHA = re.compile(r"[0-9a-f]{4,40}")
-
-
-class UsageError(GerritError):
-    """The command line is not a valid ``gerrit review``."""
 
 
 @dataclass
@@ -99,13 +96,7 @@ def parse(argv: list[str]) -> ReviewArgs:
             continue
         if name not in _WITH_ARG:
             raise UsageError(f'"{arg}" is not a valid option')
-        if eq:
-            value = inline
-        elif i < len(argv):
-            value = argv[i]
-            i += 1
-        else:
-            raise UsageError(f'Option "{name}" takes an operand')
+        value, i = operand(argv, i, name, inline if eq else None)
         key = _WITH_ARG[name]
         if key == "project":
             args.project = value

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from gatekeeper.config.layout import Layout, PipelineConfig
+from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError, OperationError

@@ -281,10 +281,7 @@ def _restore_builds(
             dispatched_at=record.dispatched_at,
         )
         if record.result is not None:
-            try:
-                build.result = BuildResult(record.result)
-            except ValueError:
-                build.result = BuildResult.ERROR
+            build.result = BuildResult.read(record.result)
             item.builds[job] = build
             summary.finished += 1
             continue

@@ -328,10 +328,7 @@ class Scheduler:
             return
         if isinstance(event, BuildCompleted):
             data = event.data
-            try:
-                result = BuildResult(data.result)
-            except ValueError:
-                result = BuildResult.ERROR
+            result = BuildResult.read(data.result)
             end = data.ended_at or time.time()
             if found is None and result == BuildResult.CANCELED:
                 # The worker confirms a cancel the scheduler already recorded.

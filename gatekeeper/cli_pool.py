@@ -25,6 +25,7 @@ from gatekeeper.model.node import NodeState
 
 if TYPE_CHECKING:
     from gatekeeper.db.engine import Database
+    from gatekeeper.db.nodes import NodeStore
 
 site_option = click.option(
     "-c",
@@ -56,6 +57,20 @@ def _database(site: SiteConfig) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+@contextmanager
+def _node_store(site_path: Path | None) -> Iterator[NodeStore]:
+    """The site's node records, for a command that acts on one node: what
+    the store refuses (an unknown ID, a node in the wrong state) is the
+    command's error."""
+    from gatekeeper.db.nodes import NodeStore
+
+    with _database(_site(site_path)) as db:
+        try:
+            yield NodeStore(db)
+        except GatekeeperError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def age(seconds: float) -> str:
@@ -195,16 +210,9 @@ def nodes_hold(
 @click.argument("ident", metavar="ID")
 def nodes_release(site_path: Path | None, ident: str) -> None:
     """End the hold on node ID: the pool deletes it."""
-    from gatekeeper.db.nodes import NodeStore
-
-    site = _site(site_path)
-    with _database(site) as db:
-        store = NodeStore(db)
-        try:
-            node = store.find(ident)
-            store.release_hold(node.name)
-        except GatekeeperError as exc:
-            raise click.ClickException(str(exc)) from exc
+    with _node_store(site_path) as store:
+        node = store.find(ident)
+        store.release_hold(node.name)
     click.echo(f"node {node.id} ({node.name}) released: DELETE")
 
 
@@ -213,17 +221,10 @@ def nodes_release(site_path: Path | None, ident: str) -> None:
 @click.argument("ident", metavar="ID")
 def nodes_delete(site_path: Path | None, ident: str) -> None:
     """Delete node ID whatever its state (a build on it will fail)."""
-    from gatekeeper.db.nodes import NodeStore
-
-    site = _site(site_path)
-    with _database(site) as db:
-        store = NodeStore(db)
-        try:
-            node = store.find(ident)
-            if node.state not in (NodeState.DELETE, NodeState.DELETING):
-                store.set_state(node.name, NodeState.DELETE, comment="deleted by an operator")
-        except GatekeeperError as exc:
-            raise click.ClickException(str(exc)) from exc
+    with _node_store(site_path) as store:
+        node = store.find(ident)
+        if node.state not in (NodeState.DELETE, NodeState.DELETING):
+            store.set_state(node.name, NodeState.DELETE, comment="deleted by an operator")
     click.echo(f"node {node.id} ({node.name}): DELETE")
 
 

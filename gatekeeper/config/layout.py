@@ -5,10 +5,9 @@
 (:mod:`~gatekeeper.config.legacy`), validates it against the schema
 (:mod:`~gatekeeper.config.layout_schema`), then checks what pydantic cannot
 see (duplicates, cross references, includes). :class:`Layout` is the result:
-the look-ups the scheduler needs, read-only once built.
-
-The schema's names are importable from here too, as callers have always
-imported them.
+the look-ups the scheduler needs, read-only once built. The schema's own
+names (``PipelineConfig``, ``JobTree``, ...) are imported from
+:mod:`~gatekeeper.config.layout_schema`, their one home.
 """
 
 from __future__ import annotations
@@ -26,27 +25,13 @@ from pydantic import BaseModel
 
 from gatekeeper.config import yamlmarks
 from gatekeeper.config.layout_schema import (
-    DEFAULT_FAILURE_MESSAGE,
-    DEFAULT_MERGE_FAILURE_MESSAGE,
-    DEFAULT_SUCCESS_MESSAGE,
-    ApprovalRequirement,
-    GerritAction,
-    GerritTrigger,
     JobConfig,
     JobDefinition,
     JobTree,
     LayoutFile,
     PipelineConfig,
-    PipelineRequire,
     ProjectConfig,
     ProjectTemplate,
-    Reporter,
-    SkipIf,
-    SmtpReporter,
-    TemplateRef,
-    TimerTrigger,
-    Triggers,
-    ZuulTrigger,
 )
 from gatekeeper.config.legacy import modernize
 from gatekeeper.config.loader import (
@@ -63,29 +48,8 @@ from gatekeeper.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_FAILURE_MESSAGE",
-    "DEFAULT_MERGE_FAILURE_MESSAGE",
-    "DEFAULT_SUCCESS_MESSAGE",
-    "ApprovalRequirement",
-    "GerritAction",
-    "GerritTrigger",
-    "JobConfig",
-    "JobDefinition",
-    "JobTree",
     "Layout",
     "LayoutCounts",
-    "LayoutFile",
-    "PipelineConfig",
-    "PipelineRequire",
-    "ProjectConfig",
-    "ProjectTemplate",
-    "Reporter",
-    "SkipIf",
-    "SmtpReporter",
-    "TemplateRef",
-    "TimerTrigger",
-    "Triggers",
-    "ZuulTrigger",
     "load_layout",
     "validate_layout_file",
 ]

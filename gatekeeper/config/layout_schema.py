@@ -174,6 +174,11 @@ class ApprovalRequirement(_Model):
         return value
 
 
+# ``require-approval`` / ``reject-approval`` (triggers) and ``approval``
+# (pipeline requirements): one requirement or a list of them.
+ApprovalRequirements = Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)]
+
+
 def _trigger_approval(value: Any) -> dict[str, int]:
     """One ``approval:`` entry of a trigger: ``{label: vote}``, one vote per label."""
     if not isinstance(value, dict):
@@ -238,12 +243,8 @@ class GerritTrigger(_Model):
     username: RegexList = Field(
         default_factory=list, validation_alias=AliasChoices("username", "username_filter")
     )
-    require_approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
-        default_factory=list, alias="require-approval"
-    )
-    reject_approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
-        default_factory=list, alias="reject-approval"
-    )
+    require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
+    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -270,12 +271,8 @@ class ZuulTrigger(_Model):
 
     event: RegexList
     pipeline: RegexList = Field(default_factory=list)
-    require_approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
-        default_factory=list, alias="require-approval"
-    )
-    reject_approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
-        default_factory=list, alias="reject-approval"
-    )
+    require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
+    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -296,9 +293,7 @@ class Triggers(_Model):
 class PipelineRequire(_Model):
     """``require:`` / ``reject:``: what a change must (not) have to enter a pipeline."""
 
-    approval: Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)] = Field(
-        default_factory=list
-    )
+    approval: ApprovalRequirements = Field(default_factory=list)
     open: bool | None = None
     current_patchset: bool | None = Field(default=None, alias="current-patchset")
     status: StrList = Field(default_factory=list)

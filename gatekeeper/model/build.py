@@ -26,6 +26,15 @@ class BuildResult(StrEnum):
     #: No worker had registered the job's Gearman function.
     NOT_REGISTERED = "NOT_REGISTERED"
 
+    @classmethod
+    def read(cls, value: str) -> BuildResult:
+        """A result as a worker or the database spells it; one the scheduler
+        does not know (from a newer worker, say) counts as ERROR."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.ERROR
+
 
 @dataclass
 class Build:

@@ -59,6 +59,21 @@ class Change:
     current_known: bool = True
     votes_complete: bool = True
 
+    @classmethod
+    def ref_update(cls, project: str, branch: str, ref: str, old_rev: str, new_rev: str) -> Change:
+        """A ref update as the item a pipeline queues: change number 0, tested
+        at ``new_rev``."""
+        return cls(
+            project=project,
+            branch=branch,
+            number=0,
+            patchset=0,
+            ref=ref,
+            revision=new_rev,
+            old_rev=old_rev,
+            new_rev=new_rev,
+        )
+
     @property
     def key(self) -> str:
         return f"{self.number},{self.patchset}"

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from gatekeeper.config.layout import PipelineConfig
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.git.refs import ChangeRef
 from gatekeeper.model.build import BuildResult

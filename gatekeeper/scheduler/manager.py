@@ -23,7 +23,7 @@ from gatekeeper.scheduler.reporter import ReportOutcome
 from gatekeeper.scheduler.reports import Report, ReportComposer
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout import PipelineConfig
+    from gatekeeper.config.layout_schema import PipelineConfig
     from gatekeeper.scheduler.context import SchedulerContext
     from gatekeeper.scheduler.job_filter import JobSelection
     from gatekeeper.scheduler.routing import Decision

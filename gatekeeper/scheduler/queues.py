@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from gatekeeper.config.layout import Layout, PipelineConfig
+from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.model.change import Change, MergeState, QueueItem
 
 log = logging.getLogger(__name__)

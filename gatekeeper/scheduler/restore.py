@@ -172,15 +172,7 @@ def _restore_item(
 def _change_for(source: GerritSource, row: QueueItemRecord) -> tuple[Change, Change | None]:
     """The item's change, and what Gerrit says of it now (None: not asked, or out of reach)."""
     if not row.change:
-        change = Change(
-            project=row.project,
-            branch=row.branch,
-            number=0,
-            patchset=0,
-            ref=row.ref,
-            old_rev=row.old_rev,
-            new_rev=row.new_rev,
-        )
+        change = Change.ref_update(row.project, row.branch, row.ref, row.old_rev, row.new_rev)
         return change, None
     from_row = Change(
         project=row.project,
@@ -289,10 +281,7 @@ def _restore_builds(
             dispatched_at=record.dispatched_at,
         )
         if record.result is not None:
-            try:
-                build.result = BuildResult(record.result)
-            except ValueError:
-                build.result = BuildResult.ERROR
+            build.result = BuildResult.read(record.result)
             item.builds[job] = build
             summary.finished += 1
             continue

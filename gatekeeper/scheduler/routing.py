@@ -297,13 +297,4 @@ def _same_filters(one: GerritTrigger, other: GerritTrigger) -> bool:
 
 def ref_from_event(event: TriggerEvent) -> Change:
     """A ref update as the item a pipeline queues (change number 0)."""
-    return Change(
-        project=event.project,
-        branch=event.branch,
-        number=0,
-        patchset=0,
-        ref=event.ref,
-        revision=event.new_rev,
-        old_rev=event.old_rev,
-        new_rev=event.new_rev,
-    )
+    return Change.ref_update(event.project, event.branch, event.ref, event.old_rev, event.new_rev)

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from gatekeeper.config.layout import Layout, PipelineConfig
+from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError, OperationError
@@ -327,10 +328,7 @@ class Scheduler:
             return
         if isinstance(event, BuildCompleted):
             data = event.data
-            try:
-                result = BuildResult(data.result)
-            except ValueError:
-                result = BuildResult.ERROR
+            result = BuildResult.read(data.result)
             end = data.ended_at or time.time()
             if found is None and result == BuildResult.CANCELED:
                 # The worker confirms a cancel the scheduler already recorded.

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.config.layout import PipelineConfig
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.model.change import Change, MergeState, QueueItem
 from gatekeeper.scheduler.queues import ChangeQueue, change_key
 

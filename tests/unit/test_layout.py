@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.config import yamlmarks
-from gatekeeper.config.layout import JobTree, load_layout, validate_layout_file
+from gatekeeper.config.layout import load_layout, validate_layout_file
+from gatekeeper.config.layout_schema import JobTree
 from gatekeeper.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

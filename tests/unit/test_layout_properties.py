@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from gatekeeper.config.layout import (
+from gatekeeper.config.layout import Layout, load_layout
+from gatekeeper.config.layout_schema import (
     DEFAULT_FAILURE_MESSAGE,
     DEFAULT_SUCCESS_MESSAGE,
     ApprovalRequirement,
@@ -36,11 +37,9 @@ from gatekeeper.config.layout import (
     JobConfig,
     JobDefinition,
     JobTree,
-    Layout,
     PipelineConfig,
     PipelineRequire,
     Reporter,
-    load_layout,
 )
 from gatekeeper.errors import ConfigError
 from gatekeeper.gerrit.events import KNOWN_TYPES

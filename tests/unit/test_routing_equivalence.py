@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.config.layout import GerritTrigger, JobTree, Layout, PipelineConfig, load_layout
+from gatekeeper.config.layout import Layout, load_layout
+from gatekeeper.config.layout_schema import GerritTrigger, JobTree, PipelineConfig
 from gatekeeper.gerrit import events as gerrit_events
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.model.change import Change

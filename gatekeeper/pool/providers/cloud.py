@@ -154,6 +154,17 @@ class SDKCloud:
         except exceptions.SDKException as exc:
             raise CloudError(f"{what}: {exc}") from exc
 
+    def _get(self, what: str, fn: Callable[[], Any]) -> Any:
+        """What ``fn`` looks up, or None where the cloud has no such thing."""
+        from openstack import exceptions
+
+        try:
+            return fn()
+        except exceptions.NotFoundException:
+            return None
+        except exceptions.SDKException as exc:
+            raise CloudError(f"{what}: {exc}") from exc
+
     def create_server(
         self, name: str, image: str, flavor: str, networks: list[str], metadata: dict[str, str]
     ) -> CloudServer:
@@ -171,15 +182,10 @@ class SDKCloud:
         return _server(server)
 
     def get_server(self, server_id: str) -> CloudServer | None:
-        from openstack import exceptions
-
-        try:
-            server = self.conn.compute.get_server(server_id)
-        except exceptions.NotFoundException:
-            return None
-        except exceptions.SDKException as exc:
-            raise CloudError(f"get server {server_id}: {exc}") from exc
-        return _server(server)
+        server = self._get(
+            f"get server {server_id}", lambda: self.conn.compute.get_server(server_id)
+        )
+        return None if server is None else _server(server)
 
     def delete_server(self, server_id: str) -> None:
         self._call(
@@ -205,14 +211,9 @@ class SDKCloud:
         )
 
     def get_image(self, image_id: str) -> CloudImage | None:
-        from openstack import exceptions
-
-        try:
-            image = self.conn.image.get_image(image_id)
-        except exceptions.NotFoundException:
+        image = self._get(f"get image {image_id}", lambda: self.conn.image.get_image(image_id))
+        if image is None:
             return None
-        except exceptions.SDKException as exc:
-            raise CloudError(f"get image {image_id}: {exc}") from exc
         return CloudImage(id=image.id, name=image.name or "", status=(image.status or "").lower())
 
     def delete_image(self, image_id: str) -> None:

@@ -11,6 +11,7 @@ import logging
 import threading
 
 from gatekeeper.sandbox.gerrit_sim import review
+from gatekeeper.sandbox.gerrit_sim.options import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def review_change(argv: list[str]) -> tuple[int, bool] | None:
         return None
     try:
         args = review.parse(argv[2:])
-    except review.UsageError:
+    except UsageError:
         return None
     for target in args.targets:
         number, comma, _ = target.partition(",")

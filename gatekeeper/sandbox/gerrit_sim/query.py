@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gatekeeper.sandbox.gerrit_sim import events, labels
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.records import CommandResult
 from gatekeeper.sandbox.gerrit_sim.state import Change, PatchSet, SimState
 
@@ -147,13 +148,10 @@ def run(state: SimState, argv: list[str]) -> CommandResult:
             break
         name, eq, inline = arg.partition("=")
         if name in ("--format", "--start", "-S"):
-            if eq:
-                value = inline
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                return CommandResult(1, "", f'fatal: Option "{name}" takes an operand\n')
+            try:
+                value, i = operand(argv, i, name, inline if eq else None)
+            except UsageError as exc:
+                return CommandResult(1, "", f"fatal: {exc}\n")
             if name == "--format":
                 output_format = value.upper()
             elif value.isdigit():

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim import events, labels
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.records import CommandResult, ReviewRecord, SimMessage
 from gatekeeper.sandbox.gerrit_sim.state import Change, PatchSet, SimState, Vote, now
 
@@ -47,10 +48,6 @@ _FLAGS = {
 _NOTIFY = {"NONE", "OWNER", "OWNER_REVIEWERS", "ALL"}
 _PATCHSET = re.compile(r"(\d+),(\d+)")
 _SHA = re.compile(r"[0-9a-f]{4,40}")
-
-
-class UsageError(GerritError):
-    """The command line is not a valid ``gerrit review``."""
 
 
 @dataclass
@@ -99,13 +96,7 @@ def parse(argv: list[str]) -> ReviewArgs:
             continue
         if name not in _WITH_ARG:
             raise UsageError(f'"{arg}" is not a valid option')
-        if eq:
-            value = inline
-        elif i < len(argv):
-            value = argv[i]
-            i += 1
-        else:
-            raise UsageError(f'Option "{name}" takes an operand')
+        value, i = operand(argv, i, name, inline if eq else None)
         key = _WITH_ARG[name]
         if key == "project":
             args.project = value
@@ -199,30 +190,37 @@ def _review_one(state: SimState, username: str, args: ReviewArgs, target: str) -
     change, patchset = _resolve(state, args, target)
     with state.lock:
         _apply_votes(state, username, args, change, patchset)
+        reason = args.message or ""
         if args.abandon:
-            if change.status != "NEW":
-                raise GerritError(f"change is {change.status.lower()}")
-            change.status = "ABANDONED"
-            change.last_updated = now()
-            reason = args.message or ""
-            text = "Abandoned" + (f"\n\n{reason}" if reason else "")
-            change.messages.append(
-                SimMessage(username, reason, patchset.number, text, change.last_updated)
-            )
+            _move(change, patchset, username, "NEW", "ABANDONED", "Abandoned", reason)
             state.emit(events.change_abandoned(state, change, username, reason))
         elif args.restore:
-            if change.status != "ABANDONED":
-                raise GerritError(f"change is {change.status.lower()}")
-            change.status = "NEW"
-            change.last_updated = now()
-            reason = args.message or ""
-            text = "Restored" + (f"\n\n{reason}" if reason else "")
-            change.messages.append(
-                SimMessage(username, reason, patchset.number, text, change.last_updated)
-            )
+            _move(change, patchset, username, "ABANDONED", "NEW", "Restored", reason)
             state.emit(events.change_restored(state, change, username, reason))
     if args.submit:
         _submit(state, username, change, patchset)
+
+
+def _move(
+    change: Change,
+    patchset: PatchSet,
+    username: str,
+    before: str,
+    after: str,
+    headline: str,
+    reason: str,
+) -> None:
+    """Abandon or restore: the status moves from ``before`` to ``after`` and
+    the change gets Gerrit's message for it; caller holds the lock.
+
+    :raises GerritError: the change is not ``before``.
+    """
+    if change.status != before:
+        raise GerritError(f"change is {change.status.lower()}")
+    change.status = after
+    change.last_updated = now()
+    text = headline + (f"\n\n{reason}" if reason else "")
+    change.messages.append(SimMessage(username, reason, patchset.number, text, change.last_updated))
 
 
 def _apply_votes(

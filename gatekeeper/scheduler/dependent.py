@@ -263,7 +263,9 @@ class DependentPipelineManager(PipelineManager):
                     tested = ", ".join(self._unmerged(before)) or "the branch tip"
                     changed = self._reset(item, f"was tested on {tested}") or changed
                 self.context.item_store.tested(item)
-            if (window == 0 or position < window) and not held_by:
+            # A reporting item is done testing: a job a reconfigure gave it
+            # meanwhile would run for a report already sent.
+            if (window == 0 or position < window) and not held_by and not item.reporting:
                 if self._merged_state_ready(item, rebase.ahead):
                     changed = self._launch_ready_jobs(item, rebase.ahead) or changed
             if not self.failing(item):

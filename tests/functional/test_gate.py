@@ -593,3 +593,51 @@ def test_gerrit_refusing_to_merge_the_head_resets_those_behind(box: Sandbox, fla
     first, last = builds_of(box, b)
     assert first.result == "ABORTED" or "Change X" in seen(box, first, "nova")
     assert "Change X" not in seen(box, last, "nova")
+
+
+def quick_retries(box: Sandbox) -> None:
+    """A stalled review is given up on after a second and tried again soon,
+    many times: the test decides when the stall ends."""
+    from gatekeeper.scheduler.reporter import GerritReporter
+
+    assert box.app is not None and box.app.scheduler is not None
+    reporter = box.app.scheduler.context.reporter
+    assert isinstance(reporter, GerritReporter)
+    reporter.timeout, reporter.backoff, reporter.backoff_max, reporter.attempts = 1.0, 0.2, 0.5, 400
+
+
+def a_full_pass(box: Sandbox) -> None:
+    """Wait until the scheduler thread has run a whole pass after now."""
+    assert box.app is not None and box.app.scheduler is not None
+    for _ in range(2):
+        box.app.scheduler.call(lambda: None)
+
+
+EXTRA_JOB = """
+  - name: extra
+    node: devstack-vm
+    run: echo extra"""
+
+
+def test_a_reconfigure_while_the_head_reports_starts_nothing_for_it(
+    box: Sandbox, flags: Path
+) -> None:
+    """The head's report is out (Gerrit stalls on it) when a new layout gives
+    its project one more job: the head is done testing, so that job does not
+    run for it; it merges on the report it sent."""
+    assert box.sim is not None and box.app is not None
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    box.sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: box.sim.stalled_reviews(a) >= 1, 60, "A's report to stall")  # type: ignore[union-attr]
+    box.layout.write_text(gate_layout(flags, nova="[integrated, extra]", jobs=EXTRA_JOB))
+    assert box.app.reconfigure() is True
+    a_full_pass(box)
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]
+    box.sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b]
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]

@@ -393,7 +393,13 @@ class DependentPipelineManager(PipelineManager):
         looked up now: a reconfigure may have replaced the manager meanwhile."""
         queue = self.queue_for(item.change.project)
         merged = item.change.is_merged and not item.merge_failed
+        left_before = item.dequeued
         self.remove(item, cancel=False)
+        if left_before and not merged:
+            # It was taken out while its report was out (a new patchset, an
+            # abandon): the walk re-based those behind then, and leaving is
+            # no failure that shrinks the window.
+            return
         queue.head_left(item, self.remember_merged(item.change) if merged else None)
 
 

@@ -445,6 +445,15 @@ class PipelineManager:
                     self.name,
                     outcome.error,
                 )
+            elif report.submit and item.dequeued:
+                # It left meanwhile (a new patchset, an abandon, an operator):
+                # that is why Gerrit would not submit it, not a conflict.
+                log.info(
+                    "%s left %s while its report was out; not merged: %s",
+                    item.change,
+                    self.name,
+                    outcome.error or "Gerrit did not merge the change",
+                )
             elif report.submit:
                 why = outcome.error or "Gerrit did not merge the change"
                 self._current()._report_merge_failure(item, why, then)

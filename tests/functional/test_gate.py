@@ -626,18 +626,51 @@ def test_a_reconfigure_while_the_head_reports_starts_nothing_for_it(
     its project one more job: the head is done testing, so that job does not
     run for it; it merges on the report it sent."""
     assert box.sim is not None and box.app is not None
+    sim = box.sim
     quick_retries(box)
     a = push_and_approve(box, "openstack/nova", "Change A")
     b = push_and_approve(box, "openstack/glance", "Change B")
     wait_all_started(box, 2)
-    box.sim.hold_reviews(a, "gatekeeper")
+    sim.hold_reviews(a, "gatekeeper")
     (flags / "release").touch()
-    box.wait_for(lambda: box.sim.stalled_reviews(a) >= 1, 60, "A's report to stall")  # type: ignore[union-attr]
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
     box.layout.write_text(gate_layout(flags, nova="[integrated, extra]", jobs=EXTRA_JOB))
     assert box.app.reconfigure() is True
     a_full_pass(box)
     assert [r.job for r in builds_of(box, a)] == ["integrated"]
-    box.sim.release_reviews(a)
+    sim.release_reviews(a)
     box.wait_until_settled()
     assert merge_order(box) == [a, b]
     assert [r.job for r in builds_of(box, a)] == ["integrated"]
+
+
+def test_a_new_patchset_while_the_head_reports_posts_no_merge_failure(
+    box: Sandbox, flags: Path
+) -> None:
+    """A new patchset takes the head out while its submit is out; Gerrit then
+    refuses to submit the old patchset. The change left the queue for its
+    new patchset: no merge-failure comment (nor -2) tells its owner to rebase."""
+    assert box.sim is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    box.push_change(
+        "openstack/nova",
+        "Change A, again",
+        {"a2.txt": "a\n"},
+        change_id=sim.get_change(a).change_id,
+    )
+    box.wait_for(lambda: all(i.change.number != a for i in gate(box).items), 60, "A to leave")
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [b]
+    messages = [m.text for m in sim.get_change(a).messages if m.author == "gatekeeper"]
+    assert not [m for m in messages if "Merge failed" in m or "unable to be" in m], messages
+    assert sim.get_change(a).votes.get("Verified") != {"gatekeeper": -2}
+    # A leaving for a new patchset is no failure: only B's merge moved the window.
+    assert gate(box).queue_for("openstack/nova").window == 21

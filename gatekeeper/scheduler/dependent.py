@@ -404,5 +404,9 @@ class DependentPipelineManager(PipelineManager):
 
 
 def _head_reported(manager: PipelineManager, item: QueueItem) -> None:
-    assert isinstance(manager, DependentPipelineManager)
-    manager._head_reported(item)
+    if isinstance(manager, DependentPipelineManager):
+        manager._head_reported(item)
+    else:
+        # A reconfigure made the pipeline independent meanwhile: no change
+        # queue to re-base, the item just leaves.
+        manager.remove(item, cancel=False)

@@ -674,3 +674,27 @@ def test_a_new_patchset_while_the_head_reports_posts_no_merge_failure(
     assert sim.get_change(a).votes.get("Verified") != {"gatekeeper": -2}
     # A leaving for a new patchset is no failure: only B's merge moved the window.
     assert gate(box).queue_for("openstack/nova").window == 21
+
+
+def test_a_gate_made_independent_while_the_head_reports_reports_it_once(
+    box: Sandbox, flags: Path
+) -> None:
+    """The head's report is out when a new layout makes the pipeline
+    independent: the new manager, which holds the item now, lets it leave
+    when the report is back; it is not tested nor reported again."""
+    assert box.sim is not None and box.app is not None and box.app.scheduler is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    wait_all_started(box, 1)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    box.layout.write_text(gate_layout(flags).replace("manager: dependent", "manager: independent"))
+    assert box.app.reconfigure() is True
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a]
+    messages = [m.text for m in sim.get_change(a).messages if m.author == "gatekeeper"]
+    assert len([m for m in messages if "(gate pipeline)" in m]) == 1, messages
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]

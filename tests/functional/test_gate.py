@@ -698,3 +698,26 @@ def test_a_gate_made_independent_while_the_head_reports_reports_it_once(
     messages = [m.text for m in sim.get_change(a).messages if m.author == "gatekeeper"]
     assert len([m for m in messages if "(gate pipeline)" in m]) == 1, messages
     assert [r.job for r in builds_of(box, a)] == ["integrated"]
+
+
+def test_promote_while_the_head_reports_keeps_it_at_the_head(box: Sandbox, flags: Path) -> None:
+    """The head's submit is out when an operator promotes a change behind it:
+    the head may merge any moment, so the promoted change goes right behind
+    it (tested on top of it), never ahead of a change it was not tested with."""
+    assert box.sim is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    wait_all_started(box, 3)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    ask(box, "promote", pipeline="gate", changes=[f"{c},1"])
+    a_full_pass(box)
+    assert [i.change.number for i in gate(box).items] == [a, c, b]
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, c, b]
+    assert "Change A" in seen(box, builds_of(box, c)[-1], "nova")

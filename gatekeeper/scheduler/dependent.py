@@ -127,6 +127,15 @@ class DependentPipelineManager(PipelineManager):
         self.queue_for(item.change.project).discard(item)
         self._snapshot = None
 
+    def adopt(self, item: QueueItem) -> None:
+        """As :meth:`PipelineManager.adopt`; an item whose report is out goes
+        to the head of its queue (a reconfigure may join queues, putting it
+        behind the items of another queue): it may be merging now."""
+        super().adopt(item)
+        if item.reporting:
+            self.queue_for(item.change.project).promote([])
+            self._snapshot = None
+
     def promote(self, items: list[QueueItem]) -> None:
         """Move ``items`` to the head of their queues, in the order given."""
         by_queue: dict[ChangeQueue, list[QueueItem]] = {}

@@ -721,3 +721,38 @@ def test_promote_while_the_head_reports_keeps_it_at_the_head(box: Sandbox, flags
     box.wait_until_settled()
     assert merge_order(box) == [a, c, b]
     assert "Change A" in seen(box, builds_of(box, c)[-1], "nova")
+
+
+def test_queues_joined_while_heads_report_keep_them_at_the_head(box: Sandbox, flags: Path) -> None:
+    """A new layout puts keystone in nova's change queue while the heads of
+    both queues are reporting: they stay at the head of the joined queue
+    (either may be merging), and what is behind is tested on top of both."""
+    assert box.sim is not None and box.app is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    k = push_and_approve(box, "openstack/keystone", "Change K")
+    wait_all_started(box, 3)
+    sim.hold_reviews(a, "gatekeeper")
+    sim.hold_reviews(k, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(
+        lambda: sim.stalled_reviews(a) >= 1 and sim.stalled_reviews(k) >= 1,
+        60,
+        "A's and K's reports to stall",
+    )
+    joined = gate_layout(flags).replace(
+        "  - name: openstack/keystone\n    gate: [solo]",
+        "  - name: openstack/keystone\n    gate: [integrated]",
+    )
+    box.layout.write_text(joined)
+    assert box.app.reconfigure() is True
+    a_full_pass(box)
+    assert [i.change.number for i in gate(box).items] == [a, k, c]
+    sim.release_reviews(a)
+    sim.release_reviews(k)
+    box.wait_until_settled()
+    assert sorted(merge_order(box)[:2]) == [a, k] and merge_order(box)[2:] == [c]
+    last = builds_of(box, c)[-1]
+    assert "Change A" in seen(box, last, "nova") and "Change K" in seen(box, last, "keystone")

@@ -127,6 +127,15 @@ class DependentPipelineManager(PipelineManager):
         self.queue_for(item.change.project).discard(item)
         self._snapshot = None
 
+    def adopt(self, item: QueueItem) -> None:
+        """As :meth:`PipelineManager.adopt`; an item whose report is out goes
+        to the head of its queue (a reconfigure may join queues, putting it
+        behind the items of another queue): it may be merging now."""
+        super().adopt(item)
+        if item.reporting:
+            self.queue_for(item.change.project).promote([])
+            self._snapshot = None
+
     def promote(self, items: list[QueueItem]) -> None:
         """Move ``items`` to the head of their queues, in the order given."""
         by_queue: dict[ChangeQueue, list[QueueItem]] = {}
@@ -263,7 +272,9 @@ class DependentPipelineManager(PipelineManager):
                     tested = ", ".join(self._unmerged(before)) or "the branch tip"
                     changed = self._reset(item, f"was tested on {tested}") or changed
                 self.context.item_store.tested(item)
-            if (window == 0 or position < window) and not held_by:
+            # A reporting item is done testing: a job a reconfigure gave it
+            # meanwhile would run for a report already sent.
+            if (window == 0 or position < window) and not held_by and not item.reporting:
                 if self._merged_state_ready(item, rebase.ahead):
                     changed = self._launch_ready_jobs(item, rebase.ahead) or changed
             if not self.failing(item):
@@ -391,10 +402,20 @@ class DependentPipelineManager(PipelineManager):
         looked up now: a reconfigure may have replaced the manager meanwhile."""
         queue = self.queue_for(item.change.project)
         merged = item.change.is_merged and not item.merge_failed
+        left_before = item.dequeued
         self.remove(item, cancel=False)
+        if left_before and not merged:
+            # It was taken out while its report was out (a new patchset, an
+            # abandon): the walk re-based those behind then, and leaving is
+            # no failure that shrinks the window.
+            return
         queue.head_left(item, self.remember_merged(item.change) if merged else None)
 
 
 def _head_reported(manager: PipelineManager, item: QueueItem) -> None:
-    assert isinstance(manager, DependentPipelineManager)
-    manager._head_reported(item)
+    if isinstance(manager, DependentPipelineManager):
+        manager._head_reported(item)
+    else:
+        # A reconfigure made the pipeline independent meanwhile: no change
+        # queue to re-base, the item just leaves.
+        manager.remove(item, cancel=False)

@@ -364,10 +364,11 @@ class PipelineManager:
 
     def _current(self) -> PipelineManager:
         """This pipeline's manager now: a reconfigure while a report was out
-        handed the item to a new one."""
+        handed the item to a new one, which may be of the other kind (its
+        ``manager:`` changed); self if the pipeline is gone."""
         find = self.context.manager_named
         current = find(self.name) if find is not None else None
-        return current if isinstance(current, type(self)) else self
+        return current if isinstance(current, PipelineManager) else self
 
     def _begin_report(self, item: QueueItem, then: Callable[[PipelineManager], None]) -> None:
         """Send ``item``'s report; it waits in its queue, "reporting", until
@@ -444,6 +445,15 @@ class PipelineManager:
                     item.change,
                     self.name,
                     outcome.error,
+                )
+            elif report.submit and item.dequeued:
+                # It left meanwhile (a new patchset, an abandon, an operator):
+                # that is why Gerrit would not submit it, not a conflict.
+                log.info(
+                    "%s left %s while its report was out; not merged: %s",
+                    item.change,
+                    self.name,
+                    outcome.error or "Gerrit did not merge the change",
                 )
             elif report.submit:
                 why = outcome.error or "Gerrit did not merge the change"

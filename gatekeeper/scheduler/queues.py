@@ -98,10 +98,14 @@ class ChangeQueue:
                 return
 
     def promote(self, items: list[QueueItem]) -> None:
-        """Move ``items`` (of this queue) to the head, in that order; the next
-        :meth:`rebase` re-tests every item whose items ahead changed."""
-        moved = set(map(id, items))
-        self.items = [*items, *(i for i in self.items if id(i) not in moved)]
+        """Move ``items`` (of this queue) to the head, in that order, behind
+        the items whose report is out (they may be merging now: nothing may
+        go ahead of them untested with them); the next :meth:`rebase`
+        re-tests every item whose items ahead changed."""
+        reporting = [i for i in self.items if i.reporting]
+        moved = set(map(id, [*reporting, *items]))
+        promoted = [i for i in items if not i.reporting]
+        self.items = [*reporting, *promoted, *(i for i in self.items if id(i) not in moved)]
 
     def head_left(self, item: QueueItem, merged_key: str | None) -> None:
         """The head ``item`` reported and was taken out of :attr:`items`.

@@ -593,3 +593,166 @@ def test_gerrit_refusing_to_merge_the_head_resets_those_behind(box: Sandbox, fla
     first, last = builds_of(box, b)
     assert first.result == "ABORTED" or "Change X" in seen(box, first, "nova")
     assert "Change X" not in seen(box, last, "nova")
+
+
+def quick_retries(box: Sandbox) -> None:
+    """A stalled review is given up on after a second and tried again soon,
+    many times: the test decides when the stall ends."""
+    from gatekeeper.scheduler.reporter import GerritReporter
+
+    assert box.app is not None and box.app.scheduler is not None
+    reporter = box.app.scheduler.context.reporter
+    assert isinstance(reporter, GerritReporter)
+    reporter.timeout, reporter.backoff, reporter.backoff_max, reporter.attempts = 1.0, 0.2, 0.5, 400
+
+
+def a_full_pass(box: Sandbox) -> None:
+    """Wait until the scheduler thread has run a whole pass after now."""
+    assert box.app is not None and box.app.scheduler is not None
+    for _ in range(2):
+        box.app.scheduler.call(lambda: None)
+
+
+EXTRA_JOB = """
+  - name: extra
+    node: devstack-vm
+    run: echo extra"""
+
+
+def test_a_reconfigure_while_the_head_reports_starts_nothing_for_it(
+    box: Sandbox, flags: Path
+) -> None:
+    """The head's report is out (Gerrit stalls on it) when a new layout gives
+    its project one more job: the head is done testing, so that job does not
+    run for it; it merges on the report it sent."""
+    assert box.sim is not None and box.app is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    box.layout.write_text(gate_layout(flags, nova="[integrated, extra]", jobs=EXTRA_JOB))
+    assert box.app.reconfigure() is True
+    a_full_pass(box)
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, b]
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]
+
+
+def test_a_new_patchset_while_the_head_reports_posts_no_merge_failure(
+    box: Sandbox, flags: Path
+) -> None:
+    """A new patchset takes the head out while its submit is out; Gerrit then
+    refuses to submit the old patchset. The change left the queue for its
+    new patchset: no merge-failure comment (nor -2) tells its owner to rebase."""
+    assert box.sim is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    wait_all_started(box, 2)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    box.push_change(
+        "openstack/nova",
+        "Change A, again",
+        {"a2.txt": "a\n"},
+        change_id=sim.get_change(a).change_id,
+    )
+    box.wait_for(lambda: all(i.change.number != a for i in gate(box).items), 60, "A to leave")
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [b]
+    messages = [m.text for m in sim.get_change(a).messages if m.author == "gatekeeper"]
+    assert not [m for m in messages if "Merge failed" in m or "unable to be" in m], messages
+    assert sim.get_change(a).votes.get("Verified") != {"gatekeeper": -2}
+    # A leaving for a new patchset is no failure: only B's merge moved the window.
+    assert gate(box).queue_for("openstack/nova").window == 21
+
+
+def test_a_gate_made_independent_while_the_head_reports_reports_it_once(
+    box: Sandbox, flags: Path
+) -> None:
+    """The head's report is out when a new layout makes the pipeline
+    independent: the new manager, which holds the item now, lets it leave
+    when the report is back; it is not tested nor reported again."""
+    assert box.sim is not None and box.app is not None and box.app.scheduler is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    wait_all_started(box, 1)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    box.layout.write_text(gate_layout(flags).replace("manager: dependent", "manager: independent"))
+    assert box.app.reconfigure() is True
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a]
+    messages = [m.text for m in sim.get_change(a).messages if m.author == "gatekeeper"]
+    assert len([m for m in messages if "(gate pipeline)" in m]) == 1, messages
+    assert [r.job for r in builds_of(box, a)] == ["integrated"]
+
+
+def test_promote_while_the_head_reports_keeps_it_at_the_head(box: Sandbox, flags: Path) -> None:
+    """The head's submit is out when an operator promotes a change behind it:
+    the head may merge any moment, so the promoted change goes right behind
+    it (tested on top of it), never ahead of a change it was not tested with."""
+    assert box.sim is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    b = push_and_approve(box, "openstack/glance", "Change B")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    wait_all_started(box, 3)
+    sim.hold_reviews(a, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(lambda: sim.stalled_reviews(a) >= 1, 60, "A's report to stall")
+    ask(box, "promote", pipeline="gate", changes=[f"{c},1"])
+    a_full_pass(box)
+    assert [i.change.number for i in gate(box).items] == [a, c, b]
+    sim.release_reviews(a)
+    box.wait_until_settled()
+    assert merge_order(box) == [a, c, b]
+    assert "Change A" in seen(box, builds_of(box, c)[-1], "nova")
+
+
+def test_queues_joined_while_heads_report_keep_them_at_the_head(box: Sandbox, flags: Path) -> None:
+    """A new layout puts keystone in nova's change queue while the heads of
+    both queues are reporting: they stay at the head of the joined queue
+    (either may be merging), and what is behind is tested on top of both."""
+    assert box.sim is not None and box.app is not None
+    sim = box.sim
+    quick_retries(box)
+    a = push_and_approve(box, "openstack/nova", "Change A")
+    c = push_and_approve(box, "openstack/nova", "Change C")
+    k = push_and_approve(box, "openstack/keystone", "Change K")
+    wait_all_started(box, 3)
+    sim.hold_reviews(a, "gatekeeper")
+    sim.hold_reviews(k, "gatekeeper")
+    (flags / "release").touch()
+    box.wait_for(
+        lambda: sim.stalled_reviews(a) >= 1 and sim.stalled_reviews(k) >= 1,
+        60,
+        "A's and K's reports to stall",
+    )
+    joined = gate_layout(flags).replace(
+        "  - name: openstack/keystone\n    gate: [solo]",
+        "  - name: openstack/keystone\n    gate: [integrated]",
+    )
+    box.layout.write_text(joined)
+    assert box.app.reconfigure() is True
+    a_full_pass(box)
+    assert [i.change.number for i in gate(box).items] == [a, k, c]
+    sim.release_reviews(a)
+    sim.release_reviews(k)
+    box.wait_until_settled()
+    assert sorted(merge_order(box)[:2]) == [a, k] and merge_order(box)[2:] == [c]
+    last = builds_of(box, c)[-1]
+    assert "Change A" in seen(box, last, "nova") and "Change K" in seen(box, last, "keystone")

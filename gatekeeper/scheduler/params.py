@@ -6,7 +6,7 @@ import inspect
 import logging
 from collections.abc import Callable
 
-from gatekeeper.config.layout import JobConfig
+from gatekeeper.config.layout_schema import JobConfig
 from gatekeeper.model.change import Change, QueueItem
 
 log = logging.getLogger(__name__)

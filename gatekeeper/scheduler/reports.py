@@ -16,7 +16,7 @@ from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout import PipelineConfig, Reporter
+    from gatekeeper.config.layout_schema import PipelineConfig, Reporter
 
 #: A merge failure's headline when the pipeline names none (restore looks for it too).
 DEFAULT_MERGE_FAILURE = (

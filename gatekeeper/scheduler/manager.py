@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The events that make a queued item of their change pointless.
+_OBSOLETING = frozenset({"patchset-created", "change-abandoned"})
+
 
 class PipelineManager:
     """One pipeline. Called only from the scheduler thread."""
@@ -62,7 +65,9 @@ class PipelineManager:
     # -- entering and leaving --------------------------------------------
     def dequeue_obsoleted(self, event: TriggerEvent) -> None:
         """A new patchset or an abandon makes queued items pointless."""
-        if event.change is None:
+        # Only these two obsolete anything: every other event (most are
+        # comments) must not pay for a look at every queued item.
+        if event.change is None or event.type not in _OBSOLETING:
             return
         for item in list(self.items):
             if item.change.number != event.change or item.change.project != event.project:

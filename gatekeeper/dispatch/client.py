@@ -179,13 +179,9 @@ class BuildDispatcher:
         precedence: str = "normal",
         attempts: int = 3,
     ) -> None:
-        """Hand a build to the dispatcher's thread, which sends it to Gearman
-        (or keeps it until a worker registers its job).
+        """Hand a build to Gearman, or keep it until a worker registers its job.
 
-        Never waits on the network: the caller is the scheduler thread, and a
-        Gearman server slow to answer SUBMIT_JOB must hold up the dispatcher,
-        not every pipeline. A build no server takes ends as the dispatcher's
-        thread decides (LOST, NOT_REGISTERED), through ``sink``.
+        :raises DispatchError: no server took the job.
         """
         build = _Build(uuid, dict(params), spec, precedence, max(1, attempts))
         with self._lock:
@@ -194,7 +190,7 @@ class BuildDispatcher:
         if deferred is not None:
             deferred.append(build)
             return
-        self._park(build)
+        self._submit_now(build, park_on_error=False)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -204,9 +200,11 @@ class BuildDispatcher:
         after it commits means a crash in between leaves records of builds
         never sent (a restart runs them again), not builds running that no
         record knows, and a worker never writes progress to a row not yet
-        committed. A build cancelled inside the block is not sent. When the
-        block raises, its builds are still sent: the scheduler holds them as
-        started, and a build nobody runs would never end.
+        committed. A deferred submit that Gearman refuses waits for a
+        server, as a resubmission does. A build cancelled inside the block
+        is not sent. When the block raises, its builds are still sent: the
+        scheduler holds them as started, and a build nobody runs would
+        never end.
         """
         if getattr(self._local, "deferred", None) is not None:
             yield
@@ -220,29 +218,48 @@ class BuildDispatcher:
                 with self._lock:
                     current = self._builds.get(build.uuid) is build
                 if current:
-                    self._park(build)
+                    self._submit_now(build, park_on_error=True)
+
+    def _submit_now(self, build: _Build, park_on_error: bool) -> None:
+        """:raises DispatchError: no server took the job (unless ``park_on_error``)."""
+        with self._lock:
+            held = self._held
+        # Only what is already known: asking Gearman ("status") waits on the
+        # network, which the scheduler thread must not; the dispatcher's
+        # thread asks for a build parked here, and submits it.
+        if held or not self._known_registered(protocol.build_function(build.spec.name)):
+            self._park(build)
+            return
+        try:
+            self._send(build)
+        except DispatchError as exc:
+            if park_on_error:
+                log.warning("build %s: %s; trying again", build.uuid, exc)
+                self._park(build)
+                return
+            with self._lock:
+                self._builds.pop(build.uuid, None)
+            raise
 
     def cancel(self, uuid: str, worker: str = "") -> bool:
         """Ask the worker running ``uuid`` to abort it; False if it has not started.
 
-        A build waiting to be submitted is dropped (nothing reports it).
+        A build waiting to be submitted again is dropped (nothing reports it).
         ``worker`` names the worker of a build this dispatcher did not submit
-        (one a restarted scheduler re-attached to through the database). The
-        stop request is sent by the dispatcher's thread: the caller does not
-        wait on Gearman.
+        (one a restarted scheduler re-attached to through the database).
         """
         with self._lock:
             build = self._builds.get(uuid)
-            if build is not None:
-                if build.job is None:
-                    self._builds.pop(uuid, None)
-                    return False
-                worker = build.worker if build.started else ""
+        if build is None:
+            return self._send_stop(uuid, worker) if worker else False
+        with self._lock:
+            if build.job is None:
+                self._builds.pop(uuid, None)
+                return False
+            worker = build.worker if build.started else ""
         if not worker:
             return False
-        self._actions.put(lambda: self._send_stop(uuid, worker))
-        self._wake.set()
-        return True
+        return self._send_stop(uuid, worker)
 
     def hold(self) -> None:
         """Submit nothing more (the daemon is stopping); builds submitted from
@@ -273,8 +290,6 @@ class BuildDispatcher:
             unique=build.uuid,
         )
         with self._lock:
-            if self._builds.get(build.uuid) is not build:
-                return  # cancelled while it waited for this thread: never sent
             build.job, build.started, build.worker = job, False, ""
         try:
             self._client.submitJob(
@@ -306,6 +321,13 @@ class BuildDispatcher:
             log.warning("could not send stop for %s to %s: %s", uuid, worker, exc)
             return False
         return True
+
+    def _known_registered(self, function: str) -> bool:
+        """Whether the last answer, if still fresh, says some worker can run
+        ``function``; never asks Gearman (any thread)."""
+        with self._registry_lock:
+            fresh = time.monotonic() - self._registry_at <= REGISTRY_TTL
+            return fresh and self._registry.get(function, 0) > 0
 
     def _registered(self, function: str, refresh: bool) -> bool:
         """Whether some worker on some connected server can run ``function``.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.dispatch import protocol
-from gatekeeper.errors import OperationError
+from gatekeeper.errors import DispatchError, OperationError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
@@ -314,15 +314,20 @@ class PipelineManager:
             projects=projects,
         )
         self._record(build, change)
-        # Handed to the dispatcher's thread: a build Gearman will not take
-        # comes back as a result (LOST, NOT_REGISTERED) like any other.
-        self.context.dispatcher.submit(
-            build.uuid,
-            params,
-            spec,
-            precedence=str(self.pipeline.precedence),
-            attempts=job.attempts,
-        )
+        try:
+            self.context.dispatcher.submit(
+                build.uuid,
+                params,
+                spec,
+                precedence=str(self.pipeline.precedence),
+                attempts=job.attempts,
+            )
+        except DispatchError as exc:
+            log.error("could not dispatch %s for %s: %s", job_name, change, exc)
+            build.result = BuildResult.ERROR
+            build.ended_at = time.time()
+            self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
+            return
         log.info(
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
         )

@@ -109,6 +109,19 @@ def lags_behind(row: dict[str, Any], event: TriggerEvent) -> str:
     return ""
 
 
+def comments_since(row: dict[str, Any], username: str, since: float) -> Iterator[str]:
+    """The messages of ``username``'s comments on a query row (``--comments``)
+    made at or after ``since``: how gatekeeper finds whether its own report
+    reached a change."""
+    for comment in row.get("comments") or []:
+        reviewer = comment.get("reviewer") or {}
+        stamp = comment.get("timestamp")
+        if reviewer.get("username") != username or not isinstance(stamp, int | float):
+            continue
+        if stamp >= since:
+            yield str(comment.get("message") or "")
+
+
 def _votes_on(row: dict[str, Any], patchset: int | None) -> Iterator[tuple[str, int, str]]:
     sets = list(row.get("patchSets") or [])
     if row.get("currentPatchSet"):

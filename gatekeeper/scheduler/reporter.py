@@ -21,6 +21,7 @@ from typing import Protocol
 
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection, review_argv
+from gatekeeper.gerrit.source import comments_since
 from gatekeeper.scheduler.reports import Report
 
 log = logging.getLogger(__name__)
@@ -183,19 +184,12 @@ class GerritReporter:
         if report.submit and row.get("status") == "MERGED":
             log.info("the submit of %s landed: the change is merged", change)
             return ReportOutcome(report, True, True, attempts=attempt)
-        me = connection.config.user
         text = report.message.strip()
-        for comment in row.get("comments") or []:
-            reviewer = comment.get("reviewer") or {}
-            stamp = comment.get("timestamp")
-            if reviewer.get("username") != me or not isinstance(stamp, int | float):
-                continue
-            if stamp >= since - _CLOCK_SLACK and text in str(comment.get("message") or ""):
-                log.info("the %s report on %s landed", report.kind, change)
-                # The votes and message landed; a submit did not merge.
-                return ReportOutcome(
-                    report, True, False if report.submit else None, attempts=attempt
-                )
+        mine = comments_since(row, connection.config.user, since - _CLOCK_SLACK)
+        if any(text in message for message in mine):
+            log.info("the %s report on %s landed", report.kind, change)
+            # The votes and message landed; a submit did not merge.
+            return ReportOutcome(report, True, False if report.submit else None, attempts=attempt)
         return None
 
     def _merged(self, connection: GerritConnection, report: Report) -> bool:

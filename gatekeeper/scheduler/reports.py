@@ -18,7 +18,7 @@ from gatekeeper.model.change import Change, QueueItem
 if TYPE_CHECKING:
     from gatekeeper.config.layout_schema import PipelineConfig, Reporter
 
-#: A merge failure's headline when the pipeline names none (restore looks for it too).
+#: A merge failure's headline when the pipeline names none.
 DEFAULT_MERGE_FAILURE = (
     "This change was unable to be automatically merged with the current "
     "state of the repository. Please rebase your change and upload a new "
@@ -169,10 +169,13 @@ class ReportComposer:
         message = self.result_message(item, passed, job_order)
         return self._report(item.change, kind, action, message, submit=True)
 
+    def merge_failure_headline(self) -> str:
+        """The merge failure comment's text (restore looks for it on the change)."""
+        return self.pipeline.merge_failure_message or DEFAULT_MERGE_FAILURE
+
     def merge_failure(self, item: QueueItem) -> Report | None:
-        pipeline = self.pipeline
-        action = pipeline.merge_failure or pipeline.failure
-        headline = pipeline.merge_failure_message or DEFAULT_MERGE_FAILURE
+        action = self.pipeline.merge_failure or self.pipeline.failure
+        headline = self.merge_failure_headline()
         return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline.rstrip() + "\n")
 
     def dropped(self, change: Change, need: Change) -> Report:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.errors import GatekeeperError, OperationError
-from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.gerrit.source import GerritSource, comments_since
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.scheduler.context import SchedulerContext
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from gatekeeper.scheduler.manager import PipelineManager
 
 log = logging.getLogger(__name__)
-
-_DEFAULT_MERGE_FAILURE = "This change was unable to be automatically merged"
 
 #: A running build whose heartbeat is older than this has lost its worker.
 HEARTBEAT_STALE = 30.0
@@ -213,29 +211,19 @@ def _was_reported(
         return True
     assert row.reporting_since is not None
     connection = source.connection
-    me = connection.config.user
     try:
         rows = connection.query(f"change:{int(row.change)}", "--comments")
     except GatekeeperError as exc:
         log.warning("restore: could not read the comments of %s: %s", row.change, exc)
         return False
-    since = row.reporting_since - _CLOCK_SLACK
     # The pipeline's own report names it; a merge failure report carries the
     # pipeline's merge-failure headline. Other comments by gatekeeper (another
     # pipeline's report, a start message) are not this report.
-    pipeline = manager.pipeline
     marks = [f"({manager.name} pipeline)"]
-    headline = getattr(pipeline, "merge_failure_message", None) or _DEFAULT_MERGE_FAILURE
-    marks.append(headline.strip().splitlines()[0])
-    for comment in (rows[0].get("comments") or []) if rows else []:
-        reviewer = comment.get("reviewer") or {}
-        stamp = comment.get("timestamp")
-        if reviewer.get("username") != me or not isinstance(stamp, int | float):
-            continue
-        text = str(comment.get("message") or "")
-        if stamp >= since and any(mark in text for mark in marks):
-            return True
-    return False
+    marks.append(manager.compose.merge_failure_headline().strip().splitlines()[0])
+    since = row.reporting_since - _CLOCK_SLACK
+    mine = comments_since(rows[0], connection.config.user, since) if rows else iter(())
+    return any(mark in text for text in mine for mark in marks)
 
 
 def _restore_builds(

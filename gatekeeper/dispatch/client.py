@@ -322,12 +322,17 @@ class BuildDispatcher:
             return False
         return True
 
-    def _known_registered(self, function: str) -> bool:
-        """Whether the last answer, if still fresh, says some worker can run
-        ``function``; never asks Gearman (any thread)."""
+    def _known_workers(self, function: str) -> int | None:
+        """Workers for ``function`` by the last answer, None if it is stale;
+        never asks Gearman (any thread)."""
         with self._registry_lock:
-            fresh = time.monotonic() - self._registry_at <= REGISTRY_TTL
-            return fresh and self._registry.get(function, 0) > 0
+            if time.monotonic() - self._registry_at > REGISTRY_TTL:
+                return None
+            return self._registry.get(function, 0)
+
+    def _known_registered(self, function: str) -> bool:
+        """Whether the last answer, if still fresh, says some worker can run ``function``."""
+        return bool(self._known_workers(function))
 
     def _registered(self, function: str, refresh: bool) -> bool:
         """Whether some worker on some connected server can run ``function``.
@@ -337,10 +342,8 @@ class BuildDispatcher:
         servers cannot be asked, the answer is yes: a build is better left
         waiting in Gearman than failed for nothing.
         """
-        with self._registry_lock:
-            stale = time.monotonic() - self._registry_at > REGISTRY_TTL
-            known = self._registry.get(function, 0)
-        if not stale and not (refresh and known == 0):
+        known = self._known_workers(function)
+        if known is not None and not (refresh and known == 0):
             return known > 0
         try:
             registry = self._status()

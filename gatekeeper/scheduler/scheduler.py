@@ -63,7 +63,7 @@ class Scheduler:
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
         self.context.manager_named = self._manager_named
-        self.managers = [make_manager(p, self.context) for p in layout.pipelines]
+        self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
         self._management: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -271,7 +271,7 @@ class Scheduler:
             for item in list(gone.items):
                 log.warning("pipeline %s is not in the new layout: dequeued %s", gone.name, item)
                 gone.remove(item, cancel=True)
-        self.managers = managers
+        self._set_managers(managers)
         log.info(
             "reconfigured: %d pipelines, %d projects, %d items kept",
             len(layout.pipelines),
@@ -287,15 +287,18 @@ class Scheduler:
             manager.dequeue_obsoleted(event)
         # Routed once for every pipeline; the change is asked of Gerrit at
         # most once, and only when some pipeline's trigger fired.
-        managers = {m.name: m for m in self.managers}
         lookup = functools.partial(self.context.source.change_for_event, event)
         for decision in self.context.router.decisions(event, lookup):
-            managers[decision.pipeline].consider(decision, event)
+            self._by_name[decision.pipeline].consider(decision, event)
         if self.ledger is not None:
             self.ledger.acted_on(event)
 
     def _manager_named(self, name: str) -> PipelineManager | None:
-        return next((m for m in self.managers if m.name == name), None)
+        return self._by_name.get(name)
+
+    def _set_managers(self, managers: list[PipelineManager]) -> None:
+        self.managers = managers
+        self._by_name = {m.name: m for m in managers}
 
     def _find_build(self, uuid: str) -> tuple[PipelineManager, Build] | None:
         for manager in self.managers:

@@ -57,6 +57,10 @@ class DispatchError(GatekeeperError):
     """Gearman could not accept or run a build."""
 
 
+class CertificateError(DispatchError):
+    """A certificate or key is missing, unreadable, or not one this site issued."""
+
+
 class PoolError(GatekeeperError):
     """The node pool could not launch, claim or delete a node."""
 

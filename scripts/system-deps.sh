@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages gatekeeper and its tests use, when missing.
+# Installs the system packages gatekeeper and its tests use, when missing
+# (bubblewrap confines jobs on the local provider).
 # `--all` also installs the test-only servers (sshd, gearmand, PostgreSQL).
 set -euo pipefail
 
-need=(git rsync openssh-client)
+need=(git rsync openssh-client bubblewrap)
 if [[ "${1:-}" == "--all" ]]; then
     need+=(openssh-server gearman-job-server postgresql)
 fi

@@ -94,6 +94,13 @@ class GearmanConfig(_Strict):
     # Seconds a build waits for some worker to register its job before it is
     # NOT_REGISTERED (workers may still be connecting when the scheduler starts).
     registration_grace: float = Field(default=5.0, alias="registration-grace", ge=0)
+    # Where this host's certificates are: ca.pem and <role>.pem/.key per role
+    # (gatekeeper.dispatch.certs). Default <state-dir>/tls, made at first start
+    # when it has no CA yet (the all-in-one and the sandbox need no setup).
+    tls_dir: Path | None = Field(default=None, alias="tls-dir")
+    # Plain TCP Gearman, with no certificates: anyone who reaches the port can
+    # take builds and answer them. Only when the site file says so; logged at start.
+    insecure: bool = False
 
     @property
     def client_servers(self) -> list[GearmanServer]:
@@ -279,6 +286,9 @@ class SiteConfig(_Strict):
             self.log_url = self.log_root.as_uri() + "/"
         if not self.log_url.endswith("/"):
             self.log_url += "/"
+        self.gearman.tls_dir = (
+            fix(self.gearman.tls_dir) if self.gearman.tls_dir else self.state_dir / "tls"
+        )
         if self.gerrit is not None:
             self.gerrit.key = fix(self.gerrit.key)
             self.gerrit.known_hosts = fix(self.gerrit.known_hosts)

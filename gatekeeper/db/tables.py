@@ -111,8 +111,36 @@ class BuildRecord(Base):
     # Refreshed by the worker while the build runs: a restarted scheduler
     # tells a build still running (re-attach) from one whose worker died.
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Who the build was handed to, from its certificate (``worker:<name>``),
+    # recorded when it starts; only that worker's result counts.
+    worker_identity: Mapped[str] = mapped_column(String(255), default="")
 
     __table_args__ = (Index("ix_builds_change", "change", "patchset"),)
+
+
+class AuditRecord(Base):
+    """One thing someone did, or tried to do, to the site: an operator's
+    request, or a build result refused because it did not come from the
+    worker the build was handed to. Every string in it came from outside:
+    escape it before it reaches a terminal or a page."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    # Who: a token's user, or a certificate's identity (``worker:host3``).
+    actor: Mapped[str] = mapped_column(String(255))
+    # admin, operator, worker, ... or "" when nothing vouched for the actor.
+    role: Mapped[str] = mapped_column(String(32), default="")
+    # What: enqueue, dequeue, promote, status, build-result, ...
+    action: Mapped[str] = mapped_column(String(64))
+    # On what: the request's arguments or the build's uuid, as text.
+    target: Mapped[str] = mapped_column(Text, default="")
+    # ok, refused (not allowed, or not believed), error (allowed but failed).
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
 
 
 class QueueItemRecord(Base):

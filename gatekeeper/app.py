@@ -16,8 +16,10 @@ from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
+from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.dispatch.tls import check_external, describe, site_tls
 from gatekeeper.errors import ConfigError, GatekeeperError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
@@ -78,6 +80,8 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: The certificate each role of this process presents (None: plain TCP).
+        self.tls: dict[Role, TlsFiles | None] = {}
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -91,8 +95,11 @@ class Gatekeeper:
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)
         self.db.migrate()
+        self._load_tls()
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
-            self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
+            self.gearman = EmbeddedGearman(
+                site.gearman.listen.host, site.gearman.listen.port, tls=self.tls[Role.SERVER]
+            )
         if "pool" in self.components:
             self.pool = Pool(site, self.db, self.providers, default_labels(self.layout, site))
             self.pool.start()
@@ -100,6 +107,43 @@ class Gatekeeper:
             self._start_worker()
         if "scheduler" in self.components:
             self._start_scheduler()
+
+    def _load_tls(self) -> None:
+        """Find (or, on the all-in-one's first start, make) each role's certificate.
+
+        :raises CertificateError: a file is missing, or an external server
+            speaks plain TCP while this site expects TLS.
+        """
+        site = self.site
+        roles = [Role.SERVER] if "gearman" in self.components else []
+        roles += [Role.WORKER] if "worker" in self.components else []
+        roles += [Role.SCHEDULER] if "scheduler" in self.components else []
+        if site.gearman.insecure:
+            log.warning(
+                "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
+                "anyone who reaches %s can take builds and answer them with any result, "
+                "and operate the queues",
+                ", ".join(f"{h}:{p}" for h, p in self._configured_servers()),
+            )
+        for role in roles:
+            # On a fresh TLS directory every certificate is named after the
+            # worker, whose Gearman name must be its certificate's (RoleAcl
+            # lets worker:N register only stop:N).
+            self.tls[role] = site_tls(site, role, name=self.worker_name)
+            log.info("gearman %s: %s", role, describe(self.tls[role]))
+        worker_tls = self.tls.get(Role.WORKER)
+        if worker_tls is not None:
+            name = worker_tls.identity().name
+            if name != self.worker_name:
+                log.info("worker name %s (from its certificate)", name)
+            self.worker_name = name
+        client_tls = self.tls.get(Role.SCHEDULER) or worker_tls
+        if client_tls is not None and site.gearman.servers:
+            for server in site.gearman.servers:
+                check_external(server.host, server.port, client_tls)
+
+    def _configured_servers(self) -> list[tuple[str, int]]:
+        return [(s.host, s.port) for s in self.site.gearman.client_servers]
 
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:
@@ -138,6 +182,7 @@ class Gatekeeper:
             site.worker.count,
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
+            tls=self.tls.get(Role.WORKER),
         )
         self.worker.start()
 
@@ -150,6 +195,7 @@ class Gatekeeper:
             self._put_result,
             builds=BuildStore(self.db),
             registration_grace=self.site.gearman.registration_grace,
+            tls=self.tls.get(Role.SCHEDULER),
         )
         self.dispatcher.wait_for_server(30)
         self.scheduler = Scheduler(
@@ -166,7 +212,12 @@ class Gatekeeper:
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
-        self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
+        self.admin = AdminWorker(
+            self.worker_name,
+            self.gearman_servers,
+            self._admin_handlers(),
+            tls=self.tls.get(Role.SCHEDULER),
+        )
         self.admin.start()
         if self.listener is not None:
             # Started first: the stream's first opening asks it to catch up.

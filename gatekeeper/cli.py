@@ -279,11 +279,18 @@ def reconfigure(site_path: Path | None) -> None:
 def _ask(site_path: Path | None, function: str, args: Mapping[str, object]) -> object:
     """Send an operator request to the site's running scheduler; exit 1 if refused."""
     from gatekeeper.dispatch.admin import call
+    from gatekeeper.dispatch.certs import Role, TlsFiles
 
     try:
         site = load_local_site(site_path)
         servers = [(s.host, s.port) for s in site.gearman.client_servers]
-        return call(servers, function, dict(args))
+        tls = None
+        if not site.gearman.insecure:
+            assert site.gearman.tls_dir is not None  # resolved by SiteConfig
+            # The operator's certificate; never made here (a CA made by the
+            # CLI would not be the one the running daemon trusts).
+            tls = TlsFiles.for_role(site.gearman.tls_dir, Role.OPERATOR)
+        return call(servers, function, dict(args), tls=tls)
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
 

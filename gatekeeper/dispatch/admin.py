@@ -4,9 +4,9 @@ The scheduler process registers ``gatekeeper:enqueue``, ``gatekeeper:dequeue``,
 ``gatekeeper:promote`` and ``gatekeeper:status`` on the site's Gearman
 servers; the ``gatekeeper`` commands of the same names submit a job there
 and print the answer. Gearman already joins every part of a site, so
-operators need no other port, from any host that reaches Gearman. (Who can
-reach Gearman can operate the queues, as with Zuul: keep it on 127.0.0.1
-or a private network.)
+operators need no other port, from any host that reaches Gearman. Over TLS
+(the default) the Gearman server lets only scheduler certificates answer
+and only operator and scheduler certificates ask (``dispatch.tls.RoleAcl``).
 
 Arguments and answers are JSON: ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": "..."}``.
@@ -23,6 +23,8 @@ from typing import Any
 
 import gear
 
+from gatekeeper.dispatch.certs import TlsFiles
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError, GatekeeperError
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,18 @@ Handler = Callable[[dict[str, Any]], object]
 class AdminWorker:
     """Answers operator requests. One thread of its own; ``start``/``stop``
     are called from the main thread. ``handlers`` map a function name (without
-    the prefix) to a callable taking the request's arguments."""
+    the prefix) to a callable taking the request's arguments; ``tls`` is the
+    scheduler's certificate (None: plain TCP)."""
 
     def __init__(
-        self, name: str, servers: list[tuple[str, int]], handlers: dict[str, Handler]
+        self,
+        name: str,
+        servers: list[tuple[str, int]],
+        handlers: dict[str, Handler],
+        tls: TlsFiles | None = None,
     ) -> None:
         self.name = name
+        self.tls = tls
         self.servers = list(servers)
         self.handlers = dict(handlers)
         self._stop = threading.Event()
@@ -54,7 +62,7 @@ class AdminWorker:
     def start(self) -> None:
         worker = gear.TextWorker(client_id=f"{self.name}-admin")
         for host, port in self.servers:
-            worker.addServer(host, port)
+            worker.addServer(host, port, **gear_kwargs(self.tls))
         for function in self.handlers:
             worker.registerFunction(PREFIX + function)
         self._gear = worker
@@ -111,9 +119,14 @@ class AdminWorker:
 
 
 def call(
-    servers: list[tuple[str, int]], function: str, args: Mapping[str, object], timeout: float = 60.0
+    servers: list[tuple[str, int]],
+    function: str,
+    args: Mapping[str, object],
+    timeout: float = 60.0,
+    tls: TlsFiles | None = None,
 ) -> object:
-    """Ask the site's scheduler; return its result.
+    """Ask the site's scheduler; return its result. ``tls`` is the operator's
+    certificate (None: plain TCP).
 
     :raises DispatchError: no Gearman server, or no scheduler answered in time.
     :raises GatekeeperError: the scheduler refused (its reason is the message).
@@ -121,7 +134,7 @@ def call(
     client = gear.Client(client_id="gatekeeper-cli")
     try:
         for host, port in servers:
-            client.addServer(host, port)
+            client.addServer(host, port, **gear_kwargs(tls))
         try:
             client.waitForServer(min(timeout, 10.0))
         except gear.TimeoutError as exc:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import gear
 
 from gatekeeper.dispatch import protocol
+from gatekeeper.dispatch.certs import TlsFiles
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
@@ -127,7 +129,8 @@ class BuildDispatcher:
 
     ``sink`` receives :class:`BuildStarted` and :class:`BuildCompleted`
     events; the scheduler applies them in its own thread. ``builds``, when
-    given, records each build's ``attempt``.
+    given, records each build's ``attempt``. ``tls`` is the scheduler's
+    certificate (None: plain TCP).
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class BuildDispatcher:
         registration_grace: float = 5.0,
         resubmit_wait: float = 300.0,
         startup_grace: float = RETRY_REGISTRATION_GRACE,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.sink = sink
         self.builds = builds
@@ -147,8 +151,9 @@ class BuildDispatcher:
         #: monotonic time since when some Gearman server has been connected.
         self._connected_since: float | None = None
         self._client = _Client(self)
+        # The scheduler's certificate; the status requests share these connections.
         for host, port in servers:
-            self._client.addServer(host, port)
+            self._client.addServer(host, port, **gear_kwargs(tls))
         self._lock = threading.Lock()
         self._builds: dict[str, _Build] = {}
         self._pending: list[str] = []

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 
 import gear
 
+from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import CompleteData, StartData
@@ -83,11 +85,14 @@ class Worker:
         concurrency: int,
         builds: BuildStore | None = None,
         heartbeat: float = 5.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.builds = builds
         self.heartbeat_interval = heartbeat
+        # The worker's certificate, on every connection (None: plain TCP).
+        self.tls = tls
         self.name = name
         self.servers = list(servers)
         self.job_names = list(job_names)
@@ -113,7 +118,7 @@ class Worker:
     def _connect(self, client_id: str, functions: list[str]) -> gear.TextWorker:
         worker = _GearWorker(client_id, self)
         for host, port in self.servers:
-            worker.addServer(host, port)
+            worker.addServer(host, port, **gear_kwargs(self.tls))
         for function in functions:
             worker.registerFunction(function)
         return worker

@@ -15,6 +15,7 @@ from typing import IO
 import click
 
 from gatekeeper import __version__
+from gatekeeper.cli_certs import register as register_certs_commands
 from gatekeeper.cli_pool import pool_status as show_pool_status
 from gatekeeper.cli_pool import register as register_pool_commands
 from gatekeeper.config.loader import load_local_site
@@ -418,6 +419,7 @@ def route(events: IO[bytes], layout: Path, no_includes: bool) -> None:
 
 
 register_pool_commands(main)
+register_certs_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

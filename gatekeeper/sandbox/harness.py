@@ -99,11 +99,17 @@ class Sandbox:
         database: str = "",
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
+        gearman_tls_dir: Path | None = None,
+        gearman_insecure: bool = False,
     ) -> None:
         self.root = root.resolve()
         self.layout = layout.resolve()
         self.console = console
         self.gearman_servers = gearman_servers or []
+        # External servers: the directory of certificates they trust (default
+        # <state>/tls, made at first start), or plain TCP (Debian's gearmand).
+        self.gearman_tls_dir = gearman_tls_dir
+        self.gearman_insecure = gearman_insecure
         self.database = database
         self.worker_count = worker_count
         self.extra_site = extra_site or {}
@@ -169,6 +175,8 @@ class Sandbox:
             gearman = GearmanConfig(
                 embedded=False,
                 servers=[GearmanServer(host=h, port=p) for h, p in self.gearman_servers],
+                insecure=self.gearman_insecure,
+                tls_dir=self.gearman_tls_dir,
             )
         data: dict[str, Any] = {
             "layout": self.layout,

@@ -24,7 +24,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, Node, QueueItemRecord
 from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
-from tests.fixtures.gearmand import free_port
+from tests.fixtures.gearmand import TlsGearman, free_port
 from tests.functional.test_gate import gate_layout
 
 pytestmark = pytest.mark.timeout(300)
@@ -224,6 +224,7 @@ SPLIT_SITE = """gearman:
   servers:
     - host: {host}
       port: {port}
+{tls}
 worker:
   count: 4
 pool:
@@ -239,16 +240,29 @@ labels:
 """
 
 
-@pytest.mark.gearmand
+@pytest.mark.parametrize(
+    "external",
+    [
+        pytest.param("gearmand", id="gearmand", marks=pytest.mark.gearmand),
+        pytest.param("geard", id="geard", marks=pytest.mark.geard),
+    ],
+)
 def test_kill_9_of_the_scheduler_while_workers_elsewhere_build(
-    box: Sandbox, flags: Path, gearmand: tuple[str, int]
+    box: Sandbox, flags: Path, external: str, request: pytest.FixtureRequest
 ) -> None:
-    """Scheduler, workers and pool as three processes on gearmand. The
-    scheduler dies mid-build; the builds go on; the restarted scheduler
-    re-attaches to them and reports each change once, without re-running."""
+    """Scheduler, workers and pool as three processes on an external server:
+    gear's geard over TLS, or Debian's gearmand in plain TCP (it cannot do
+    TLS). The scheduler dies mid-build; the builds go on; the restarted
+    scheduler re-attaches to them and reports each change once, without
+    re-running."""
     site_dir = box.root
-    host, port = gearmand
-    box.site_file(site_dir / "gatekeeper.yaml", SPLIT_SITE.format(host=host, port=port))
+    if external == "geard":
+        geard: TlsGearman = request.getfixturevalue("geard")
+        (host, port), tls = geard.address, f"  tls-dir: {geard.tls_dir}"
+    else:
+        host, port = request.getfixturevalue("gearmand")
+        tls = "  insecure: true"
+    box.site_file(site_dir / "gatekeeper.yaml", SPLIT_SITE.format(host=host, port=port, tls=tls))
     db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
     sim = box.sim
     assert sim is not None

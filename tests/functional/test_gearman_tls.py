@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ import pytest
 
 from gatekeeper.dispatch import admin
 from gatekeeper.dispatch.certs import Role, TlsFiles, ensure_local
+from gatekeeper.dispatch.protocol import encode
 from gatekeeper.dispatch.tls import check_external, gear_kwargs
 from gatekeeper.errors import CertificateError
+from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.gearmand import GEARMAND, _wait_for_port, free_port, issued
 from tests.functional.test_gate import builds_of, gate_layout, push_and_approve, wait_all_started
@@ -81,6 +84,8 @@ class Forger:
     """A plain gear worker that takes ``build:<job>`` and answers SUCCESS with
     its own URL: the attack of a process that merely reaches the port."""
 
+    url = "http://evil.example/"
+
     def __init__(self, host: str, port: int, job: str, tls: TlsFiles | None = None) -> None:
         self.worker = gear.TextWorker("forger")
         self.worker.addServer(host, port, **gear_kwargs(tls))
@@ -98,7 +103,13 @@ class Forger:
                 return  # stopped, or (with TLS) the server hung up on it
             self.taken.append(job.name)
             self.got_one.set()
-            job.sendWorkComplete(json.dumps({"result": "SUCCESS", "url": "http://evil.example/"}))
+            # What a real worker sends, well formed, with a result of its choosing.
+            uuid = json.loads(job.arguments)["ZUUL_UUID"]
+            now = time.time()
+            job.sendWorkData(encode(StartData(uuid, "forger", "n", "local", self.url, now)))
+            job.sendWorkComplete(
+                encode(CompleteData(uuid, "SUCCESS", self.url, worker="forger", ended_at=now))
+            )
 
     def stop(self) -> None:
         # Not stopWaitingForJobs: on a connection the server keeps hanging up

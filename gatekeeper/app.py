@@ -100,6 +100,13 @@ class Gatekeeper:
             self.gearman = EmbeddedGearman(
                 site.gearman.listen.host, site.gearman.listen.port, tls=self.tls[Role.SERVER]
             )
+        if site.gearman.insecure:
+            log.warning(
+                "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
+                "anyone who reaches %s can take builds and answer them with any result, "
+                "and operate the queues",
+                ", ".join(f"{h}:{p}" for h, p in self.gearman_servers),
+            )
         if "pool" in self.components:
             self.pool = Pool(site, self.db, self.providers, default_labels(self.layout, site))
             self.pool.start()
@@ -118,13 +125,6 @@ class Gatekeeper:
         roles = [Role.SERVER] if "gearman" in self.components else []
         roles += [Role.WORKER] if "worker" in self.components else []
         roles += [Role.SCHEDULER] if "scheduler" in self.components else []
-        if site.gearman.insecure:
-            log.warning(
-                "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
-                "anyone who reaches %s can take builds and answer them with any result, "
-                "and operate the queues",
-                ", ".join(f"{h}:{p}" for h, p in self._configured_servers()),
-            )
         for role in roles:
             # On a fresh TLS directory every certificate is named after the
             # worker, whose Gearman name must be its certificate's (RoleAcl
@@ -141,9 +141,6 @@ class Gatekeeper:
         if client_tls is not None and site.gearman.servers:
             for server in site.gearman.servers:
                 check_external(server.host, server.port, client_tls)
-
-    def _configured_servers(self) -> list[tuple[str, int]]:
-        return [(s.host, s.port) for s in self.site.gearman.client_servers]
 
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:

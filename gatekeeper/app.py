@@ -122,7 +122,8 @@ class Gatekeeper:
             speaks plain TCP while this site expects TLS.
         """
         site = self.site
-        roles = [Role.SERVER] if "gearman" in self.components else []
+        embedded = "gearman" in self.components and site.gearman.embedded
+        roles = [Role.SERVER] if embedded and not site.gearman.servers else []
         roles += [Role.WORKER] if "worker" in self.components else []
         roles += [Role.SCHEDULER] if "scheduler" in self.components else []
         for role in roles:

@@ -25,8 +25,8 @@ from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.model.listener import Listener
-from gatekeeper.model.results import ResultEvent
-from gatekeeper.pool.pool import Pool
+from gatekeeper.model.results import NodeWait, ResultEvent
+from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
 from gatekeeper.scheduler import operations
@@ -129,6 +129,8 @@ class Gatekeeper:
             on_request=self.pool.wake if self.pool is not None else None,
             is_canceled=BuildStore(self.db).is_canceled,
             job_timeout=site.worker.job_timeout,
+            hold_max=site.hold_max,
+            describe_wait=self._describe_wait,
         )
         self.worker = Worker(
             self.worker_name,
@@ -140,6 +142,15 @@ class Gatekeeper:
             heartbeat=site.worker.heartbeat,
         )
         self.worker.start()
+
+    def _describe_wait(self, label: str, waited: float) -> NodeWait:
+        """What the pool has for ``label``: this process's pool knows which
+        providers it backs off; without one, the database tells the rest."""
+        if self.pool is not None:
+            return self.pool.describe_wait(label, waited)
+        labels = {lb.name: lb for lb in default_labels(self.layout, self.site)}
+        config = labels.get(label) or LabelConfig.model_validate({"name": label, "min-ready": 0})
+        return describe_wait(NodeStore(self.db), self.providers, config, waited)
 
     def _start_scheduler(self) -> None:
         gerrit = self._gerrit()

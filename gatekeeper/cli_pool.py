@@ -112,7 +112,11 @@ def nodes() -> None:
 def nodes_list(
     site_path: Path | None, label: str | None, provider: str | None, state: str | None
 ) -> None:
-    """A table of nodes: id, name, label, provider, state, age, address, build."""
+    """A table of nodes: id, name, label, provider, state, age, address, build.
+
+    A held node says who held it (``failed build``: the hold cap may release
+    it; ``operator``: only its time or ``nodes release`` ends it) and how
+    long it has left; its comment says why."""
     from gatekeeper.db.nodes import NodeStore
 
     site = _site(site_path)
@@ -123,6 +127,7 @@ def nodes_list(
     for node in rows:
         state_text = node.state
         if node.state == NodeState.HOLD:
+            state_text += " failed build" if node.auto_hold else " operator"
             state_text += f" ({age(node.hold_until - now)} left)" if node.hold_until else " (∞)"
         table.add_row(
             str(node.id),
@@ -156,7 +161,10 @@ def nodes_list(
 def nodes_hold(
     site_path: Path | None, ident: str, reason: str, duration: str | None, ssh_key: Path | None
 ) -> None:
-    """Keep node ID (number or name) from being deleted or reused."""
+    """Keep node ID (number or name) from being deleted or reused.
+
+    The label's hold-max never releases a hold made here (it releases only
+    holds the pool made for failed builds), but the hold counts toward it."""
     from gatekeeper.db.nodes import NodeStore
     from gatekeeper.pool.providers import make_provider
     from gatekeeper.pool.providers.base import key_taker, public_key_line
@@ -339,7 +347,8 @@ def images_update(
 
 def pool_status(site_path: Path | None) -> None:
     """Per label and provider: ready, building, in use, held, deleting,
-    waiting demand, min-ready and capacity (nodes held / max-servers)."""
+    waiting demand, min-ready, the label's hold-max and capacity (nodes
+    taking room / max-servers: held nodes take room too)."""
     from sqlalchemy import func, select
 
     from gatekeeper.db.nodes import NodeStore
@@ -370,6 +379,7 @@ def pool_status(site_path: Path | None) -> None:
         "deleting",
         "waiting",
         "min-ready",
+        "hold-max",
         "capacity",
     )
     labels = sorted({label for label, _ in counts} | set(min_ready) | set(pending))
@@ -391,6 +401,7 @@ def pool_status(site_path: Path | None) -> None:
                 str(c.get(NodeState.DELETE, 0) + c.get(NodeState.DELETING, 0)),
                 str(pending.get(label, 0)) if i == 0 else "",
                 str(min_ready.get(label, 0)) if i == 0 else "",
+                str(site.hold_max(label)) if i == 0 else "",
                 capacity,
             )
     _print(table)

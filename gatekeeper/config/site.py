@@ -197,11 +197,19 @@ class LabelConfig(_Strict):
     name: str
     min_ready: int = Field(default=1, alias="min-ready", ge=0)
     providers: list[str] = Field(default_factory=list)
+    # Nodes of this label held at once (failed builds and operators' holds
+    # together); None: the pool's hold-max. See PoolConfig.hold_max.
+    hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
 
 
 class PoolConfig(_Strict):
     interval: float = 1.0
     hold_failed_hours: float = Field(default=24.0, alias="hold-failed-hours", ge=0)
+    # Held nodes per label, unless the label says otherwise. Held nodes are
+    # real servers and count against max-servers, so the cap keeps them few:
+    # a failed build beyond it releases the label's oldest hold made for a
+    # failed build (an operator's hold is never released, but counts).
+    hold_max: int = Field(default=2, alias="hold-max", ge=0)
     # Tagged on every server as metadata, so this pool knows its own (leaks).
     name: str = "gatekeeper"
     # Launches (each waits for its server to boot) running at once.
@@ -269,6 +277,13 @@ class SiteConfig(_Strict):
     image_update: ImageUpdateConfig = Field(default_factory=ImageUpdateConfig, alias="image-update")
     reap: ReapConfig = Field(default_factory=ReapConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+
+    def hold_max(self, label: str) -> int:
+        """How many nodes of ``label`` may be held at once."""
+        config = next((lb for lb in self.labels if lb.name == label), None)
+        if config is not None and config.hold_max is not None:
+            return config.hold_max
+        return self.pool.hold_max
 
     def resolve(self, base: Path) -> SiteConfig:
         """Make every path absolute against ``base`` and fill derived defaults."""

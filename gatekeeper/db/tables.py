@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     Index,
     Integer,
@@ -40,6 +41,9 @@ class Node(Base):
     claimed_by: Mapped[str] = mapped_column(String(255), default="")
     build_uuid: Mapped[str] = mapped_column(String(64), default="")
     comment: Mapped[str] = mapped_column(Text, default="")
+    # HOLD because its build failed (the hold cap may release it), not
+    # because an operator held it (never released by the cap).
+    auto_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     # The pool image it was booted from ("" for a provider's base image).
     image: Mapped[str] = mapped_column(String(255), default="")
     # The node's SSH host keys as seen at boot (known_hosts lines).

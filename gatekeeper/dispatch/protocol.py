@@ -11,7 +11,8 @@ Functions:
 
 A worker sends one WORK_DATA packet when the build starts (which node,
 which provider, where the logs will be) and finishes with WORK_COMPLETE
-carrying the result; WORK_FAIL or WORK_EXCEPTION mean the worker itself
+carrying the result (a NODE_FAILURE also carries ``node_wait``: what the
+pool had when the worker gave up waiting); WORK_FAIL or WORK_EXCEPTION mean the worker itself
 broke (or stopped before the build could end): the dispatcher runs the
 build again, up to the job's ``attempts``, and then reports RETRY_LIMIT.
 """
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gatekeeper.errors import DispatchError
-from gatekeeper.model.results import CompleteData, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, StartData
 
 BUILD_PREFIX = "build:"
 STOP_PREFIX = "stop:"
@@ -84,6 +85,9 @@ def decode_start(text: str) -> StartData:
 
 def decode_complete(text: str) -> CompleteData:
     try:
-        return CompleteData(**json.loads(text))
+        data = CompleteData(**json.loads(text))
+        if data.node_wait is not None:
+            data.node_wait = NodeWait(**data.node_wait)  # type: ignore[arg-type]
+        return data
     except (ValueError, TypeError) as exc:
         raise DispatchError(f"malformed WORK_COMPLETE: {exc}") from exc

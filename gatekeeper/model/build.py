@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gatekeeper.model.results import NodeWait
+
 
 class BuildResult(StrEnum):
     SUCCESS = "SUCCESS"
@@ -55,6 +57,8 @@ class Build:
     canceled: bool = False
     #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
     conflict: str = ""
+    #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
+    node_wait: NodeWait | None = None
 
     @property
     def done(self) -> bool:

@@ -351,6 +351,7 @@ class Scheduler:
             build.url = data.url or build.url
             build.node = data.node or build.node
             build.conflict = data.conflict
+            build.node_wait = data.node_wait
             if data.error:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)

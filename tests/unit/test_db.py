@@ -177,8 +177,8 @@ def test_release_passed_and_failed(db: Database) -> None:
     _ready(nodes, "b")
     nodes.claim("trusty", "w", "b1")
     nodes.claim("trusty", "w", "b2")
-    assert nodes.release("a", passed=True, hold_seconds=60) == NodeState.DELETE
-    assert nodes.release("b", passed=False, hold_seconds=60, comment="tempest failed") == (
+    assert nodes.release("a", hold=False, hold_seconds=60) == NodeState.DELETE
+    assert nodes.release("b", hold=True, hold_seconds=60, comment="tempest failed") == (
         NodeState.HOLD
     )
     held = nodes.get("b")
@@ -194,9 +194,9 @@ def test_release_of_unused_node_fails(db: Database) -> None:
     nodes = NodeStore(db)
     _ready(nodes, "a")
     with pytest.raises(PoolError):
-        nodes.release("a", passed=True, hold_seconds=0)
+        nodes.release("a", hold=False, hold_seconds=0)
     with pytest.raises(PoolError):
-        nodes.release("nope", passed=True, hold_seconds=0)
+        nodes.release("nope", hold=False, hold_seconds=0)
 
 
 def test_requests_and_listing(db: Database) -> None:

@@ -12,12 +12,14 @@ from typing import Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
+from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.dispatch.tokens import ensure_secret
 from gatekeeper.errors import ConfigError, GatekeeperError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
@@ -166,7 +168,14 @@ class Gatekeeper:
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
-        self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
+        assert self.site.admin.secret_file is not None  # resolve() sets it
+        self.admin = AdminWorker(
+            self.worker_name,
+            self.gearman_servers,
+            self._admin_handlers(),
+            secret=ensure_secret(self.site.admin.secret_file),
+            audit=AuditLog(self.db),
+        )
         self.admin.start()
         if self.listener is not None:
             # Started first: the stream's first opening asks it to catch up.
@@ -204,9 +213,11 @@ class Gatekeeper:
         return self.merger
 
     def _admin_handlers(self) -> dict[str, Handler]:
-        """Operator requests, each run in the scheduler thread."""
+        """Operator requests, each run in the scheduler thread (the audit
+        log, only read, in the admin worker's)."""
         scheduler = self.scheduler
         assert scheduler is not None
+        audit = AuditLog(self.db)
 
         def on(operation: Callable[Concatenate[Scheduler, ...], object]) -> Handler:
             return lambda args: scheduler.call(lambda: operation(scheduler, **args))
@@ -216,6 +227,7 @@ class Gatekeeper:
             "dequeue": on(operations.dequeue),
             "promote": on(operations.promote),
             "status": on(operations.status),
+            "audit": lambda args: [e.as_dict() for e in audit.recent(args["limit"])],
         }
 
     def reconfigure(self, wait: float = 30.0) -> bool:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Concatenate
+from typing import Any, Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
@@ -20,7 +21,7 @@ from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.dispatch.tokens import ensure_secret
-from gatekeeper.errors import ConfigError, GatekeeperError
+from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
@@ -220,14 +221,25 @@ class Gatekeeper:
         audit = AuditLog(self.db)
 
         def on(operation: Callable[Concatenate[Scheduler, ...], object]) -> Handler:
-            return lambda args: scheduler.call(lambda: operation(scheduler, **args))
+            def handle(args: dict[str, Any], expires: float | None) -> object:
+                def act() -> object:
+                    # The scheduler thread may get to it after the operator
+                    # gave up and was told it failed: then it must not happen.
+                    if expires is not None and time.time() > expires:
+                        raise OperationError("the request expired before the scheduler got to it")
+                    return operation(scheduler, **args)
+
+                wait = 60.0 if expires is None else max(0.0, expires - time.time())
+                return scheduler.call(act, timeout=wait)
+
+            return handle
 
         return {
             "enqueue": on(operations.enqueue),
             "dequeue": on(operations.dequeue),
             "promote": on(operations.promote),
             "status": on(operations.status),
-            "audit": lambda args: [e.as_dict() for e in audit.recent(args["limit"])],
+            "audit": lambda args, _: [e.as_dict() for e in audit.recent(args["limit"])],
         }
 
     def reconfigure(self, wait: float = 30.0) -> bool:

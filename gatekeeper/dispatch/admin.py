@@ -75,8 +75,9 @@ AUDIT_MAX = 500
 # Characters of a request's arguments kept in a log line.
 SHOWN = 300
 
-# Takes the request's JSON arguments; returns what json.dumps can write.
-Handler = Callable[[dict[str, Any]], object]
+# Takes the request's JSON arguments and the Unix time after which it must
+# not be acted on (None: no limit); returns what json.dumps can write.
+Handler = Callable[[dict[str, Any], float | None], object]
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ class AdminWorker:
             if request.token is not None:
                 # Until it is verified, nothing it claims is believed.
                 anonymous = "unverified token"
-            caller = self._authorize(request)
+            caller = self._identify(request)
+            self._authorize(request, caller)
             check_args(request)
             if request.expires is not None and time.time() > request.expires:
                 raise RequestError("the request expired before a scheduler took it")
@@ -221,7 +223,7 @@ class AdminWorker:
             outcome = "refused"
         else:
             try:
-                answer = {"ok": True, "result": handler(request.args)}
+                answer = {"ok": True, "result": handler(request.args, request.expires)}
             except (GatekeeperError, ValueError, TypeError) as exc:
                 answer = {"ok": False, "error": str(exc)}
                 outcome = "error"
@@ -236,26 +238,27 @@ class AdminWorker:
         )
         return answer
 
-    def _authorize(self, request: Request) -> Caller | None:
-        """Who sent ``request``; None for an anonymous request that needs no token.
+    def _identify(self, request: Request) -> Caller | None:
+        """Who sent ``request``, by its token; None without one.
 
-        :raises TokenError: no token where one is needed, a token this site
-            did not sign or that expired, or a role that does not allow it.
+        :raises TokenError: a token this site did not sign, or that expired.
         """
+        return None if request.token is None else verify(self.secret, request.token)
+
+    def _authorize(self, request: Request, caller: Caller | None) -> None:
+        """:raises TokenError: ``caller`` may not do what ``request`` asks."""
         needed = NEEDS[request.function]
-        if request.token is None:
-            if needed is None:
-                return None
+        if needed is None:
+            return
+        if caller is None:
             raise TokenError(
                 f"{request.function} needs an operator token "
                 "(gatekeeper admin token --user NAME, then --token or GATEKEEPER_TOKEN)"
             )
-        caller = verify(self.secret, request.token)
-        if needed is not None and not allows(caller.role, needed):
+        if not allows(caller.role, needed):
             raise TokenError(
                 f"{request.function} needs the {needed} role; the token has {caller.role}"
             )
-        return caller
 
     def _record(
         self, function: str, caller: Caller, target: str, outcome: Outcome, error: str

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 import traceback
@@ -80,6 +81,16 @@ SHOWN = 300
 Handler = Callable[[dict[str, Any], float | None], object]
 
 
+# What a JWT looks like (base64url header starting '{"', two dots): never
+# written to a log line or the audit log, even inside a malformed request.
+_TOKEN = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+
+
+def redacted(text: str) -> str:
+    """``text`` with anything that looks like a token replaced by ``<token>``."""
+    return _TOKEN.sub("<token>", text)
+
+
 @dataclass(frozen=True)
 class Request:
     """An operator request as it arrived, taken apart (not yet authorized)."""
@@ -101,13 +112,12 @@ def parse_request(function: str, raw: bytes) -> Request:
         token or expiry of the wrong type, or arguments the function does
         not take.
     """
-    if function not in NEEDS:
-        raise RequestError(f"unknown request {shown(function)!r}")
     if len(raw) > MAX_REQUEST:
         raise RequestError(f"the request is {len(raw)} bytes; at most {MAX_REQUEST} are accepted")
     try:
         args = json.loads(raw.decode("utf-8") or "{}")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: a few kilobytes of "[" nest deeper than json can read.
         raise RequestError(f"the arguments are not JSON: {shown(exc)}") from exc
     if not isinstance(args, dict):
         raise RequestError("the arguments must be a JSON object")
@@ -121,6 +131,8 @@ def parse_request(function: str, raw: bytes) -> Request:
         or not math.isfinite(expires)
     ):
         raise RequestError("'expires' must be a Unix time")
+    if function not in NEEDS:
+        raise RequestError(f"unknown request '{shown(function)}'")
     return Request(function, args, token, expires)
 
 
@@ -202,11 +214,11 @@ class AdminWorker:
         function = name[len(PREFIX) :] if name.startswith(PREFIX) else name
         caller: Caller | None = None
         anonymous = "anonymous"
-        target = raw[:SHOWN].decode("utf-8", "replace")
+        target = redacted(raw[: SHOWN * 2].decode("utf-8", "replace"))
         outcome: Outcome = "ok"
         try:
             request = parse_request(function, raw)
-            target = request.describe()
+            target = redacted(request.describe())
             if request.token is not None:
                 # Until it is verified, nothing it claims is believed.
                 anonymous = "unverified token"
@@ -217,7 +229,7 @@ class AdminWorker:
                 raise RequestError("the request expired before a scheduler took it")
             handler = self.handlers.get(function)
             if handler is None:
-                raise RequestError(f"this scheduler does not serve {shown(function)!r}")
+                raise RequestError(f"this scheduler does not serve '{shown(function)}'")
         except OperationError as exc:
             answer: dict[str, Any] = {"ok": False, "error": str(exc)}
             outcome = "refused"
@@ -312,7 +324,7 @@ def call(
     """
     if function not in NEEDS:
         raise OperationError(
-            f"unknown operator function {shown(function)!r} (known: {', '.join(FUNCTIONS)})"
+            f"unknown operator function '{shown(function)}' (known: {', '.join(FUNCTIONS)})"
         )
     request: dict[str, object] = {**args, "expires": time.time() + timeout}
     if token is not None:

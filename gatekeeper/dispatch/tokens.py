@@ -73,7 +73,7 @@ def check_user(user: str) -> str:
     """
     if not user or len(user) > _USER_MAX or shown(user, _USER_MAX) != user:
         raise TokenError(
-            f"a user name is 1 to {_USER_MAX} printable characters, not {shown(user)!r}"
+            f"a user name is 1 to {_USER_MAX} printable characters, not '{shown(user)}'"
         )
     return user
 
@@ -84,7 +84,7 @@ def mint(secret: bytes, user: str, role: str, lifetime: float, now: float | None
     :raises TokenError: an unknown role, a bad user name, or no lifetime.
     """
     if role not in ROLES:
-        raise TokenError(f"unknown role {shown(role)!r} (roles: {', '.join(ROLES)})")
+        raise TokenError(f"unknown role '{shown(role)}' (roles: {', '.join(ROLES)})")
     if lifetime <= 0:
         raise TokenError("a token must expire: give a lifetime above 0")
     now = time.time() if now is None else now

@@ -155,7 +155,10 @@ def admin_token(secret: bytes, lifetime: float = 600, age: float = 0) -> str:
     return mint(secret, "bob", "admin", lifetime, now=time.time() - age)
 
 
-def test_a_valid_token_works_and_is_audited_with_its_user(box: Sandbox) -> None:
+def test_a_valid_token_works_and_is_audited_with_its_user(
+    box: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     change = unapproved_change(box)
     carol = box.operator_token("carol", role="operator")
     args = {"pipeline": "gate", "project": "openstack/nova", "change": change}
@@ -166,6 +169,9 @@ def test_a_valid_token_works_and_is_audited_with_its_user(box: Sandbox) -> None:
     assert [(r.change, r.result) for r in build_rows(box)] == [
         (int(change.split(",")[0]), "SUCCESS")
     ]
+    # Gerrit's refusal is two lines of its stderr; in the log it is one.
+    [refusal] = [r.getMessage() for r in caplog.records if "merge failure" in r.getMessage()]
+    assert "needs Code-Review" in refusal and "\n" not in refusal
 
     # The audit log is for admins: carol (operator) is refused, bob (admin) reads it.
     with pytest.raises(GatekeeperError, match="needs the admin role"):

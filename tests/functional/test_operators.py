@@ -352,3 +352,46 @@ def gearman_workers(where: list[tuple[str, int]]) -> set[str]:
         return names
     finally:
         client.shutdown()
+
+
+def test_the_commands_work_with_no_setup_for_whoever_owns_the_state(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gatekeeper enqueue`` and ``status`` as a person types them, on the
+    scheduler's host: this user can read the site's secret, so the command
+    makes its own short-lived admin token; the audit log, shown by
+    ``status``, names the local user and shows outside text escaped."""
+    from click.testing import CliRunner
+
+    from gatekeeper.cli import main
+
+    monkeypatch.delenv("GATEKEEPER_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    assert box.app is not None and box.app.gearman is not None
+    # The daemon's own state directory (the site file's), and its Gearman port.
+    gearman = f"gearman:\n  listen: {{port: {box.app.gearman.port}}}\n"
+    site = box.site_file(tmp_path / "gatekeeper.yaml", gearman)
+    # Written as an attacker on the port would: escape sequences and a newline.
+    send_raw(box, "gatekeeper:dequeue", b"\x1b[2J\x1b[31mpwned\nfake line")
+    change = unapproved_change(box)
+    args = ["--pipeline", "gate", "--project", "openstack/nova", "--change", change]
+    result = CliRunner().invoke(main, ["enqueue", "-c", str(site), *args])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"enqueued openstack/nova {change} in gate\n"
+
+    result = CliRunner().invoke(main, ["status", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    audit = result.output[result.output.index("audit log") :].splitlines()
+    assert "\x1b" not in result.output
+    # Newest first: this status, the enqueue, the attacker's junk.
+    assert "local:" in audit[1] and " status ok " in audit[1]
+    assert "local:" in audit[2] and " enqueue ok " in audit[2]
+    assert audit[3].endswith(
+        "dequeue refused \\x1b[2J\\x1b[31mpwned\\nfake line: the arguments are not JSON: "
+        "Expecting value: line 1 column 1 (char 0)"
+    )
+
+    result = CliRunner().invoke(main, ["status", "-c", str(site), "--json"])
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.output)["audit"]
+    assert [e["action"] for e in entries[:5]] == ["status", "audit", "status", "enqueue", "dequeue"]

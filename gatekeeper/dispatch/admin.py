@@ -108,9 +108,9 @@ class Request:
 def parse_request(function: str, raw: bytes) -> Request:
     """Take an operator request apart; nothing here trusts its content.
 
-    :raises RequestError: an unknown function, too large, not a JSON object, a
-        token or expiry of the wrong type, or arguments the function does
-        not take.
+    :raises RequestError: too large, not a JSON object, a token or expiry
+        of the wrong type, or an unknown function (the arguments' shape is
+        :func:`check_args`, once the token is checked).
     """
     if len(raw) > MAX_REQUEST:
         raise RequestError(f"the request is {len(raw)} bytes; at most {MAX_REQUEST} are accepted")

@@ -52,6 +52,9 @@ class AuditEntry:
 
 
 def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, and writable: a lone
+    surrogate (valid in JSON, not in UTF-8) is written as its escape."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

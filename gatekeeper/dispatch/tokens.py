@@ -68,10 +68,11 @@ def allows(role: str, needed: str) -> bool:
 def check_user(user: str) -> str:
     """``user``, if it is a name a token may carry.
 
-    :raises TokenError: empty, too long, or with control characters (it
-        would reach audit rows and terminals).
+    :raises TokenError: empty, too long, or with anything but printable
+        characters (no controls, line separators or lone surrogates: it
+        reaches audit rows, log lines and terminals).
     """
-    if not user or len(user) > _USER_MAX or shown(user, _USER_MAX) != user:
+    if not user or len(user) > _USER_MAX or not user.isprintable():
         raise TokenError(
             f"a user name is 1 to {_USER_MAX} printable characters, not '{shown(user)}'"
         )

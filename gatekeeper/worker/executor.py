@@ -22,7 +22,6 @@ from gatekeeper.errors import (
 )
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
@@ -177,7 +176,7 @@ class BuildExecutor:
         try:
             log_dir = safe_log_dir(self.log_root, params.get("LOG_PATH", ""))
         except ValueError as exc:
-            log.warning("build %s refused: %s", uuid, shown(exc))
+            log.warning("build %s refused: %s", uuid, exc)
             return done(BuildResult.ERROR, str(exc))
         url = log_url(self.log_url_base, params["LOG_PATH"])
 
@@ -191,7 +190,7 @@ class BuildExecutor:
         try:
             node = self._claim(spec.node, worker_name, uuid, stop)
         except PoolError as exc:
-            log.warning("build %s: claim failed: %s", uuid, shown(exc))
+            log.warning("build %s: claim failed: %s", uuid, exc)
             return done(BuildResult.NODE_FAILURE, str(exc))
         if node is None:
             if stop.is_set():

@@ -6,19 +6,22 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Concatenate
+from typing import Any, Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
+from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
-from gatekeeper.errors import ConfigError, GatekeeperError
+from gatekeeper.dispatch.tokens import ensure_secret
+from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
@@ -177,7 +180,14 @@ class Gatekeeper:
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
-        self.admin = AdminWorker(self.worker_name, self.gearman_servers, self._admin_handlers())
+        assert self.site.admin.secret_file is not None  # resolve() sets it
+        self.admin = AdminWorker(
+            self.worker_name,
+            self.gearman_servers,
+            self._admin_handlers(),
+            secret=ensure_secret(self.site.admin.secret_file),
+            audit=AuditLog(self.db),
+        )
         self.admin.start()
         if self.listener is not None:
             # Started first: the stream's first opening asks it to catch up.
@@ -215,18 +225,32 @@ class Gatekeeper:
         return self.merger
 
     def _admin_handlers(self) -> dict[str, Handler]:
-        """Operator requests, each run in the scheduler thread."""
+        """Operator requests, each run in the scheduler thread (the audit
+        log, only read, in the admin worker's)."""
         scheduler = self.scheduler
         assert scheduler is not None
+        audit = AuditLog(self.db)
 
         def on(operation: Callable[Concatenate[Scheduler, ...], object]) -> Handler:
-            return lambda args: scheduler.call(lambda: operation(scheduler, **args))
+            def handle(args: dict[str, Any], expires: float | None) -> object:
+                def act() -> object:
+                    # The scheduler thread may get to it after the operator
+                    # gave up and was told it failed: then it must not happen.
+                    if expires is not None and time.time() > expires:
+                        raise OperationError("the request expired before the scheduler got to it")
+                    return operation(scheduler, **args)
+
+                wait = 60.0 if expires is None else max(0.0, expires - time.time())
+                return scheduler.call(act, timeout=wait)
+
+            return handle
 
         return {
             "enqueue": on(operations.enqueue),
             "dequeue": on(operations.dequeue),
             "promote": on(operations.promote),
             "status": on(operations.status),
+            "audit": lambda args, _: [e.as_dict() for e in audit.recent(args["limit"])],
         }
 
     def reconfigure(self, wait: float = 30.0) -> bool:

@@ -9,6 +9,8 @@
      │    └── GerritOutcomeUnknownError  sent, but no answer came: it may have run
      ├── DispatchError          Gearman could not take or run a build
      ├── OperationError         an operator's request (enqueue, promote...) cannot be done
+     │    ├── RequestError      a request that is malformed, too large or expired
+     │    └── TokenError        no operator token, or one that is not valid or not enough
      ├── PoolError              the node pool could not launch, claim or delete a node
      │    └── ProviderError     a provider's API refused or failed
      ├── TransportError         moving files to or running commands on a node failed
@@ -81,6 +83,16 @@ class SSHError(TransportError):
 
 class OperationError(GatekeeperError):
     """An operator's request to a running scheduler cannot be done; says why."""
+
+
+class RequestError(OperationError):
+    """An operator request arrived malformed (not a JSON object, arguments
+    the function does not take), too large, or after it expired."""
+
+
+class TokenError(OperationError):
+    """An operator's request carries no token, or one this site did not sign,
+    that has expired, or whose role may not do what was asked."""
 
 
 class WorkspaceError(GatekeeperError):

@@ -21,6 +21,7 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import EXCERPT_LENGTH
 from gatekeeper.gerrit.stream_lines import read_line
 from gatekeeper.model.listener import Sink
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class GerritListener:
                 log.warning(
                     "stream-events: connect attempt %d failed: %s; retrying in %.1fs",
                     attempt,
-                    exc,
+                    shown(exc),
                     delay,
                 )
                 self._stop.wait(delay)
@@ -88,7 +89,7 @@ class GerritListener:
             except GerritError as exc:
                 if not self._stop.is_set():
                     self.reconnects += 1
-                    log.warning("stream-events: %s; reconnecting in %.1fs", exc, delay)
+                    log.warning("stream-events: %s; reconnecting in %.1fs", shown(exc), delay)
             except Exception:
                 # Still a lost stream (paramiko can raise EOFError and the like
                 # on a reset connection): counted, and reconnected, all the same.
@@ -105,21 +106,21 @@ class GerritListener:
         try:
             return self.connection.sends_old_value()
         except GerritError as exc:
-            log.warning("cannot read gerrit version (%s); assuming Gerrit >= 2.13", exc)
+            log.warning("cannot read gerrit version (%s); assuming Gerrit >= 2.13", shown(exc))
             return True
 
     def _handle_line(self, line: bytes, legacy: bool, sink: Sink) -> None:
         verdict = read_line(line, legacy_approvals=legacy, max_length=self.max_line)
         if verdict.error is not None:
             self.skipped_lines += 1
-            log.error("stream-events: skipped a line: %s", verdict.error)
+            log.error("stream-events: skipped a line: %s", shown(verdict.error, 500))
             return
         if verdict.unknown_type is not None:
             self.skipped_lines += 1
             log.warning(
                 "stream-events: skipped an event of unknown type %r: %s",
                 verdict.unknown_type[:100],
-                line[:EXCERPT_LENGTH].decode("utf-8", "replace"),
+                shown(line, EXCERPT_LENGTH),
             )
             return
         if verdict.dropped_output:

@@ -255,6 +255,14 @@ class WorkerConfig(_Strict):
     heartbeat: float = Field(default=5.0, gt=0)
 
 
+class AdminConfig(_Strict):
+    """Operator requests (enqueue, dequeue, promote, status)."""
+
+    # The secret operator tokens are signed with (HS256). Default
+    # <state-dir>/admin.secret, made at the scheduler's first start (mode 0600).
+    secret_file: Path | None = Field(default=None, alias="secret-file")
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -277,6 +285,7 @@ class SiteConfig(_Strict):
     image_update: ImageUpdateConfig = Field(default_factory=ImageUpdateConfig, alias="image-update")
     reap: ReapConfig = Field(default_factory=ReapConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -303,6 +312,11 @@ class SiteConfig(_Strict):
             self.log_url += "/"
         self.gearman.tls_dir = (
             fix(self.gearman.tls_dir) if self.gearman.tls_dir else self.state_dir / "tls"
+        )
+        self.admin.secret_file = (
+            fix(self.admin.secret_file)
+            if self.admin.secret_file
+            else self.state_dir / "admin.secret"
         )
         if self.gerrit is not None:
             self.gerrit.key = fix(self.gerrit.key)

@@ -46,6 +46,7 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 from gatekeeper.model.listener import Sink
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,9 @@ class CatchUp:
                 self.run_once(why)
             except GerritError as exc:
                 wait = min(self.interval, RETRY_AFTER)
-                log.warning("catch-up (%s) failed: %s; trying again in %.0fs", why, exc, wait)
+                log.warning(
+                    "catch-up (%s) failed: %s; trying again in %.0fs", why, shown(exc), wait
+                )
                 # A failed catch-up covered nothing: the next one starts from
                 # the same time (a stream that reopens asks again at once).
             except Exception:

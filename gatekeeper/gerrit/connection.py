@@ -20,6 +20,7 @@ import paramiko
 from gatekeeper.config.site import GerritConfig
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
 from gatekeeper.gerrit import cmdline
+from gatekeeper.model.outside import shown
 from gatekeeper.node import ssh
 
 log = logging.getLogger(__name__)
@@ -130,14 +131,14 @@ class GerritConnection:
                     self.close_locked()
                     if attempt == 2:
                         raise GerritError(f"{argv[:2]} could not be sent: {exc}") from exc
-                    log.info("gerrit connection lost (%s); reconnecting", exc)
+                    log.info("gerrit connection lost (%s); reconnecting", shown(exc))
                     continue
                 try:
                     return _exchange(channel, command, timeout)
                 except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
                     self.close_locked()
                     if idempotent and attempt == 1:
-                        log.info("no answer to %s (%s); asking again", argv[:2], exc)
+                        log.info("no answer to %s (%s); asking again", argv[:2], shown(exc))
                         continue
                     raise GerritOutcomeUnknownError(
                         f"{argv[:2]} was sent but no answer came: {exc or type(exc).__name__}"

@@ -25,6 +25,7 @@ import paramiko
 
 from gatekeeper.app import Gatekeeper
 from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.connection import GerritConnection, ssh_client
@@ -189,6 +190,12 @@ class Sandbox:
             known_hosts=self.known_hosts,
         )
         return site.resolve(self.root)
+
+    def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:
+        """A token for operator requests, signed with the running site's secret
+        (as ``gatekeeper admin token`` makes one)."""
+        assert self.site.admin.secret_file is not None
+        return mint(read_secret(self.site.admin.secret_file), user, role, lifetime)
 
     def stop(self) -> None:
         if self.app is not None:

@@ -17,6 +17,7 @@ from gatekeeper.errors import DispatchError, OperationError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
 from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.reporter import ReportOutcome
@@ -87,10 +88,10 @@ class PipelineManager:
         routes each event once, for every pipeline)."""
         change = decision.change
         if change is None:
-            log.warning("%s: change %s: %s", self.name, event.change, decision.reason)
+            log.warning("%s: change %s: %s", self.name, event.change, shown(decision.reason))
             return
         if not decision.enqueue:
-            log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
+            log.info("%s not enqueued in %s: %s", change, self.name, shown(decision.reason))
             return
         self.enqueue_with_needs(change, decision.selection, event.received_at)
 
@@ -102,7 +103,7 @@ class PipelineManager:
         try:
             return needed_changes(self.context.source, change)
         except OperationError as exc:
-            log.warning("%s not enqueued in %s: %s", change, self.name, exc)
+            log.warning("%s not enqueued in %s: %s", change, self.name, shown(exc))
             if isinstance(exc, DependencyCycleError):
                 self._tell(change, f"This change was not enqueued in {self.name}: {exc}.")
             return None
@@ -472,7 +473,8 @@ class PipelineManager:
 
     def _report_merge_failure(self, item: QueueItem, why: str, then: Callable[[], None]) -> None:
         item.merge_failed = True
-        log.warning("merge failure for %s in %s: %s", item.change, self.name, why)
+        # Git's and Gerrit's own words: file names, subjects, several lines.
+        log.warning("merge failure for %s in %s: %s", item.change, self.name, shown(why, 500))
         report = self.compose.merge_failure(item)
         if report is None:
             then()

@@ -35,6 +35,7 @@ from pathlib import Path
 from gatekeeper.errors import WorkspaceError
 from gatekeeper.git.refs import ChangeRef, check_branch, check_project_name, check_ref, join_url
 from gatekeeper.git.runner import Git
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class Merger:
         try:
             self._git(["update-ref", "-d", ref], repo)
         except WorkspaceError as exc:
-            log.warning("could not delete %s in %s: %s", ref, repo, exc)
+            log.warning("could not delete %s in %s: %s", ref, repo, shown(exc))
 
     def _prune_old_refs(self) -> None:
         """Delete refs/zuul/* made more than :data:`KEEP_REFS` ago, once an hour.

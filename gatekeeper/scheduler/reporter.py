@@ -22,6 +22,7 @@ from typing import Protocol
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection, review_argv
 from gatekeeper.gerrit.source import comments_since
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.reports import Report
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class GerritReporter:
                     "%s report on %s: %s (try %d of %d); asking Gerrit whether it landed",
                     report.kind,
                     change,
-                    exc,
+                    shown(exc),
                     attempt,
                     self.attempts,
                 )
@@ -146,7 +147,7 @@ class GerritReporter:
                     "%s report on %s: %s (try %d of %d)",
                     report.kind,
                     change,
-                    exc,
+                    shown(exc),
                     attempt,
                     self.attempts,
                 )
@@ -178,7 +179,7 @@ class GerritReporter:
         try:
             rows = connection.query(f"change:{int(change.number)}", "--comments")
         except GerritError as exc:
-            log.warning("could not ask Gerrit about %s: %s", change, exc)
+            log.warning("could not ask Gerrit about %s: %s", change, shown(exc))
             return None
         row = rows[0] if rows else {}
         if report.submit and row.get("status") == "MERGED":
@@ -197,7 +198,7 @@ class GerritReporter:
         try:
             row = connection.query_change(report.change.number)
         except GerritError as exc:
-            log.error("could not read back %s after submit: %s", report.change, exc)
+            log.error("could not read back %s after submit: %s", report.change, shown(exc))
             return False
         return row is not None and row.get("status") == "MERGED"
 

@@ -36,6 +36,7 @@ from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.source import GerritSource, comments_since
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependencies import needed_changes
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -132,7 +133,7 @@ def _restore_item(
     records = context.item_store.builds_of(row.uuid)
 
     def leave(why: str) -> None:
-        log.info("restore: %s leaves %s: %s", label, manager.name, why)
+        log.info("restore: %s leaves %s: %s", label, manager.name, shown(why))
         context.item_store.lose([b for b in records if b.result is None])
         context.item_store.forget(row.uuid)
         summary.dropped.append(label)
@@ -162,7 +163,9 @@ def _restore_item(
         try:
             item.needed = needed_changes(context.source, change)
         except (OperationError, GatekeeperError) as exc:
-            log.warning("restore: what %s needs is unknown (%s); restored without", label, exc)
+            log.warning(
+                "restore: what %s needs is unknown (%s); restored without", label, shown(exc)
+            )
     _restore_builds(context, manager, item, row, records, attach, local_workers, summary)
     return item
 
@@ -185,7 +188,7 @@ def _change_for(source: GerritSource, row: QueueItemRecord) -> tuple[Change, Cha
         log.warning(
             "restore: Gerrit could not be asked about change %d (%s): restored as recorded",
             row.change,
-            exc,
+            shown(exc),
         )
         return from_row, None
     if current is None:
@@ -214,7 +217,7 @@ def _was_reported(
     try:
         rows = connection.query(f"change:{int(row.change)}", "--comments")
     except GatekeeperError as exc:
-        log.warning("restore: could not read the comments of %s: %s", row.change, exc)
+        log.warning("restore: could not read the comments of %s: %s", row.change, shown(exc))
         return False
     # The pipeline's own report names it; a merge failure report carries the
     # pipeline's merge-failure headline. Other comments by gatekeeper (another

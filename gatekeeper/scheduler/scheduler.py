@@ -24,6 +24,7 @@ from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.outside import shown
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -199,7 +200,7 @@ class Scheduler:
             try:
                 self._handle_trigger(event)
             except GatekeeperError as exc:
-                log.error("event %s could not be processed: %s", event, exc)
+                log.error("event %s could not be processed: %s", event, shown(exc))
             except Exception:
                 log.exception("event %s could not be processed", event)
         for _ in range(100):

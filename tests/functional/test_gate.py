@@ -304,7 +304,8 @@ def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
 def ask(box: Sandbox, function: str, **args: object) -> object:
     """An operator's request, over Gearman as the gatekeeper command sends it."""
     assert box.app is not None
-    return admin.call(box.app.gearman_servers, function, dict(args), timeout=30)
+    token = box.operator_token()
+    return admin.call(box.app.gearman_servers, function, dict(args), timeout=30, token=token)
 
 
 def test_promote_moves_changes_to_the_head(box: Sandbox, flags: Path) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gatekeeper.db.engine import Database, rowcount
-from gatekeeper.db.tables import BuildRecord
+from gatekeeper.db.tables import AuditRecord, BuildRecord
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,53 @@ class BuildStore:
         )
         return self._write(lambda session: rowcount(session.execute(statement)) > 0)
 
+    def worker_verified(
+        self, uuid: str, identity: str, worker: str, node: str, start_time: float
+    ) -> bool:
+        """Record ``identity`` (a certificate's ``worker:<name>``) as the one
+        running the build, if the row agrees with the start it signed: the
+        same worker, node and start time, and no result yet. False when it
+        does not (the start came from someone who never claimed the build).
+
+        Written by the dispatcher only, after the signature was checked: a
+        worker's own writes never touch ``worker_identity``.
+        """
+        statement = (
+            update(BuildRecord)
+            .where(
+                BuildRecord.uuid == uuid,
+                BuildRecord.worker == worker,
+                BuildRecord.node == node,
+                BuildRecord.start_time == start_time,
+                BuildRecord.result.is_(None),
+            )
+            .values(worker_identity=identity)
+        )
+        return self._write(lambda session: rowcount(session.execute(statement)) > 0)
+
+    def refused(self, uuid: str, actor: str, role: str, why: str, at: float) -> None:
+        """Audit a packet about the build that was not believed."""
+        record = AuditRecord(
+            at=at,
+            actor=actor,
+            role=role,
+            action="build-result",
+            target=uuid,
+            outcome="refused",
+            detail=why,
+        )
+        self._write(lambda session: session.add(record))
+
+    def refusals(self, uuid: str | None = None) -> list[AuditRecord]:
+        """Refused build packets, oldest first (of one build, if ``uuid``)."""
+        with self._session() as session:
+            query = select(AuditRecord).where(
+                AuditRecord.action == "build-result", AuditRecord.outcome == "refused"
+            )
+            if uuid is not None:
+                query = query.where(AuditRecord.target == uuid)
+            return list(session.scalars(query.order_by(AuditRecord.id)))
+
     def heartbeat(self, worker: str, uuids: list[str], now: float) -> int:
         """Mark the worker's running builds alive at ``now``, in one UPDATE;
         returns how many records it touched."""
@@ -222,6 +269,7 @@ class BuildStore:
         if clear:
             values.update(
                 worker="",
+                worker_identity="",
                 node="",
                 provider="",
                 start_time=None,

@@ -369,6 +369,11 @@ def status(site_path: Path | None, as_json: bool) -> None:
                 click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
                 if builds:
                     click.echo(f"       {builds}")
+    if result.get("refused_results"):
+        click.echo(
+            f"refused build results: {result['refused_results']} "
+            "(not from the worker the build was handed to; see the audit log)"
+        )
 
 
 @main.command()

@@ -302,6 +302,13 @@ class BuildDispatcher:
         with self._lock:
             return [uuid for uuid, b in self._builds.items() if b.job is None]
 
+    def handle(self, uuid: str) -> bytes | None:
+        """The Gearman handle of the build's current job (None: not in Gearman)."""
+        with self._lock:
+            build = self._builds.get(uuid)
+            job = build.job if build is not None else None
+        return job.handle if job is not None else None
+
     @property
     def refused_results(self) -> int:
         """Packets about builds refused since start (each is in the audit log)."""

@@ -203,8 +203,9 @@ class BuildStore:
     ) -> bool:
         """Record ``identity`` (a certificate's ``worker:<name>``) as the one
         running the build, if the row agrees with the start it signed: the
-        same worker, node and start time, and no result yet. False when it
-        does not (the start came from someone who never claimed the build).
+        same worker, node and start time. False when it does not (the start
+        came from someone who never claimed the build). A result already
+        there (the scheduler cancelled the build meanwhile) does not matter.
 
         Written by the dispatcher only, after the signature was checked: a
         worker's own writes never touch ``worker_identity``.
@@ -216,7 +217,6 @@ class BuildStore:
                 BuildRecord.worker == worker,
                 BuildRecord.node == node,
                 BuildRecord.start_time == start_time,
-                BuildRecord.result.is_(None),
             )
             .values(worker_identity=identity)
         )

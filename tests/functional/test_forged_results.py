@@ -11,6 +11,7 @@ a real worker and comes to its real result.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -214,5 +215,31 @@ def test_a_worker_with_a_certificate_cannot_answer_a_build_it_was_not_given(
         details = [(actor, role, target) for actor, role, target, _ in refusals(box)]
         assert details == [("worker:evil", "worker", record.uuid)] * 2
         assert dispatcher.refused_results == 2
+    finally:
+        box.stop()
+
+
+def test_an_insecure_site_believes_results_unsigned_and_says_so(
+    tmp_path: Path, flags: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``gearman: {insecure: true}``: no certificates, nothing signed or
+    checked (every start and result is believed, as before), and a warning
+    at start says so."""
+    (flags / "release").touch()
+    layout = tmp_path / "layout.yaml"
+    layout.write_text(gate_layout(flags))
+    insecure = {"gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True}}
+    box = Sandbox(tmp_path / "sandbox", layout, extra_site=insecure)
+    with caplog.at_level(logging.WARNING, logger="gatekeeper.app"):
+        box.start()
+    try:
+        assert "build results are not authenticated" in caplog.text
+        number, patchset = box.push_change("openstack/nova", "Fine", {"f.txt": "x\n"})
+        box.approve(number, patchset)
+        box.wait_until_settled()
+        assert box.sim is not None and box.sim.get_change(number).status == "MERGED"
+        [record] = builds_of(box, number)
+        assert record.result == "SUCCESS" and record.worker_identity == ""
+        assert refusals(box) == []
     finally:
         box.stop()

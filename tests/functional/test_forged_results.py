@@ -184,7 +184,7 @@ def raw_packet(gw: gear.BaseClient, ptype: int, handle: bytes, text: str) -> Non
 
 
 def test_a_worker_with_a_certificate_cannot_answer_a_build_it_was_not_given(
-    tmp_path: Path, flags: Path
+    tmp_path: Path, flags: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``worker:evil`` holds a certificate of the site's CA and signs its
     packets properly, but the build was handed to the sandbox's worker: its
@@ -194,6 +194,7 @@ def test_a_worker_with_a_certificate_cannot_answer_a_build_it_was_not_given(
     On gear's server only: gearmand (1.1) answers JOB_NOT_FOUND to a packet
     on a handle it did not give that connection, so the scheduler never
     sees it (tried; the scheduler's check is what covers gear's server)."""
+    caplog.set_level(logging.INFO, logger="gatekeeper.worker.server")
     box = sandbox(tmp_path, flags, [])
     box.start()
     try:
@@ -240,6 +241,13 @@ def test_a_worker_with_a_certificate_cannot_answer_a_build_it_was_not_given(
         details = [(actor, role, target) for actor, role, target, _ in refusals(box)]
         assert details == [("worker:evil", "worker", record.uuid)] * 2
         assert dispatcher.refused_results == 2
+        # The run the forged result cut off was stopped (its answer could no
+        # longer reach the scheduler: the server forgot the job); only the
+        # run after it reported.
+        assert f"stop request for build {record.uuid}: aborting" in caplog.text
+        mine = [m.text for m in box.sim.get_change(number).messages if m.author == "gatekeeper"]
+        assert len([m for m in mine if ": FAILURE" in m]) == 1
+        assert not [m for m in mine if ": SUCCESS" in m]
     finally:
         box.stop()
 

@@ -75,6 +75,10 @@ RETRY_REGISTRATION_GRACE = 30.0
 # Results that let a change pass: never believed from a worker that was not
 # seen to start the build (a build that never got a node cannot have passed).
 PASSING = frozenset({BuildResult.SUCCESS, BuildResult.SKIPPED})
+# Refused results after which a build ends ERROR: a worker whose certificate
+# another CA issued would otherwise have its every result refused and the
+# build run again for ever. It costs the change its run, never a false pass.
+REFUSED_LIMIT = 5
 
 
 class _Client(gear.Client):
@@ -142,6 +146,8 @@ class _Build:
     sent_attempt: int = 1
     #: The worker whose signed start was believed, for the current job.
     identity: Identity | None = None
+    #: Results refused so far (they use up no attempt; see REFUSED_LIMIT).
+    refused: int = 0
 
 
 class BuildDispatcher:
@@ -694,8 +700,15 @@ class BuildDispatcher:
             rightful = build.worker if build.identity is not None else ""
             build.job, build.identity = None, None
             build.retry, build.record_attempt = True, True
+            build.refused += 1
+            given_up = build.refused >= REFUSED_LIMIT
         if rightful:
             self._send_stop(build.uuid, rightful)
+        if given_up:
+            self._finish(
+                build, BuildResult.ERROR, f"{build.refused} results refused; the last: {why}"
+            )
+            return
         log.warning(
             "build %s: submitting it again (attempt %d of %d; the refused result does not count)",
             build.uuid,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.dispatch import certs
+from gatekeeper.dispatch import certs, protocol
 from gatekeeper.dispatch.certs import Identity, Role, TlsFiles
 from gatekeeper.dispatch.signing import ResultSigner, ResultVerifier, claimed_identity
 from gatekeeper.errors import ResultRefusedError
-from gatekeeper.model.results import CompleteData, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, StartData
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -157,3 +157,15 @@ def test_garbage_is_refused(
     data = replace(data, signature=signature)
     assert why in refused(verifier(site), data, UUID, 1)
     assert claimed_identity(data) in (None, Identity(Role.WORKER, "w1"))
+
+
+def test_a_signature_survives_the_trip_through_gearman(site: Path, tmp_path: Path) -> None:
+    """What the worker signs is what the dispatcher reads back from the
+    packet's JSON: nested data (a NODE_FAILURE's pool counts) and floats too."""
+    signer = ResultSigner.from_files(member(site, tmp_path))
+    wait = NodeWait("devstack-vm", 120.125, ready=0, held=4, capacity=4, providers=["local"])
+    data = replace(complete("NODE_FAILURE"), node_wait=wait, ended_at=1700000123.0625)
+    read = protocol.decode_complete(protocol.encode(signer.sign(data, 3)))
+    assert verifier(site).verify(read, UUID, 3) == Identity(Role.WORKER, "w1")
+    start_read = protocol.decode_start(protocol.encode(signer.sign(start(), 3)))
+    assert verifier(site).verify(start_read, UUID, 3) == Identity(Role.WORKER, "w1")

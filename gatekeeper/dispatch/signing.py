@@ -40,6 +40,7 @@ from gatekeeper.dispatch.certs import (
     verified_identity,
 )
 from gatekeeper.errors import CertificateError, ResultRefusedError
+from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, StartData
 
 __all__ = ["Kind", "ResultSigner", "ResultVerifier", "claimed_identity"]
@@ -52,6 +53,7 @@ _VERSION = 1
 # Not signed: the signature itself, and the attempt the dispatcher fills in
 # on a StartData (the signed attempt travels in the envelope instead).
 _UNSIGNED = ("signature", "attempt")
+_ECDSA = ec.ECDSA(hashes.SHA256())
 
 
 class Kind(StrEnum):
@@ -97,7 +99,7 @@ class ResultSigner:
         """``data`` with this worker's certificate and its signature for ``attempt``."""
         data = replace(data, certificate=self.certificate, signature="")
         message = _message(data.uuid, attempt, _kind_of(data), data)
-        signature = self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+        signature = self._key.sign(message, _ECDSA)
         return replace(data, signature=base64.b64encode(signature).decode("ascii"))
 
 
@@ -137,7 +139,7 @@ class ResultVerifier:
         if identity.role is not Role.WORKER:
             raise ResultRefusedError(f"signed by {identity}, which is not a worker")
         if data.uuid != uuid:
-            raise ResultRefusedError(f"signed for another build ({data.uuid})")
+            raise ResultRefusedError(f"signed for another build ({shown(data.uuid, 64)})")
         try:
             signature = base64.b64decode(data.signature, validate=True)
             key = x509.load_pem_x509_certificate(data.certificate.encode("utf-8")).public_key()
@@ -153,8 +155,6 @@ class ResultVerifier:
             ) from None
         return identity
 
-
-_ECDSA = ec.ECDSA(hashes.SHA256())
 
 
 def claimed_identity(data: StartData | CompleteData | None) -> Identity | None:

@@ -156,7 +156,6 @@ class ResultVerifier:
         return identity
 
 
-
 def claimed_identity(data: StartData | CompleteData | None) -> Identity | None:
     """Who a packet says it comes from, unchecked (for the log and the audit
     record of a refusal); None when it names nobody readable."""

@@ -17,11 +17,14 @@ from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.dispatch import certs
 from gatekeeper.dispatch.admin import AdminWorker, Handler
+from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.dispatch.signing import ResultSigner, ResultVerifier
 from gatekeeper.dispatch.tokens import ensure_secret
-from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
+from gatekeeper.errors import CertificateError, ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
@@ -94,6 +97,11 @@ class Gatekeeper:
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)
         self.db.migrate()
+        if site.gearman.insecure:
+            log.warning(
+                "gearman.insecure is set: build results are not authenticated; "
+                "anyone who reaches the Gearman port can take a build and answer it"
+            )
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
             self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
         if "pool" in self.components:
@@ -104,12 +112,38 @@ class Gatekeeper:
         if "scheduler" in self.components:
             self._start_scheduler()
 
+    def tls_files(self, role: Role) -> TlsFiles | None:
+        """This host's certificate for ``role`` (None on an insecure site).
+
+        Taken from the TLS directory when it is there; otherwise, where the
+        directory holds the site's CA key (the all-in-one's ``state/tls``,
+        made at first start), issued now.
+
+        :raises CertificateError: it is missing and cannot be issued here.
+        """
+        if self.site.gearman.insecure:
+            return None
+        directory = self.site.gearman.tls_dir
+        assert directory is not None  # resolved by SiteConfig.resolve
+        try:
+            return TlsFiles.for_role(directory, role)
+        except CertificateError:
+            if (directory / certs.CA_CERT).exists() and not (directory / certs.CA_KEY).exists():
+                raise
+            return certs.ensure_local(directory)[role]
+
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:
             raise ConfigError("the site file has no 'gerrit' section (host, user, key, ...)")
         if self.connection is None:
             self.connection = GerritConnection(self.site.gerrit)
         return self.connection
+
+    def start_worker(self) -> None:
+        """Start this process's worker now (one started without it)."""
+        if self.worker is None:
+            self.components = self.components | {"worker"}
+            self._start_worker()
 
     def _start_worker(self) -> None:
         site = self.site
@@ -135,6 +169,7 @@ class Gatekeeper:
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
         )
+        files = self.tls_files(Role.WORKER)
         self.worker = Worker(
             self.worker_name,
             self.gearman_servers,
@@ -143,6 +178,7 @@ class Gatekeeper:
             site.worker.count,
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
+            signer=ResultSigner.from_files(files) if files is not None else None,
         )
         self.worker.start()
 
@@ -159,11 +195,13 @@ class Gatekeeper:
         gerrit = self._gerrit()
         source = GerritSource(gerrit)
         self.scheduler = None
+        files = self.tls_files(Role.SCHEDULER)
         self.dispatcher = BuildDispatcher(
             self.gearman_servers,
             self._put_result,
             builds=BuildStore(self.db),
             registration_grace=self.site.gearman.registration_grace,
+            verifier=ResultVerifier.from_files(files) if files is not None else None,
         )
         self.dispatcher.wait_for_server(30)
         self.scheduler = Scheduler(

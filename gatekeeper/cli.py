@@ -459,6 +459,11 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
                 click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
                 if builds:
                     click.echo(f"       {builds}")
+    if result.get("refused_results"):
+        click.echo(
+            f"refused build results: {result['refused_results']} "
+            "(not from the worker the build was handed to; see the audit log)"
+        )
     if not isinstance(audit, list):
         click.echo(f"audit log: not shown ({shown(why)})")
         return

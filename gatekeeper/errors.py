@@ -8,6 +8,8 @@
      │    ├── EventParseError   a stream-events line is not an event we understand
      │    └── GerritOutcomeUnknownError  sent, but no answer came: it may have run
      ├── DispatchError          Gearman could not take or run a build
+     │    ├── CertificateError  a certificate or key is missing, unreadable or foreign
+     │    └── ResultRefusedError  a build's packet not from the worker it was handed to
      ├── OperationError         an operator's request (enqueue, promote...) cannot be done
      │    ├── RequestError      a request that is malformed, too large or expired
      │    └── TokenError        no operator token, or one that is not valid or not enough
@@ -61,6 +63,13 @@ class DispatchError(GatekeeperError):
 
 class CertificateError(DispatchError):
     """A certificate or key is missing, unreadable, or not one this site issued."""
+
+
+class ResultRefusedError(DispatchError):
+    """A packet about a build (its start or its result) is not believed: it is
+    unsigned, signed by someone the site's CA did not make a worker, signed
+    for another build or packet, or not from the worker the build was handed
+    to. The message says which."""
 
 
 class PoolError(GatekeeperError):

@@ -58,6 +58,10 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _entry(row: AuditRecord) -> AuditEntry:
+    return AuditEntry(row.at, row.actor, row.role, row.action, row.target, row.outcome, row.detail)
+
+
 class AuditLog:
     """The ``audit_log`` table. Thread-safe: each call is its own transaction."""
 
@@ -101,7 +105,15 @@ class AuditLog:
                 .order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
                 .limit(max(0, limit))
             )
-            return [
-                AuditEntry(r.at, r.actor, r.role, r.action, r.target, r.outcome, r.detail)
-                for r in rows
-            ]
+            return [_entry(r) for r in rows]
+
+    def entries(self, action: str, outcome: Outcome, target: str | None = None) -> list[AuditEntry]:
+        """Every entry of ``action`` that ended ``outcome`` (about ``target``
+        if given), oldest first."""
+        query = select(AuditRecord).where(
+            AuditRecord.action == action, AuditRecord.outcome == outcome
+        )
+        if target is not None:
+            query = query.where(AuditRecord.target == target)
+        with self.db.session() as session:
+            return [_entry(r) for r in session.scalars(query.order_by(AuditRecord.id))]

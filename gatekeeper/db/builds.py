@@ -11,12 +11,17 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gatekeeper.db.audit import AuditEntry, AuditLog
 from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import BuildRecord
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+#: The audit action of a build packet that was not believed.
+REFUSED_RESULT = "build-result"
 
 
 class BuildStore:
@@ -198,6 +203,38 @@ class BuildStore:
         )
         return self._write(lambda session: rowcount(session.execute(statement)) > 0)
 
+    def worker_verified(
+        self, uuid: str, identity: str, worker: str, node: str, start_time: float
+    ) -> bool:
+        """Record ``identity`` (a certificate's ``worker:<name>``) as the one
+        running the build, if the row agrees with the start it signed: the
+        same worker, node and start time. False when it does not (the start
+        came from someone who never claimed the build). A result already
+        there (the scheduler cancelled the build meanwhile) does not matter.
+
+        Written by the dispatcher only, after the signature was checked: a
+        worker's own writes never touch ``worker_identity``.
+        """
+        statement = (
+            update(BuildRecord)
+            .where(
+                BuildRecord.uuid == uuid,
+                BuildRecord.worker == worker,
+                BuildRecord.node == node,
+                BuildRecord.start_time == start_time,
+            )
+            .values(worker_identity=identity)
+        )
+        return self._write(lambda session: rowcount(session.execute(statement)) > 0)
+
+    def refused(self, uuid: str, actor: str, role: str, why: str, at: float) -> None:
+        """Audit a packet about the build that was not believed."""
+        AuditLog(self.db).record(actor, role, REFUSED_RESULT, uuid, "refused", why, at=at)
+
+    def refusals(self, uuid: str | None = None) -> list[AuditEntry]:
+        """Refused build packets, oldest first (of one build, if ``uuid``)."""
+        return AuditLog(self.db).entries(REFUSED_RESULT, "refused", target=uuid)
+
     def heartbeat(self, worker: str, uuids: list[str], now: float) -> int:
         """Mark the worker's running builds alive at ``now``, in one UPDATE;
         returns how many records it touched."""
@@ -222,6 +259,7 @@ class BuildStore:
         if clear:
             values.update(
                 worker="",
+                worker_identity="",
                 node="",
                 provider="",
                 start_time=None,

@@ -51,6 +51,9 @@ class Build:
     node: str = ""
     provider: str = ""
     worker: str = ""
+    #: Who the certificate of the worker running it names (``worker:<name>``),
+    #: as the builds table recorded it; read back by a restarted scheduler.
+    worker_identity: str = ""
     started_at: float | None = None
     ended_at: float | None = None
     dispatched_at: float = field(default_factory=time.time)

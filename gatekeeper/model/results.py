@@ -23,6 +23,10 @@ class StartData:
     started_at: float
     #: Filled in by the dispatcher (a requeued job carries its first arguments).
     attempt: int = 1
+    #: The worker's certificate (PEM) and its signature of this start
+    #: (gatekeeper.dispatch.signing); empty on a site with ``insecure: true``.
+    certificate: str = ""
+    signature: str = ""
 
 
 @dataclass
@@ -79,6 +83,9 @@ class CompleteData:
     conflict: str = ""
     #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
     node_wait: NodeWait | None = None
+    #: As in :class:`StartData`: who sends it, and the proof.
+    certificate: str = ""
+    signature: str = ""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import paramiko
 
-from gatekeeper.app import Gatekeeper
+from gatekeeper.app import ALL, Gatekeeper
 from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
@@ -100,6 +100,7 @@ class Sandbox:
         database: str = "",
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
+        components: frozenset[str] = ALL,
     ) -> None:
         self.root = root.resolve()
         self.layout = layout.resolve()
@@ -108,6 +109,9 @@ class Sandbox:
         self.database = database
         self.worker_count = worker_count
         self.extra_site = extra_site or {}
+        #: What the daemon runs (a test starts the worker later with
+        #: ``app.start_worker()`` to decide who takes the first build).
+        self.components = components
         self.keys = self.root / "keys"
         self.known_hosts = self.root / "known_hosts"
         self.sim: GerritSimulator | None = None
@@ -134,6 +138,7 @@ class Sandbox:
             listener=_CountingListener(self, self.listener),
             console=self.console,
             worker_name="sandbox-worker",
+            components=self.components,
         )
         self.app.start()
         if not self.listener.connected.wait(30):

@@ -209,4 +209,9 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
         pipelines.append(
             {"name": manager.name, "manager": manager.pipeline.manager, "queues": rendered}
         )
-    return {"time": now, "pipelines": pipelines}
+    return {
+        "time": now,
+        "pipelines": pipelines,
+        # Build starts and results not believed since start (the audit log has each).
+        "refused_results": scheduler.context.dispatcher.refused_results,
+    }

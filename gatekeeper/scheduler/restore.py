@@ -12,8 +12,10 @@ scheduler rebuilds each pipeline's items in their order:
   (or, in a gate, the merge) is there it is not sent again;
 - a build that ended keeps its result; a build still running elsewhere (its
   worker refreshed the heartbeat recently, and it is not a worker of this
-  process, which has just started) is re-attached and watched in the
-  database; any other build is lost: its record is marked CANCELED (so a
+  process, which has just started; and, where results are authenticated,
+  the previous scheduler believed its signed start, so the row names the
+  worker's certificate in ``worker_identity``) is re-attached and watched in
+  the database; any other build is lost: its record is marked CANCELED (so a
   worker that still finds it queued in Gearman skips it), its node is
   deleted, and the item runs the job again;
 - in a gate, what each item was tested with is compared with the restored
@@ -267,6 +269,7 @@ def _restore_builds(
             node=record.node,
             provider=record.provider,
             worker=record.worker,
+            worker_identity=record.worker_identity,
             started_at=record.start_time,
             ended_at=record.end_time,
             dispatched_at=record.dispatched_at,
@@ -276,10 +279,13 @@ def _restore_builds(
             item.builds[job] = build
             summary.finished += 1
             continue
+        # A start nobody verified may be anyone's: the build runs again.
+        verified = bool(record.worker_identity) or context.dispatcher.verifier is None
         alive = (
             record.heartbeat is not None
             and now - record.heartbeat < HEARTBEAT_STALE
             and record.worker not in local_workers
+            and verified
         )
         if alive:
             item.builds[job] = build

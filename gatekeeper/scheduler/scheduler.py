@@ -228,10 +228,23 @@ class Scheduler:
         self._attached_polled = now
         for uuid in list(self._attached):
             record = self.context.builds.get(uuid)
-            if record is None or record.result is not None:
-                self._attached.pop(uuid)
+            attached = self._attached.pop(uuid)
             if record is None:
                 continue
+            if (record.worker_identity, record.worker, record.start_time) != (
+                attached.worker_identity,
+                attached.worker,
+                attached.started_at,
+            ):
+                # The row was cleared or names another run since: what it
+                # says now is not the run this scheduler re-attached to.
+                log.warning("build %s: its row names another run; running it again", uuid[:7])
+                found = self._find_build(uuid)
+                if found is not None:
+                    found[0].forget_build(found[1])
+                continue
+            if record.result is None:
+                self._attached[uuid] = attached
             if record.result is not None:
                 data = CompleteData(
                     uuid=uuid,

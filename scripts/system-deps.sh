@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages gatekeeper and its tests use, when missing
 # (bubblewrap confines jobs on the local provider).
-# `--all` also installs the test-only servers (sshd, gearmand, PostgreSQL).
+# `--all` also installs what only the tests use (sshd, gearmand, PostgreSQL,
+# Chromium and its WebDriver for the browser tests).
 set -euo pipefail
 
 need=(git rsync openssh-client bubblewrap)
 if [[ "${1:-}" == "--all" ]]; then
-    need+=(openssh-server gearman-job-server postgresql)
+    need+=(openssh-server gearman-job-server postgresql chromium chromium-driver)
 fi
 
 missing=()

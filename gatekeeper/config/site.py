@@ -263,6 +263,22 @@ class AdminConfig(_Strict):
     secret_file: Path | None = Field(default=None, alias="secret-file")
 
 
+class WebListen(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class WebConfig(_Strict):
+    """The web (status, builds, logs, nodes, metrics): on 127.0.0.1 unless told."""
+
+    # `gatekeeper run` and the sandbox start it in-process when true.
+    enabled: bool = True
+    listen: WebListen = Field(default_factory=WebListen)
+    # The URL people reach it at (behind a proxy, say); links in pages and in
+    # Gerrit comments start with it. Default: http://<listen host>:<port>/.
+    url: str = ""
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -286,6 +302,7 @@ class SiteConfig(_Strict):
     reap: ReapConfig = Field(default_factory=ReapConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -310,6 +327,10 @@ class SiteConfig(_Strict):
             self.log_url = self.log_root.as_uri() + "/"
         if not self.log_url.endswith("/"):
             self.log_url += "/"
+        if not self.web.url:
+            self.web.url = f"http://{self.web.listen.host}:{self.web.listen.port}/"
+        if not self.web.url.endswith("/"):
+            self.web.url += "/"
         self.gearman.tls_dir = (
             fix(self.gearman.tls_dir) if self.gearman.tls_dir else self.state_dir / "tls"
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from gatekeeper.config.site import SiteConfig
@@ -56,3 +58,42 @@ def test_static_files_carry_the_policy_too(db: Database, tmp_path: Path) -> None
         assert "text/css" in css.headers["content-type"]
         assert css.headers["content-security-policy"] == CSP
         assert web.get("/static/../templating.py").status_code == 404
+
+
+def test_a_real_browser_loads_the_stylesheet_under_the_policy(
+    db: Database, tmp_path: Path, browser: Any, artifacts: Path
+) -> None:
+    """The frame in Debian's headless Chromium: the page renders with its
+    stylesheet, and the browser reports no CSP violation."""
+    import threading
+
+    import uvicorn
+
+    site = SiteConfig().resolve(tmp_path)
+    app = make_app(WebContext(site=site, db=db, live=lambda: {"pipelines": []}))
+
+    async def frame(request: Any) -> Any:
+        from gatekeeper.web.templating import templates
+
+        return templates.TemplateResponse(request, "base.html", {})
+
+    app.router.routes.append(Route("/frame", frame))  # the frame alone, for this test
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            threading.Event().wait(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        browser.get(f"http://127.0.0.1:{port}/frame")
+        header = browser.find_element("css selector", ".gk-header")
+        assert header.value_of_css_property("background-color") == "rgba(38, 50, 56, 1)"
+        browser.save_screenshot(str(artifacts / "frame.png"))
+        errors = [
+            e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]
+        ]
+        assert errors == []
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -135,7 +135,7 @@ def test_html_view_numbers_lines_and_marks_severity(site: SiteConfig, db: Databa
 @pytest.mark.parametrize(
     ("line", "level"),
     [
-        pytest.param(b"2016-01-01 12:00:00.123 1234 ERROR nova.compute x", "error", id="oslo-error"),
+        pytest.param(b"2016-01-01 12:00:00.123 1234 ERROR nova.compute", "error", id="oslo-error"),
         pytest.param(b"2016-01-01 12:00:00.123 1234 TRACE nova x", "trace", id="oslo-trace"),
         pytest.param(b"2016-01-01 12:00:00.123 99 CRITICAL nova x", "critical", id="oslo-critical"),
         pytest.param(b"2016-01-01 12:00:00.123 1234 INFO nova ERROR", "", id="oslo-info"),

@@ -190,15 +190,17 @@ def _hostile(site: SiteConfig, tmp_path: Path) -> None:
     build = site.log_root / LOG_PATH
     os.symlink(tmp_path / "outside" / "secret.txt", build / "link.txt")
     os.symlink(tmp_path / "outside", build / "linkdir")
-    os.symlink("../../../../../../../outside/secret.txt", build / "relative.txt")
+    # build is <tmp>/state/logs/<6 components of LOG_PATH>: 8 levels up is <tmp>.
+    os.symlink("../../../../../../../../outside/secret.txt", build / "relative.txt")
     os.symlink(build / "console.txt", build / "inside.txt")
 
 
+# The log root is <tmp>/state/logs; the secret is <tmp>/outside/secret.txt.
 HOSTILE = [
-    pytest.param("/logs/../outside/secret.txt", id="dotdot"),
-    pytest.param("/logs/%2e%2e/outside/secret.txt", id="encoded-dotdot"),
-    pytest.param("/logs/%2E%2E%2Foutside%2Fsecret.txt", id="encoded-slash"),
-    pytest.param("/logs/45/../../outside/secret.txt", id="dotdot-deep"),
+    pytest.param("/logs/../../outside/secret.txt", id="dotdot"),
+    pytest.param("/logs/%2e%2e/%2e%2e/outside/secret.txt", id="encoded-dotdot"),
+    pytest.param("/logs/%2E%2E%2F%2E%2E%2Foutside%2Fsecret.txt", id="encoded-slash"),
+    pytest.param("/logs/45/../../../outside/secret.txt", id="dotdot-deep"),
     pytest.param("/logs/..%5c..%5coutside%5csecret.txt", id="backslash"),
     pytest.param("/logs//{outside}/secret.txt", id="absolute"),
     pytest.param("/logs/%2F{outside}/secret.txt", id="encoded-absolute"),

@@ -18,7 +18,6 @@ origin.
 from __future__ import annotations
 
 import codecs
-import gzip
 import html
 import json
 import logging
@@ -30,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, unquote_to_bytes
 
 from markupsafe import Markup
@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 PREFIX = "/logs/"
 CONSOLE = "console.txt"
 CHUNK = 1 << 20
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+# The most of a file's end a build page reads for its console.
+TAIL_BYTES = 8 << 20
 # A line longer than this is rendered in pieces (same line number).
 LINE_PIECE = 1 << 16
 # Raw files: no script, no plugin, an opaque origin; a job's own HTML still
@@ -151,18 +154,37 @@ def is_text(name: str) -> bool:
 
 def read_chunks(path: Path, gunzip: bool) -> Iterator[bytes]:
     """``path``'s bytes in chunks, decompressed when ``gunzip``; a corrupt
-    or truncated gzip ends the stream where it breaks (logged)."""
-    if not gunzip:
-        with open(path, "rb") as handle:
+    or truncated gzip ends the stream where it breaks (logged), after
+    everything before the break."""
+    with open(path, "rb") as handle:
+        if not gunzip:
             while chunk := handle.read(CHUNK):
                 yield chunk
-        return
-    try:
-        with gzip.open(path, "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-    except (OSError, EOFError, zlib.error) as exc:
-        log.warning("logs: %s: %s", shown(path, 300), exc)
+            return
+        try:
+            yield from _inflate(handle)
+        except zlib.error as exc:
+            log.warning("logs: %s: %s", shown(path, 300), exc)
+
+
+def _inflate(handle: BinaryIO) -> Iterator[bytes]:
+    """Every gzip member in ``handle`` inflated, at most :data:`CHUNK` at a time."""
+    inflater = zlib.decompressobj(GZIP_WBITS)
+    while raw := handle.read(CHUNK):
+        data = raw
+        while data:
+            out = inflater.decompress(data, CHUNK)
+            if out:
+                yield out
+            if inflater.eof:
+                # gzip -c a >> b.gz makes members one after the other.
+                data = inflater.unused_data
+                inflater = zlib.decompressobj(GZIP_WBITS)
+            else:
+                data = inflater.unconsumed_tail
+    tail = inflater.flush()
+    if tail:
+        yield tail
 
 
 def lines(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -220,11 +242,45 @@ def html_lines(chunks: Iterable[bytes], first: int = 1) -> Iterator[str]:
 
 
 def tail_html(path: Path, max_lines: int) -> tuple[Markup, int, int]:
-    """The last ``max_lines`` lines of a (plain) text file as HTML, and the
-    numbers of the first line shown and of lines in all."""
+    """The last ``max_lines`` lines of a text file as HTML, and the numbers
+    of the first line shown and of lines in all.
+
+    A plain file is counted in C (``bytes.count``) and its end read
+    backwards, at most :data:`TAIL_BYTES` of it: a long console costs a
+    read, not a parse of every line.
+    """
+    if path.name.endswith(".gz"):
+        return _tail_html_parsed(path, max_lines)
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        total = 0
+        last = b""
+        while chunk := handle.read(CHUNK):
+            total += chunk.count(b"\n")
+            last = chunk
+        if last and not last.endswith(b"\n"):
+            total += 1  # a last line without its newline is still a line
+        data, position = b"", size
+        while position > 0 and data.count(b"\n") <= max_lines and len(data) < TAIL_BYTES:
+            step = min(CHUNK, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    if not data:
+        return Markup(""), 1, 0
+    parts = data.split(b"\n")
+    if data.endswith(b"\n"):
+        parts.pop()
+    kept = parts[-max_lines:] if max_lines else []
+    first = total - len(kept) + 1
+    body = b"".join(part + b"\n" for part in kept)
+    return Markup("".join(html_lines([body], first))), first, total
+
+
+def _tail_html_parsed(path: Path, max_lines: int) -> tuple[Markup, int, int]:
     kept: list[bytes] = []
     total = 0
-    for piece, ends in lines(read_chunks(path, path.name.endswith(".gz"))):
+    for piece, ends in lines(read_chunks(path, True)):
         if kept and not kept[-1].endswith(b"\n"):
             kept[-1] += piece + (b"\n" if ends else b"")
         else:

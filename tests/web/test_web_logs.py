@@ -20,7 +20,7 @@ from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
-from gatekeeper.web.logs import severity
+from gatekeeper.web.logs import severity, tail_html
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -280,3 +280,34 @@ def test_a_name_that_is_not_utf8_is_served(site: SiteConfig, db: Database) -> No
         index = web.get(f"/logs/{LOG_PATH}/").text
         assert "caf%E9.txt" in index
         assert web.get(f"/logs/{LOG_PATH}/caf%E9.txt").text == "latin-1 named\n"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"a", b"a\n", b"a\nb", b"\n\n", b"x" * 200_000 + b"\ny\n", b"<b>\n" * 10],
+    ids=["empty", "one-no-newline", "one", "last-no-newline", "blank", "long-line", "html"],
+)
+@pytest.mark.parametrize("keep", [1, 2, 5])
+def test_the_console_tail_counts_like_a_full_read(
+    tmp_path: Path, content: bytes, keep: int
+) -> None:
+    """The build page's fast tail (counted in C, read backwards) numbers and
+    renders the same lines as a parse of every line (the .gz path)."""
+    (tmp_path / "c.txt").write_bytes(content)
+    with gzip.open(tmp_path / "c.txt.gz", "wb") as handle:
+        handle.write(content)
+    assert tail_html(tmp_path / "c.txt", keep) == tail_html(tmp_path / "c.txt.gz", keep)
+
+
+def test_a_corrupt_gz_ends_where_it_breaks(site: SiteConfig, db: Database) -> None:
+    assert site.log_root is not None
+    # Lines that do not compress away: half the gzip is about half the text.
+    text = b"".join(b"good line %d %s\n" % (n, os.urandom(8).hex().encode()) for n in range(999))
+    whole = gzip.compress(text)
+    (site.log_root / LOG_PATH / "broken.txt.gz").write_bytes(whole[: len(whole) // 2])
+    with app_client(site, db) as web:
+        raw = web.get(f"/logs/{LOG_PATH}/broken.txt.gz", headers={"accept-encoding": "identity"})
+        assert raw.status_code == 200
+        assert len(raw.content) > len(text) // 4 and text.startswith(raw.content)
+        view = web.get(f"/logs/{LOG_PATH}/broken.txt.gz?view=html")
+        assert view.status_code == 200 and view.text.rstrip().endswith("</html>")

@@ -1,9 +1,9 @@
 """Build history: /builds, /api/builds, the buildset and build pages, over
-rows written by the real BuildStore into a migrated SQLite database."""
+rows written by the real BuildStore into a migrated database (the shared
+``db`` fixture: SQLite, and PostgreSQL when one is configured)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +16,6 @@ from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'gk.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def uuid(n: int) -> str:

@@ -440,6 +440,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     def serve(request: Request) -> Response:
         relative = request_relative(request)
         target = confined(root, relative)
+        if target is None and not relative.strip("/") and not root.exists():
+            # A new site: no build has archived anything yet.
+            return _index(request, None, "")
         if target is None:
             return not_found()
         if target.is_dir():
@@ -465,9 +468,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         headers["vary"] = "Accept-Encoding"
         return StreamingResponse(read_chunks(target, True), media_type=kind, headers=headers)
 
-    def _index(request: Request, directory: Path, relative: str) -> Response:
+    def _index(request: Request, directory: Path | None, relative: str) -> Response:
         build = build_for(ctx, relative) if relative else None
-        facts = console_title(directory)
+        facts = console_title(directory) if directory is not None else {}
         title = {
             "job": build.job if build else facts.get("job", ""),
             "change": (
@@ -484,7 +487,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             "logs_index.html",
             {
                 "crumbs": crumbs,
-                "entries": listing(directory, relative),
+                "entries": listing(directory, relative) if directory is not None else [],
                 "build": build,
                 "title": title,
                 "parent": href("/".join(parts[:-1])) + "/" if parts else None,

@@ -115,7 +115,10 @@ def served(built: Built) -> Iterator[str]:
 def test_build_page_in_a_browser(built: Built, served: str, browser: Any, artifacts: Path) -> None:
     """Console visible, a line range highlighted from the URL, the log tree
     listed, and the hostile subject inert: shown as text, never run."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{served}/build/{built.build.uuid}#L2-L4")
     console = browser.find_element(By.ID, "gk-console")
@@ -131,11 +134,24 @@ def test_build_page_in_a_browser(built: Built, served: str, browser: Any, artifa
     assert browser.find_elements(By.CSS_SELECTOR, "main script, main img") == []
     assert "pwned" not in browser.title and browser.title != "1"
 
-    # A click on a line number marks that line instead.
+    def marked_ids() -> list[str]:
+        return [m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".gk-hl")]
+
+    # A click on a line number marks that line; a shift-click the range to it.
+    # (hashchange is dispatched after the click returns: wait for the marks)
     browser.find_element(By.CSS_SELECTOR, "#L1 a.gk-lno").click()
-    assert [m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".gk-hl")] == [
-        "L1"
-    ]
+    WebDriverWait(browser, 10).until(lambda _: marked_ids() == ["L1"])
+    third = browser.find_element(By.CSS_SELECTOR, "#L3 a.gk-lno")
+    ActionChains(browser).key_down(Keys.SHIFT).click(third).key_up(Keys.SHIFT).perform()
+    WebDriverWait(browser, 10).until(lambda _: marked_ids() == ["L1", "L2", "L3"])
+    assert browser.current_url.endswith("#L1-L3")
     browser.save_screenshot(str(artifacts / "build-page.png"))
+
+    # The full console in the log view: the same anchors, from its own URL.
+    log_dir = built.url[len(built.sandbox.site.web.url) - 1 :]
+    browser.get(f"{served}{log_dir}console.txt?view=html#L5-L6")
+    assert marked_ids() == ["L5", "L6"]
+    assert browser.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+    browser.save_screenshot(str(artifacts / "console-view.png"))
     errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert errors == []

@@ -311,3 +311,11 @@ def test_a_corrupt_gz_ends_where_it_breaks(site: SiteConfig, db: Database) -> No
         assert len(raw.content) > len(text) // 4 and text.startswith(raw.content)
         view = web.get(f"/logs/{LOG_PATH}/broken.txt.gz?view=html")
         assert view.status_code == 200 and view.text.rstrip().endswith("</html>")
+
+
+def test_a_new_site_has_an_empty_log_index(tmp_path: Path, db: Database) -> None:
+    site = SiteConfig().resolve(tmp_path)
+    assert site.log_root is not None and not site.log_root.exists()
+    with app_client(site, db) as web:
+        assert web.get("/logs/").status_code == 200
+        assert web.get("/logs/45/").status_code == 404

@@ -358,7 +358,11 @@ def tree(directory: Path, relative: str, limit: int = 500) -> list[tuple[int, En
 
 
 def _uuid_bounds(prefix: str) -> tuple[str, str]:
-    return prefix, prefix + "\x7f"
+    # Build uuids are lowercase hex: every one starting with ``prefix`` sorts
+    # in [prefix, prefix + "g") under C and locale collations alike (no
+    # control character whose weight a locale may ignore), and the primary
+    # key's index answers the range.
+    return prefix, prefix + "g"
 
 
 _SHORT_UUID = re.compile(r"[0-9a-f]{7}")
@@ -380,6 +384,8 @@ def build_for(ctx: WebContext, relative: str) -> BuildRecord | None:
                 .order_by(BuildRecord.dispatched_at.desc())
             )
             for record in session.scalars(query):
+                if not record.uuid.startswith(short):
+                    continue
                 if record.log_url.endswith("/" + quote("/".join(parts[:end])) + "/"):
                     return record
                 if _log_path(record) == "/".join(parts[:end]):

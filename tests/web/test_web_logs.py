@@ -65,8 +65,21 @@ def app_client(site: SiteConfig, db: Database) -> TestClient:
     return TestClient(make_app(WebContext(site=site, db=db, live=lambda: {})))
 
 
-def test_index_is_titled_with_the_builds_row(site: SiteConfig, db: Database) -> None:
+@pytest.mark.parametrize(
+    "database",
+    [
+        pytest.param("sqlite_db", id="sqlite"),
+        pytest.param("postgres_db", id="postgresql", marks=pytest.mark.postgresql),
+    ],
+)
+def test_index_is_titled_with_the_builds_row(
+    site: SiteConfig, database: str, request: pytest.FixtureRequest
+) -> None:
+    """The row is found by the uuid prefix in the path (a range on the
+    primary key: PostgreSQL's collation must agree)."""
+    db: Database = request.getfixturevalue(database)
     builds = BuildStore(db)
+    builds.dispatched(UUID[:6] + "0" + "f" * 25, "gate-nova-python27", "x", 1, 1, "check", 9.0)
     builds.dispatched(
         UUID,
         "gate-nova-python27",

@@ -7,6 +7,7 @@ terminal table of them, the web an HTML table or Nodepool's JSON.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gatekeeper.config.site import SiteConfig
@@ -181,7 +182,7 @@ class ProviderRow:
 
 
 def provider_rows(
-    site: SiteConfig, store: NodeStore, backoff: dict[str, float] | None = None
+    site: SiteConfig, store: NodeStore, backoff: Mapping[str, float] | None = None
 ) -> list[ProviderRow]:
     """The site's providers; ``backoff`` (provider -> until, epoch) is what a
     pool in this process knows, None when none runs here."""

@@ -71,7 +71,8 @@ class PrometheusMetrics(Metrics):
     locks its own values)."""
 
     def __init__(self, census: Census | None = None) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        # Not auto_describe: that would read the census (the database) now.
+        self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter(
             "gatekeeper_events", "Gerrit events acted on, by type", ["type"], registry=r

@@ -382,6 +382,13 @@ class Pool:
             backing_off = {n for n, h in self.health.items() if now < h.backoff_until}
         return describe_wait(self.nodes, self.providers, config, waited, backing_off)
 
+    def backing_off(self) -> dict[str, float]:
+        """Provider -> until when (epoch) its launches are held back after
+        failures, for the providers backed off now."""
+        now = time.time()
+        with self._lock:
+            return {n: h.backoff_until for n, h in self.health.items() if now < h.backoff_until}
+
     def capacity(self, provider: Provider, ask_quota: bool = True) -> int:
         """Nodes ``provider`` can take now: max-servers less what it holds,
         less any shortfall in the cloud's quota; 0 while backed off."""

@@ -64,9 +64,9 @@ class Scheduler:
         )
         self.context.merger = merger
         self.context.metrics = metrics
-        self.context.reports.metrics = metrics
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
+        self.context.reports.metrics = metrics
         self.context.manager_named = self._manager_named
         self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()

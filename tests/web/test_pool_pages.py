@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,6 +27,12 @@ from gatekeeper.web.context import WebContext
 HOSTILE_LABEL = "<img src=x onerror=alert(1)>"
 HOSTILE_COMMENT = 'held</td><script>alert("node")</script>\nFORGED | row \x1b[31m'
 BUILD = "0123456789abcdef0123456789abcdef"
+#: What would run if a page parsed a comment as markup (the CSP stops inline
+#: script, not an element the page itself was tricked into making).
+RUNS_IF_PARSED = (
+    '<script>window.gkPwned = 1</script><img src="/x" onerror="window.gkPwned = 2">'
+    "<svg onload=\"document.title='pwned'\"></svg>"
+)
 
 
 @pytest.fixture
@@ -227,3 +234,39 @@ def test_metrics_without_an_app_count_nodes_from_the_database(db: Database, tmp_
         s.labels["provider"]: s.value for s in families["gatekeeper_provider_max_servers"].samples
     }
     assert limits == {"local": 3.0, "cloud-b": 5.0}
+
+
+def test_a_browser_renders_a_hostile_node_comment_as_text(
+    db: Database, tmp_path: Path, browser: Any, artifacts: Path
+) -> None:
+    """/nodes in Debian's headless Chromium: a node held with a comment (and
+    of a label) full of markup shows that markup as text; no element it
+    names exists in the DOM and nothing of it ran."""
+    import threading
+
+    import uvicorn
+
+    fill(db)
+    nodes = NodeStore(db)
+    nodes.add("xss-node", "ubuntu", "local", NodeState.READY)
+    nodes.hold("xss-node", None, RUNS_IF_PARSED)
+    app = make_app(WebContext(site=site(tmp_path), db=db, live=lambda: {"pipelines": []}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            threading.Event().wait(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        browser.get(f"http://127.0.0.1:{port}/nodes")
+        comments = [e.text for e in browser.find_elements("css selector", "td.gk-comment")]
+        browser.save_screenshot(str(artifacts / "nodes.png"))
+        assert RUNS_IF_PARSED in comments
+        assert any("<script>" in c for c in comments)
+        main = browser.find_element("css selector", "main")
+        assert main.find_elements("css selector", "script, img, iframe, svg") == []
+        assert browser.execute_script("return window.gkPwned === undefined") is True
+        assert browser.title == "Nodes · gatekeeper"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -223,3 +223,25 @@ def test_statsd_names_cannot_be_forged_by_outside_text(statsd_server: StatsdRece
     assert all(line.startswith("gk.") for line in lines), lines
     assert "gk.zuul.pipeline.check.job.evil_1_c_forged_metric.SUCCESS:1|c" in lines
     assert "gk.gerrit.event.x_ms_zuul_pipeline_gate_all_jobs_99:1|c" in lines
+
+
+def test_a_lost_gerrit_stream_counts_one_reconnect_and_its_catch_up(
+    built: Sandbox, statsd_server: StatsdReceiver
+) -> None:
+    """The simulator cuts the event stream; the listener opens it again and
+    the catch-up it asks for runs: one reconnect, one more catch-up."""
+    assert built.sim is not None and built.listener is not None and built.app is not None
+    catch_up = built.app.catch_up
+    assert catch_up is not None
+    wait_until(lambda: catch_up.runs >= 1)  # the one asked for by the first opening
+    before = scrape(built)
+    assert value(before["gatekeeper_gerrit_reconnects"], "gatekeeper_gerrit_reconnects_total") == 0
+    runs = value(before["gatekeeper_catchups"], "gatekeeper_catchups_total")
+    opened = built.listener.opened
+    assert built.sim.cut_streams() >= 1
+    wait_until(lambda: built.listener is not None and built.listener.opened > opened, 30)
+    wait_until(lambda: catch_up.runs > runs, 30)
+    after = scrape(built)
+    assert value(after["gatekeeper_gerrit_reconnects"], "gatekeeper_gerrit_reconnects_total") == 1
+    assert value(after["gatekeeper_catchups"], "gatekeeper_catchups_total") > runs
+    wait_until(lambda: "gatekeeper.gerrit.reconnects:1|c" in statsd_server.received())

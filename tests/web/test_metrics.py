@@ -16,9 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.testclient import TestClient
 
+from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
+from gatekeeper.db.engine import Database
+from gatekeeper.db.nodes import NodeStore
+from gatekeeper.metrics.prometheus import PrometheusMetrics
 from gatekeeper.metrics.statsd import StatsdMetrics
 from gatekeeper.model.metrics import Census
 from gatekeeper.model.node import NodeState
+from gatekeeper.pool.pool import Pool
+from gatekeeper.pool.providers import make_provider
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
@@ -245,3 +251,41 @@ def test_a_lost_gerrit_stream_counts_one_reconnect_and_its_catch_up(
     assert value(after["gatekeeper_gerrit_reconnects"], "gatekeeper_gerrit_reconnects_total") == 1
     assert value(after["gatekeeper_catchups"], "gatekeeper_catchups_total") > runs
     wait_until(lambda: "gatekeeper.gerrit.reconnects:1|c" in statsd_server.received())
+
+
+def test_launch_errors_and_boots_are_counted_by_provider(tmp_path: Path, db: Database) -> None:
+    """The local provider (real directories) fails a launch whose image is
+    broken, then boots one once it is mended; both are counted for it."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "broken").write_text("a file where the image directory should be")
+    config = ProviderConfig.model_validate(
+        {"name": "local", "driver": "local", "root": tmp_path / "nodes"}
+    )
+    label = LabelConfig.model_validate({"name": "broken", "min-ready": 1})
+    site = SiteConfig(providers=[config], labels=[label])
+    prometheus = PrometheusMetrics()
+    pool = Pool(site, db, {"local": make_provider(config)}, [label], prometheus)
+    try:
+        pool.run_once()
+        assert pool.wait_for_launches(30)
+        get = prometheus.registry.get_sample_value
+        assert get("gatekeeper_launch_errors_total", {"provider": "local"}) == 1
+        assert (
+            get(
+                "gatekeeper_launches_total",
+                {"provider": "local", "label": "broken", "result": "error.unknown"},
+            )
+            == 1
+        )
+        (images / "broken").unlink()
+        for _ in range(10):  # a round deletes the broken node, one launches anew
+            pool.run_once()
+            assert pool.wait_for_launches(30)
+            if NodeStore(db).list(state=NodeState.READY):
+                break
+        labels = {"provider": "local", "label": "broken", "result": "ready"}
+        assert get("gatekeeper_launches_total", labels) == 1
+        assert get("gatekeeper_node_boot_seconds_count", {"provider": "local"}) == 1
+    finally:
+        pool.stop()

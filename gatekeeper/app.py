@@ -30,7 +30,9 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
+from gatekeeper.model.metrics import Census
 from gatekeeper.model.results import NodeWait, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
@@ -84,6 +86,16 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: What every component counts into; ``metrics.prometheus.registry``
+        #: is what the web serves at /metrics.
+        self.metrics = SiteMetrics(
+            self.site,
+            Census(
+                nodes=NodeStore(self.db).census,
+                max_servers={p.name: p.max_servers for p in self.site.providers},
+                gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
+            ),
+        )
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -104,8 +116,10 @@ class Gatekeeper:
             )
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
             self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
+        self.metrics.start()
         if "pool" in self.components:
-            self.pool = Pool(site, self.db, self.providers, default_labels(self.layout, site))
+            labels = default_labels(self.layout, site)
+            self.pool = Pool(site, self.db, self.providers, labels, self.metrics.metrics)
             self.pool.start()
         if "worker" in self.components:
             self._start_worker()
@@ -214,6 +228,7 @@ class Gatekeeper:
             log_url=self.site.log_url,
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
+            metrics=self.metrics.metrics,
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -238,6 +253,7 @@ class Gatekeeper:
                 margin=config.catchup_margin,
                 max_age=config.catchup_max_age,
             )
+            self.catch_up.metrics = self.metrics.metrics
             self.catch_up.start()
             listener = self.listener
             self._listener_thread = threading.Thread(
@@ -347,4 +363,5 @@ class Gatekeeper:
             self.gearman.stop()
         if self.connection is not None:
             self.connection.close()
+        self.metrics.stop()
         self.db.dispose()

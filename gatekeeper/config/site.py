@@ -279,6 +279,18 @@ class WebConfig(_Strict):
     url: str = ""
 
 
+class StatsdConfig(_Strict):
+    """Where statsd listens: metrics go there too, under Zuul v2.5's and
+    Nodepool's names (``zuul.pipeline.<name>.current_changes``,
+    ``nodepool.nodes.<state>``...), each after ``prefix`` when one is given."""
+
+    host: str
+    port: int = Field(default=8125, ge=1, le=65535)
+    prefix: str = ""
+    # How often the levels (nodes by state, Gearman's queue) are sent.
+    interval: Duration = Field(default=10.0, gt=0)
+
+
 class LogsConfig(_Strict):
     """Build logs under the log root."""
 
@@ -310,6 +322,7 @@ class SiteConfig(_Strict):
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    statsd: StatsdConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
 
     def hold_max(self, label: str) -> int:

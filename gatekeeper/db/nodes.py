@@ -417,6 +417,17 @@ class NodeStore:
             )
             return {(label, state): int(n) for label, state, n in rows}
 
+    def census(self) -> dict[tuple[str, str, str], int]:
+        """``(label, provider, state) -> number of nodes``: what ``pool
+        status``, the web's pages and the metrics show."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Node.label, Node.provider, Node.state, func.count()).group_by(
+                    Node.label, Node.provider, Node.state
+                )
+            )
+            return {(label, provider, state): int(n) for label, provider, state, n in rows}
+
     def provider_usage(self, provider: str, deleting: bool = False) -> int:
         """Nodes that count against ``provider``'s max-servers; with
         ``deleting``, also those waiting for their delete to be sent."""

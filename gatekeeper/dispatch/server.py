@@ -6,6 +6,8 @@ import logging
 
 import gear
 
+from gatekeeper.model.metrics import GearmanQueue
+
 log = logging.getLogger(__name__)
 
 
@@ -17,6 +19,11 @@ class EmbeddedGearman:
         self._server = gear.Server(port, host=host)
         self.port: int = self._server.port
         log.info("embedded gearman listening on %s:%d", host, self.port)
+
+    def queue(self) -> GearmanQueue:
+        """Jobs held now (for metrics; gear's counters, read without its lock)."""
+        server = self._server
+        return GearmanQueue(server.total_jobs, server.running_jobs, server.waiting_jobs)
 
     def stop(self) -> None:
         self._server.shutdown()

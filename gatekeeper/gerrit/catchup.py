@@ -46,6 +46,7 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 from gatekeeper.model.listener import Sink
+from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
@@ -289,12 +290,20 @@ class CatchUp:
         #: Completed catch-ups, and how many events they handed on in all.
         self.runs = 0
         self.events_sent = 0
+        #: Where catch-ups and the stream's reopenings are counted.
+        self.metrics: Metrics = NO_METRICS
+        self._stream_opened = False
 
     # -- any thread ------------------------------------------------------------
     def request(self, why: str) -> None:
         """Ask for a catch-up as soon as the thread is free."""
         with self._lock:
             self._reasons.append(why)
+            # Every opening of the stream after the first is a reconnect.
+            opened, reopened = why == "stream opened", self._stream_opened
+            self._stream_opened = self._stream_opened or opened
+        if opened and reopened:
+            self.metrics.gerrit_reconnect()
         self._wake.set()
 
     def start(self) -> None:
@@ -391,4 +400,5 @@ class CatchUp:
         self._covered_from = now
         self.runs += 1
         self.events_sent += sent
+        self.metrics.catch_up(sent)
         return sent

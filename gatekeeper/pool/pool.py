@@ -45,6 +45,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.model.results import NodeWait
 from gatekeeper.pool.allocation import allocate
@@ -137,8 +138,10 @@ class Pool:
         db: Database,
         providers: dict[str, Provider],
         labels: list[LabelConfig],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.site = site
+        self.metrics = metrics
         self.nodes = NodeStore(db)
         self.images = ImageStore(db)
         self.builder = ImageBuilder(self.images, site.image_update.keep)
@@ -379,6 +382,13 @@ class Pool:
             backing_off = {n for n, h in self.health.items() if now < h.backoff_until}
         return describe_wait(self.nodes, self.providers, config, waited, backing_off)
 
+    def backing_off(self) -> dict[str, float]:
+        """Provider -> until when (epoch) its launches are held back after
+        failures, for the providers backed off now."""
+        now = time.time()
+        with self._lock:
+            return {n: h.backoff_until for n, h in self.health.items() if now < h.backoff_until}
+
     def capacity(self, provider: Provider, ask_quota: bool = True) -> int:
         """Nodes ``provider`` can take now: max-servers less what it holds,
         less any shortfall in the cloud's quota; 0 while backed off."""
@@ -527,15 +537,19 @@ class Pool:
             self._executor.submit(self._launch, provider, name, label)
 
     def _launch(self, provider: Provider, name: str, label: str) -> None:
+        began = time.monotonic()
         try:
             image = self.images.current(provider.name, label)
             launched = provider.launch(name, label, image.external_id if image else "")
             self.nodes.set_ready(name, launched, image.name if image else "")
             self._record(provider.name, ok=True)
+            self.metrics.launch(provider.name, label, "ready", time.monotonic() - began)
             log.info("node %s (%s) READY on %s", name, label, provider.name)
         except Exception as exc:
             log.warning("node %s (%s) launch on %s failed: %s", name, label, provider.name, exc)
             self._record(provider.name, ok=False, quota=isinstance(exc, QuotaError))
+            why = "error.quota" if isinstance(exc, QuotaError) else "error.unknown"
+            self.metrics.launch(provider.name, label, why, time.monotonic() - began)
             self._discard(provider, name)
         finally:
             with self._lock:

@@ -93,7 +93,8 @@ class PipelineManager:
         if not decision.enqueue:
             log.info("%s not enqueued in %s: %s", change, self.name, shown(decision.reason))
             return
-        self.enqueue_with_needs(change, decision.selection, event.received_at)
+        if self.enqueue_with_needs(change, decision.selection, event.received_at) is not None:
+            self.context.metrics.event_enqueued(self.name, time.time() - event.created_on)
 
     def _needs(self, change: Change) -> list[Change] | None:
         """The open changes ``change`` needs, or None (reported) when they loop or
@@ -140,6 +141,7 @@ class PipelineManager:
         item.job_trees = list(selection.trees)
         self.append(item)
         self.context.item_store.added(item)
+        self.context.metrics.item_enqueued(self.name, change.project, len(self.items))
         skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
@@ -195,6 +197,10 @@ class PipelineManager:
         item.dequeued = True
         self._discard(item)
         self.context.item_store.removed(item)
+        resident = time.time() - item.enqueued_at
+        self.context.metrics.item_dequeued(
+            self.name, item.change.project, len(self.items), resident
+        )
 
     def find_build(self, uuid: str) -> Build | None:
         for item in self.items:

@@ -24,6 +24,7 @@ from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.outside import shown
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.context import SchedulerContext
@@ -56,13 +57,16 @@ class Scheduler:
         log_url: str,
         local_workers: frozenset[str] = frozenset(),
         merger: MergeQueue | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
         self.context.merger = merger
+        self.context.metrics = metrics
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
+        self.context.reports.metrics = metrics
         self.context.manager_named = self._manager_named
         self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
@@ -297,6 +301,7 @@ class Scheduler:
         if self.ledger is not None and not self.ledger.first_time(event):
             return
         log.info("event received: %s", describe_event(event))
+        self.context.metrics.event(event.type)
         for manager in self.managers:
             manager.dequeue_obsoleted(event)
         # Routed once for every pipeline; the change is asked of Gerrit at
@@ -340,6 +345,8 @@ class Scheduler:
                 start.provider,
                 start.worker,
             )
+            wait = start.started_at - build.dispatched_at
+            self.context.metrics.build_started(manager.name, build.job, self._label(build), wait)
             if build.canceled:
                 self.context.dispatcher.cancel(build.uuid)
             return
@@ -369,7 +376,15 @@ class Scheduler:
             if data.error:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)
+            provider = data.provider or build.provider
+            self.context.metrics.build_finished(
+                manager.name, build.job, result.value, provider, self._label(build), build.duration
+            )
             manager.on_build_completed(build)
+
+    def _label(self, build: Build) -> str:
+        """The node label the build's job runs on now (for metrics)."""
+        return self.context.layout.job(build.job).node or ""
 
 
 def make_manager(pipeline: PipelineConfig, context: SchedulerContext) -> PipelineManager:

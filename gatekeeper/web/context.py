@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from gatekeeper.config.site import SiteConfig
 from gatekeeper.db.engine import Database
 
@@ -25,3 +27,10 @@ class WebContext:
     base_url: str = "http://127.0.0.1:8080/"
     #: Extra values for templates (the version, the site's name...).
     extra: dict[str, object] = field(default_factory=dict)
+    #: What ``/metrics`` serves: the app's registry when it runs in this
+    #: process (``Gatekeeper.metrics.prometheus.registry``); None: the levels
+    #: the database knows (nodes by state, label and provider) only.
+    metrics: CollectorRegistry | None = None
+    #: Provider -> until when (epoch) the in-process pool holds back its
+    #: launches after failures (``Pool.backing_off``); None: no pool here.
+    pool_backoff: Callable[[], Mapping[str, float]] | None = None

@@ -278,6 +278,10 @@ class Server(BaseClientServer):
 
     #: The port it listens on (the one chosen when 0 was asked for).
     port: int
+    #: Jobs it holds now: all, those a worker took, those none took yet.
+    total_jobs: int
+    running_jobs: int
+    waiting_jobs: int
     def __init__(
         self,
         port: int = 4730,

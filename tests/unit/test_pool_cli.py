@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import update
 
 from gatekeeper.cli import main
-from gatekeeper.cli_pool import age
 from gatekeeper.config.loader import load_site
 from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.pool_view import age
 from gatekeeper.db.tables import Node
 from gatekeeper.model.node import ImageState, LaunchedNode, NodeState
 from gatekeeper.pool.pool import Pool

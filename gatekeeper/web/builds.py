@@ -176,6 +176,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             "builds.html",
             {
                 "builds": rows[:limit],
+                "total": count(ctx, filters),
                 "filters": filters,
                 "names": FILTERS,
                 "offset": offset,

@@ -117,6 +117,7 @@ def test_the_builds_page_keeps_filters_in_its_links(db: Database, tmp_path: Path
         record(builds, n)
     with client(db, tmp_path) as web:
         page = web.get("/builds?project=openstack/nova&limit=2").text
+        assert "5 builds; 1 to 2 shown" in page
         assert 'value="openstack/nova"' in page
         assert 'href="/builds?project=openstack%2Fnova&amp;offset=2&amp;limit=2"' in page
         last = web.get("/builds?project=openstack/nova&limit=2&offset=4").text

@@ -291,6 +291,13 @@ class StatsdConfig(_Strict):
     interval: Duration = Field(default=10.0, gt=0)
 
 
+class LogsConfig(_Strict):
+    """Build logs under the log root."""
+
+    # Logs older than this many days are removed by the reaper; 0 keeps them.
+    keep_days: float = Field(default=0, alias="keep-days", ge=0)
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -316,6 +323,7 @@ class SiteConfig(_Strict):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     statsd: StatsdConfig | None = None
+    logs: LogsConfig = Field(default_factory=LogsConfig)
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -336,14 +344,16 @@ class SiteConfig(_Strict):
         if not self.database:
             self.database = f"sqlite:///{self.state_dir / 'gatekeeper.db'}"
         self.log_root = fix(self.log_root) if self.log_root else self.state_dir / "logs"
-        if not self.log_url:
-            self.log_url = self.log_root.as_uri() + "/"
-        if not self.log_url.endswith("/"):
-            self.log_url += "/"
         if not self.web.url:
             self.web.url = f"http://{self.web.listen.host}:{self.web.listen.port}/"
         if not self.web.url.endswith("/"):
             self.web.url += "/"
+        if not self.log_url:
+            # The web serves the log root under /logs/: a link in a Gerrit
+            # comment opens in a browser (a file:// URL does not).
+            self.log_url = self.web.url + "logs/"
+        if not self.log_url.endswith("/"):
+            self.log_url += "/"
         self.gearman.tls_dir = (
             fix(self.gearman.tls_dir) if self.gearman.tls_dir else self.state_dir / "tls"
         )

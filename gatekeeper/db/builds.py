@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -81,8 +82,13 @@ class BuildStore:
         pipeline: str,
         dispatched_at: float,
         item_uuid: str = "",
+        label: str = "",
+        branch: str = "",
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
-        """Record a build handed to Gearman (again, if it is re-dispatched)."""
+        """Record a build handed to Gearman (again, if it is re-dispatched),
+        with the node label it asks for, its change's branch and its
+        parameters (kept from before when not given)."""
 
         def work(session: Session) -> None:
             record = session.get(BuildRecord, uuid)
@@ -101,6 +107,11 @@ class BuildStore:
             record.provider = record.provider or ""
             record.worker = record.worker or ""
             record.log_url = record.log_url or ""
+            record.label = label or record.label or ""
+            record.branch = branch or record.branch or ""
+            if parameters is not None:
+                record.parameters = json.dumps(dict(parameters), sort_keys=True)
+            record.parameters = record.parameters or "{}"
 
         self._write(work)
 

@@ -118,8 +118,18 @@ class BuildRecord(Base):
     # Who the build was handed to, from its certificate (``worker:<name>``),
     # recorded when it starts; only that worker's result counts.
     worker_identity: Mapped[str] = mapped_column(String(255), default="")
+    # What the build asked for (the job's node label), the branch of its
+    # change, and the parameters it was given (JSON of ZUUL_* and LOG_PATH),
+    # recorded when it is dispatched; the web shows and filters by them.
+    label: Mapped[str] = mapped_column(String(255), default="")
+    branch: Mapped[str] = mapped_column(String(255), default="")
+    parameters: Mapped[str] = mapped_column(Text, default="{}")
 
-    __table_args__ = (Index("ix_builds_change", "change", "patchset"),)
+    __table_args__ = (
+        Index("ix_builds_change", "change", "patchset"),
+        # The build history lists newest first.
+        Index("ix_builds_dispatched_at", "dispatched_at"),
+    )
 
 
 class AuditRecord(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.dispatch import protocol
@@ -302,7 +302,7 @@ class PipelineManager:
                 log.error("parameter function %s of %s %s", job.parameter_function, job_name, exc)
                 build.result = BuildResult.ERROR
                 build.ended_at = time.time()
-                self._record(build, change)
+                self._record(build, change, job.node, params)
                 self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
                 return
         # The workspace holds every project the job runs for, and every
@@ -320,7 +320,7 @@ class PipelineManager:
             timeout=float(job.timeout),
             projects=projects,
         )
-        self._record(build, change)
+        self._record(build, change, job.node, params)
         try:
             self.context.dispatcher.submit(
                 build.uuid,
@@ -339,7 +339,7 @@ class PipelineManager:
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
         )
 
-    def _record(self, build: Build, change: Change) -> None:
+    def _record(self, build: Build, change: Change, label: str, params: Mapping[str, str]) -> None:
         self.context.builds.dispatched(
             build.uuid,
             build.job,
@@ -349,6 +349,9 @@ class PipelineManager:
             self.name,
             build.dispatched_at,
             item_uuid=build.item_uuid,
+            label=label,
+            branch=change.branch,
+            parameters=params,
         )
 
     def _item_finished(self, item: QueueItem) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from gatekeeper.errors import EventParseError
 from gatekeeper.model.events import Account, Approval, TriggerEvent
-from gatekeeper.model.gerrit_vocabulary import ACCOUNT_FIELDS, KNOWN_TYPES
+from gatekeeper.model.gerrit_vocabulary import ACCOUNT_FIELDS, KNOWN_TYPES, MAX_EVENT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _decode(line: str | bytes, max_length: int) -> str:
 
 
 def parse_event(
-    line: str | bytes, legacy_approvals: bool = False, max_length: int = 1_000_000
+    line: str | bytes, legacy_approvals: bool = False, max_length: int = MAX_EVENT_BYTES
 ) -> TriggerEvent | None:
     """Parse one stream-events line.
 

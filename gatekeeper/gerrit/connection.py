@@ -21,6 +21,7 @@ from gatekeeper.config.site import GerritConfig
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.stream_lines import LineSplitter, OverlongLine
+from gatekeeper.model.outside import shown
 from gatekeeper.node import ssh
 
 log = logging.getLogger(__name__)
@@ -352,14 +353,20 @@ def parse_query_output(out: str) -> tuple[list[dict[str, Any]], bool]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
+            raise GerritError(f"gerrit query printed non-JSON: {shown(line)}") from exc
+        except RecursionError as exc:
+            # Valid JSON, perhaps, but nested past what Python reads.
+            deep = f"gerrit query printed JSON nested too deeply: {shown(line)}"
+            raise GerritError(deep) from exc
         if not isinstance(row, dict):
-            raise GerritError(f"gerrit query printed a non-object: {line[:200]!r}")
+            raise GerritError(f"gerrit query printed a non-object: {shown(line)}")
         if row.get("type") == "stats":
-            more = bool(row.get("moreChanges"))
+            more = row.get("moreChanges") is True
             continue
         if row.get("type") == "error":
-            raise GerritError(f"gerrit query error: {row.get('message')}")
+            message = row.get("message")
+            said = message if isinstance(message, str) else type(message).__name__
+            raise GerritError(f"gerrit query error: {shown(said, 500)}")
         rows.append(row)
     return rows, more
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -111,10 +112,15 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"'{key}' should be seconds since the epoch, got {_show(value)}"[:300])
         try:
-            return float(value)
+            seconds = float(value)
         except OverflowError:
             # Not repr'd: an integer of thousands of digits cannot be.
             raise self.fail(f"'{key}' is too large to be seconds since the epoch") from None
+        if not math.isfinite(seconds):
+            # NaN and Infinity: JSON as Python reads it, but no time (the
+            # scheduler compares and rounds event times).
+            raise self.fail(f"'{key}' should be seconds since the epoch, got {seconds}")
+        return seconds
 
     def account(self, data: dict[str, Any], key: str) -> Account | None:
         value = self.obj(data, key)
@@ -381,7 +387,7 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
             raise _UnusualShapeError from None
     elif created is None:
         created = time.time()
-    elif type(created) is not float:
+    elif type(created) is not float or not math.isfinite(created):
         raise _UnusualShapeError
     approvals = data.get("approvals")
     if approvals is None:

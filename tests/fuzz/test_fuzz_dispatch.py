@@ -5,11 +5,12 @@ a value typed as declared or DispatchError, nothing else."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.dispatch.protocol import (
@@ -74,6 +75,9 @@ def test_any_text(text: str) -> None:
 
 
 @SETTINGS
+@example({"uuid": "u", "result": math.nan})  # untyped fields were taken as they came
+@example({"uuid": "u", "worker": "w", "node": "n", "provider": "p", "url": "", "started_at": 1e999})
+@example({"name": "j", "run": "true", "node": "n", "timeout": math.nan})
 @given(
     st.dictionaries(
         st.sampled_from([*START, *COMPLETE, *BUILD[JOB_KEY], "extra"]),

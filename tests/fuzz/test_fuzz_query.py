@@ -6,10 +6,11 @@ raise."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.errors import GerritError
@@ -91,6 +92,13 @@ ROW_KEYS = [
 
 @SETTINGS
 @given(keyed_values(ROW_KEYS), st.sampled_from(["Patch Set 2: Code-Review+2", "Abandoned", ""]))
+# What fuzzing found, kept as examples so every run tries them.
+@example({"project": math.nan, "branch": "master", "number": "1"}, "")  # typed Change
+@example({"project": "p", "number": math.inf}, "")  # OverflowError in the catch-up
+@example({"project": "p", "number": 1, "currentPatchSet": [1]}, "")  # AttributeError
+@example({"project": "p", "number": 1, "comments": 5}, "")  # TypeError
+@example({"project": "p", "number": 1, "patchSets": [{"number": 1, "createdOn": 10**400}]}, "")
+@example({"project": "p", "number": 1}, "Patch Set " + "9" * 5000 + ": Code-Review+2")
 def test_a_row_that_is_anything(row: Any, message: str) -> None:
     if not isinstance(row, dict):
         row = {"project": "p", "number": 1, "x": row}

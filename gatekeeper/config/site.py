@@ -21,6 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
@@ -73,6 +75,10 @@ class GerritConfig(_Strict):
     catchup_margin: float = Field(default=60.0, alias="catchup-margin", ge=0)
     # How far back a catch-up ever looks, and how long seen events are kept.
     catchup_max_age: float = Field(default=2 * 86400.0, alias="catchup-max-age", gt=0)
+    # The longest stream-events line read (bytes). Every event of a change
+    # carries its commit message; a longer line is skipped, logged, and
+    # starts a catch-up, which asks Gerrit's query for what it held.
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, alias="max-event-bytes", ge=4096)
 
     @property
     def git_url(self) -> str:

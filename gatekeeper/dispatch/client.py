@@ -411,10 +411,8 @@ class BuildDispatcher:
         for conn in list(self._client.active_connections):
             request = gear.StatusAdminRequest()
             conn.sendAdminRequest(request, timeout=SUBMIT_TIMEOUT)
-            for line in (request.response or b"").decode("utf-8", "replace").splitlines():
-                fields = line.split("\t")
-                if len(fields) == 4 and fields[3].strip().isdigit():
-                    workers[fields[0]] = workers.get(fields[0], 0) + int(fields[3])
+            for function, count in protocol.parse_status(request.response or b"").items():
+                workers[function] = workers.get(function, 0) + count
         return workers
 
     # -- the dispatcher's thread --------------------------------------------

@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatekeeper.errors import WorkspaceError
-from gatekeeper.git.refs import ChangeRef, check_branch, check_project_name, check_ref, join_url
+from gatekeeper.git.refs import (
+    ChangeRef,
+    check_branch,
+    check_project_name,
+    check_ref,
+    join_url,
+    project_dir,
+)
 from gatekeeper.git.runner import Git
 from gatekeeper.model.outside import shown
 
@@ -91,8 +98,7 @@ class Merger:
         return self._git_runner.run(args, cwd, stdin=stdin)
 
     def repo(self, project: str) -> Path:
-        check_project_name(project)
-        return self.root / project
+        return project_dir(self.root, project)
 
     def merge(
         self,

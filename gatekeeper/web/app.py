@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.web import status
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.templating import STATIC
 
@@ -75,6 +76,7 @@ def make_app(ctx: WebContext) -> Starlette:
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
     # Each page module adds its routes here: routes.extend(<module>.routes(ctx)).
+    routes.extend(status.routes(ctx))
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.ctx = ctx
     return app

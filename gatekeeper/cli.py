@@ -150,6 +150,58 @@ def run(ctx: click.Context, site_path: Path | None) -> None:
 @main.command()
 @site_option
 @click.pass_context
+def web(ctx: click.Context, site_path: Path | None) -> None:
+    """Serve the web on its own (a split site): status, builds, logs, nodes.
+
+    It reads the site's database and asks the scheduler for the live state
+    over Gearman (the ``status`` operator request, which needs no token).
+    Listens on ``web.listen`` (127.0.0.1:8080 unless set).
+    """
+    from gatekeeper.db.engine import Database
+    from gatekeeper.dispatch.admin import call
+    from gatekeeper.web.app import make_app
+    from gatekeeper.web.context import WebContext
+    from gatekeeper.web.server import WebServer
+
+    try:
+        site = load_local_site(site_path)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(ctx.obj["verbose"])
+    servers = [(s.host, s.port) for s in site.gearman.client_servers]
+
+    def live() -> Mapping[str, object]:
+        answer = call(servers, "status", {}, timeout=5)
+        if not isinstance(answer, dict):
+            raise ConfigError("the scheduler's status answer is not an object")
+        return answer
+
+    db = Database(site.database)
+    context = WebContext(site=site, db=db, live=live, base_url=site.web.url)
+    server = WebServer(make_app(context), site.web.listen.host, site.web.listen.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"web: {server.url}")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        db.dispose()
+
+
+@main.command()
+@site_option
+@click.pass_context
 def scheduler(ctx: click.Context, site_path: Path | None) -> None:
     """Run only the listener and scheduler (and the embedded Gearman server
     unless the site file lists external servers)."""
@@ -232,7 +284,14 @@ def validate(layout: Path, no_includes: bool) -> None:
     default=Path("layout.yaml"),
     show_default=True,
 )
-def sandbox(serve: bool, state: Path, layout: Path) -> None:
+@click.option(
+    "--web-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Port of the sandbox's web on 127.0.0.1 (0: any free port).",
+)
+def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each
     step until it merges. Exits 0 when the change merged."""
@@ -240,7 +299,7 @@ def sandbox(serve: bool, state: Path, layout: Path) -> None:
 
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    sys.exit(Demo(state, layout).run(serve))
+    sys.exit(Demo(state, layout, web_port=web_port).run(serve))
 
 
 @main.command()

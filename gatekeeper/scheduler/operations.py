@@ -194,7 +194,9 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
     now = time.time()
     layout = scheduler.context.layout
     managers = list(scheduler.managers)
-    every_job = {job for m in managers for item in m.items for job in m.job_names(item)}
+    # Each item's jobs, walked once (its job trees) for the estimates and the items.
+    jobs_of = {id(item): m.job_names(item) for m in managers for item in m.items}
+    every_job = {job for jobs in jobs_of.values() for job in jobs}
     durations = scheduler.context.builds.average_durations(every_job)
     pipelines: list[dict[str, Any]] = []
     for manager in managers:
@@ -212,7 +214,7 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
         for name, items in queues.items():
             entries = []
             for position, item in enumerate(items):
-                jobs = manager.job_names(item)
+                jobs = jobs_of[id(item)]
                 change = item.change
                 entries.append(
                     {

@@ -9,14 +9,21 @@ the status is read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx2
 import pytest
+from starlette.testclient import TestClient
 
 from gatekeeper import __version__
+from gatekeeper.errors import ConfigError
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.web.app import make_app
+from gatekeeper.web.context import WebContext
+from gatekeeper.web.server import WebServer
+from gatekeeper.web.status import StatusCache
+from gatekeeper.web.status import routes as status_routes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -233,3 +240,70 @@ def test_status_headers_and_conditional_get(box: Sandbox) -> None:
             assert again.status_code == 200 and again.headers["etag"] != etag
         stale = client.get(url, headers={"If-None-Match": '"not-this-one"'})
         assert stale.status_code == 200 and stale.json()["zuul_version"] == __version__
+
+
+def _client(box: Sandbox, asked: list[int]) -> TestClient:
+    """The web's app in-process (TestClient), asking the sandbox's scheduler,
+    whose status is kept for an hour: every request sees the same one."""
+    assert box.app is not None
+    live = box.app.live_status
+
+    def counted() -> Mapping[str, object]:
+        asked.append(1)
+        return live()
+
+    ctx = WebContext(site=box.site, db=box.app.db, live=counted)
+    app = make_app(ctx)
+    # The same routes over a cache that does not expire during the test.
+    app.router.routes[:0] = status_routes(ctx, StatusCache(ctx, expiry=3600))
+    return TestClient(app)
+
+
+def test_conditional_get_and_cors_through_the_app(box: Sandbox) -> None:
+    with _client(box, []) as web:
+        first = web.get("/status.json")
+        assert first.status_code == 200
+        assert first.headers["access-control-allow-origin"] == "*"
+        assert first.headers["cache-control"] == "public, max-age=3600"
+        etag, modified = first.headers["etag"], first.headers["last-modified"]
+        # A client that has the current one is told so, without a body.
+        again = web.get("/status.json", headers={"If-None-Match": f'W/{etag}, "other"'})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == etag
+        assert again.headers["access-control-allow-origin"] == "*"
+        since = web.get("/status.json", headers={"If-Modified-Since": modified})
+        assert since.status_code == 304
+        # If-None-Match wins over If-Modified-Since (RFC 9110).
+        both = web.get(
+            "/status.json", headers={"If-None-Match": '"other"', "If-Modified-Since": modified}
+        )
+        assert both.status_code == 200 and both.json()["pipelines"]
+        assert web.get("/status").json()["zuul_version"] == __version__
+        assert web.get("/status/change/99999,1").status_code == 404
+        assert web.get("/status/change/not-a-change").status_code == 404
+
+
+def test_status_is_built_once_per_expiry_however_many_ask(box: Sandbox) -> None:
+    """Fifty requests within one expiry ask the scheduler once, and every
+    one gets the same ETag."""
+    asked: list[int] = []
+    with _client(box, asked) as web:
+        tags = {web.get("/status.json").headers["etag"] for _ in range(50)}
+        items = web.get(f"/status/change/{_first_gate_id(web.get('/status.json').json())}")
+    assert len(asked) == 1 and len(tags) == 1
+    assert items.status_code == 200
+
+
+def _first_gate_id(status: dict[str, Any]) -> str:
+    [gate] = [p for p in status["pipelines"] if p["name"] == "gate"]
+    return str(gate["change_queues"][0]["heads"][0][0]["id"])
+
+
+def test_a_web_port_in_use_is_a_clear_error(box: Sandbox) -> None:
+    assert box.app is not None and box.app.web is not None
+    taken = box.app.web.port
+    server = WebServer(
+        make_app(WebContext(box.site, box.app.db, box.app.live_status)), "127.0.0.1", taken
+    )
+    with pytest.raises(ConfigError, match=rf"web.listen: 127.0.0.1:{taken} is in use"):
+        server.start()

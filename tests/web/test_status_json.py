@@ -8,8 +8,12 @@ the status is read.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -307,3 +311,35 @@ def test_a_web_port_in_use_is_a_clear_error(box: Sandbox) -> None:
     )
     with pytest.raises(ConfigError, match=rf"web.listen: 127.0.0.1:{taken} is in use"):
         server.start()
+
+
+def test_gatekeeper_web_serves_a_split_site(box: Sandbox, tmp_path: Path) -> None:
+    """``gatekeeper web`` as its own process: the live state comes from the
+    running scheduler over Gearman, in the same shape."""
+    assert box.app is not None and box.app.gearman is not None
+    gearman = box.app.gearman
+    site = box.site_file(
+        tmp_path / "site.yaml",
+        f"database: {box.site.database}\n"
+        f"gearman:\n  listen: {{host: {gearman.host}, port: {gearman.port}}}\n",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gatekeeper.cli", "web", "-c", str(site)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("web: http://127.0.0.1:"), (
+            process.stderr.read() if process.stderr else ""
+        )
+        url = line.split(" ", 1)[1].strip()
+        status = httpx2.get(url + "status.json", timeout=30).json()
+        assert _first_gate_id(status) == _first_gate_id(_status(box))
+        assert [p["name"] for p in status["pipelines"]] == ["check", "gate", "post"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0, errors

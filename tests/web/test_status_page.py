@@ -100,3 +100,44 @@ def test_gate_change_runs_then_merges_without_a_reload(
     browser.save_screenshot(str(artifacts / "merged.png"))
     errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert errors == []
+
+
+def test_filter_is_kept_in_the_url_and_one_change_has_its_page(
+    box: Sandbox, browser: Any, artifacts: Path
+) -> None:
+    assert box.app is not None
+    first = box.push_change("openstack/nova", "First", {"a.txt": "a\n"})
+    second = box.push_change("openstack/nova", "Second", {"b.txt": "b\n"})
+    box.approve(*first)
+    box.approve(*second)
+    keys = [f"{n},{p}" for n, p in (first, second)]
+
+    def shown(b: Any) -> list[str]:
+        return [e.get_attribute("data-change") for e in b.find_elements("css selector", ".gk-item")]
+
+    browser.get(box.app.web_url)
+    _wait(browser, "both changes", lambda b: shown(b) == keys)
+    # The second is drawn on top of the first: the chain names it.
+    chain = browser.find_element("css selector", f".gk-item[data-change='{keys[1]}'] .gk-chain")
+    assert chain.text == f"on top of: {keys[0]} → {keys[1]}"
+    box_input = browser.find_element("css selector", "#gk-filter input[name=change]")
+    box_input.send_keys(keys[1])
+    _wait(browser, "only the second", lambda b: shown(b) == [keys[1]])
+    assert f"change={keys[1].replace(',', '%2C')}" in browser.current_url
+    browser.save_screenshot(str(artifacts / "filtered.png"))
+    # The URL alone gives the same view.
+    browser.get(box.app.web_url + f"?project=nova&change={keys[0]}")
+    _wait(browser, "only the first", lambda b: shown(b) == [keys[0]])
+    browser.get(box.app.web_url + "?pipeline=check")
+    _wait(
+        browser,
+        "nothing in check",
+        lambda b: "0 items shown" in b.find_element("id", "gk-summary").text,
+    )
+    # One change's page: that change in every pipeline it is in.
+    browser.get(box.app.web_url + f"change/{keys[1]}")
+    _wait(browser, "the change's own page", lambda b: shown(b) == [keys[1]])
+    assert "gk-folded" not in browser.find_element(
+        "css selector", ".gk-pipeline[data-key=gate]"
+    ).get_attribute("class")
+    browser.save_screenshot(str(artifacts / "change.png"))

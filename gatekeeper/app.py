@@ -70,6 +70,9 @@ class Gatekeeper:
     components: frozenset[str] = ALL
     console: Callable[[str], None] | None = None
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-worker")
+    #: Serve the web in this process (``web.enabled`` permitting): the
+    #: all-in-one and the sandbox do; a split site runs ``gatekeeper web``.
+    serve_web: bool = True
 
     def __post_init__(self) -> None:
         self.layout = load_layout(self.site.layout)
@@ -108,7 +111,7 @@ class Gatekeeper:
                 "gearman.insecure is set: build results are not authenticated; "
                 "anyone who reaches the Gearman port can take a build and answer it"
             )
-        if "scheduler" in self.components and site.web.enabled:
+        if self.serve_web and "scheduler" in self.components and site.web.enabled:
             # First: a port in use stops the start before any thread runs.
             self._start_web()
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:

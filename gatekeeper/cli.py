@@ -58,6 +58,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.obj = {"verbose": verbose}
 
 
+ALL_COMPONENTS = frozenset({"gearman", "scheduler", "worker", "pool"})
+
+
 def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> None:
     from gatekeeper.app import Gatekeeper
     from gatekeeper.gerrit.connection import GerritConnection
@@ -77,7 +80,10 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
         listener = None
         if "scheduler" in components and site.gerrit is not None:
             listener = GerritListener(GerritConnection(site.gerrit))
-        app = Gatekeeper(site, listener=listener, components=components)
+        # The web runs in the all-in-one; a split site runs `gatekeeper web`.
+        app = Gatekeeper(
+            site, listener=listener, components=components, serve_web=components >= ALL_COMPONENTS
+        )
         app.start()
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -21,6 +21,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gatekeeper import __version__
+from gatekeeper.config.site import SiteConfig
+from gatekeeper.db.engine import Database
+from gatekeeper.dispatch import admin
+from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.errors import ConfigError
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.app import make_app
@@ -343,3 +347,29 @@ def test_gatekeeper_web_serves_a_split_site(box: Sandbox, tmp_path: Path) -> Non
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
         assert process.returncode == 0, errors
+
+
+def test_status_without_a_scheduler_is_a_503_not_a_crash(tmp_path: Path) -> None:
+    """A split site's web whose Gearman has no scheduler registered: a clear
+    503 (and CORS), the page itself still served."""
+    gearman = EmbeddedGearman("127.0.0.1", 0)
+    db = Database(f"sqlite:///{tmp_path / 'gk.db'}")
+    db.migrate()
+    try:
+
+        def live() -> Mapping[str, object]:
+            answer = admin.call([(gearman.host, gearman.port)], "status", {}, timeout=2)
+            assert isinstance(answer, dict)
+            return answer
+
+        site = SiteConfig().resolve(tmp_path)
+        with TestClient(make_app(WebContext(site=site, db=db, live=live))) as web:
+            down = web.get("/status.json")
+            assert down.status_code == 503
+            assert down.headers["access-control-allow-origin"] == "*"
+            assert "the scheduler could not be asked" in down.json()["error"]
+            assert web.get("/status/change/1,1").status_code == 503
+            assert web.get("/").status_code == 200
+    finally:
+        db.dispose()
+        gearman.stop()

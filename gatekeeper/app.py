@@ -41,6 +41,9 @@ from gatekeeper.scheduler import operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.web.app import make_app
+from gatekeeper.web.context import WebContext
+from gatekeeper.web.server import WebServer
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
@@ -69,6 +72,9 @@ class Gatekeeper:
     components: frozenset[str] = ALL
     console: Callable[[str], None] | None = None
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-worker")
+    #: Serve the web in this process (``web.enabled`` permitting): the
+    #: all-in-one and the sandbox do; a split site runs ``gatekeeper web``.
+    serve_web: bool = True
 
     def __post_init__(self) -> None:
         self.layout = load_layout(self.site.layout)
@@ -96,6 +102,9 @@ class Gatekeeper:
                 gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
             ),
         )
+        self.web: WebServer | None = None
+        #: Where the web serves (``web.url``; the real port when it was 0).
+        self.web_url = self.site.web.url
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -114,6 +123,9 @@ class Gatekeeper:
                 "gearman.insecure is set: build results are not authenticated; "
                 "anyone who reaches the Gearman port can take a build and answer it"
             )
+        if self.serve_web and "scheduler" in self.components and site.web.enabled:
+            # First: a port in use stops the start before any thread runs.
+            self._start_web()
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
             self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
         self.metrics.start()
@@ -125,6 +137,42 @@ class Gatekeeper:
             self._start_worker()
         if "scheduler" in self.components:
             self._start_scheduler()
+
+    def live_status(self) -> dict[str, Any]:
+        """The scheduler's status snapshot, made in its thread: the one the
+        operator ``status`` request answers with.
+
+        :raises OperationError: the scheduler did not answer in time.
+        """
+        scheduler = self.scheduler
+        if scheduler is None:
+            raise OperationError("the scheduler is not running")
+        return scheduler.call(lambda: operations.status(scheduler), timeout=10)
+
+    def _start_web(self) -> None:
+        """The web, in this process, reading the scheduler directly.
+
+        :raises ConfigError: ``web.listen`` cannot be listened on.
+        """
+        listen = self.site.web.listen
+        ctx = WebContext(
+            site=self.site,
+            db=self.db,
+            live=self.live_status,
+            base_url=self.site.web.url,
+            metrics=self.metrics.prometheus.registry,
+            # The pool starts after the web: asked at request time.
+            pool_backoff=self._pool_backoff if "pool" in self.components else None,
+        )
+        self.web = WebServer(make_app(ctx), listen.host, listen.port)
+        self.web.start()
+        if listen.port == 0:
+            # An ephemeral port (tests, the sandbox): links name the real one.
+            ctx.base_url = self.web.url
+        self.web_url = ctx.base_url
+
+    def _pool_backoff(self) -> dict[str, float]:
+        return self.pool.backing_off() if self.pool is not None else {}
 
     def tls_files(self, role: Role) -> TlsFiles | None:
         """This host's certificate for ``role`` (None on an insecure site).
@@ -335,6 +383,9 @@ class Gatekeeper:
         seconds to finish, and are reported while the scheduler still runs;
         what is still running then is aborted (ABORTED in the builds table).
         Builds not yet handed to a worker stay recorded as dispatched."""
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.dispatcher is not None:
             self.dispatcher.hold()
         if self.worker is not None:

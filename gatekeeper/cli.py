@@ -58,6 +58,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.obj = {"verbose": verbose}
 
 
+ALL_COMPONENTS = frozenset({"gearman", "scheduler", "worker", "pool"})
+
+
 def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> None:
     from gatekeeper.app import Gatekeeper
     from gatekeeper.gerrit.connection import GerritConnection
@@ -77,7 +80,10 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
         listener = None
         if "scheduler" in components and site.gerrit is not None:
             listener = GerritListener(GerritConnection(site.gerrit))
-        app = Gatekeeper(site, listener=listener, components=components)
+        # The web runs in the all-in-one; a split site runs `gatekeeper web`.
+        app = Gatekeeper(
+            site, listener=listener, components=components, serve_web=components >= ALL_COMPONENTS
+        )
         app.start()
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -145,6 +151,58 @@ def run(ctx: click.Context, site_path: Path | None) -> None:
     ./state/logs.
     """
     _serve(site_path, frozenset({"gearman", "scheduler", "worker", "pool"}), ctx.obj["verbose"])
+
+
+@main.command()
+@site_option
+@click.pass_context
+def web(ctx: click.Context, site_path: Path | None) -> None:
+    """Serve the web on its own (a split site): status, builds, logs, nodes.
+
+    It reads the site's database and asks the scheduler for the live state
+    over Gearman (the ``status`` operator request, which needs no token).
+    Listens on ``web.listen`` (127.0.0.1:8080 unless set).
+    """
+    from gatekeeper.db.engine import Database
+    from gatekeeper.dispatch.admin import call
+    from gatekeeper.web.app import make_app
+    from gatekeeper.web.context import WebContext
+    from gatekeeper.web.server import WebServer
+
+    try:
+        site = load_local_site(site_path)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(ctx.obj["verbose"])
+    servers = [(s.host, s.port) for s in site.gearman.client_servers]
+
+    def live() -> Mapping[str, object]:
+        answer = call(servers, "status", {}, timeout=5)
+        if not isinstance(answer, dict):
+            raise ConfigError("the scheduler's status answer is not an object")
+        return answer
+
+    db = Database(site.database)
+    context = WebContext(site=site, db=db, live=live, base_url=site.web.url)
+    server = WebServer(make_app(context), site.web.listen.host, site.web.listen.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"web: {server.url}")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        db.dispose()
 
 
 @main.command()
@@ -232,7 +290,14 @@ def validate(layout: Path, no_includes: bool) -> None:
     default=Path("layout.yaml"),
     show_default=True,
 )
-def sandbox(serve: bool, state: Path, layout: Path) -> None:
+@click.option(
+    "--web-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Port of the sandbox's web on 127.0.0.1 (0: any free port).",
+)
+def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each
     step until it merges. Exits 0 when the change merged."""
@@ -240,7 +305,7 @@ def sandbox(serve: bool, state: Path, layout: Path) -> None:
 
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    sys.exit(Demo(state, layout).run(serve))
+    sys.exit(Demo(state, layout, web_port=web_port).run(serve))
 
 
 @main.command()

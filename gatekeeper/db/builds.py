@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gatekeeper.db.audit import AuditEntry, AuditLog
@@ -306,6 +306,40 @@ class BuildStore:
                 if start is not None and end is not None
             ]
         return sum(spans) / len(spans) if spans else None
+
+    def average_durations(self, jobs: Iterable[str], recent: int = 10) -> dict[str, float | None]:
+        """:meth:`average_duration` for many jobs in one query (the status
+        page asks for every job queued at once); None where a job has no
+        successful build yet."""
+        names = sorted(set(jobs))
+        found: dict[str, float | None] = dict.fromkeys(names)
+        if not names:
+            return found
+        duration = BuildRecord.end_time - BuildRecord.start_time
+        newest = (
+            func.row_number()
+            .over(partition_by=BuildRecord.job, order_by=BuildRecord.end_time.desc())
+            .label("newest")
+        )
+        ranked = (
+            select(BuildRecord.job, duration.label("duration"), newest)
+            .where(
+                BuildRecord.job.in_(names),
+                BuildRecord.result == "SUCCESS",
+                BuildRecord.start_time.is_not(None),
+                BuildRecord.end_time.is_not(None),
+            )
+            .subquery()
+        )
+        query = (
+            select(ranked.c.job, func.avg(ranked.c.duration))
+            .where(ranked.c.newest <= recent)
+            .group_by(ranked.c.job)
+        )
+        with self._session() as session:
+            for job, mean in session.execute(query):
+                found[job] = float(mean) if mean is not None else None
+        return found
 
     def get(self, uuid: str) -> BuildRecord | None:
         with self._session() as session:

@@ -164,7 +164,9 @@ class Sandbox:
         path.write_text(
             f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
             f"  key: {self.keys / 'gatekeeper'}\n  known_hosts: {self.known_hosts}\n"
-            f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n{extra}"
+            f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n"
+            + ("" if "web:" in extra else "web:\n  listen: {host: 127.0.0.1, port: 0}\n")
+            + extra
         )
         return path
 
@@ -182,6 +184,8 @@ class Sandbox:
             "gearman": gearman,
             "worker": {"count": self.worker_count, "node-wait": 120},
             "pool": {"interval": 0.5},
+            # Any free port: tests run side by side (the demo asks for 8080).
+            "web": {"listen": {"host": "127.0.0.1", "port": 0}},
         }
         if self.database:
             data["database"] = self.database

@@ -374,7 +374,10 @@ class DependentPipelineManager(PipelineManager):
         return ""
 
     def _unmerged(self, keys: list[str] | None) -> list[str]:
-        return [k for k in keys or [] if not self.has_merged(k)]
+        # has_merged, inlined: the status snapshot asks this of every item,
+        # each with every change ahead (a quadratic number of keys).
+        merged = self._merged_keys
+        return [k for k in keys or [] if k not in merged]
 
     def tested_on(self, item: QueueItem) -> list[str]:
         """The changes ahead that the item's builds include and that are not merged yet."""

@@ -69,6 +69,9 @@ class Scheduler:
         self.context.reports.metrics = metrics
         self.context.manager_named = self._manager_named
         self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
+        #: When the layout in use was loaded (epoch seconds): at start, then
+        #: at every reconfigure.
+        self.last_reconfigured = time.time()
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
         self._management: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -173,6 +176,14 @@ class Scheduler:
                 and self._management.empty()
                 and all(not m.items for m in self.managers)
             )
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Events waiting for the scheduler thread, by kind (approximate: a view)."""
+        return {
+            "trigger": self._triggers.qsize(),
+            "result": self._results.qsize(),
+            "management": self._management.qsize(),
+        }
 
     def snapshot(self) -> dict[str, list[str]]:
         """Pipeline name -> items, for status output (read without locks: a view)."""
@@ -290,6 +301,7 @@ class Scheduler:
                 log.warning("pipeline %s is not in the new layout: dequeued %s", gone.name, item)
                 gone.remove(item, cancel=True)
         self._set_managers(managers)
+        self.last_reconfigured = time.time()
         log.info(
             "reconfigured: %d pipelines, %d projects, %d items kept",
             len(layout.pipelines),

@@ -39,6 +39,8 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/route.py
 	$(VENV)/bin/python bench/gate_queue.py
 	$(VENV)/bin/python bench/pool_converge.py
+	@bash scripts/system-deps.sh --bench
+	$(VENV)/bin/python bench/web_logs.py
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Concatenate
+from typing import Any, Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import LabelConfig, SiteConfig
+from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
@@ -19,22 +21,29 @@ from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.dispatch.signing import ResultSigner, ResultVerifier
 from gatekeeper.dispatch.tls import check_external, describe, site_tls
-from gatekeeper.errors import ConfigError, GatekeeperError
+from gatekeeper.dispatch.tokens import ensure_secret
+from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
-from gatekeeper.model.results import ResultEvent
-from gatekeeper.pool.pool import Pool
+from gatekeeper.model.metrics import Census
+from gatekeeper.model.results import NodeWait, ResultEvent
+from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
 from gatekeeper.scheduler import operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.web.app import make_app
+from gatekeeper.web.context import WebContext
+from gatekeeper.web.server import WebServer
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
@@ -63,6 +72,9 @@ class Gatekeeper:
     components: frozenset[str] = ALL
     console: Callable[[str], None] | None = None
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-worker")
+    #: Serve the web in this process (``web.enabled`` permitting): the
+    #: all-in-one and the sandbox do; a split site runs ``gatekeeper web``.
+    serve_web: bool = True
 
     def __post_init__(self) -> None:
         self.layout = load_layout(self.site.layout)
@@ -80,6 +92,19 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: What every component counts into; ``metrics.prometheus.registry``
+        #: is what the web serves at /metrics.
+        self.metrics = SiteMetrics(
+            self.site,
+            Census(
+                nodes=NodeStore(self.db).census,
+                max_servers={p.name: p.max_servers for p in self.site.providers},
+                gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
+            ),
+        )
+        self.web: WebServer | None = None
+        #: Where the web serves (``web.url``; the real port when it was 0).
+        self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
 
@@ -96,19 +121,23 @@ class Gatekeeper:
         site.log_root.mkdir(parents=True, exist_ok=True)
         self.db.migrate()
         self._load_tls()
-        if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
-            self.gearman = EmbeddedGearman(
-                site.gearman.listen.host, site.gearman.listen.port, tls=self.tls[Role.SERVER]
-            )
         if site.gearman.insecure:
             log.warning(
                 "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
-                "anyone who reaches %s can take builds and answer them with any result, "
-                "and operate the queues",
-                ", ".join(f"{h}:{p}" for h, p in self.gearman_servers),
+                "anyone who reaches its port can take builds and answer them with any result "
+                "(results are not authenticated)"
             )
+        if self.serve_web and "scheduler" in self.components and site.web.enabled:
+            # First: a port in use stops the start before any thread runs.
+            self._start_web()
+        if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
+            self.gearman = EmbeddedGearman(
+                site.gearman.listen.host, site.gearman.listen.port, tls=self.tls_files(Role.SERVER)
+            )
+        self.metrics.start()
         if "pool" in self.components:
-            self.pool = Pool(site, self.db, self.providers, default_labels(self.layout, site))
+            labels = default_labels(self.layout, site)
+            self.pool = Pool(site, self.db, self.providers, labels, self.metrics.metrics)
             self.pool.start()
         if "worker" in self.components:
             self._start_worker()
@@ -130,8 +159,7 @@ class Gatekeeper:
             # On a fresh TLS directory every certificate is named after the
             # worker, whose Gearman name must be its certificate's (RoleAcl
             # lets worker:N register only stop:N).
-            self.tls[role] = site_tls(site, role, name=self.worker_name)
-            log.info("gearman %s: %s", role, describe(self.tls[role]))
+            self.tls_files(role)
         worker_tls = self.tls.get(Role.WORKER)
         if worker_tls is not None:
             name = worker_tls.identity().name
@@ -143,12 +171,69 @@ class Gatekeeper:
             for server in site.gearman.servers:
                 check_external(server.host, server.port, client_tls)
 
+    def live_status(self) -> dict[str, Any]:
+        """The scheduler's status snapshot, made in its thread: the one the
+        operator ``status`` request answers with.
+
+        :raises OperationError: the scheduler did not answer in time.
+        """
+        scheduler = self.scheduler
+        if scheduler is None:
+            raise OperationError("the scheduler is not running")
+        return scheduler.call(lambda: operations.status(scheduler), timeout=10)
+
+    def _start_web(self) -> None:
+        """The web, in this process, reading the scheduler directly.
+
+        :raises ConfigError: ``web.listen`` cannot be listened on.
+        """
+        listen = self.site.web.listen
+        ctx = WebContext(
+            site=self.site,
+            db=self.db,
+            live=self.live_status,
+            base_url=self.site.web.url,
+            metrics=self.metrics.prometheus.registry,
+            # The pool starts after the web: asked at request time.
+            pool_backoff=self._pool_backoff if "pool" in self.components else None,
+        )
+        self.web = WebServer(make_app(ctx), listen.host, listen.port)
+        self.web.start()
+        if listen.port == 0:
+            # An ephemeral port (tests, the sandbox): links name the real one.
+            ctx.base_url = self.web.url
+        self.web_url = ctx.base_url
+
+    def _pool_backoff(self) -> dict[str, float]:
+        return self.pool.backing_off() if self.pool is not None else {}
+
+    def tls_files(self, role: Role) -> TlsFiles | None:
+        """This host's certificate for ``role`` (None on an insecure site).
+
+        Taken from the TLS directory when it is there; otherwise, where the
+        directory holds the site's CA key or nothing yet (the all-in-one's
+        ``state/tls``, made at first start), issued now, named after this
+        process's worker (see :meth:`_load_tls`).
+
+        :raises CertificateError: it is missing and cannot be issued here.
+        """
+        if role not in self.tls:
+            self.tls[role] = site_tls(self.site, role, name=self.worker_name)
+            log.info("gearman %s: %s", role, describe(self.tls[role]))
+        return self.tls[role]
+
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:
             raise ConfigError("the site file has no 'gerrit' section (host, user, key, ...)")
         if self.connection is None:
             self.connection = GerritConnection(self.site.gerrit)
         return self.connection
+
+    def start_worker(self) -> None:
+        """Start this process's worker now (one started without it)."""
+        if self.worker is None:
+            self.components = self.components | {"worker"}
+            self._start_worker()
 
     def _start_worker(self) -> None:
         site = self.site
@@ -171,7 +256,10 @@ class Gatekeeper:
             on_request=self.pool.wake if self.pool is not None else None,
             is_canceled=BuildStore(self.db).is_canceled,
             job_timeout=site.worker.job_timeout,
+            hold_max=site.hold_max,
+            describe_wait=self._describe_wait,
         )
+        files = self.tls_files(Role.WORKER)
         self.worker = Worker(
             self.worker_name,
             self.gearman_servers,
@@ -180,20 +268,32 @@ class Gatekeeper:
             site.worker.count,
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
-            tls=self.tls.get(Role.WORKER),
+            signer=ResultSigner.from_files(files) if files is not None else None,
+            tls=files,
         )
         self.worker.start()
+
+    def _describe_wait(self, label: str, waited: float) -> NodeWait:
+        """What the pool has for ``label``: this process's pool knows which
+        providers it backs off; without one, the database tells the rest."""
+        if self.pool is not None:
+            return self.pool.describe_wait(label, waited)
+        labels = {lb.name: lb for lb in default_labels(self.layout, self.site)}
+        config = labels.get(label) or LabelConfig.model_validate({"name": label, "min-ready": 0})
+        return describe_wait(NodeStore(self.db), self.providers, config, waited)
 
     def _start_scheduler(self) -> None:
         gerrit = self._gerrit()
         source = GerritSource(gerrit)
         self.scheduler = None
+        files = self.tls_files(Role.SCHEDULER)
         self.dispatcher = BuildDispatcher(
             self.gearman_servers,
             self._put_result,
             builds=BuildStore(self.db),
             registration_grace=self.site.gearman.registration_grace,
-            tls=self.tls.get(Role.SCHEDULER),
+            verifier=ResultVerifier.from_files(files) if files is not None else None,
+            tls=files,
         )
         self.dispatcher.wait_for_server(30)
         self.scheduler = Scheduler(
@@ -206,15 +306,19 @@ class Gatekeeper:
             log_url=self.site.log_url,
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
+            metrics=self.metrics.metrics,
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
+        assert self.site.admin.secret_file is not None  # resolve() sets it
         self.admin = AdminWorker(
             self.worker_name,
             self.gearman_servers,
             self._admin_handlers(),
-            tls=self.tls.get(Role.SCHEDULER),
+            secret=ensure_secret(self.site.admin.secret_file),
+            audit=AuditLog(self.db),
+            tls=files,
         )
         self.admin.start()
         if self.listener is not None:
@@ -228,6 +332,7 @@ class Gatekeeper:
                 margin=config.catchup_margin,
                 max_age=config.catchup_max_age,
             )
+            self.catch_up.metrics = self.metrics.metrics
             self.catch_up.start()
             listener = self.listener
             self._listener_thread = threading.Thread(
@@ -253,18 +358,32 @@ class Gatekeeper:
         return self.merger
 
     def _admin_handlers(self) -> dict[str, Handler]:
-        """Operator requests, each run in the scheduler thread."""
+        """Operator requests, each run in the scheduler thread (the audit
+        log, only read, in the admin worker's)."""
         scheduler = self.scheduler
         assert scheduler is not None
+        audit = AuditLog(self.db)
 
         def on(operation: Callable[Concatenate[Scheduler, ...], object]) -> Handler:
-            return lambda args: scheduler.call(lambda: operation(scheduler, **args))
+            def handle(args: dict[str, Any], expires: float | None) -> object:
+                def act() -> object:
+                    # The scheduler thread may get to it after the operator
+                    # gave up and was told it failed: then it must not happen.
+                    if expires is not None and time.time() > expires:
+                        raise OperationError("the request expired before the scheduler got to it")
+                    return operation(scheduler, **args)
+
+                wait = 60.0 if expires is None else max(0.0, expires - time.time())
+                return scheduler.call(act, timeout=wait)
+
+            return handle
 
         return {
             "enqueue": on(operations.enqueue),
             "dequeue": on(operations.dequeue),
             "promote": on(operations.promote),
             "status": on(operations.status),
+            "audit": lambda args, _: [e.as_dict() for e in audit.recent(args["limit"])],
         }
 
     def reconfigure(self, wait: float = 30.0) -> bool:
@@ -295,6 +414,9 @@ class Gatekeeper:
         seconds to finish, and are reported while the scheduler still runs;
         what is still running then is aborted (ABORTED in the builds table).
         Builds not yet handed to a worker stay recorded as dispatched."""
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.dispatcher is not None:
             self.dispatcher.hold()
         if self.worker is not None:
@@ -323,4 +445,5 @@ class Gatekeeper:
             self.gearman.stop()
         if self.connection is not None:
             self.connection.close()
+        self.metrics.stop()
         self.db.dispose()

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -19,7 +19,12 @@ from gatekeeper.cli_certs import register as register_certs_commands
 from gatekeeper.cli_pool import pool_status as show_pool_status
 from gatekeeper.cli_pool import register as register_pool_commands
 from gatekeeper.config.loader import load_local_site
-from gatekeeper.errors import ConfigError, GatekeeperError
+from gatekeeper.config.site import SiteConfig
+from gatekeeper.errors import ConfigError, GatekeeperError, TokenError
+from gatekeeper.model.outside import shown
+
+if TYPE_CHECKING:
+    from gatekeeper.dispatch.certs import TlsFiles
 
 log = logging.getLogger("gatekeeper")
 
@@ -57,6 +62,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.obj = {"verbose": verbose}
 
 
+ALL_COMPONENTS = frozenset({"gearman", "scheduler", "worker", "pool"})
+
+
 def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> None:
     from gatekeeper.app import Gatekeeper
     from gatekeeper.gerrit.connection import GerritConnection
@@ -76,7 +84,10 @@ def _serve(site_path: Path | None, components: frozenset[str], verbose: int) -> 
         listener = None
         if "scheduler" in components and site.gerrit is not None:
             listener = GerritListener(GerritConnection(site.gerrit))
-        app = Gatekeeper(site, listener=listener, components=components)
+        # The web runs in the all-in-one; a split site runs `gatekeeper web`.
+        app = Gatekeeper(
+            site, listener=listener, components=components, serve_web=components >= ALL_COMPONENTS
+        )
         app.start()
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -144,6 +155,60 @@ def run(ctx: click.Context, site_path: Path | None) -> None:
     ./state/logs.
     """
     _serve(site_path, frozenset({"gearman", "scheduler", "worker", "pool"}), ctx.obj["verbose"])
+
+
+@main.command()
+@site_option
+@click.pass_context
+def web(ctx: click.Context, site_path: Path | None) -> None:
+    """Serve the web on its own (a split site): status, builds, logs, nodes.
+
+    It reads the site's database and asks the scheduler for the live state
+    over Gearman (the ``status`` operator request, which needs no token).
+    Listens on ``web.listen`` (127.0.0.1:8080 unless set).
+    """
+    from gatekeeper.db.engine import Database
+    from gatekeeper.dispatch.admin import call
+    from gatekeeper.web.app import make_app
+    from gatekeeper.web.context import WebContext
+    from gatekeeper.web.server import WebServer
+
+    try:
+        site = load_local_site(site_path)
+        # The status request goes over Gearman with the operator certificate.
+        tls = _operator_tls(site)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(ctx.obj["verbose"])
+    servers = [(s.host, s.port) for s in site.gearman.client_servers]
+
+    def live() -> Mapping[str, object]:
+        answer = call(servers, "status", {}, timeout=5, tls=tls)
+        if not isinstance(answer, dict):
+            raise ConfigError("the scheduler's status answer is not an object")
+        return answer
+
+    db = Database(site.database)
+    context = WebContext(site=site, db=db, live=live, base_url=site.web.url)
+    server = WebServer(make_app(context), site.web.listen.host, site.web.listen.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"web: {server.url}")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        db.dispose()
 
 
 @main.command()
@@ -231,7 +296,14 @@ def validate(layout: Path, no_includes: bool) -> None:
     default=Path("layout.yaml"),
     show_default=True,
 )
-def sandbox(serve: bool, state: Path, layout: Path) -> None:
+@click.option(
+    "--web-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Port of the sandbox's web on 127.0.0.1 (0: any free port).",
+)
+def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each
     step until it merges. Exits 0 when the change merged."""
@@ -239,7 +311,7 @@ def sandbox(serve: bool, state: Path, layout: Path) -> None:
 
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    sys.exit(Demo(state, layout).run(serve))
+    sys.exit(Demo(state, layout, web_port=web_port).run(serve))
 
 
 @main.command()
@@ -277,55 +349,140 @@ def reconfigure(site_path: Path | None) -> None:
     click.echo(f"reloading {site.layout} in {', '.join(signalled)}")
 
 
-def _ask(site_path: Path | None, function: str, args: Mapping[str, object]) -> object:
-    """Send an operator request to the site's running scheduler; exit 1 if refused."""
-    from gatekeeper.dispatch.admin import call
+#: How long the token the CLI makes for a local user lives: one command.
+LOCAL_TOKEN_LIFETIME = 300.0
+# Recent audit entries `gatekeeper status` shows.
+STATUS_AUDIT = 20
+
+
+def _token_file() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "gatekeeper" / "token"
+
+
+def _local_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid{os.getuid()}"
+
+
+def _find_token(site: SiteConfig, given: str | None) -> str | None:
+    """The operator token for a request: ``--token`` (or GATEKEEPER_TOKEN),
+    else the token file, else one made here for the local user when this
+    user can read the site's secret (who can read it owns the daemon
+    anyway); None when there is none."""
+    from gatekeeper.dispatch.tokens import mint, read_secret
+
+    if given:
+        return given.strip()
+    path = _token_file()
+    if path.is_file():
+        text = path.read_text().strip()
+        if text:
+            return text
+    secret_file = site.admin.secret_file
+    if secret_file is None or not os.access(secret_file, os.R_OK):
+        return None
+    try:
+        secret = read_secret(secret_file)
+    except ConfigError as exc:
+        log.debug("no local token: %s", exc)
+        return None
+    return mint(secret, f"local:{_local_user()}", "admin", LOCAL_TOKEN_LIFETIME)
+
+
+def _operator_tls(site: SiteConfig) -> TlsFiles | None:
+    """The operator certificate of the site's TLS directory (None: insecure).
+
+    Never made here: a CA made by the CLI would not be the one the running
+    daemon trusts.
+
+    :raises CertificateError: it is missing (says how to make it).
+    """
     from gatekeeper.dispatch.certs import Role, TlsFiles
+
+    if site.gearman.insecure:
+        return None
+    assert site.gearman.tls_dir is not None  # resolved by SiteConfig
+    return TlsFiles.for_role(site.gearman.tls_dir, Role.OPERATOR)
+
+
+def _ask(
+    site_path: Path | None,
+    function: str,
+    args: Mapping[str, object],
+    token: str | None = None,
+    anonymous: bool = False,
+) -> object:
+    """Send an operator request to the site's running scheduler; exit 1 if refused.
+
+    ``anonymous``: send it without a token when none can be had (``status``).
+    """
+    from gatekeeper.dispatch.admin import call
 
     try:
         site = load_local_site(site_path)
+        found = _find_token(site, token)
+        if found is None and not anonymous:
+            raise TokenError(
+                f"{function} needs an operator token: pass --token, set GATEKEEPER_TOKEN, "
+                f"or put one in {_token_file()} (an admin makes one with "
+                "'gatekeeper admin token --user NAME'); on the scheduler's host, "
+                f"a user who can read {site.admin.secret_file} needs none"
+            )
         servers = [(s.host, s.port) for s in site.gearman.client_servers]
-        tls = None
-        if not site.gearman.insecure:
-            assert site.gearman.tls_dir is not None  # resolved by SiteConfig
-            # The operator's certificate; never made here (a CA made by the
-            # CLI would not be the one the running daemon trusts).
-            tls = TlsFiles.for_role(site.gearman.tls_dir, Role.OPERATOR)
-        return call(servers, function, dict(args), tls=tls)
+        return call(servers, function, dict(args), token=found, tls=_operator_tls(site))
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
+token_option = click.option(
+    "--token",
+    envvar="GATEKEEPER_TOKEN",
+    help="Operator token (default: $GATEKEEPER_TOKEN, then ~/.config/gatekeeper/token, "
+    "then one made for you if you can read the site's secret).",
+)
 pipeline_option = click.option("--pipeline", required=True, help="Pipeline name, e.g. gate.")
 project_option = click.option("--project", required=True, help="Project, e.g. openstack/nova.")
 
 
 @main.command()
 @site_option
+@token_option
 @pipeline_option
 @project_option
 @click.option("--change", required=True, help="NUMBER,PATCHSET of the change (current patchset).")
-def enqueue(site_path: Path | None, pipeline: str, project: str, change: str) -> None:
+def enqueue(
+    site_path: Path | None, token: str | None, pipeline: str, project: str, change: str
+) -> None:
     """Put a change in a pipeline of the running scheduler, as if its trigger
-    fired (the pipeline's requirements are not checked)."""
+    fired (the pipeline's requirements are not checked). Needs an operator token."""
     args = {"pipeline": pipeline, "project": project, "change": change}
-    click.echo(_ask(site_path, "enqueue", args))
+    click.echo(_ask(site_path, "enqueue", args, token))
 
 
 @main.command()
 @site_option
+@token_option
 @pipeline_option
 @project_option
 @click.option("--change", required=True, help="NUMBER,PATCHSET of the queued change.")
-def dequeue(site_path: Path | None, pipeline: str, project: str, change: str) -> None:
+def dequeue(
+    site_path: Path | None, token: str | None, pipeline: str, project: str, change: str
+) -> None:
     """Take a change out of a pipeline, stopping its builds, without reporting.
-    In a gate, the changes behind it are tested again without it."""
+    In a gate, the changes behind it are tested again without it. Needs an
+    operator token."""
     args = {"pipeline": pipeline, "project": project, "change": change}
-    click.echo(_ask(site_path, "dequeue", args))
+    click.echo(_ask(site_path, "dequeue", args, token))
 
 
 @main.command()
 @site_option
+@token_option
 @pipeline_option
 @click.option(
     "--changes",
@@ -336,27 +493,39 @@ def dequeue(site_path: Path | None, pipeline: str, project: str, change: str) ->
 )
 @click.argument("more", nargs=-1)
 def promote(
-    site_path: Path | None, pipeline: str, changes: tuple[str, ...], more: tuple[str, ...]
+    site_path: Path | None,
+    token: str | None,
+    pipeline: str,
+    changes: tuple[str, ...],
+    more: tuple[str, ...],
 ) -> None:
     """Move changes to the head of their gate queues, in the order given; the
-    changes behind are tested again on top of them."""
+    changes behind are tested again on top of them. Needs an operator token."""
     args = {"pipeline": pipeline, "changes": [*changes, *more]}
-    click.echo(_ask(site_path, "promote", args))
+    click.echo(_ask(site_path, "promote", args, token))
 
 
 @main.command()
 @site_option
+@token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full status as JSON.")
-def status(site_path: Path | None, as_json: bool) -> None:
+def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
     """Show every pipeline's queues: each change, what it is tested with, its
-    builds and an estimate of when they finish."""
+    builds and an estimate of when they finish; and, for an admin, the latest
+    operator requests from the audit log. Needs no token (the audit log does)."""
     import json
 
-    result = _ask(site_path, "status", {})
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
+    result = _ask(site_path, "status", {}, token, anonymous=True)
     assert isinstance(result, dict)
+    audit: object = None
+    why = ""
+    try:
+        audit = _ask(site_path, "audit", {"limit": STATUS_AUDIT}, token)
+    except click.ClickException as exc:
+        why = exc.message
+    if as_json:
+        click.echo(json.dumps({**result, "audit": audit}, indent=2))
+        return
     for pipeline in result["pipelines"]:
         queues = pipeline["queues"]
         click.echo(
@@ -377,6 +546,72 @@ def status(site_path: Path | None, as_json: bool) -> None:
                 click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
                 if builds:
                     click.echo(f"       {builds}")
+    if result.get("refused_results"):
+        click.echo(
+            f"refused build results: {result['refused_results']} "
+            "(not from the worker the build was handed to; see the audit log)"
+        )
+    if not isinstance(audit, list):
+        click.echo(f"audit log: not shown ({shown(why)})")
+        return
+    click.echo(f"audit log, latest {len(audit)}:")
+    for entry in audit:
+        click.echo("  " + _audit_line(entry))
+
+
+def _audit_line(entry: dict[str, object]) -> str:
+    """One audit entry on one line; every field came from outside, so each is shown()."""
+    import time
+
+    at = entry.get("at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if isinstance(at, float) else "?"
+    role = shown(entry.get("role", ""), 32)
+    who = shown(entry.get("actor", ""), 80) + (f" ({role})" if role else "")
+    detail = shown(entry.get("detail", ""), 120)
+    return (
+        f"{when} {who} {shown(entry.get('action', ''), 40)} "
+        f"{shown(entry.get('outcome', ''), 16)} {shown(entry.get('target', ''), 120)}"
+        + (f": {detail}" if detail else "")
+    )
+
+
+@main.group()
+def admin() -> None:
+    """Operator tokens: who may enqueue, dequeue and promote."""
+
+
+@admin.command("token")
+@site_option
+@click.option("--user", required=True, help="Who the token is for (recorded in the audit log).")
+@click.option(
+    "--role",
+    type=click.Choice(["operator", "admin"]),
+    default="operator",
+    show_default=True,
+    help="operator: enqueue, dequeue, promote; admin: also read the audit log.",
+)
+@click.option("--expires", default="8h", show_default=True, help="Lifetime: 90m, 8h, 7d...")
+def admin_token(site_path: Path | None, user: str, role: str, expires: str) -> None:
+    """Print a token signed with the site's secret (admin.secret-file). Run it
+    where that file is readable, i.e. as the scheduler's user on its host."""
+    from gatekeeper.config.site import parse_duration
+    from gatekeeper.dispatch.tokens import mint, read_secret
+
+    try:
+        lifetime = parse_duration(expires)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from exc
+    try:
+        site = load_local_site(site_path)
+        assert site.admin.secret_file is not None  # resolve() sets it
+        if not site.admin.secret_file.exists():
+            raise ConfigError(
+                f"{site.admin.secret_file}: no secret yet; the scheduler makes it at its "
+                "first start (or set admin.secret-file in the site file)"
+            )
+        click.echo(mint(read_secret(site.admin.secret_file), user, role, lifetime))
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

@@ -73,18 +73,6 @@ def _node_store(site_path: Path | None) -> Iterator[NodeStore]:
             raise click.ClickException(str(exc)) from exc
 
 
-def age(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
 def _table(*columns: str) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
@@ -112,26 +100,27 @@ def nodes() -> None:
 def nodes_list(
     site_path: Path | None, label: str | None, provider: str | None, state: str | None
 ) -> None:
-    """A table of nodes: id, name, label, provider, state, age, address, build."""
+    """A table of nodes: id, name, label, provider, state, age, address, build.
+
+    A held node says who held it (``failed build``: the hold cap may release
+    it; ``operator``: only its time or ``nodes release`` ends it) and how
+    long it has left; its comment says why."""
     from gatekeeper.db.nodes import NodeStore
+    from gatekeeper.db.pool_view import age, node_rows
 
     site = _site(site_path)
     with _database(site) as db:
-        rows = NodeStore(db).list(label, provider, state.upper() if state else None)
-    now = time.time()
+        rows = node_rows(NodeStore(db), label, provider, state.upper() if state else None)
     table = _table("id", "name", "label", "provider", "state", "age", "address", "build", "comment")
     for node in rows:
-        state_text = node.state
-        if node.state == NodeState.HOLD:
-            state_text += f" ({age(node.hold_until - now)} left)" if node.hold_until else " (∞)"
         table.add_row(
             str(node.id),
             node.name,
             node.label,
             node.provider,
-            state_text,
-            age(now - node.created_at),
-            node.address + (f":{node.port}" if node.address and node.port != 22 else ""),
+            node.state_text,
+            age(node.age),
+            node.where,
             node.build_uuid[:12],
             node.comment,
         )
@@ -156,8 +145,12 @@ def nodes_list(
 def nodes_hold(
     site_path: Path | None, ident: str, reason: str, duration: str | None, ssh_key: Path | None
 ) -> None:
-    """Keep node ID (number or name) from being deleted or reused."""
+    """Keep node ID (number or name) from being deleted or reused.
+
+    The label's hold-max never releases a hold made here (it releases only
+    holds the pool made for failed builds), but the hold counts toward it."""
     from gatekeeper.db.nodes import NodeStore
+    from gatekeeper.db.pool_view import age
     from gatekeeper.pool.providers import make_provider
     from gatekeeper.pool.providers.base import key_taker, public_key_line
 
@@ -241,30 +234,22 @@ def images() -> None:
 def images_list(site_path: Path | None) -> None:
     """A table of images: the newest READY one of a provider and label is current."""
     from gatekeeper.db.images import ImageStore
-    from gatekeeper.model.node import ImageState
+    from gatekeeper.db.pool_view import age, image_rows
 
     site = _site(site_path)
     with _database(site) as db:
-        rows = ImageStore(db).list()
-    current = {}
-    for image in rows:
-        if image.state == ImageState.READY:
-            current[(image.provider, image.label)] = image.name
-    now = time.time()
+        rows = image_rows(ImageStore(db))
     table = _table("id", "name", "provider", "label", "state", "age", "external id", "comment")
     for image in rows:
-        state = image.state
-        if current.get((image.provider, image.label)) == image.name:
-            state += " (current)"
         table.add_row(
             str(image.id),
             image.name,
             image.provider,
             image.label,
-            state,
-            age(now - image.created_at),
+            image.state + (" (current)" if image.current else ""),
+            age(image.age),
             image.external_id,
-            image.comment.splitlines()[-1] if image.comment else "",
+            image.comment,
         )
     _print(table)
 
@@ -339,26 +324,19 @@ def images_update(
 
 def pool_status(site_path: Path | None) -> None:
     """Per label and provider: ready, building, in use, held, deleting,
-    waiting demand, min-ready and capacity (nodes held / max-servers)."""
-    from sqlalchemy import func, select
-
+    waiting demand, min-ready, the label's hold-max and capacity (nodes
+    taking room / max-servers: held nodes take room too)."""
     from gatekeeper.db.nodes import NodeStore
-    from gatekeeper.db.tables import Node
 
     site = _site(site_path)
     with _database(site) as db:
         store = NodeStore(db)
-        with db.session() as session:
-            rows = session.execute(
-                select(Node.label, Node.provider, Node.state, func.count()).group_by(
-                    Node.label, Node.provider, Node.state
-                )
-            ).all()
+        census = store.census()
         pending = store.pending_requests()
         usage = {p.name: store.provider_usage(p.name) for p in site.providers}
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    for label, provider, state, n in rows:
-        counts.setdefault((label, provider), {})[state] = int(n)
+    for (label, provider, state), n in census.items():
+        counts.setdefault((label, provider), {})[state] = n
     min_ready = {label.name: label.min_ready for label in site.labels}
     table = _table(
         "label",
@@ -370,6 +348,7 @@ def pool_status(site_path: Path | None) -> None:
         "deleting",
         "waiting",
         "min-ready",
+        "hold-max",
         "capacity",
     )
     labels = sorted({label for label, _ in counts} | set(min_ready) | set(pending))
@@ -391,6 +370,7 @@ def pool_status(site_path: Path | None) -> None:
                 str(c.get(NodeState.DELETE, 0) + c.get(NodeState.DELETING, 0)),
                 str(pending.get(label, 0)) if i == 0 else "",
                 str(min_ready.get(label, 0)) if i == 0 else "",
+                str(site.hold_max(label)) if i == 0 else "",
                 capacity,
             )
     _print(table)

@@ -8,7 +8,11 @@
      │    ├── EventParseError   a stream-events line is not an event we understand
      │    └── GerritOutcomeUnknownError  sent, but no answer came: it may have run
      ├── DispatchError          Gearman could not take or run a build
+     │    ├── CertificateError  a certificate or key is missing, unreadable or foreign
+     │    └── ResultRefusedError  a build's packet not from the worker it was handed to
      ├── OperationError         an operator's request (enqueue, promote...) cannot be done
+     │    ├── RequestError      a request that is malformed, too large or expired
+     │    └── TokenError        no operator token, or one that is not valid or not enough
      ├── PoolError              the node pool could not launch, claim or delete a node
      │    └── ProviderError     a provider's API refused or failed
      ├── TransportError         moving files to or running commands on a node failed
@@ -61,6 +65,13 @@ class CertificateError(DispatchError):
     """A certificate or key is missing, unreadable, or not one this site issued."""
 
 
+class ResultRefusedError(DispatchError):
+    """A packet about a build (its start or its result) is not believed: it is
+    unsigned, signed by someone the site's CA did not make a worker, signed
+    for another build or packet, or not from the worker the build was handed
+    to. The message says which."""
+
+
 class PoolError(GatekeeperError):
     """The node pool could not launch, claim or delete a node."""
 
@@ -81,6 +92,16 @@ class SSHError(TransportError):
 
 class OperationError(GatekeeperError):
     """An operator's request to a running scheduler cannot be done; says why."""
+
+
+class RequestError(OperationError):
+    """An operator request arrived malformed (not a JSON object, arguments
+    the function does not take), too large, or after it expired."""
+
+
+class TokenError(OperationError):
+    """An operator's request carries no token, or one this site did not sign,
+    that has expired, or whose role may not do what was asked."""
 
 
 class WorkspaceError(GatekeeperError):

@@ -5,8 +5,10 @@ not an event we understand is logged (truncated) and skipped: one bad line
 must never stop the stream. When the connection drops, the listener
 reconnects with capped exponential backoff and logs every attempt.
 
-Each time the stream opens (the first time too) and whenever Gerrit says it
-dropped output, the catch-ups for this Gerrit are told (see
+Each time the stream opens (the first time too), whenever Gerrit says it
+dropped output, and when a line is longer than ``gerrit.max-event-bytes``
+(it cannot be read, so its event is lost as surely as a dropped one), the
+catch-ups for this Gerrit are told (see
 :mod:`gatekeeper.gerrit.catchup`): they query Gerrit for what was missed.
 """
 
@@ -19,12 +21,11 @@ from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.catchup import stream_news
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import EXCERPT_LENGTH
-from gatekeeper.gerrit.stream_lines import read_line
+from gatekeeper.gerrit.stream_lines import OverlongLine, read_line
 from gatekeeper.model.listener import Sink
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
-
-MAX_LINE = 1_000_000
 
 
 class GerritListener:
@@ -35,18 +36,20 @@ class GerritListener:
         connection: GerritConnection,
         backoff_start: float = 1.0,
         backoff_max: float = 60.0,
-        max_line: int = MAX_LINE,
+        max_line: int | None = None,
     ) -> None:
         self.connection = connection
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
-        self.max_line = max_line
+        #: The longest line read; the site's ``gerrit.max-event-bytes`` by default.
+        self.max_line = max_line if max_line is not None else connection.config.max_event_bytes
         self._stop = threading.Event()
         self.connected = threading.Event()
         self.reconnects = 0
         self.skipped_lines = 0
         self.opened = 0
         self.dropped_output = 0
+        self.overlong_lines = 0
 
     def run(self, sink: Sink) -> None:
         delay = self.backoff_start
@@ -59,7 +62,7 @@ class GerritListener:
                 log.warning(
                     "stream-events: connect attempt %d failed: %s; retrying in %.1fs",
                     attempt,
-                    exc,
+                    shown(exc),
                     delay,
                 )
                 self._stop.wait(delay)
@@ -88,7 +91,7 @@ class GerritListener:
             except GerritError as exc:
                 if not self._stop.is_set():
                     self.reconnects += 1
-                    log.warning("stream-events: %s; reconnecting in %.1fs", exc, delay)
+                    log.warning("stream-events: %s; reconnecting in %.1fs", shown(exc), delay)
             except Exception:
                 # Still a lost stream (paramiko can raise EOFError and the like
                 # on a reset connection): counted, and reconnected, all the same.
@@ -105,21 +108,32 @@ class GerritListener:
         try:
             return self.connection.sends_old_value()
         except GerritError as exc:
-            log.warning("cannot read gerrit version (%s); assuming Gerrit >= 2.13", exc)
+            log.warning("cannot read gerrit version (%s); assuming Gerrit >= 2.13", shown(exc))
             return True
 
-    def _handle_line(self, line: bytes, legacy: bool, sink: Sink) -> None:
+    def _handle_line(self, line: bytes | OverlongLine, legacy: bool, sink: Sink) -> None:
+        if isinstance(line, OverlongLine):
+            self.overlong_lines += 1
+            log.error(
+                "stream-events: skipped a line of %d bytes, over the limit of %d "
+                "(gerrit.max-event-bytes); catching up with Gerrit's query: %s",
+                line.size,
+                self.max_line,
+                shown(line.head),
+            )
+            stream_news(self.connection.config, "over-long line")
+            return
         verdict = read_line(line, legacy_approvals=legacy, max_length=self.max_line)
         if verdict.error is not None:
             self.skipped_lines += 1
-            log.error("stream-events: skipped a line: %s", verdict.error)
+            log.error("stream-events: skipped a line: %s", shown(verdict.error, 1000))
             return
         if verdict.unknown_type is not None:
             self.skipped_lines += 1
             log.warning(
-                "stream-events: skipped an event of unknown type %r: %s",
-                verdict.unknown_type[:100],
-                line[:EXCERPT_LENGTH].decode("utf-8", "replace"),
+                "stream-events: skipped an event of unknown type '%s': %s",
+                shown(verdict.unknown_type, 100),
+                shown(line, EXCERPT_LENGTH),
             )
             return
         if verdict.dropped_output:

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages gatekeeper and its tests use, when missing
 # (bubblewrap confines jobs on the local provider).
-# `--all` also installs the test-only servers (sshd, gearmand, PostgreSQL).
+# `--all` also installs what only the tests use (sshd, gearmand, PostgreSQL,
+# Chromium and its WebDriver for the browser tests); `--bench` what only the
+# benchmarks use (nginx and curl, the baseline of bench/web_logs.py).
 set -euo pipefail
 
 need=(git rsync openssh-client bubblewrap)
 if [[ "${1:-}" == "--all" ]]; then
-    need+=(openssh-server gearman-job-server postgresql)
+    need+=(openssh-server gearman-job-server postgresql chromium chromium-driver)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+    need+=(nginx curl)
 fi
 
 missing=()

@@ -1,5 +1,6 @@
 """Shared pytest fixtures (each group lives in tests/fixtures/)."""
 
+from tests.fixtures.browser import *  # noqa: F403
 from tests.fixtures.db import *  # noqa: F403
 from tests.fixtures.gearmand import *  # noqa: F403
 from tests.fixtures.gerrit_sim import *  # noqa: F403

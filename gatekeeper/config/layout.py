@@ -44,6 +44,8 @@ from gatekeeper.config.loader import (
 )
 from gatekeeper.config.yamlmarks import KeyPath, Marks
 from gatekeeper.errors import ConfigError
+from gatekeeper.model.names import log_glob_problem, project_name_problem
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +413,29 @@ def _check(layout: Layout, marks: Marks, file: Path, includes: bool) -> list[str
                         message += f" (pipelines: {known})"
                     errors.append(format_error(file, marks, (section, index, key), message))
     for index, project in enumerate(config.projects):
+        problem = project_name_problem(project.name)
+        if problem is not None:
+            errors.append(
+                format_error(
+                    file,
+                    marks,
+                    ("projects", index, "name"),
+                    f"project name '{shown(project.name, 100)}' {problem}",
+                )
+            )
         errors.extend(layout._template_errors(project, index))
+    for index, job in enumerate(config.jobs):
+        for number, glob in enumerate(job.logs or []):
+            problem = log_glob_problem(glob)
+            if problem is not None:
+                errors.append(
+                    format_error(
+                        file,
+                        marks,
+                        ("jobs", index, "logs", number),
+                        f"log glob '{shown(glob, 100)}' {problem}",
+                    )
+                )
     if includes:
         for index, job in enumerate(config.jobs):
             fn = job.parameter_function

@@ -21,6 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
@@ -73,6 +75,10 @@ class GerritConfig(_Strict):
     catchup_margin: float = Field(default=60.0, alias="catchup-margin", ge=0)
     # How far back a catch-up ever looks, and how long seen events are kept.
     catchup_max_age: float = Field(default=2 * 86400.0, alias="catchup-max-age", gt=0)
+    # The longest stream-events line read (bytes). Every event of a change
+    # carries its commit message; a longer line is skipped, logged, and
+    # starts a catch-up, which asks Gerrit's query for what it held.
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, alias="max-event-bytes", ge=4096)
 
     @property
     def git_url(self) -> str:
@@ -197,11 +203,19 @@ class LabelConfig(_Strict):
     name: str
     min_ready: int = Field(default=1, alias="min-ready", ge=0)
     providers: list[str] = Field(default_factory=list)
+    # Nodes of this label held at once (failed builds and operators' holds
+    # together); None: the pool's hold-max. See PoolConfig.hold_max.
+    hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
 
 
 class PoolConfig(_Strict):
     interval: float = 1.0
     hold_failed_hours: float = Field(default=24.0, alias="hold-failed-hours", ge=0)
+    # Held nodes per label, unless the label says otherwise. Held nodes are
+    # real servers and count against max-servers, so the cap keeps them few:
+    # a failed build beyond it releases the label's oldest hold made for a
+    # failed build (an operator's hold is never released, but counts).
+    hold_max: int = Field(default=2, alias="hold-max", ge=0)
     # Tagged on every server as metadata, so this pool knows its own (leaks).
     name: str = "gatekeeper"
     # Launches (each waits for its server to boot) running at once.
@@ -247,6 +261,49 @@ class WorkerConfig(_Strict):
     heartbeat: float = Field(default=5.0, gt=0)
 
 
+class AdminConfig(_Strict):
+    """Operator requests (enqueue, dequeue, promote, status)."""
+
+    # The secret operator tokens are signed with (HS256). Default
+    # <state-dir>/admin.secret, made at the scheduler's first start (mode 0600).
+    secret_file: Path | None = Field(default=None, alias="secret-file")
+
+
+class WebListen(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class WebConfig(_Strict):
+    """The web (status, builds, logs, nodes, metrics): on 127.0.0.1 unless told."""
+
+    # `gatekeeper run` and the sandbox start it in-process when true.
+    enabled: bool = True
+    listen: WebListen = Field(default_factory=WebListen)
+    # The URL people reach it at (behind a proxy, say); links in pages and in
+    # Gerrit comments start with it. Default: http://<listen host>:<port>/.
+    url: str = ""
+
+
+class StatsdConfig(_Strict):
+    """Where statsd listens: metrics go there too, under Zuul v2.5's and
+    Nodepool's names (``zuul.pipeline.<name>.current_changes``,
+    ``nodepool.nodes.<state>``...), each after ``prefix`` when one is given."""
+
+    host: str
+    port: int = Field(default=8125, ge=1, le=65535)
+    prefix: str = ""
+    # How often the levels (nodes by state, Gearman's queue) are sent.
+    interval: Duration = Field(default=10.0, gt=0)
+
+
+class LogsConfig(_Strict):
+    """Build logs under the log root."""
+
+    # Logs older than this many days are removed by the reaper; 0 keeps them.
+    keep_days: float = Field(default=0, alias="keep-days", ge=0)
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -269,6 +326,17 @@ class SiteConfig(_Strict):
     image_update: ImageUpdateConfig = Field(default_factory=ImageUpdateConfig, alias="image-update")
     reap: ReapConfig = Field(default_factory=ReapConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    statsd: StatsdConfig | None = None
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+
+    def hold_max(self, label: str) -> int:
+        """How many nodes of ``label`` may be held at once."""
+        config = next((lb for lb in self.labels if lb.name == label), None)
+        if config is not None and config.hold_max is not None:
+            return config.hold_max
+        return self.pool.hold_max
 
     def resolve(self, base: Path) -> SiteConfig:
         """Make every path absolute against ``base`` and fill derived defaults."""
@@ -282,12 +350,23 @@ class SiteConfig(_Strict):
         if not self.database:
             self.database = f"sqlite:///{self.state_dir / 'gatekeeper.db'}"
         self.log_root = fix(self.log_root) if self.log_root else self.state_dir / "logs"
+        if not self.web.url:
+            self.web.url = f"http://{self.web.listen.host}:{self.web.listen.port}/"
+        if not self.web.url.endswith("/"):
+            self.web.url += "/"
         if not self.log_url:
-            self.log_url = self.log_root.as_uri() + "/"
+            # The web serves the log root under /logs/: a link in a Gerrit
+            # comment opens in a browser (a file:// URL does not).
+            self.log_url = self.web.url + "logs/"
         if not self.log_url.endswith("/"):
             self.log_url += "/"
         self.gearman.tls_dir = (
             fix(self.gearman.tls_dir) if self.gearman.tls_dir else self.state_dir / "tls"
+        )
+        self.admin.secret_file = (
+            fix(self.admin.secret_file)
+            if self.admin.secret_file
+            else self.state_dir / "admin.secret"
         )
         if self.gerrit is not None:
             self.gerrit.key = fix(self.gerrit.key)

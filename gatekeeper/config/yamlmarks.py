@@ -56,6 +56,13 @@ def render_path(path: KeyPath) -> str:
     return out
 
 
+#: How many entries aliases may expand to, in all. Each alias is walked again
+#: under its own path (its lines marked there), and the data it names is
+#: validated once per path: a few lines of nested aliases ("billion laughs")
+#: would otherwise be billions of entries, and validate would never end.
+ALIAS_LIMIT = 200_000
+
+
 class _Builder:
     """Constructs data from a composed node tree, recording marks and duplicate keys.
 
@@ -71,6 +78,7 @@ class _Builder:
         self.errors: list[str] = []
         self.built: dict[int, Any] = {}
         self.active: set[int] = set()
+        self.alias_entries = 0
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         ident = id(node)
@@ -79,7 +87,7 @@ class _Builder:
             return self.built[ident]
         tag = node.tag
         if isinstance(node, yaml.ScalarNode):
-            value = node.value if tag == _STR else self.loader.construct_object(node)
+            value = node.value if tag == _STR else self._construct(node)
             self.built[ident] = value
             return value
         if tag == _SEQ and isinstance(node, yaml.SequenceNode):
@@ -87,9 +95,22 @@ class _Builder:
         if tag == _MAP and isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         # !!set, !!omap, !!pairs, or a tag the safe loader refuses: PyYAML decides.
-        value = self.loader.construct_object(node, deep=True)
+        value = self._construct(node, deep=True)
         self.built[ident] = value
         return value
+
+    def _construct(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's value for ``node``.
+
+        :raises ConfigError: a value Python refuses, such as an integer of
+            more than 4300 digits (PyYAML lets that ValueError through).
+        """
+        try:
+            return self.loader.construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            raise ConfigError(
+                f"{self.file}:{node.start_mark.line + 1}: cannot read this value: {exc}"
+            ) from None
 
     def _sequence(self, node: yaml.SequenceNode, path: KeyPath) -> list[Any]:
         items: list[Any] = []
@@ -163,7 +184,7 @@ class _Builder:
     def _key(self, node: yaml.Node, key_node: yaml.Node) -> Any:
         if key_node.tag == _STR and isinstance(key_node, yaml.ScalarNode):
             return key_node.value
-        key = self.loader.construct_object(key_node, deep=True)
+        key = self._construct(key_node, deep=True)
         try:
             hash(key)
         except TypeError:
@@ -180,6 +201,12 @@ class _Builder:
         ident = id(node)
         if ident in self.active:
             return
+        self.alias_entries += 1
+        if self.alias_entries > ALIAS_LIMIT:
+            raise ConfigError(
+                f"{self.file}:{node.start_mark.line + 1}: aliases expand to more than "
+                f"{ALIAS_LIMIT} entries (aliases nested in aliases?)"
+            )
         self.active.add(ident)
         marks = self.marks
         try:

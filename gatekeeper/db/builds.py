@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from gatekeeper.db.audit import AuditEntry, AuditLog
 from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import BuildRecord
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+#: The audit action of a build packet that was not believed.
+REFUSED_RESULT = "build-result"
 
 
 class BuildStore:
@@ -76,8 +82,13 @@ class BuildStore:
         pipeline: str,
         dispatched_at: float,
         item_uuid: str = "",
+        label: str = "",
+        branch: str = "",
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
-        """Record a build handed to Gearman (again, if it is re-dispatched)."""
+        """Record a build handed to Gearman (again, if it is re-dispatched),
+        with the node label it asks for, its change's branch and its
+        parameters (kept from before when not given)."""
 
         def work(session: Session) -> None:
             record = session.get(BuildRecord, uuid)
@@ -96,6 +107,11 @@ class BuildStore:
             record.provider = record.provider or ""
             record.worker = record.worker or ""
             record.log_url = record.log_url or ""
+            record.label = label or record.label or ""
+            record.branch = branch or record.branch or ""
+            if parameters is not None:
+                record.parameters = json.dumps(dict(parameters), sort_keys=True)
+            record.parameters = record.parameters or "{}"
 
         self._write(work)
 
@@ -198,6 +214,38 @@ class BuildStore:
         )
         return self._write(lambda session: rowcount(session.execute(statement)) > 0)
 
+    def worker_verified(
+        self, uuid: str, identity: str, worker: str, node: str, start_time: float
+    ) -> bool:
+        """Record ``identity`` (a certificate's ``worker:<name>``) as the one
+        running the build, if the row agrees with the start it signed: the
+        same worker, node and start time. False when it does not (the start
+        came from someone who never claimed the build). A result already
+        there (the scheduler cancelled the build meanwhile) does not matter.
+
+        Written by the dispatcher only, after the signature was checked: a
+        worker's own writes never touch ``worker_identity``.
+        """
+        statement = (
+            update(BuildRecord)
+            .where(
+                BuildRecord.uuid == uuid,
+                BuildRecord.worker == worker,
+                BuildRecord.node == node,
+                BuildRecord.start_time == start_time,
+            )
+            .values(worker_identity=identity)
+        )
+        return self._write(lambda session: rowcount(session.execute(statement)) > 0)
+
+    def refused(self, uuid: str, actor: str, role: str, why: str, at: float) -> None:
+        """Audit a packet about the build that was not believed."""
+        AuditLog(self.db).record(actor, role, REFUSED_RESULT, uuid, "refused", why, at=at)
+
+    def refusals(self, uuid: str | None = None) -> list[AuditEntry]:
+        """Refused build packets, oldest first (of one build, if ``uuid``)."""
+        return AuditLog(self.db).entries(REFUSED_RESULT, "refused", target=uuid)
+
     def heartbeat(self, worker: str, uuids: list[str], now: float) -> int:
         """Mark the worker's running builds alive at ``now``, in one UPDATE;
         returns how many records it touched."""
@@ -222,6 +270,7 @@ class BuildStore:
         if clear:
             values.update(
                 worker="",
+                worker_identity="",
                 node="",
                 provider="",
                 start_time=None,
@@ -257,6 +306,40 @@ class BuildStore:
                 if start is not None and end is not None
             ]
         return sum(spans) / len(spans) if spans else None
+
+    def average_durations(self, jobs: Iterable[str], recent: int = 10) -> dict[str, float | None]:
+        """:meth:`average_duration` for many jobs in one query (the status
+        page asks for every job queued at once); None where a job has no
+        successful build yet."""
+        names = sorted(set(jobs))
+        found: dict[str, float | None] = dict.fromkeys(names)
+        if not names:
+            return found
+        duration = BuildRecord.end_time - BuildRecord.start_time
+        newest = (
+            func.row_number()
+            .over(partition_by=BuildRecord.job, order_by=BuildRecord.end_time.desc())
+            .label("newest")
+        )
+        ranked = (
+            select(BuildRecord.job, duration.label("duration"), newest)
+            .where(
+                BuildRecord.job.in_(names),
+                BuildRecord.result == "SUCCESS",
+                BuildRecord.start_time.is_not(None),
+                BuildRecord.end_time.is_not(None),
+            )
+            .subquery()
+        )
+        query = (
+            select(ranked.c.job, func.avg(ranked.c.duration))
+            .where(ranked.c.newest <= recent)
+            .group_by(ranked.c.job)
+        )
+        with self._session() as session:
+            for job, mean in session.execute(query):
+                found[job] = float(mean) if mean is not None else None
+        return found
 
     def get(self, uuid: str) -> BuildRecord | None:
         with self._session() as session:

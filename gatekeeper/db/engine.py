@@ -122,6 +122,17 @@ class Database:
         # its own busy timeout has already waited out.
         return not self.is_sqlite and isinstance(exc, OperationalError)
 
+    def ping(self) -> None:
+        """Ask the database a trivial question.
+
+        :raises GatekeeperError: it does not answer.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            raise GatekeeperError(f"the database does not answer: {exc.orig}") from exc
+
     def migrate(self) -> None:
         """Bring the schema to the newest migration.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -90,38 +91,121 @@ class NodeStore:
             )
 
     def release(
-        self, node_name: str, passed: bool, hold_seconds: float, comment: str = ""
+        self,
+        node_name: str,
+        hold: bool,
+        hold_seconds: float,
+        comment: str = "",
+        hold_max: int | None = None,
     ) -> NodeState:
-        """Give back a USED node: DELETE if the build passed, else HOLD it.
+        """Give back a USED node: HOLD it for ``hold_seconds`` if ``hold``, else DELETE.
+
+        With ``hold_max``, the node's label keeps at most that many held
+        nodes: the oldest holds made for failed builds are released (DELETE)
+        to make room, and if operators' holds alone fill the cap, this node
+        is not held. What was released is logged.
 
         :raises PoolError: the node is not USED (or does not exist).
         """
         now = time.time()
-        state = NodeState.DELETE if passed else NodeState.HOLD
-        values: dict[str, object] = {
-            "state": state,
-            "state_time": now,
-            "hold_until": None if passed else now + hold_seconds,
-        }
-        if comment:
-            values["comment"] = comment
 
-        def work(session: Session) -> int:
-            return rowcount(
+        def work(session: Session) -> tuple[NodeState, list[str]]:
+            node = session.scalars(
+                select(Node).where(Node.name == node_name, Node.state == NodeState.USED)
+            ).first()
+            if node is None:
+                return NodeState.USED, []
+            released: list[str] = []
+            keep = hold
+            if keep and hold_max is not None:
+                released = _make_room(session, node.label, hold_max - 1, now)
+                keep = _held(session, node.label) < hold_max
+            state = NodeState.HOLD if keep else NodeState.DELETE
+            values: dict[str, object] = {
+                "state": state,
+                "state_time": now,
+                "hold_until": now + hold_seconds if keep else None,
+                "auto_hold": keep,
+            }
+            if comment:
+                values["comment"] = comment
+            if hold and not keep:
+                why = f"not held: {node.label} is at hold-max {hold_max} with operators' holds"
+                values["comment"] = f"{comment}; {why}" if comment else why
+            done = rowcount(
                 session.execute(
                     update(Node)
                     .where(Node.name == node_name, Node.state == NodeState.USED)
                     .values(**values)
                 )
             )
+            return (state if done else NodeState.USED), released
 
         # Tried again through a database restart: a node never given back
         # would stay USED, out of the pool, for good.
-        done = self.db.transaction(work)
-        if not done:
+        state, released = self.db.transaction(work)
+        if state == NodeState.USED:
             raise PoolError(f"cannot release node {node_name}: it is not in use")
+        for name in released:
+            log.info(
+                "node %s hold released: hold-max %s reached, %s is a newer failure",
+                name,
+                hold_max,
+                node_name,
+            )
+        if hold and state == NodeState.DELETE:
+            log.info(
+                "node %s not held: hold-max %s is taken by operators' holds", node_name, hold_max
+            )
         log.info("node %s released: %s", node_name, state)
         return state
+
+    def enforce_hold_max(self, hold_max: Callable[[str], int]) -> list[str]:
+        """Release the oldest automatic holds of every label holding more
+        than ``hold_max(label)`` (a lowered cap, or two releases that raced);
+        return their names."""
+        now = time.time()
+
+        def work(session: Session) -> list[str]:
+            labels = session.scalars(
+                select(Node.label).where(Node.state == NodeState.HOLD).distinct()
+            )
+            released = []
+            for label in sorted(labels):
+                released += _make_room(session, label, hold_max(label), now)
+            return released
+
+        return self.db.transaction(work)
+
+    def release_oldest_holds(self, provider: str, n: int, why: str) -> list[Node]:
+        """Up to ``n`` of ``provider``'s automatic holds, oldest first, go to
+        DELETE (to free capacity for waiting builds); return them."""
+        now = time.time()
+        with self.db.session() as session:
+            oldest = list(
+                session.scalars(
+                    select(Node)
+                    .where(
+                        Node.provider == provider,
+                        Node.state == NodeState.HOLD,
+                        Node.auto_hold.is_(True),
+                    )
+                    .order_by(Node.state_time, Node.id)
+                    .limit(max(0, n))
+                )
+            )
+            released = []
+            for node in oldest:
+                if rowcount(
+                    session.execute(
+                        update(Node)
+                        .where(Node.id == node.id, Node.state == NodeState.HOLD)
+                        .values(state=NodeState.DELETE, state_time=now, comment=why)
+                    )
+                ):
+                    session.expunge(node)
+                    released.append(node)
+        return released
 
     # -- the pool --------------------------------------------------------
 
@@ -198,7 +282,7 @@ class NodeStore:
         if comment:
             values["comment"] = comment
         if state == NodeState.READY:
-            values.update(claimed_by="", build_uuid="", hold_until=None)
+            values.update(claimed_by="", build_uuid="", hold_until=None, auto_hold=False)
         with self.db.session() as session:
             done = rowcount(session.execute(update(Node).where(Node.name == name).values(**values)))
         if not done:
@@ -220,8 +304,9 @@ class NodeStore:
             )
 
     def hold(self, name: str, seconds: float | None, reason: str) -> Node:
-        """Hold any node that is not being deleted: for ``seconds``, or until
-        released (None).
+        """An operator holds any node that is not being deleted: for
+        ``seconds``, or until released (None). The hold cap never releases
+        it (it counts toward the cap, though).
 
         :raises PoolError: no such node, or it is being deleted.
         """
@@ -235,7 +320,13 @@ class NodeStore:
                         Node.name == name,
                         Node.state.in_((NodeState.READY, NodeState.USED, NodeState.HOLD)),
                     )
-                    .values(state=NodeState.HOLD, state_time=now, hold_until=until, comment=reason)
+                    .values(
+                        state=NodeState.HOLD,
+                        state_time=now,
+                        hold_until=until,
+                        comment=reason,
+                        auto_hold=False,
+                    )
                 )
             )
         if not done:
@@ -326,6 +417,17 @@ class NodeStore:
             )
             return {(label, state): int(n) for label, state, n in rows}
 
+    def census(self) -> dict[tuple[str, str, str], int]:
+        """``(label, provider, state) -> number of nodes``: what ``pool
+        status``, the web's pages and the metrics show."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Node.label, Node.provider, Node.state, func.count()).group_by(
+                    Node.label, Node.provider, Node.state
+                )
+            )
+            return {(label, provider, state): int(n) for label, provider, state, n in rows}
+
     def provider_usage(self, provider: str, deleting: bool = False) -> int:
         """Nodes that count against ``provider``'s max-servers; with
         ``deleting``, also those waiting for their delete to be sent."""
@@ -333,6 +435,44 @@ class NodeStore:
         with self.db.session() as session:
             query = select(func.count()).where(Node.provider == provider, Node.state.in_(states))
             return int(session.scalar(query) or 0)
+
+
+def _held(session: Session, label: str) -> int:
+    query = select(func.count()).where(Node.label == label, Node.state == NodeState.HOLD)
+    return int(session.scalar(query) or 0)
+
+
+def _make_room(session: Session, label: str, keep: int, now: float) -> list[str]:
+    """Release ``label``'s oldest automatic holds until at most ``keep`` nodes
+    of it are held (or none automatic is left); return their names.
+
+    Oldest by when the hold began: the newest failure is the one its
+    developer is most likely still looking at.
+    """
+    excess = _held(session, label) - max(0, keep)
+    if excess <= 0:
+        return []
+    oldest = session.scalars(
+        select(Node.name)
+        .where(Node.label == label, Node.state == NodeState.HOLD, Node.auto_hold.is_(True))
+        .order_by(Node.state_time, Node.id)
+        .limit(excess)
+    )
+    released = []
+    for name in list(oldest):
+        if rowcount(
+            session.execute(
+                update(Node)
+                .where(Node.name == name, Node.state == NodeState.HOLD)
+                .values(
+                    state=NodeState.DELETE,
+                    state_time=now,
+                    comment=f"hold released: {label} reached hold-max",
+                )
+            )
+        ):
+            released.append(name)
+    return released
 
 
 def _check_state(state: str) -> NodeState:
@@ -360,4 +500,5 @@ def _new_row(name: str, label: str, provider: str, state: NodeState, now: float)
         claimed_by="",
         build_uuid="",
         comment="",
+        auto_hold=False,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     Index,
     Integer,
@@ -40,6 +41,9 @@ class Node(Base):
     claimed_by: Mapped[str] = mapped_column(String(255), default="")
     build_uuid: Mapped[str] = mapped_column(String(64), default="")
     comment: Mapped[str] = mapped_column(Text, default="")
+    # HOLD because its build failed (the hold cap may release it), not
+    # because an operator held it (never released by the cap).
+    auto_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     # The pool image it was booted from ("" for a provider's base image).
     image: Mapped[str] = mapped_column(String(255), default="")
     # The node's SSH host keys as seen at boot (known_hosts lines).
@@ -114,8 +118,18 @@ class BuildRecord(Base):
     # Who the build was handed to, from its certificate (``worker:<name>``),
     # recorded when it starts; only that worker's result counts.
     worker_identity: Mapped[str] = mapped_column(String(255), default="")
+    # What the build asked for (the job's node label), the branch of its
+    # change, and the parameters it was given (JSON of ZUUL_* and LOG_PATH),
+    # recorded when it is dispatched; the web shows and filters by them.
+    label: Mapped[str] = mapped_column(String(255), default="")
+    branch: Mapped[str] = mapped_column(String(255), default="")
+    parameters: Mapped[str] = mapped_column(Text, default="{}")
 
-    __table_args__ = (Index("ix_builds_change", "change", "patchset"),)
+    __table_args__ = (
+        Index("ix_builds_change", "change", "patchset"),
+        # The build history lists newest first.
+        Index("ix_builds_dispatched_at", "dispatched_at"),
+    )
 
 
 class AuditRecord(Base):

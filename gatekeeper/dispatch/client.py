@@ -14,7 +14,14 @@ wrong on the way:
   workers may still be connecting) and is then NOT_REGISTERED, instead of
   waiting in Gearman forever;
 - no server is up: submissions wait, in the dispatcher's thread, until one
-  is (gear reconnects by itself), for at most ``resubmit_wait`` seconds.
+  is (gear reconnects by itself), for at most ``resubmit_wait`` seconds;
+- a packet not from the worker the build was handed to (given a
+  ``verifier``): a Gearman server passes WORK_DATA and WORK_COMPLETE on from
+  any connection that names the job's handle, so each is checked in the
+  dispatcher's thread (see :meth:`BuildDispatcher._check_start`). A refused
+  start is ignored; a refused result ends the Gearman job (the server has
+  forgotten it), so the build is submitted again, without counting an
+  attempt, and the worker that had started it (if one had) is told to stop.
 """
 
 from __future__ import annotations
@@ -31,11 +38,19 @@ from typing import TYPE_CHECKING
 import gear
 
 from gatekeeper.dispatch import protocol
-from gatekeeper.dispatch.certs import TlsFiles
+from gatekeeper.dispatch.certs import Identity, TlsFiles
+from gatekeeper.dispatch.signing import Kind, ResultVerifier, claimed_identity
 from gatekeeper.dispatch.tls import gear_kwargs
-from gatekeeper.errors import DispatchError
+from gatekeeper.errors import DispatchError, ResultRefusedError
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
+from gatekeeper.model.outside import shown
+from gatekeeper.model.results import (
+    BuildCompleted,
+    BuildStarted,
+    CompleteData,
+    ResultEvent,
+    StartData,
+)
 
 if TYPE_CHECKING:
     from gatekeeper.db.builds import BuildStore
@@ -58,6 +73,13 @@ POLL = 0.2
 # the workers were there a moment ago and may be reconnecting (gear tries
 # every 2 s) to a server that restarted.
 RETRY_REGISTRATION_GRACE = 30.0
+# Results that let a change pass: never believed from a worker that was not
+# seen to start the build (a build that never got a node cannot have passed).
+PASSING = frozenset({BuildResult.SUCCESS, BuildResult.SKIPPED})
+# Refused results after which a build ends ERROR: a worker whose certificate
+# another CA issued would otherwise have its every result refused and the
+# build run again for ever. It costs the change its run, never a false pass.
+REFUSED_LIMIT = 5
 
 
 class _Client(gear.Client):
@@ -120,6 +142,13 @@ class _Build:
     retry: bool = False
     #: The builds table must be told about a new attempt before it is submitted.
     record_attempt: bool = False
+    #: The attempt named in the current Gearman job's arguments (what the
+    #: worker signs; ``attempt`` moves on when gearmand hands the job on).
+    sent_attempt: int = 1
+    #: The worker whose signed start was believed, for the current job.
+    identity: Identity | None = None
+    #: Results refused so far (they use up no attempt; see REFUSED_LIMIT).
+    refused: int = 0
 
 
 class BuildDispatcher:
@@ -129,7 +158,9 @@ class BuildDispatcher:
 
     ``sink`` receives :class:`BuildStarted` and :class:`BuildCompleted`
     events; the scheduler applies them in its own thread. ``builds``, when
-    given, records each build's ``attempt``. ``tls`` is the scheduler's
+    given, records each build's ``attempt``. ``verifier``, when given (a site
+    with certificates), decides whose packets are believed; without it every
+    packet is, as on an ``insecure`` site. ``tls`` is the scheduler's
     certificate (None: plain TCP).
     """
 
@@ -141,9 +172,12 @@ class BuildDispatcher:
         registration_grace: float = 5.0,
         resubmit_wait: float = 300.0,
         startup_grace: float = RETRY_REGISTRATION_GRACE,
+        verifier: ResultVerifier | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
         self.sink = sink
+        self.verifier = verifier
+        self._refused = 0
         self.builds = builds
         self.registration_grace = registration_grace
         self.resubmit_wait = resubmit_wait
@@ -278,6 +312,19 @@ class BuildDispatcher:
         with self._lock:
             return [uuid for uuid, b in self._builds.items() if b.job is None]
 
+    def handle(self, uuid: str) -> bytes | None:
+        """The Gearman handle of the build's current job (None: not in Gearman)."""
+        with self._lock:
+            build = self._builds.get(uuid)
+            job = build.job if build is not None else None
+        return job.handle if job is not None else None
+
+    @property
+    def refused_results(self) -> int:
+        """Packets about builds refused since start (each is in the audit log)."""
+        with self._lock:
+            return self._refused
+
     def shutdown(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -296,6 +343,7 @@ class BuildDispatcher:
         )
         with self._lock:
             build.job, build.started, build.worker = job, False, ""
+            build.sent_attempt, build.identity = spec.attempt, None
         try:
             self._client.submitJob(
                 job,
@@ -367,10 +415,8 @@ class BuildDispatcher:
         for conn in list(self._client.active_connections):
             request = gear.StatusAdminRequest()
             conn.sendAdminRequest(request, timeout=SUBMIT_TIMEOUT)
-            for line in (request.response or b"").decode("utf-8", "replace").splitlines():
-                fields = line.split("\t")
-                if len(fields) == 4 and fields[3].strip().isdigit():
-                    workers[fields[0]] = workers.get(fields[0], 0) + int(fields[3])
+            for function, count in protocol.parse_status(request.response or b"").items():
+                workers[function] = workers.get(function, 0) + count
         return workers
 
     # -- the dispatcher's thread --------------------------------------------
@@ -490,8 +536,18 @@ class BuildDispatcher:
         try:
             data = protocol.decode_start(job.data[-1])
         except (DispatchError, IndexError) as exc:
-            log.error("build %s: %s", build.uuid, exc)
+            log.error("build %s: %s", build.uuid, shown(exc))
             return
+        if self.verifier is None:
+            self._started(build, data)
+            return
+        # Checked in the dispatcher's thread: it reads and writes the builds
+        # table, which gear's thread must not wait on. The text was decoded
+        # here: job.data grows with the next packet.
+        self._actions.put(lambda: self._check_start(job, data))
+        self._wake.set()
+
+    def _started(self, build: _Build, data: StartData) -> None:
         with self._lock:
             requeued = build.started
             if requeued:
@@ -521,13 +577,147 @@ class BuildDispatcher:
         try:
             data = protocol.decode_complete(job.data[-1])
         except (DispatchError, IndexError) as exc:
-            log.error("build %s: %s", build.uuid, exc)
+            log.error("build %s: %s", build.uuid, shown(exc))
             data = CompleteData(uuid=build.uuid, result="LOST", error=str(exc))
+        if self.verifier is None:
+            self._completed(build, data)
+            return
+        self._actions.put(lambda: self._check_complete(job, data))
+        self._wake.set()
+
+    def _completed(self, build: _Build, data: CompleteData) -> None:
         with self._lock:
             if self._builds.get(build.uuid) is not build:
                 return
             del self._builds[build.uuid]
         self.sink(BuildCompleted(uuid=build.uuid, data=data))
+
+    # -- whose packets are believed (the dispatcher's thread) ----------------
+
+    def _check_start(self, job: gear.Job, data: StartData) -> None:
+        """Believe a start signed by a worker of this site for this build and
+        attempt, which the builds table shows that worker claimed (the worker
+        writes its row before it sends the start); record who it is."""
+        assert self.verifier is not None
+        found = self._find(job)
+        if found is None:
+            return
+        build = found[0]
+        try:
+            identity = self.verifier.verify(data, build.uuid, build.sent_attempt)
+            if self.builds is not None and not self._row_claimed(build.uuid, identity, data):
+                raise ResultRefusedError(
+                    f"the builds table does not show {shown(data.worker, 64)} "
+                    f"starting it on {shown(data.node, 64)}"
+                )
+        except ResultRefusedError as exc:
+            self._refuse(build, job, data, Kind.START, str(exc))
+            return
+        with self._lock:
+            build.identity = identity
+        log.info("build %s started by %s", build.uuid, identity)
+        self._started(build, data)
+
+    def _row_claimed(self, uuid: str, identity: Identity, data: StartData) -> bool:
+        assert self.builds is not None
+        try:
+            return self.builds.worker_verified(
+                uuid, str(identity), data.worker, data.node, data.started_at
+            )
+        except Exception as exc:
+            log.exception("build %s: could not check the builds table", uuid)
+            raise ResultRefusedError(f"the builds table could not be checked: {exc}") from exc
+
+    def _check_complete(self, job: gear.Job, data: CompleteData) -> None:
+        """Believe a result signed by the worker whose start was believed, and
+        that the builds table agrees ran it; or, from a worker of this site,
+        a result that cannot pass a change, for a build nobody started (no
+        node: NODE_FAILURE, ABORTED, ...)."""
+        assert self.verifier is not None
+        found = self._find(job)
+        if found is None:
+            return
+        build = found[0]
+        try:
+            identity = self.verifier.verify(data, build.uuid, build.sent_attempt)
+            with self._lock:
+                handed_to = build.identity
+            if handed_to is None:
+                if BuildResult.read(data.result) in PASSING:
+                    raise ResultRefusedError(
+                        f"{data.result} for a build no worker was seen to start"
+                    )
+            elif identity != handed_to:
+                raise ResultRefusedError(f"the build was handed to {handed_to}")
+            elif self.builds is not None:
+                self._row_agrees(build.uuid, identity, data)
+        except ResultRefusedError as exc:
+            self._refuse(build, job, data, Kind.COMPLETE, str(exc))
+            return
+        self._completed(build, data)
+
+    def _row_agrees(self, uuid: str, identity: Identity, data: CompleteData) -> None:
+        """:raises ResultRefusedError: the row names another run of the build."""
+        assert self.builds is not None
+        try:
+            record = self.builds.get(uuid)
+        except Exception as exc:
+            log.exception("build %s: could not read the builds table", uuid)
+            raise ResultRefusedError(f"the builds table could not be read: {exc}") from exc
+        if record is None:
+            raise ResultRefusedError("the build has no row in the builds table")
+        if record.worker_identity != str(identity):
+            raise ResultRefusedError(
+                f"the builds table says {shown(record.worker_identity or 'nobody', 64)} runs it"
+            )
+        if record.worker != data.worker or record.start_time != data.started_at:
+            raise ResultRefusedError("the builds table records another run of the build")
+
+    def _refuse(
+        self, build: _Build, job: gear.Job, data: StartData | CompleteData, kind: Kind, why: str
+    ) -> None:
+        """Log, count and audit a packet not believed. A refused result has
+        ended the Gearman job: the build is submitted again (the attempt it
+        was on is not used up: the worker did not fail), and the worker that
+        had started it, whose answer can no longer arrive, is told to stop.
+        """
+        claimed = claimed_identity(data)
+        actor = shown(claimed, 200) if claimed is not None else "unknown"
+        role = str(claimed.role) if claimed is not None else ""
+        why = shown(why, 500)
+        with self._lock:
+            self._refused += 1
+        log.warning("build %s: refused its %s from %s: %s", build.uuid, kind, actor, why)
+        if self.builds is not None:
+            try:
+                self.builds.refused(build.uuid, actor, role, f"{kind}: {why}", time.time())
+            except Exception:
+                log.exception("build %s: could not audit a refused %s", build.uuid, kind)
+        if kind is Kind.START:
+            # The job in Gearman is still whoever's it is: its result decides.
+            return
+        with self._lock:
+            if build.job is not job or self._builds.get(build.uuid) is not build:
+                return
+            rightful = build.worker if build.identity is not None else ""
+            build.job, build.identity = None, None
+            build.retry, build.record_attempt = True, True
+            build.refused += 1
+            given_up = build.refused >= REFUSED_LIMIT
+        if rightful:
+            self._send_stop(build.uuid, rightful)
+        if given_up:
+            self._finish(
+                build, BuildResult.ERROR, f"{build.refused} results refused; the last: {why}"
+            )
+            return
+        log.warning(
+            "build %s: submitting it again (attempt %d of %d; the refused result does not count)",
+            build.uuid,
+            build.attempt,
+            build.attempts,
+        )
+        self._park(build)
 
     def _on_failed(self, job: gear.Job, why: str, started_only: bool) -> None:
         found = self._find(job)

@@ -9,6 +9,7 @@ import gear
 
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.tls import RoleAcl, gear_kwargs
+from gatekeeper.model.metrics import GearmanQueue
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ class EmbeddedGearman:
             self.port,
             "TLS, client certificates required" if tls is not None else "plain TCP",
         )
+
+    def queue(self) -> GearmanQueue:
+        """Jobs held now (for metrics; gear's counters, read without its lock)."""
+        server = self._server
+        return GearmanQueue(server.total_jobs, server.running_jobs, server.waiting_jobs)
 
     def stop(self) -> None:
         self._server.shutdown()

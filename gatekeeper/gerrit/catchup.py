@@ -46,6 +46,8 @@ from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 from gatekeeper.model.listener import Sink
+from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +63,43 @@ _REVIEW = re.compile(r"\APatch Set (\d+):([^\n]*)")
 _VOTE = re.compile(r"\A(?:([A-Za-z][\w-]*?)([+-]\d+)|-([A-Za-z][\w-]*))\Z")
 
 
+# Larger numbers are no change number, patch set or time Gerrit sends (and
+# would not survive being made a float).
+_INT_LIMIT = 2**63
+
+
 def _int(value: Any) -> int | None:
+    """A number of a row (a number, or a string of digits), or None."""
     if isinstance(value, bool):
         return None
     try:
-        return int(value)
+        if isinstance(value, float) and not value.is_integer():
+            return None  # NaN, Infinity, a fraction: not what Gerrit sends
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -_INT_LIMIT < number < _INT_LIMIT else None
+
+
+def _str(value: Any) -> str:
+    """A text field of a row; anything else reads as empty."""
+    return value if isinstance(value, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    """A list field of a row; anything else reads as empty."""
+    return value if isinstance(value, list) else []
 
 
 def _account(value: Any) -> Account | None:
     if not isinstance(value, dict):
         return None
-    return Account(
-        username=str(value.get("username") or ""),
-        name=str(value.get("name") or ""),
-        email=str(value.get("email") or ""),
-    )
+
+    def text(key: str) -> str:
+        field = value.get(key)
+        return field if isinstance(field, str) else ""
+
+    return Account(username=text("username"), name=text("name"), email=text("email"))
 
 
 def _same(a: Account | None, b: Account | None) -> bool:
@@ -117,17 +139,17 @@ def events_from_row(row: dict[str, Any], since: float) -> list[TriggerEvent]:
     if number is None or not isinstance(project, str) or not project:
         log.warning("catch-up: a query row without a change number or project: skipped")
         return []
-    branch = str(row.get("branch") or "")
+    branch = _str(row.get("branch"))
     base: dict[str, Any] = {
         "project": project,
         "branch": branch,
         "change": number,
-        "change_id": str(row.get("id") or ""),
-        "change_url": str(row.get("url") or ""),
+        "change_id": _str(row.get("id")),
+        "change_url": _str(row.get("url")),
         "raw": {"catch_up": True},
     }
     patchsets: dict[int, dict[str, Any]] = {}
-    for ps in row.get("patchSets") or []:
+    for ps in _list(row.get("patchSets")):
         if isinstance(ps, dict) and _int(ps.get("number")) is not None:
             patchsets[int(ps["number"])] = ps
     current = row.get("currentPatchSet")
@@ -140,8 +162,8 @@ def events_from_row(row: dict[str, Any], since: float) -> list[TriggerEvent]:
             return {"patchset": n}
         return {
             "patchset": n,
-            "ref": str(ps.get("ref") or ""),
-            "revision": str(ps.get("revision") or ""),
+            "ref": _str(ps.get("ref")),
+            "revision": _str(ps.get("revision")),
         }
 
     out: list[TriggerEvent] = []
@@ -159,7 +181,7 @@ def events_from_row(row: dict[str, Any], since: float) -> list[TriggerEvent]:
             )
         )
     latest = max(patchsets) if patchsets else None
-    for message in row.get("comments") or []:
+    for message in _list(row.get("comments")):
         if not isinstance(message, dict):
             continue
         stamp = _int(message.get("timestamp"))
@@ -168,17 +190,17 @@ def events_from_row(row: dict[str, Any], since: float) -> list[TriggerEvent]:
             continue
         author = _account(message.get("reviewer"))
         review = _REVIEW.match(text)
-        if review:
-            n = int(review.group(1))
+        reviewed = _int(review.group(1)) if review else None
+        if review and reviewed is not None:
             out.append(
                 TriggerEvent(
                     type="comment-added",
                     comment=text,
                     account=author,
-                    approvals=_approvals(patchsets.get(n), author, review.group(2)),
+                    approvals=_approvals(patchsets.get(reviewed), author, review.group(2)),
                     created_on=float(stamp),
                     **base,
-                    **at_patchset(n),
+                    **at_patchset(reviewed),
                 )
             )
             continue
@@ -217,7 +239,7 @@ def _approvals(
     # removed vote is not a transition any trigger asks for.
     out = [Approval(label, value, 0 if value else None, author) for label, value in cast]
     named = {label.lower() for label, _ in cast}
-    for approval in (patchset or {}).get("approvals") or []:
+    for approval in _list((patchset or {}).get("approvals")):
         if not isinstance(approval, dict) or not _same(_account(approval.get("by")), author):
             continue
         label = approval.get("type")
@@ -288,12 +310,20 @@ class CatchUp:
         #: Completed catch-ups, and how many events they handed on in all.
         self.runs = 0
         self.events_sent = 0
+        #: Where catch-ups and the stream's reopenings are counted.
+        self.metrics: Metrics = NO_METRICS
+        self._stream_opened = False
 
     # -- any thread ------------------------------------------------------------
     def request(self, why: str) -> None:
         """Ask for a catch-up as soon as the thread is free."""
         with self._lock:
             self._reasons.append(why)
+            # Every opening of the stream after the first is a reconnect.
+            opened, reopened = why == "stream opened", self._stream_opened
+            self._stream_opened = self._stream_opened or opened
+        if opened and reopened:
+            self.metrics.gerrit_reconnect()
         self._wake.set()
 
     def start(self) -> None:
@@ -331,7 +361,9 @@ class CatchUp:
                 self.run_once(why)
             except GerritError as exc:
                 wait = min(self.interval, RETRY_AFTER)
-                log.warning("catch-up (%s) failed: %s; trying again in %.0fs", why, exc, wait)
+                log.warning(
+                    "catch-up (%s) failed: %s; trying again in %.0fs", why, shown(exc), wait
+                )
                 # A failed catch-up covered nothing: the next one starts from
                 # the same time (a stream that reopens asks again at once).
             except Exception:
@@ -388,4 +420,5 @@ class CatchUp:
         self._covered_from = now
         self.runs += 1
         self.events_sent += sent
+        self.metrics.catch_up(sent)
         return sent

@@ -20,6 +20,8 @@ import paramiko
 from gatekeeper.config.site import GerritConfig
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
 from gatekeeper.gerrit import cmdline
+from gatekeeper.gerrit.stream_lines import LineSplitter, OverlongLine
+from gatekeeper.model.outside import shown
 from gatekeeper.node import ssh
 
 log = logging.getLogger(__name__)
@@ -130,14 +132,14 @@ class GerritConnection:
                     self.close_locked()
                     if attempt == 2:
                         raise GerritError(f"{argv[:2]} could not be sent: {exc}") from exc
-                    log.info("gerrit connection lost (%s); reconnecting", exc)
+                    log.info("gerrit connection lost (%s); reconnecting", shown(exc))
                     continue
                 try:
                     return _exchange(channel, command, timeout)
                 except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
                     self.close_locked()
                     if idempotent and attempt == 1:
-                        log.info("no answer to %s (%s); asking again", argv[:2], exc)
+                        log.info("no answer to %s (%s); asking again", argv[:2], shown(exc))
                         continue
                     raise GerritOutcomeUnknownError(
                         f"{argv[:2]} was sent but no answer came: {exc or type(exc).__name__}"
@@ -273,11 +275,12 @@ class GerritConnection:
         stop: threading.Event,
         max_line: int,
         on_open: Callable[[], None] | None = None,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytes | OverlongLine]:
         """Yield raw stream-events lines until the stream ends or ``stop`` is set.
 
-        A line longer than ``max_line`` is yielded truncated to ``max_line + 1``
-        bytes (so the parser can tell it was too long) and the rest is skipped.
+        A line longer than ``max_line`` bytes is not kept: it is yielded as an
+        :class:`~gatekeeper.gerrit.stream_lines.OverlongLine` (its head and
+        size) once its newline arrives, and the next line is read as usual.
 
         :raises GerritError: the connection broke.
         """
@@ -290,8 +293,7 @@ class GerritConnection:
         if on_open is not None:
             # Gerrit has accepted the command: events from now on reach us.
             on_open()
-        buf = b""
-        skipping = False
+        splitter = LineSplitter(max_line)
         try:
             while not stop.is_set():
                 try:
@@ -307,22 +309,7 @@ class GerritConnection:
                             f"stream-events ended (exit {channel.recv_exit_status()}): {err}"
                         )
                     raise GerritError("stream-events connection closed")
-                buf += data
-                while True:
-                    newline = buf.find(b"\n")
-                    if newline < 0:
-                        if len(buf) > max_line:
-                            if not skipping:
-                                yield buf[: max_line + 1]
-                            skipping = True
-                            buf = b""
-                        break
-                    line, buf = buf[:newline], buf[newline + 1 :]
-                    if skipping:
-                        skipping = False
-                        continue
-                    if line.strip():
-                        yield line
+                yield from splitter.feed(data)
         finally:
             channel.close()
 
@@ -366,14 +353,20 @@ def parse_query_output(out: str) -> tuple[list[dict[str, Any]], bool]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise GerritError(f"gerrit query printed non-JSON: {line[:200]!r}") from exc
+            raise GerritError(f"gerrit query printed non-JSON: {shown(line)}") from exc
+        except RecursionError as exc:
+            # Valid JSON, perhaps, but nested past what Python reads.
+            deep = f"gerrit query printed JSON nested too deeply: {shown(line)}"
+            raise GerritError(deep) from exc
         if not isinstance(row, dict):
-            raise GerritError(f"gerrit query printed a non-object: {line[:200]!r}")
+            raise GerritError(f"gerrit query printed a non-object: {shown(line)}")
         if row.get("type") == "stats":
-            more = bool(row.get("moreChanges"))
+            more = row.get("moreChanges") is True
             continue
         if row.get("type") == "error":
-            raise GerritError(f"gerrit query error: {row.get('message')}")
+            message = row.get("message")
+            said = message if isinstance(message, str) else type(message).__name__
+            raise GerritError(f"gerrit query error: {shown(said, 500)}")
         rows.append(row)
     return rows, more
 

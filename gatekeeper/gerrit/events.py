@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
 from gatekeeper.errors import EventParseError
 from gatekeeper.model.events import Account, Approval, TriggerEvent
-from gatekeeper.model.gerrit_vocabulary import ACCOUNT_FIELDS, KNOWN_TYPES
+from gatekeeper.model.gerrit_vocabulary import ACCOUNT_FIELDS, KNOWN_TYPES, MAX_EVENT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,15 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"'{key}' should be seconds since the epoch, got {_show(value)}"[:300])
         try:
-            return float(value)
+            seconds = float(value)
         except OverflowError:
             # Not repr'd: an integer of thousands of digits cannot be.
             raise self.fail(f"'{key}' is too large to be seconds since the epoch") from None
+        if not math.isfinite(seconds):
+            # NaN and Infinity: JSON as Python reads it, but no time (the
+            # scheduler compares and rounds event times).
+            raise self.fail(f"'{key}' should be seconds since the epoch, got {seconds}")
+        return seconds
 
     def account(self, data: dict[str, Any], key: str) -> Account | None:
         value = self.obj(data, key)
@@ -176,7 +182,7 @@ def _decode(line: str | bytes, max_length: int) -> str:
 
 
 def parse_event(
-    line: str | bytes, legacy_approvals: bool = False, max_length: int = 1_000_000
+    line: str | bytes, legacy_approvals: bool = False, max_length: int = MAX_EVENT_BYTES
 ) -> TriggerEvent | None:
     """Parse one stream-events line.
 
@@ -381,7 +387,7 @@ def _read_well_formed(data: dict[str, Any], kind: str, legacy_approvals: bool) -
             raise _UnusualShapeError from None
     elif created is None:
         created = time.time()
-    elif type(created) is not float:
+    elif type(created) is not float or not math.isfinite(created):
         raise _UnusualShapeError
     approvals = data.get("approvals")
     if approvals is None:

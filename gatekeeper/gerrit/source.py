@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -12,22 +13,66 @@ from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
 
+def _describe(value: Any) -> str:
+    """A value for an error message: short, escaped, never repr'd whole
+    (a row's field may be nested too deeply for repr)."""
+    if isinstance(value, str):
+        return repr(shown(value, 60))
+    if isinstance(value, bool | int | float) or value is None:
+        return shown(value, 60)
+    return f"a {type(value).__name__}"
+
+
 def _int(value: Any, what: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise GerritError(f"gerrit query: {what} is not a number: {value!r}") from exc
+    """Gerrit sends numbers as numbers, or (up to 2.13) as strings of digits."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise GerritError(f"gerrit query: {what} is not a number: {_describe(value)}")
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GerritError(f"gerrit query: {what} is not an object: {_describe(value)}")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise GerritError(f"gerrit query: {what} is not a list: {_describe(value)}")
+    return value
+
+
+def _text(value: Any, what: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise GerritError(f"gerrit query: {what} is not a string: {_describe(value)}")
+    return value
 
 
 def _file_names(patchset: dict[str, Any]) -> list[str] | None:
     files = patchset.get("files")
-    if not isinstance(files, list):
+    if files is None:
         return None
-    return [str(f["file"]) for f in files if isinstance(f, dict) and "file" in f]
+    names = []
+    for entry in _list(files, "currentPatchSet.files"):
+        name = _obj(entry, "currentPatchSet.files[]").get("file")
+        names.append(_text(name, "currentPatchSet.files[].file"))
+    return names
 
 
 # Footers are matched as Gerrit and Zuul read them: one per line, anywhere in
@@ -43,38 +88,90 @@ def depends_on_footers(message: str) -> list[str]:
 def change_from_query(row: dict[str, Any]) -> Change:
     """A ``gerrit query --current-patch-set --all-approvals --files`` row as a Change.
 
-    :raises GerritError: the row lacks what every change has.
+    Every field is checked for the type Gerrit sends: a row is a reply from
+    outside, and a Change is used as typed.
+
+    :raises GerritError: the row lacks what every change has, or a field has
+        the wrong type.
     """
-    try:
-        current = row.get("currentPatchSet") or {}
-        approvals: dict[str, dict[str, int]] = {}
-        for approval in current.get("approvals", []):
-            by = approval.get("by", {})
-            who = by.get("username") or by.get("email") or by.get("name") or "?"
-            approvals.setdefault(approval["type"], {})[who] = int(approval["value"])
-        return Change(
-            project=row["project"],
-            branch=row["branch"],
-            number=_int(row["number"], "number"),
-            patchset=_int(current.get("number", 0), "patchset"),
-            ref=current.get("ref", ""),
-            revision=current.get("revision", ""),
-            change_id=row.get("id", ""),
-            subject=row.get("subject", ""),
-            url=row.get("url", ""),
-            owner=(row.get("owner") or {}).get("username", ""),
-            status=row.get("status", "NEW"),
-            approvals=approvals,
-            files=_file_names(current),
-            depends_on=depends_on_footers(str(row.get("commitMessage") or "")),
-            git_parents=[
-                (_int(d["number"], "dependsOn.number"), bool(d.get("isCurrentPatchSet", True)))
-                for d in row.get("dependsOn") or []
-            ],
-            git_children=[_int(d["number"], "neededBy.number") for d in row.get("neededBy") or []],
+    row = _obj(row, "the row")
+    current = _obj(row.get("currentPatchSet"), "currentPatchSet")
+    approvals: dict[str, dict[str, int]] = {}
+    for approval in _list(current.get("approvals"), "currentPatchSet.approvals"):
+        approval = _obj(approval, "an approval")
+        by = _obj(approval.get("by"), "approval.by")
+        who = (
+            _text(by.get("username"), "approval.by.username")
+            or _text(by.get("email"), "approval.by.email")
+            or _text(by.get("name"), "approval.by.name")
+            or "?"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GerritError(f"gerrit query row is not a change: {exc!r}") from exc
+        label = _text(approval.get("type"), "approval.type")
+        if not label:
+            raise GerritError("gerrit query row is not a change: an approval has no type")
+        approvals.setdefault(label, {})[who] = _int(approval.get("value"), "approval.value")
+    project = _text(row.get("project"), "project")
+    branch = _text(row.get("branch"), "branch")
+    if not project or not branch or row.get("number") is None:
+        raise GerritError("gerrit query row is not a change: no project, branch or number")
+    git_parents = []
+    for entry in _list(row.get("dependsOn"), "dependsOn"):
+        entry = _obj(entry, "dependsOn[]")
+        is_current = entry.get("isCurrentPatchSet", True)
+        if not isinstance(is_current, bool):
+            raise GerritError(
+                f"gerrit query: dependsOn[].isCurrentPatchSet: {_describe(is_current)}"
+            )
+        git_parents.append((_int(entry.get("number"), "dependsOn.number"), is_current))
+    return Change(
+        project=project,
+        branch=branch,
+        number=_int(row.get("number"), "number"),
+        patchset=_int(current.get("number", 0), "patchset"),
+        ref=_text(current.get("ref"), "currentPatchSet.ref"),
+        revision=_text(current.get("revision"), "currentPatchSet.revision"),
+        change_id=_text(row.get("id"), "id"),
+        subject=_text(row.get("subject"), "subject"),
+        url=_text(row.get("url"), "url"),
+        owner=_text(_obj(row.get("owner"), "owner").get("username"), "owner.username"),
+        status=_text(row.get("status"), "status", "NEW"),
+        approvals=approvals,
+        files=_file_names(current),
+        depends_on=depends_on_footers(_text(row.get("commitMessage"), "commitMessage")),
+        git_parents=git_parents,
+        git_children=[
+            _int(_obj(d, "neededBy[]").get("number"), "neededBy.number")
+            for d in _list(row.get("neededBy"), "neededBy")
+        ],
+    )
+
+
+def _lenient_int(value: Any) -> int | None:
+    """A number Gerrit sent, or None for anything else (never raises)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _lenient_float(value: Any) -> float | None:
+    """A time Gerrit sent (a number, or a string of one), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list a row holds (anything else left out)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def lags_behind(row: dict[str, Any], event: TriggerEvent) -> str:
@@ -83,23 +180,19 @@ def lags_behind(row: dict[str, Any], event: TriggerEvent) -> str:
     A query can lag behind the event stream (a replica, a slow index): the
     row may not have the event's patch set yet, or the votes it cast. A vote
     missing from a row updated after the event was changed again since, which
-    is not lag.
+    is not lag. Never raises: a row of an unexpected shape shows nothing.
     """
-    current = row.get("currentPatchSet") or {}
-    try:
-        shown = int(current.get("number", 0))
-    except (TypeError, ValueError):
-        shown = 0
-    if event.patchset is not None and shown < event.patchset:
-        return f"patchset {event.patchset} (query shows {shown})"
+    current = row.get("currentPatchSet")
+    number = _lenient_int(current.get("number", 0)) if isinstance(current, dict) else None
+    seen = number if number is not None else 0
+    if event.patchset is not None and seen < event.patchset:
+        return f"patchset {event.patchset} (query shows {seen})"
     changed = event.changed_approvals() if event.type == "comment-added" else []
     if not changed:
         return ""
-    try:
-        updated = float(row.get("lastUpdated") or 0)
-    except (TypeError, ValueError):
-        updated = 0.0
-    if updated >= int(event.created_on):
+    updated = _lenient_float(row.get("lastUpdated"))
+    created = event.created_on
+    if updated is not None and math.isfinite(created) and updated >= math.floor(created):
         return ""
     votes = set(_votes_on(row, event.patchset))
     for approval in changed:
@@ -113,29 +206,32 @@ def comments_since(row: dict[str, Any], username: str, since: float) -> Iterator
     """The messages of ``username``'s comments on a query row (``--comments``)
     made at or after ``since``: how gatekeeper finds whether its own report
     reached a change."""
-    for comment in row.get("comments") or []:
-        reviewer = comment.get("reviewer") or {}
+    for comment in _dicts(row.get("comments")):
+        reviewer = comment.get("reviewer")
         stamp = comment.get("timestamp")
-        if reviewer.get("username") != username or not isinstance(stamp, int | float):
+        if not isinstance(reviewer, dict) or reviewer.get("username") != username:
             continue
-        if stamp >= since:
-            yield str(comment.get("message") or "")
+        if not isinstance(stamp, int | float) or isinstance(stamp, bool) or not stamp >= since:
+            continue
+        message = comment.get("message")
+        yield message if isinstance(message, str) else ""
 
 
 def _votes_on(row: dict[str, Any], patchset: int | None) -> Iterator[tuple[str, int, str]]:
-    sets = list(row.get("patchSets") or [])
-    if row.get("currentPatchSet"):
+    sets = _dicts(row.get("patchSets"))
+    if isinstance(row.get("currentPatchSet"), dict):
         sets.append(row["currentPatchSet"])
     for ps in sets:
-        if patchset is not None and str(ps.get("number")) != str(patchset):
+        if patchset is not None and _lenient_int(ps.get("number")) != patchset:
             continue
-        for approval in ps.get("approvals") or []:
-            try:
-                value = int(approval.get("value"))
-            except (TypeError, ValueError):
+        for approval in _dicts(ps.get("approvals")):
+            value = _lenient_int(approval.get("value"))
+            label = approval.get("type")
+            if value is None or not isinstance(label, str):
                 continue
-            who = (approval.get("by") or {}).get("username", "")
-            yield str(approval.get("type", "")).lower(), value, who
+            by = approval.get("by")
+            who = by.get("username", "") if isinstance(by, dict) else ""
+            yield label.lower(), value, who if isinstance(who, str) else ""
 
 
 #: Waits before asking Gerrit again when its query lags behind an event

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from gatekeeper.errors import WorkspaceError
+from gatekeeper.model.names import project_name_problem
+from gatekeeper.model.outside import shown
 
-# One path component of a project name. Deliberately narrow: project names
-# become directory names here and arguments to git.
-_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 _CHANGE_REF = re.compile(r"refs/changes/\d+/(\d+)/(\d+)")
@@ -38,14 +38,24 @@ class ChangeRef:
 
 
 def check_project_name(project: str) -> None:
-    """:raises WorkspaceError: ``project`` could escape its directory or pass as an option."""
-    parts = project.split("/")
-    if (
-        not project
-        or project.startswith("/")
-        or any(p in (".", "..") or not _COMPONENT.fullmatch(p) for p in parts)
-    ):
-        raise WorkspaceError(f"refusing unsafe project name {project!r}")
+    """:raises WorkspaceError: ``project`` could escape its directory or pass as an option
+    (:func:`gatekeeper.model.names.project_name_problem`: what validate refuses)."""
+    problem = project_name_problem(project)
+    if problem is not None:
+        raise WorkspaceError(f"refusing unsafe project name '{shown(project, 100)}': {problem}")
+
+
+def project_dir(root: Path, project: str) -> Path:
+    """``root/<project>``, for a project name that is safe and a directory
+    that is inside ``root`` even after symlinks are followed.
+
+    :raises WorkspaceError: the name is unsafe, or the directory leaves ``root``.
+    """
+    check_project_name(project)
+    path = root.joinpath(*project.split("/"))
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise WorkspaceError(f"the directory of {project} leaves {root} (a symlink?)")
+    return path
 
 
 def check_ref(ref: str) -> None:

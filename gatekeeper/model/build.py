@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gatekeeper.model.results import NodeWait
+
 
 class BuildResult(StrEnum):
     SUCCESS = "SUCCESS"
@@ -49,12 +51,17 @@ class Build:
     node: str = ""
     provider: str = ""
     worker: str = ""
+    #: Who the certificate of the worker running it names (``worker:<name>``),
+    #: as the builds table recorded it; read back by a restarted scheduler.
+    worker_identity: str = ""
     started_at: float | None = None
     ended_at: float | None = None
     dispatched_at: float = field(default_factory=time.time)
     canceled: bool = False
     #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
     conflict: str = ""
+    #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
+    node_wait: NodeWait | None = None
 
     @property
     def done(self) -> bool:

@@ -7,7 +7,14 @@ skips types it does not know. Plain data, no I/O.
 
 from __future__ import annotations
 
-__all__ = ["ACCOUNT_FIELDS", "KNOWN_TYPES"]
+__all__ = ["ACCOUNT_FIELDS", "KNOWN_TYPES", "MAX_EVENT_BYTES"]
+
+#: The longest stream-events line read by default (``gerrit.max-event-bytes``).
+#: Every event about a change carries its whole commit message, and Gerrit
+#: sets no size limit on a commit by default (``receive.maxObjectSizeLimit``
+#: is unset): commit messages of several megabytes are real. A longer line
+#: is not read but counted and skipped, and starts a catch-up.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
 
 #: Which attribute names the account that caused each event type.
 ACCOUNT_FIELDS: dict[str, str] = {

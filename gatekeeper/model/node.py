@@ -3,8 +3,8 @@ reports about a machine it made ready.
 
 Node states::
 
-    BUILDING ──▶ READY ──claim──▶ USED ──passed──▶ DELETE ──▶ DELETING ──gone──▶ (row removed)
-                                   └──failed──▶ HOLD ──hold_until──▶ DELETE
+    BUILDING ──▶ READY ──claim──▶ USED ──other results──▶ DELETE ──▶ DELETING ──gone──▶ (row gone)
+                                   └──FAILURE, TIMED_OUT──▶ HOLD ──hold_until, hold-max──▶ DELETE
 
 A static node is returned to READY after a passing build instead of being
 deleted (its host is cleaned, not destroyed).

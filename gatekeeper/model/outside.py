@@ -19,6 +19,9 @@ LIMIT = 200
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord("\\"): "\\\\"})
 _ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+# Lone surrogates (a JSON "\ud800" decodes to one): no UTF-8 log file or
+# database can write them, so the record would be lost with its line.
+_ESCAPES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})
 
 
 def shown(text: object, limit: int = LIMIT) -> str:

@@ -8,7 +8,7 @@ the dispatcher all read it: it is plain data, and plain data is the model's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -23,6 +23,47 @@ class StartData:
     started_at: float
     #: Filled in by the dispatcher (a requeued job carries its first arguments).
     attempt: int = 1
+    #: The worker's certificate (PEM) and its signature of this start
+    #: (gatekeeper.dispatch.signing); empty on a site with ``insecure: true``.
+    certificate: str = ""
+    signature: str = ""
+
+
+@dataclass
+class NodeWait:
+    """Why a build got no node: what the pool had for its label when the
+    worker gave up waiting (carried in a NODE_FAILURE's WORK_COMPLETE into
+    its report)."""
+
+    label: str
+    #: Seconds the worker waited.
+    waited: float
+    ready: int = 0
+    building: int = 0
+    held: int = 0
+    in_use: int = 0
+    #: max-servers summed over the providers that serve the label.
+    capacity: int = 0
+    #: Nodes of any label taking that capacity (held ones too).
+    occupied: int = 0
+    #: The providers that serve the label (none: no provider can launch it).
+    providers: list[str] = field(default_factory=list)
+    #: Those of them backed off after failed launches (known only where the
+    #: pool runs in the worker's process).
+    backing_off: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line for a person: what was there, and why none was free."""
+        if not self.providers:
+            return f"no {self.label} node after {self.waited:g}s: no provider serves {self.label}"
+        text = (
+            f"no {self.label} node after {self.waited:g}s: {self.ready} ready, "
+            f"{self.building} building, {self.in_use} in use, {self.held} held, "
+            f"{self.occupied} of capacity {self.capacity} taken ({', '.join(self.providers)})"
+        )
+        if self.backing_off:
+            text += f"; backing off: {', '.join(self.backing_off)}"
+        return text
 
 
 @dataclass
@@ -40,6 +81,11 @@ class CompleteData:
     error: str = ""
     #: For MERGER_FAILURE: the change that did not merge (``project number,patchset``).
     conflict: str = ""
+    #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
+    node_wait: NodeWait | None = None
+    #: As in :class:`StartData`: who sends it, and the proof.
+    certificate: str = ""
+    signature: str = ""
 
 
 @dataclass

@@ -8,22 +8,21 @@ import subprocess
 from pathlib import Path
 
 from gatekeeper.errors import TransportError
+from gatekeeper.model.names import log_glob_problem
+from gatekeeper.model.outside import shown
 
 
 def check_patterns(patterns: list[str]) -> list[str]:
-    """Patterns safe to hand rsync as ``--include`` rules.
+    """Patterns safe to hand rsync as ``--include`` rules
+    (:func:`gatekeeper.model.names.log_glob_problem`: what validate refuses).
 
-    :raises TransportError: a pattern climbs out with ``..``, is empty, or
-        looks like an rsync filter-rule modifier.
+    :raises TransportError: a pattern climbs out with ``..``, is absolute,
+        empty, or looks like an rsync filter-rule modifier.
     """
     for pattern in patterns:
-        if not pattern or "\n" in pattern or "\0" in pattern:
-            raise TransportError(f"bad log pattern {pattern!r}")
-        if ".." in pattern.split("/"):
-            raise TransportError(f"log pattern leaves the node root: {pattern!r}")
-        # rsync reads "+ x", "- x" and "!" in --include as rule syntax.
-        if pattern == "!" or pattern.startswith(("+ ", "- ")):
-            raise TransportError(f"log pattern looks like an rsync filter rule: {pattern!r}")
+        problem = log_glob_problem(pattern)
+        if problem is not None:
+            raise TransportError(f"bad log pattern '{shown(pattern, 100)}': {problem}")
     return list(patterns)
 
 

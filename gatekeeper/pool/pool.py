@@ -2,7 +2,9 @@
 
 One round (``run_once``):
 
-1. HOLD nodes whose hold has run out go to DELETE;
+1. HOLD nodes whose hold has run out go to DELETE, and so do the oldest
+   holds made for failed builds of a label holding more than its
+   ``hold-max`` (a lowered cap; the worker keeps it when it holds a node);
 2. the reaper runs at start and every ``reap.interval`` (see ``reaper``);
 3. images that are due (``image-update.interval``) are built, one thread per
    build, so a slow or failing cloud holds up nothing else;
@@ -12,6 +14,15 @@ One round (``run_once``):
    pool. A provider whose launches keep failing is backed off
    (exponentially, ``pool.backoff`` to ``pool.backoff-max``) and the others
    take its share;
+
+   Held nodes are real servers, so they count against max-servers (and
+   the cloud's quota) like any other; ``hold-max`` keeps them few. When a
+   label's waiting builds still find no room on a provider that is full,
+   that provider's oldest holds made for failed builds are released (and
+   logged) so the builds get nodes: a waiting build outranks a kept
+   failure. A shortfall in ``min-ready`` alone releases no hold: it appears
+   whenever a node is claimed, so holds would last only until the pool got
+   busy, when they are most needed;
 5. nodes in DELETE are deleted by their provider; a delete is trusted only
    when a later look finds the machine gone (until then the node is
    DELETING, and the delete is sent again after ``reap.delete-retry``); a
@@ -25,6 +36,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,7 +45,9 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.node import ImageState, NodeState
+from gatekeeper.model.results import NodeWait
 from gatekeeper.pool.allocation import allocate
 from gatekeeper.pool.images import ImageBuilder
 from gatekeeper.pool.providers.base import (
@@ -62,6 +76,45 @@ def local_node_name(label: str, provider: str) -> str:
     return f"{_UNSAFE.sub('_', label)}-{_UNSAFE.sub('_', provider)}-{uuid.uuid4().hex[:10]}"
 
 
+def label_providers(label: LabelConfig, providers: Mapping[str, Provider]) -> list[Provider]:
+    """The providers that can launch ``label``: those it names (else all)
+    that serve it."""
+    # A layout's job may name a label that some clouds have no image for
+    # (or none has): launching it there would only fail and back off the
+    # provider for the labels it does serve.
+    names = label.providers or list(providers)
+    return [providers[n] for n in names if n in providers and providers[n].serves(label.name)]
+
+
+def describe_wait(
+    nodes: NodeStore,
+    providers: Mapping[str, Provider],
+    label: LabelConfig,
+    waited: float,
+    backing_off: Collection[str] = (),
+) -> NodeWait:
+    """What the pool has for ``label`` now, for a build that waited ``waited``
+    seconds in vain (``backing_off``: the providers the pool has backed off)."""
+    counts = nodes.counts()
+    serving = label_providers(label, providers)
+
+    def count(state: NodeState) -> int:
+        return counts.get((label.name, state), 0)
+
+    return NodeWait(
+        label=label.name,
+        waited=waited,
+        ready=count(NodeState.READY),
+        building=count(NodeState.BUILDING),
+        held=count(NodeState.HOLD),
+        in_use=count(NodeState.USED),
+        capacity=sum(p.config.max_servers for p in serving),
+        occupied=sum(nodes.provider_usage(p.name, True) for p in serving),
+        providers=[p.name for p in serving],
+        backing_off=sorted(p.name for p in serving if p.name in backing_off),
+    )
+
+
 @dataclass
 class ProviderHealth:
     """Launch outcomes of one provider, for backoff. Guarded by Pool._lock."""
@@ -85,8 +138,10 @@ class Pool:
         db: Database,
         providers: dict[str, Provider],
         labels: list[LabelConfig],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.site = site
+        self.metrics = metrics
         self.nodes = NodeStore(db)
         self.images = ImageStore(db)
         self.builder = ImageBuilder(self.images, site.image_update.keep)
@@ -186,6 +241,8 @@ class Pool:
         now = time.time()
         for name in self.nodes.expire_holds():
             log.info("node %s hold expired: DELETE", name)
+        for name in self.nodes.enforce_hold_max(self.site.hold_max):
+            log.info("node %s hold released: its label holds more than hold-max", name)
         if now >= self._next_reap:
             self._next_reap = now + self.site.reap.interval
             self.reaper.run_once(now)
@@ -312,15 +369,25 @@ class Pool:
         return out
 
     def _label_providers(self, label: LabelConfig) -> list[Provider]:
-        # A layout's job may name a label that some clouds have no image for
-        # (or none has): launching it there would only fail and back off the
-        # provider for the labels it does serve.
-        names = label.providers or list(self.providers)
-        return [
-            self.providers[n]
-            for n in names
-            if n in self.providers and self.providers[n].serves(label.name)
-        ]
+        return label_providers(label, self.providers)
+
+    def describe_wait(self, label: str, waited: float) -> NodeWait:
+        """What this pool has for ``label`` now (see :func:`describe_wait`),
+        with the providers it is backing off."""
+        config = next((lb for lb in self._all_labels() if lb.name == label), None)
+        if config is None:
+            config = LabelConfig.model_validate({"name": label, "min-ready": 0})
+        now = time.time()
+        with self._lock:
+            backing_off = {n for n, h in self.health.items() if now < h.backoff_until}
+        return describe_wait(self.nodes, self.providers, config, waited, backing_off)
+
+    def backing_off(self) -> dict[str, float]:
+        """Provider -> until when (epoch) its launches are held back after
+        failures, for the providers backed off now."""
+        now = time.time()
+        with self._lock:
+            return {n: h.backoff_until for n, h in self.health.items() if now < h.backoff_until}
 
     def capacity(self, provider: Provider, ask_quota: bool = True) -> int:
         """Nodes ``provider`` can take now: max-servers less what it holds,
@@ -383,6 +450,61 @@ class Pool:
             placed = sum(v for (lb, _), v in plan.items() if lb == label)
             if placed < n:
                 log.debug("label %s: no capacity for %d more nodes", label, n - placed)
+        self._release_holds_for_waiting(demand, label_providers, plan, free)
+
+    def _release_holds_for_waiting(
+        self,
+        demand: Mapping[str, int],
+        label_providers: Mapping[str, list[str]],
+        plan: Mapping[tuple[str, str], int],
+        free: Mapping[str, int],
+    ) -> None:
+        """Make room for waiting builds that got no node this round by
+        releasing the oldest automatic holds on their full providers (see
+        the module docstring for why holds count against max-servers)."""
+        pending = self.nodes.pending_requests()
+        counts = self.nodes.counts()
+        for label in sorted(demand):
+            have = counts.get((label, NodeState.READY), 0) + counts.get(
+                (label, NodeState.BUILDING), 0
+            )
+            placed = sum(v for (lb, _), v in plan.items() if lb == label)
+            # Only the builds that wait, not min-ready's share.
+            short = pending.get(label, 0) - have - placed
+            for name in label_providers.get(label, []):
+                if short <= 0:
+                    break
+                # Room this round, or backed off (a released hold would not
+                # help a provider whose launches fail).
+                if free.get(name, 0) > 0 or self._backed_off(name):
+                    continue
+                # Servers being deleted free their room soon: releasing holds
+                # for the same builds again each round would empty them all.
+                short -= len(self.nodes.list(provider=name, state=NodeState.DELETE)) + len(
+                    self.nodes.list(provider=name, state=NodeState.DELETING)
+                )
+                if short <= 0:
+                    break
+                provider = self.providers[name]
+                why = f"hold released: {name} was full and a {label} build waited"
+                for node in self.nodes.release_oldest_holds(name, short, why):
+                    short -= 1
+                    log.warning(
+                        "provider %s is full (max-servers %d) and %s builds wait: released "
+                        "the hold on node %s (%s, build %s), the oldest held for a failed build",
+                        name,
+                        provider.config.max_servers,
+                        label,
+                        node.name,
+                        node.label,
+                        node.build_uuid[:12],
+                    )
+                    self.wake()
+
+    def _backed_off(self, provider: str) -> bool:
+        with self._lock:
+            health = self.health.get(provider)
+            return health is not None and time.time() < health.backoff_until
 
     def _launch_one(self, provider: Provider, label: str) -> bool:
         """Start one launch of ``label`` on ``provider``; False if it cannot take it."""
@@ -415,15 +537,19 @@ class Pool:
             self._executor.submit(self._launch, provider, name, label)
 
     def _launch(self, provider: Provider, name: str, label: str) -> None:
+        began = time.monotonic()
         try:
             image = self.images.current(provider.name, label)
             launched = provider.launch(name, label, image.external_id if image else "")
             self.nodes.set_ready(name, launched, image.name if image else "")
             self._record(provider.name, ok=True)
+            self.metrics.launch(provider.name, label, "ready", time.monotonic() - began)
             log.info("node %s (%s) READY on %s", name, label, provider.name)
         except Exception as exc:
             log.warning("node %s (%s) launch on %s failed: %s", name, label, provider.name, exc)
             self._record(provider.name, ok=False, quota=isinstance(exc, QuotaError))
+            why = "error.quota" if isinstance(exc, QuotaError) else "error.unknown"
+            self.metrics.launch(provider.name, label, why, time.monotonic() - began)
             self._discard(provider, name)
         finally:
             with self._lock:

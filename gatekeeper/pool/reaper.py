@@ -11,7 +11,8 @@ Run by the pool thread hourly (``reap.interval``) and once at start:
 - rows whose server is gone go to DELETE (the delete then finds nothing and
   the row goes);
 - images beyond current and previous (DELETE) are deleted, and their rows
-  removed once the image is seen gone; FAILED image rows but the newest go.
+  removed once the image is seen gone; FAILED image rows but the newest go;
+- build logs older than ``logs.keep-days`` go (:mod:`gatekeeper.pool.retention`).
 
 Deleting nodes in DELETE, and confirming those in DELETING, is done every
 pool round, not only here (see ``Pool``).
@@ -29,6 +30,7 @@ from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.pool.providers.base import Provider, Reapable, image_builder
+from gatekeeper.pool.retention import prune_logs
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class Reaper:
             done["leaked"] += leaked
             done["gone"] += gone
         done["images"] = self._images(now)
+        if self.site.log_root is not None and self.site.logs.keep_days > 0:
+            pruned = prune_logs(self.site.log_root, self.site.logs.keep_days, now)
+            done["logs"] = pruned.files + pruned.directories
         if any(done.values()):
             log.info("reaper: %s", ", ".join(f"{k} {v}" for k, v in done.items() if v))
         return done

@@ -51,10 +51,13 @@ class StoryHandler(logging.Handler):
 class Demo:
     """Runs the story in the main thread; callbacks print from other threads."""
 
-    def __init__(self, root: Path, layout: Path, out: Console | None = None) -> None:
+    def __init__(
+        self, root: Path, layout: Path, out: Console | None = None, web_port: int = 8080
+    ) -> None:
         self.out = out or Console(highlight=False, soft_wrap=True)
         self.root = root
         self.layout = layout
+        self.web_port = web_port
         self._lock = threading.Lock()
 
     def say(self, who: str, text: str) -> None:
@@ -95,7 +98,10 @@ class Demo:
         handler = StoryHandler(self.out)
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
-        sandbox = Sandbox(fresh_dir(self.root), self.layout, console=self.console_line)
+        web = {"web": {"listen": {"host": "127.0.0.1", "port": self.web_port}}}
+        sandbox = Sandbox(
+            fresh_dir(self.root), self.layout, console=self.console_line, extra_site=web
+        )
         try:
             self.say("sandbox", "starting the Gerrit simulator and gatekeeper ...")
             sandbox.start()
@@ -109,6 +115,10 @@ class Demo:
             status = self.story(sandbox)
             if serve:
                 self.print_howto(sandbox)
+                assert sandbox.app is not None
+                # On lines of their own, for people and scripts alike.
+                self.out.print(f"web: {sandbox.app.web_url}", markup=False, highlight=False)
+                self.out.print(f"site: {self.write_site(sandbox)}", markup=False, highlight=False)
                 stop = threading.Event()
                 try:
                     while not stop.wait(3600):
@@ -154,6 +164,7 @@ class Demo:
                 f"nova master is now {sim.branch_head('openstack/nova')[:12]}",
             )
             self.say("sandbox", f"log archive: {logs}")
+            self.say_build_page(sandbox, number)
             return 0
         last = change.messages[-1].text if change.messages else "no review"
         self.say(
@@ -162,7 +173,32 @@ class Demo:
             f"{escape(last.splitlines()[0] if last else '')}",
         )
         self.say("sandbox", f"log archive: {logs}")
+        self.say_build_page(sandbox, number)
         return 1
+
+    def say_build_page(self, sandbox: Sandbox, number: int) -> None:
+        """The web page of the change's last build (the gate's, when it ran)."""
+        assert sandbox.app is not None and sandbox.app.scheduler is not None
+        records = sandbox.app.scheduler.context.builds.for_change(number)
+        if records:
+            last = max(records, key=lambda r: (r.pipeline == "gate", r.end_time or 0))
+            self.say("sandbox", f"build page: {sandbox.app.web_url}build/{last.uuid}")
+
+    def write_site(self, sandbox: Sandbox) -> Path:
+        """A site file for the running sandbox (its Gearman, database, state
+        and web), so ``gatekeeper status -c FILE`` and the rest reach it."""
+        app = sandbox.app
+        assert app is not None and app.gearman is not None
+        site = sandbox.site
+        path = site.state_dir / "site.yaml"
+        web_port = app.web.port if app.web is not None else 0
+        return sandbox.site_file(
+            path,
+            f"database: {site.database}\n"
+            f"gearman:\n  listen: {{host: {app.gearman.host}, port: {app.gearman.port}}}\n"
+            f"web:\n  listen: {{host: {site.web.listen.host}, port: {web_port}}}\n"
+            f"  url: {app.web_url}\n",
+        )
 
     def archive_of(self, sandbox: Sandbox, number: int) -> Path:
         """Where the change's last build is archived (the log root if none ran)."""

@@ -23,8 +23,9 @@ from typing import Any
 
 import paramiko
 
-from gatekeeper.app import Gatekeeper
+from gatekeeper.app import ALL, Gatekeeper
 from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.connection import GerritConnection, ssh_client
@@ -99,6 +100,7 @@ class Sandbox:
         database: str = "",
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
+        components: frozenset[str] = ALL,
         gearman_tls_dir: Path | None = None,
         gearman_insecure: bool = False,
     ) -> None:
@@ -113,6 +115,9 @@ class Sandbox:
         self.database = database
         self.worker_count = worker_count
         self.extra_site = extra_site or {}
+        #: What the daemon runs (a test starts the worker later with
+        #: ``app.start_worker()`` to decide who takes the first build).
+        self.components = components
         self.keys = self.root / "keys"
         self.known_hosts = self.root / "known_hosts"
         self.sim: GerritSimulator | None = None
@@ -139,6 +144,7 @@ class Sandbox:
             listener=_CountingListener(self, self.listener),
             console=self.console,
             worker_name="sandbox-worker",
+            components=self.components,
         )
         self.app.start()
         if not self.listener.connected.wait(30):
@@ -164,7 +170,9 @@ class Sandbox:
         path.write_text(
             f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
             f"  key: {self.keys / 'gatekeeper'}\n  known_hosts: {self.known_hosts}\n"
-            f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n{extra}"
+            f"layout: {self.layout}\nstate-dir: {self.root / 'state'}\n"
+            + ("" if "web:" in extra else "web:\n  listen: {host: 127.0.0.1, port: 0}\n")
+            + extra
         )
         return path
 
@@ -184,6 +192,8 @@ class Sandbox:
             "gearman": gearman,
             "worker": {"count": self.worker_count, "node-wait": 120},
             "pool": {"interval": 0.5},
+            # Any free port: tests run side by side (the demo asks for 8080).
+            "web": {"listen": {"host": "127.0.0.1", "port": 0}},
         }
         if self.database:
             data["database"] = self.database
@@ -197,6 +207,12 @@ class Sandbox:
             known_hosts=self.known_hosts,
         )
         return site.resolve(self.root)
+
+    def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:
+        """A token for operator requests, signed with the running site's secret
+        (as ``gatekeeper admin token`` makes one)."""
+        assert self.site.admin.secret_file is not None
+        return mint(read_secret(self.site.admin.secret_file), user, role, lifetime)
 
     def stop(self) -> None:
         if self.app is not None:

@@ -15,6 +15,7 @@ from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.items import ItemStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
@@ -45,6 +46,8 @@ class SchedulerContext:
     #: The manager of the pipeline of this name now (it changes on reconfigure);
     #: typed ``object`` so the context need not import the managers above it.
     manager_named: Callable[[str], object] | None = None
+    #: Where events, items and builds are counted (nowhere by default).
+    metrics: Metrics = NO_METRICS
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

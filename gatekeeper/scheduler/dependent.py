@@ -26,6 +26,7 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.git.refs import ChangeRef
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.change import Change, MergeState, QueueItem
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.job_filter import JobSelection
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeRequest, MergeResult
@@ -180,7 +181,11 @@ class DependentPipelineManager(PipelineManager):
             why = self._cannot_enter(dependency, queue)
             if why:
                 log.info(
-                    "%s waits in %s: it needs %s, which %s", change, self.name, dependency, why
+                    "%s waits in %s: it needs %s, which %s",
+                    change,
+                    self.name,
+                    dependency,
+                    shown(why),
                 )
                 return None
         for dependency in needed:
@@ -206,7 +211,7 @@ class DependentPipelineManager(PipelineManager):
         try:
             waiting = self.context.source.changes_depending_on(change)
         except GatekeeperError as exc:
-            log.error("could not ask Gerrit which changes need %s: %s", change, exc)
+            log.error("could not ask Gerrit which changes need %s: %s", change, shown(exc))
             return
         for other in waiting:
             queue = self.queue_for(change.project)
@@ -226,7 +231,7 @@ class DependentPipelineManager(PipelineManager):
         """Forget ``item``'s builds (stopping those still running) so it is tested again."""
         if not item.builds:
             return False
-        log.info("resetting %s in %s: %s", item.change, self.name, why)
+        log.info("resetting %s in %s: %s", item.change, self.name, shown(why))
         for build in item.builds.values():
             if not build.done:
                 self._cancel(build)
@@ -369,7 +374,10 @@ class DependentPipelineManager(PipelineManager):
         return ""
 
     def _unmerged(self, keys: list[str] | None) -> list[str]:
-        return [k for k in keys or [] if not self.has_merged(k)]
+        # has_merged, inlined: the status snapshot asks this of every item,
+        # each with every change ahead (a quadratic number of keys).
+        merged = self._merged_keys
+        return [k for k in keys or [] if k not in merged]
 
     def tested_on(self, item: QueueItem) -> list[str]:
         """The changes ahead that the item's builds include and that are not merged yet."""

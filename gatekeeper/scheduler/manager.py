@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.dispatch import protocol
@@ -17,6 +17,7 @@ from gatekeeper.errors import DispatchError, OperationError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
 from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.reporter import ReportOutcome
@@ -87,12 +88,13 @@ class PipelineManager:
         routes each event once, for every pipeline)."""
         change = decision.change
         if change is None:
-            log.warning("%s: change %s: %s", self.name, event.change, decision.reason)
+            log.warning("%s: change %s: %s", self.name, event.change, shown(decision.reason))
             return
         if not decision.enqueue:
-            log.info("%s not enqueued in %s: %s", change, self.name, decision.reason)
+            log.info("%s not enqueued in %s: %s", change, self.name, shown(decision.reason))
             return
-        self.enqueue_with_needs(change, decision.selection, event.received_at)
+        if self.enqueue_with_needs(change, decision.selection, event.received_at) is not None:
+            self.context.metrics.event_enqueued(self.name, time.time() - event.created_on)
 
     def _needs(self, change: Change) -> list[Change] | None:
         """The open changes ``change`` needs, or None (reported) when they loop or
@@ -102,7 +104,7 @@ class PipelineManager:
         try:
             return needed_changes(self.context.source, change)
         except OperationError as exc:
-            log.warning("%s not enqueued in %s: %s", change, self.name, exc)
+            log.warning("%s not enqueued in %s: %s", change, self.name, shown(exc))
             if isinstance(exc, DependencyCycleError):
                 self._tell(change, f"This change was not enqueued in {self.name}: {exc}.")
             return None
@@ -139,6 +141,7 @@ class PipelineManager:
         item.job_trees = list(selection.trees)
         self.append(item)
         self.context.item_store.added(item)
+        self.context.metrics.item_enqueued(self.name, change.project, len(self.items))
         skipped = selection.skipped
         log.info(
             "enqueued %s in %s%s",
@@ -194,6 +197,10 @@ class PipelineManager:
         item.dequeued = True
         self._discard(item)
         self.context.item_store.removed(item)
+        resident = time.time() - item.enqueued_at
+        self.context.metrics.item_dequeued(
+            self.name, item.change.project, len(self.items), resident
+        )
 
     def find_build(self, uuid: str) -> Build | None:
         for item in self.items:
@@ -295,7 +302,7 @@ class PipelineManager:
                 log.error("parameter function %s of %s %s", job.parameter_function, job_name, exc)
                 build.result = BuildResult.ERROR
                 build.ended_at = time.time()
-                self._record(build, change)
+                self._record(build, change, job.node, params)
                 self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
                 return
         # The workspace holds every project the job runs for, and every
@@ -313,7 +320,7 @@ class PipelineManager:
             timeout=float(job.timeout),
             projects=projects,
         )
-        self._record(build, change)
+        self._record(build, change, job.node, params)
         try:
             self.context.dispatcher.submit(
                 build.uuid,
@@ -332,7 +339,7 @@ class PipelineManager:
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
         )
 
-    def _record(self, build: Build, change: Change) -> None:
+    def _record(self, build: Build, change: Change, label: str, params: Mapping[str, str]) -> None:
         self.context.builds.dispatched(
             build.uuid,
             build.job,
@@ -342,6 +349,9 @@ class PipelineManager:
             self.name,
             build.dispatched_at,
             item_uuid=build.item_uuid,
+            label=label,
+            branch=change.branch,
+            parameters=params,
         )
 
     def _item_finished(self, item: QueueItem) -> bool:
@@ -472,7 +482,8 @@ class PipelineManager:
 
     def _report_merge_failure(self, item: QueueItem, why: str, then: Callable[[], None]) -> None:
         item.merge_failed = True
-        log.warning("merge failure for %s in %s: %s", item.change, self.name, why)
+        # Git's and Gerrit's own words: file names, subjects, several lines.
+        log.warning("merge failure for %s in %s: %s", item.change, self.name, shown(why, 500))
         report = self.compose.merge_failure(item)
         if report is None:
             then()

@@ -33,8 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatekeeper.errors import WorkspaceError
-from gatekeeper.git.refs import ChangeRef, check_branch, check_project_name, check_ref, join_url
+from gatekeeper.git.refs import (
+    ChangeRef,
+    check_branch,
+    check_project_name,
+    check_ref,
+    join_url,
+    project_dir,
+)
 from gatekeeper.git.runner import Git
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +98,7 @@ class Merger:
         return self._git_runner.run(args, cwd, stdin=stdin)
 
     def repo(self, project: str) -> Path:
-        check_project_name(project)
-        return self.root / project
+        return project_dir(self.root, project)
 
     def merge(
         self,
@@ -224,7 +231,7 @@ class Merger:
         try:
             self._git(["update-ref", "-d", ref], repo)
         except WorkspaceError as exc:
-            log.warning("could not delete %s in %s: %s", ref, repo, exc)
+            log.warning("could not delete %s in %s: %s", ref, repo, shown(exc))
 
     def _prune_old_refs(self) -> None:
         """Delete refs/zuul/* made more than :data:`KEEP_REFS` ago, once an hour.

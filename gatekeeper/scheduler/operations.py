@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gatekeeper.errors import OperationError
-from gatekeeper.model.build import Build
-from gatekeeper.model.change import QueueItem
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.change import MergeState, QueueItem
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 from gatekeeper.scheduler.manager import PipelineManager
+from gatekeeper.scheduler.queues import change_key
 
 __all__ = ["RunningScheduler", "dequeue", "enqueue", "parse_change", "promote", "status"]
 
@@ -36,8 +37,15 @@ class RunningScheduler(Protocol):
     @property
     def context(self) -> SchedulerContext: ...
 
+    #: When the layout in use was loaded (epoch seconds).
+    last_reconfigured: float
+
+    def queue_lengths(self) -> dict[str, int]: ...
+
 
 _CHANGE = re.compile(r"(\d+),(\d+)")
+#: Results that do not fail an item (as the gate counts them).
+_PASSING = frozenset({BuildResult.SUCCESS, BuildResult.SKIPPED})
 
 
 def parse_change(text: str) -> tuple[int, int]:
@@ -141,7 +149,23 @@ def _build_status(build: Build, now: float) -> dict[str, Any]:
         "worker": build.worker,
         "started_at": build.started_at,
         "elapsed": (now - build.started_at) if build.started_at and not build.done else None,
+        "dispatched_at": build.dispatched_at,
+        "ended_at": build.ended_at,
+        "canceled": build.canceled,
+        "provider": build.provider,
     }
+
+
+def _failing_reasons(manager: PipelineManager, item: QueueItem) -> list[str]:
+    """Why the item will not merge as things stand, in words (empty: it may)."""
+    reasons = []
+    if item.merge_state == MergeState.CONFLICT:
+        reasons.append("it has a merge conflict")
+    if item.merge_failed:
+        reasons.append("it did not merge")
+    if any(b.done and b.voting and b.result not in _PASSING for b in item.builds.values()):
+        reasons.append("at least one job failed")
+    return reasons
 
 
 def _eta(item: QueueItem, jobs: list[str], durations: dict[str, float | None]) -> float | None:
@@ -161,15 +185,28 @@ def _eta(item: QueueItem, jobs: list[str], durations: dict[str, float | None]) -
 
 
 def status(scheduler: RunningScheduler) -> dict[str, Any]:
-    """Every pipeline, queue and item, with builds and an ETA, as plain JSON data."""
+    """Every pipeline, queue and item, with builds and an ETA, as plain JSON data.
+
+    The one snapshot of the scheduler's live state: ``gatekeeper status``
+    prints it and the web turns it into Zuul's ``status.json``. A pure read,
+    made in the scheduler thread.
+    """
     now = time.time()
-    builds = scheduler.context.builds
-    durations: dict[str, float | None] = {}
+    layout = scheduler.context.layout
+    managers = list(scheduler.managers)
+    # Each item's jobs, walked once (its job trees) for the estimates and the items.
+    jobs_of = {id(item): m.job_names(item) for m in managers for item in m.items}
+    every_job = {job for jobs in jobs_of.values() for job in jobs}
+    durations = scheduler.context.builds.average_durations(every_job)
     pipelines: list[dict[str, Any]] = []
-    for manager in scheduler.managers:
+    for manager in managers:
+        empty: list[dict[str, Any]] = []
         if isinstance(manager, DependentPipelineManager):
             queues = {q.name: list(q.items) for q in manager.change_queues if q.items}
             windows = {q.name: q.window for q in manager.change_queues if q.items}
+            empty = [
+                {"name": q.name, "window": q.window} for q in manager.change_queues if not q.items
+            ]
         else:
             queues = {manager.name: list(manager.items)} if manager.items else {}
             windows = {}
@@ -177,23 +214,22 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
         for name, items in queues.items():
             entries = []
             for position, item in enumerate(items):
-                jobs = manager.job_names(item)
-                for job in jobs:
-                    if job not in durations:
-                        durations[job] = builds.average_duration(job)
+                jobs = jobs_of[id(item)]
+                change = item.change
                 entries.append(
                     {
                         "position": position,
-                        "project": item.change.project,
-                        "change": None if item.change.is_ref else item.change.key,
-                        "ref": item.change.ref,
-                        "url": item.change.url,
+                        "project": change.project,
+                        "change": None if change.is_ref else change.key,
+                        "ref": change.ref,
+                        "url": change.url,
                         "enqueued_at": item.enqueued_at,
                         "tested_with": manager.tested_on(item)
                         if isinstance(manager, DependentPipelineManager)
                         else [f"{c.project} {c.key}" for c in item.needed],
                         "failing": isinstance(manager, DependentPipelineManager)
                         and manager.failing(item),
+                        "failing_reasons": _failing_reasons(manager, item),
                         # The merger's ref the builds test, and how its merge stands.
                         "zuul_ref": item.zuul_ref,
                         "merge": item.merge_state,
@@ -203,10 +239,40 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
                         "eta": _eta(item, jobs, durations),
                         "jobs": jobs,
                         "builds": [_build_status(b, now) for b in item.builds.values()],
+                        "uuid": item.uuid,
+                        "key": change_key(change),
+                        "branch": change.branch,
+                        "subject": change.subject,
+                        "owner": change.owner,
+                        "newrev": change.new_rev,
                     }
                 )
             rendered.append({"name": name, "window": windows.get(name), "items": entries})
         pipelines.append(
-            {"name": manager.name, "manager": manager.pipeline.manager, "queues": rendered}
+            {
+                "name": manager.name,
+                "manager": manager.pipeline.manager,
+                "description": manager.pipeline.description,
+                "queues": rendered,
+                # A gate's change queues with nothing in them (Zuul lists them too).
+                "empty_queues": empty,
+            }
         )
-    return {"time": now, "pipelines": pipelines}
+    return {
+        "time": now,
+        "pipelines": pipelines,
+        # Build starts and results not believed since start (the audit log has each).
+        "refused_results": scheduler.context.dispatcher.refused_results,
+        # What every job queued is: how it votes, its node, and how long its
+        # recent successful builds took (seconds; None: none yet).
+        "job_info": {
+            job: {
+                "voting": layout.job(job).voting,
+                "node": layout.job(job).node,
+                "estimated": durations.get(job),
+            }
+            for job in sorted(every_job)
+        },
+        "event_queues": scheduler.queue_lengths(),
+        "last_reconfigured": scheduler.last_reconfigured,
+    }

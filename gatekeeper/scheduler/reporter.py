@@ -22,6 +22,8 @@ from typing import Protocol
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection, review_argv
 from gatekeeper.gerrit.source import comments_since
+from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.reports import Report
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ class GerritReporter:
                     "%s report on %s: %s (try %d of %d); asking Gerrit whether it landed",
                     report.kind,
                     change,
-                    exc,
+                    shown(exc),
                     attempt,
                     self.attempts,
                 )
@@ -146,7 +148,7 @@ class GerritReporter:
                     "%s report on %s: %s (try %d of %d)",
                     report.kind,
                     change,
-                    exc,
+                    shown(exc),
                     attempt,
                     self.attempts,
                 )
@@ -178,7 +180,7 @@ class GerritReporter:
         try:
             rows = connection.query(f"change:{int(change.number)}", "--comments")
         except GerritError as exc:
-            log.warning("could not ask Gerrit about %s: %s", change, exc)
+            log.warning("could not ask Gerrit about %s: %s", change, shown(exc))
             return None
         row = rows[0] if rows else {}
         if report.submit and row.get("status") == "MERGED":
@@ -197,7 +199,7 @@ class GerritReporter:
         try:
             row = connection.query_change(report.change.number)
         except GerritError as exc:
-            log.error("could not read back %s after submit: %s", report.change, exc)
+            log.error("could not read back %s after submit: %s", report.change, shown(exc))
             return False
         return row is not None and row.get("status") == "MERGED"
 
@@ -228,10 +230,13 @@ class ReportQueue:
         self._lock = threading.Lock()
         # Change -> its reports not yet delivered, the first one being sent or
         # next; a change is in ``_ready`` when its first report may be sent.
-        self._waiting: dict[tuple[str, int, str], deque[tuple[Report, _Done | None]]] = {}
+        # Each with the monotonic time it was sent (report latency).
+        self._waiting: dict[tuple[str, int, str], deque[tuple[Report, _Done | None, float]]] = {}
         self._ready: queue.Queue[tuple[str, int, str] | None] = queue.Queue()
         self._in_flight = 0
         self._stop = threading.Event()
+        #: Where each report's latency is counted (set by the scheduler).
+        self.metrics: Metrics = NO_METRICS
 
     def send(self, report: Report, done: _Done | None = None) -> None:
         """Queue ``report``; ``done(outcome)`` later runs in the scheduler thread."""
@@ -241,10 +246,10 @@ class ReportQueue:
             self._in_flight += 1
             waiting = self._waiting.get(key)
             if waiting is None:
-                self._waiting[key] = deque([(report, done)])
+                self._waiting[key] = deque([(report, done, time.monotonic())])
                 self._ready.put(key)
             else:
-                waiting.append((report, done))
+                waiting.append((report, done, time.monotonic()))
             if not self._threads:
                 self._start_locked()
 
@@ -285,12 +290,15 @@ class ReportQueue:
 
     def _run_once(self, key: tuple[str, int, str]) -> None:
         with self._lock:
-            report, done = self._waiting[key][0]
+            report, done, queued = self._waiting[key][0]
         try:
             outcome = self.reporter.deliver(report, self._stop)
         except Exception as exc:
             log.exception("%s report on %s failed", report.kind, report.change)
             outcome = ReportOutcome(report, False, None, f"the reporter failed: {exc}")
+        self.metrics.report(
+            report.kind, "sent" if outcome.sent else "failed", time.monotonic() - queued
+        )
         if done is not None:
             callback = done
             # Posted before the report stops counting as in flight, so the

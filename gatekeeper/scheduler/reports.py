@@ -65,11 +65,17 @@ def format_duration(seconds: float) -> str:
 
 
 def job_line(build: Build) -> str:
-    """``- <job> <url> : <RESULT> in <time>``, the line CI-result plugins parse."""
+    """``- <job> <url> : <RESULT> in <time>``, the line CI-result plugins parse.
+
+    A NODE_FAILURE that says what the pool had ends ``: NODE_FAILURE (<why>)``
+    instead: it never ran, so it has no logs to link nor a time to give.
+    """
     result = build.result.value if build.result else "UNKNOWN"
     url = build.url or "(no logs)"
     line = f"- {build.job} {url} : {result}"
-    if build.result not in (BuildResult.SKIPPED, None) and build.started_at is not None:
+    if build.result == BuildResult.NODE_FAILURE and build.node_wait is not None:
+        line += f" ({build.node_wait.describe()})"
+    elif build.result not in (BuildResult.SKIPPED, None) and build.started_at is not None:
         line += f" in {format_duration(build.duration)}"
     if not build.voting:
         line += " (non-voting)"

@@ -12,8 +12,10 @@ scheduler rebuilds each pipeline's items in their order:
   (or, in a gate, the merge) is there it is not sent again;
 - a build that ended keeps its result; a build still running elsewhere (its
   worker refreshed the heartbeat recently, and it is not a worker of this
-  process, which has just started) is re-attached and watched in the
-  database; any other build is lost: its record is marked CANCELED (so a
+  process, which has just started; and, where results are authenticated,
+  the previous scheduler believed its signed start, so the row names the
+  worker's certificate in ``worker_identity``) is re-attached and watched in
+  the database; any other build is lost: its record is marked CANCELED (so a
   worker that still finds it queued in Gearman skips it), its node is
   deleted, and the item runs the job again;
 - in a gate, what each item was tested with is compared with the restored
@@ -36,6 +38,7 @@ from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.source import GerritSource, comments_since
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
+from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependencies import needed_changes
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -132,7 +135,7 @@ def _restore_item(
     records = context.item_store.builds_of(row.uuid)
 
     def leave(why: str) -> None:
-        log.info("restore: %s leaves %s: %s", label, manager.name, why)
+        log.info("restore: %s leaves %s: %s", label, manager.name, shown(why))
         context.item_store.lose([b for b in records if b.result is None])
         context.item_store.forget(row.uuid)
         summary.dropped.append(label)
@@ -162,7 +165,9 @@ def _restore_item(
         try:
             item.needed = needed_changes(context.source, change)
         except (OperationError, GatekeeperError) as exc:
-            log.warning("restore: what %s needs is unknown (%s); restored without", label, exc)
+            log.warning(
+                "restore: what %s needs is unknown (%s); restored without", label, shown(exc)
+            )
     _restore_builds(context, manager, item, row, records, attach, local_workers, summary)
     return item
 
@@ -185,7 +190,7 @@ def _change_for(source: GerritSource, row: QueueItemRecord) -> tuple[Change, Cha
         log.warning(
             "restore: Gerrit could not be asked about change %d (%s): restored as recorded",
             row.change,
-            exc,
+            shown(exc),
         )
         return from_row, None
     if current is None:
@@ -214,7 +219,7 @@ def _was_reported(
     try:
         rows = connection.query(f"change:{int(row.change)}", "--comments")
     except GatekeeperError as exc:
-        log.warning("restore: could not read the comments of %s: %s", row.change, exc)
+        log.warning("restore: could not read the comments of %s: %s", row.change, shown(exc))
         return False
     # The pipeline's own report names it; a merge failure report carries the
     # pipeline's merge-failure headline. Other comments by gatekeeper (another
@@ -264,6 +269,7 @@ def _restore_builds(
             node=record.node,
             provider=record.provider,
             worker=record.worker,
+            worker_identity=record.worker_identity,
             started_at=record.start_time,
             ended_at=record.end_time,
             dispatched_at=record.dispatched_at,
@@ -273,10 +279,13 @@ def _restore_builds(
             item.builds[job] = build
             summary.finished += 1
             continue
+        # A start nobody verified may be anyone's: the build runs again.
+        verified = bool(record.worker_identity) or context.dispatcher.verifier is None
         alive = (
             record.heartbeat is not None
             and now - record.heartbeat < HEARTBEAT_STALE
             and record.worker not in local_workers
+            and verified
         )
         if alive:
             item.builds[job] = build

@@ -24,6 +24,8 @@ from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.model.outside import shown
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -55,15 +57,21 @@ class Scheduler:
         log_url: str,
         local_workers: frozenset[str] = frozenset(),
         merger: MergeQueue | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
         self.context.merger = merger
+        self.context.metrics = metrics
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
+        self.context.reports.metrics = metrics
         self.context.manager_named = self._manager_named
         self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
+        #: When the layout in use was loaded (epoch seconds): at start, then
+        #: at every reconfigure.
+        self.last_reconfigured = time.time()
         self._triggers: queue.Queue[TriggerEvent] = queue.Queue()
         self._results: queue.Queue[ResultEvent] = queue.Queue()
         self._management: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -169,6 +177,14 @@ class Scheduler:
                 and all(not m.items for m in self.managers)
             )
 
+    def queue_lengths(self) -> dict[str, int]:
+        """Events waiting for the scheduler thread, by kind (approximate: a view)."""
+        return {
+            "trigger": self._triggers.qsize(),
+            "result": self._results.qsize(),
+            "management": self._management.qsize(),
+        }
+
     def snapshot(self) -> dict[str, list[str]]:
         """Pipeline name -> items, for status output (read without locks: a view)."""
         return {m.name: [str(i) for i in list(m.items)] for m in self.managers}
@@ -199,7 +215,7 @@ class Scheduler:
             try:
                 self._handle_trigger(event)
             except GatekeeperError as exc:
-                log.error("event %s could not be processed: %s", event, exc)
+                log.error("event %s could not be processed: %s", event, shown(exc))
             except Exception:
                 log.exception("event %s could not be processed", event)
         for _ in range(100):
@@ -227,10 +243,23 @@ class Scheduler:
         self._attached_polled = now
         for uuid in list(self._attached):
             record = self.context.builds.get(uuid)
-            if record is None or record.result is not None:
-                self._attached.pop(uuid)
+            attached = self._attached.pop(uuid)
             if record is None:
                 continue
+            if (record.worker_identity, record.worker, record.start_time) != (
+                attached.worker_identity,
+                attached.worker,
+                attached.started_at,
+            ):
+                # The row was cleared or names another run since: what it
+                # says now is not the run this scheduler re-attached to.
+                log.warning("build %s: its row names another run; running it again", uuid[:7])
+                found = self._find_build(uuid)
+                if found is not None:
+                    found[0].forget_build(found[1])
+                continue
+            if record.result is None:
+                self._attached[uuid] = attached
             if record.result is not None:
                 data = CompleteData(
                     uuid=uuid,
@@ -272,6 +301,7 @@ class Scheduler:
                 log.warning("pipeline %s is not in the new layout: dequeued %s", gone.name, item)
                 gone.remove(item, cancel=True)
         self._set_managers(managers)
+        self.last_reconfigured = time.time()
         log.info(
             "reconfigured: %d pipelines, %d projects, %d items kept",
             len(layout.pipelines),
@@ -283,6 +313,7 @@ class Scheduler:
         if self.ledger is not None and not self.ledger.first_time(event):
             return
         log.info("event received: %s", describe_event(event))
+        self.context.metrics.event(event.type)
         for manager in self.managers:
             manager.dequeue_obsoleted(event)
         # Routed once for every pipeline; the change is asked of Gerrit at
@@ -326,6 +357,8 @@ class Scheduler:
                 start.provider,
                 start.worker,
             )
+            wait = start.started_at - build.dispatched_at
+            self.context.metrics.build_started(manager.name, build.job, self._label(build), wait)
             if build.canceled:
                 self.context.dispatcher.cancel(build.uuid)
             return
@@ -351,10 +384,19 @@ class Scheduler:
             build.url = data.url or build.url
             build.node = data.node or build.node
             build.conflict = data.conflict
+            build.node_wait = data.node_wait
             if data.error:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)
+            provider = data.provider or build.provider
+            self.context.metrics.build_finished(
+                manager.name, build.job, result.value, provider, self._label(build), build.duration
+            )
             manager.on_build_completed(build)
+
+    def _label(self, build: Build) -> str:
+        """The node label the build's job runs on now (for metrics)."""
+        return self.context.layout.job(build.job).node or ""
 
 
 def make_manager(pipeline: PipelineConfig, context: SchedulerContext) -> PipelineManager:

@@ -22,7 +22,7 @@ from gatekeeper.errors import (
 )
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
-from gatekeeper.model.results import CompleteData, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 console_log = logging.getLogger("gatekeeper.console")
 
 CONSOLE = "console.txt"
+
+#: Results whose node is held for people to look at: the job itself failed,
+#: or ran out of time (the build developers most want to log in to). An
+#: aborted or canceled build (an operator's or a newer patchset's doing), an
+#: ERROR (the worker's or the node's), a merge conflict and a success leave
+#: nothing worth a server for a day.
+HELD_RESULTS = frozenset({BuildResult.FAILURE, BuildResult.TIMED_OUT})
 
 
 class Reaches(Protocol):
@@ -87,6 +94,9 @@ class BuildExecutor:
     ``console`` receives every console line (without the build's uuid);
     by default lines go to the ``gatekeeper.console`` logger.
     ``job_timeout`` is the timeout of a job whose spec gives none (0).
+    ``hold_max(label)`` caps the held nodes of a label (None: no cap).
+    ``describe_wait(label, waited)`` says what the pool had when a build
+    gave up waiting for a node (its NODE_FAILURE report shows it).
     """
 
     def __init__(
@@ -105,6 +115,8 @@ class BuildExecutor:
         claim_interval: float = 0.2,
         is_canceled: Callable[[str], bool] | None = None,
         job_timeout: float = 3600.0,
+        hold_max: Callable[[str], int] | None = None,
+        describe_wait: Callable[[str, float], NodeWait] | None = None,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -120,6 +132,8 @@ class BuildExecutor:
         self.claim_interval = claim_interval
         self.is_canceled = is_canceled
         self.job_timeout = job_timeout
+        self.hold_max = hold_max
+        self.describe_wait = describe_wait
 
     # -- node ----------------------------------------------------------------
 
@@ -187,6 +201,7 @@ class BuildExecutor:
             # withdraw a queued job): do not spend a node on it.
             log.info("build %s was canceled before it started", uuid)
             return done(BuildResult.CANCELED, "canceled before it started")
+        waiting_since = time.monotonic()
         try:
             node = self._claim(spec.node, worker_name, uuid, stop)
         except PoolError as exc:
@@ -195,7 +210,7 @@ class BuildExecutor:
         if node is None:
             if stop.is_set():
                 return done(BuildResult.ABORTED, "aborted while waiting for a node")
-            return done(BuildResult.NODE_FAILURE, f"no {spec.node} node within {self.node_wait}s")
+            return self._node_failure(done, spec.node, round(time.monotonic() - waiting_since, 1))
 
         started_at = time.time()
         result: str = BuildResult.ERROR
@@ -220,9 +235,7 @@ class BuildExecutor:
             log.exception("build %s failed in the worker", uuid)
             result, error = BuildResult.ERROR, f"worker error: {exc}"
         finally:
-            # Nothing ran on the node of a change that does not merge: no need to hold it.
-            clean = result in (BuildResult.SUCCESS, BuildResult.MERGER_FAILURE)
-            self._release(node, clean, f"build {uuid} {result}")
+            self._release(node, result in HELD_RESULTS, f"build {uuid} {result}")
         return CompleteData(
             uuid=uuid,
             result=str(result),
@@ -236,12 +249,30 @@ class BuildExecutor:
             conflict=conflict,
         )
 
-    def _release(self, node: Node, passed: bool, comment: str) -> None:
+    def _release(self, node: Node, hold: bool, comment: str) -> None:
         try:
-            state = self.nodes.release(node.name, passed, self.hold_seconds, comment)
+            hold_max = self.hold_max(node.label) if self.hold_max is not None else None
+            state = self.nodes.release(node.name, hold, self.hold_seconds, comment, hold_max)
             log.debug("released %s: %s", node.name, state)
         except Exception:
             log.exception("could not release node %s", node.name)
+
+    def _node_failure(
+        self, done: Callable[[str, str], CompleteData], label: str, waited: float
+    ) -> CompleteData:
+        """NODE_FAILURE, saying what the pool had at the end of the wait."""
+        data = done(BuildResult.NODE_FAILURE, f"no {label} node within {waited:g}s")
+        if self.describe_wait is None:
+            return data
+        try:
+            data.node_wait = self.describe_wait(label, waited)
+        except Exception:
+            # The report still says NODE_FAILURE; only the why is missing.
+            log.exception("build %s: could not describe the pool", data.uuid)
+            return data
+        data.error = data.node_wait.describe()
+        log.warning("build %s: %s", data.uuid, data.error)
+        return data
 
     def _build(
         self,

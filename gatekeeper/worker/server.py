@@ -22,12 +22,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import gear
 
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
+from gatekeeper.dispatch.signing import ResultSigner
 from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from gatekeeper.db.builds import BuildStore
 
 log = logging.getLogger(__name__)
+
+_Data = TypeVar("_Data", StartData, CompleteData)
 
 # How long stop() lets aborted builds report before closing connections.
 STOP_GRACE = 30.0
@@ -85,11 +88,15 @@ class Worker:
         concurrency: int,
         builds: BuildStore | None = None,
         heartbeat: float = 5.0,
+        signer: ResultSigner | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.builds = builds
+        #: Signs each start and result with this worker's key (None: an
+        #: insecure site, whose scheduler believes any packet).
+        self.signer = signer
         self.heartbeat_interval = heartbeat
         # The worker's certificate, on every connection (None: plain TCP).
         self.tls = tls
@@ -268,9 +275,13 @@ class Worker:
     def _handle_build(self, job: gear.TextWorkerJob) -> None:
         """Run the build and send exactly one WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION."""
         uuid = ""
+        attempt = 1
         running = _Running(threading.Event(), job)
         try:
             params, spec = decode_build(job.arguments)
+            # Signed as the attempt the arguments name: the one the
+            # dispatcher sent and checks the signature against.
+            attempt = spec.attempt
             uuid = params.get("ZUUL_UUID", "")
             with self._lock:
                 self._builds[uuid] = running
@@ -284,7 +295,7 @@ class Worker:
                 # Gearman may look there.
                 if self._record_start(data):
                     running.started_at = data.started_at
-                job.sendWorkData(encode(data))
+                job.sendWorkData(encode(self._signed(data, attempt)))
 
             result: CompleteData = self.executor.run(
                 params, spec, self.name, running.stop, on_start
@@ -308,7 +319,10 @@ class Worker:
             self._send(job, "fail", "")
             return
         log.info("build %s finished: %s", uuid, result.result)
-        self._send(job, "complete", encode(result))
+        self._send(job, "complete", encode(self._signed(result, attempt)))
+
+    def _signed(self, data: _Data, attempt: int) -> _Data:
+        return self.signer.sign(data, attempt) if self.signer is not None else data
 
     def _send(self, job: gear.TextWorkerJob, kind: str, text: str) -> None:
         try:

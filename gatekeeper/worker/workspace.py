@@ -34,6 +34,7 @@ from gatekeeper.git.refs import (
     check_ref,
     check_sha,
     join_url,
+    project_dir,
 )
 from gatekeeper.git.runner import Git
 
@@ -212,7 +213,7 @@ class WorkspaceBuilder:
         merged: tuple[str, str] | None = None,
     ) -> RepoState:
         """:raises WorkspaceError:"""
-        repo = dest / project
+        repo = project_dir(dest, project)
         checkout = self._clone_from_cache(git_url, project, branch, repo)
         # Jobs that fetch from origin should reach Gerrit, not this host's cache.
         self._git(["remote", "set-url", "origin", join_url(git_url, project)], repo)

@@ -281,6 +281,10 @@ class Server(BaseClientServer):
     port: int
     #: The listening socket (its accept thread reads the attribute at each accept).
     socket: _socket.socket
+    #: Jobs it holds now: all, those a worker took, those none took yet.
+    total_jobs: int
+    running_jobs: int
+    waiting_jobs: int
     def __init__(
         self,
         port: int = 4730,

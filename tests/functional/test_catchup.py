@@ -229,9 +229,11 @@ class Stack:
         )
         return env
 
-    def push(self, project: str, change_id: str, content: str, base: str = "") -> tuple[int, int]:
+    def push(
+        self, project: str, change_id: str, content: str, base: str = "", body: str = ""
+    ) -> tuple[int, int]:
         """Push a commit (a new change, or a new patchset when ``base`` is the
-        previous patchset's sha); returns (change, patchset)."""
+        previous patchset's sha), ``body`` in its message; returns (change, patchset)."""
         if project not in self._work:
             work = self.root / "work" / project.replace("/", "_")
             work.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +247,11 @@ class Stack:
         self._git(project, "checkout", "-q", "--detach", "origin/master")
         (self._work[project] / f"{change_id}.txt").write_text(content)
         self._git(project, "add", "-A")
-        message = f"Change {change_id[:8]}\n\nChange-Id: {change_id}\n"
-        self._git(project, "commit", "-q", "-m", message)
+        message = f"Change {change_id[:8]}\n\n{body}Change-Id: {change_id}\n"
+        # From a file: a message of megabytes is too long for an argument.
+        message_file = self.root / "message.txt"
+        message_file.write_text(message)
+        self._git(project, "commit", "-q", "-F", str(message_file))
         before = len(self.sim.events())
         self._git(project, "push", "-q", "origin", "HEAD:refs/for/master")
         for event in self.sim.events()[before:]:
@@ -275,7 +280,12 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
     sims: list[GerritSimulator] = []
 
-    def make(reconcile_interval: float = 600.0, margin: float = 60.0, database: str = "") -> Stack:
+    def make(
+        reconcile_interval: float = 600.0,
+        margin: float = 60.0,
+        database: str = "",
+        max_event_bytes: int | None = None,
+    ) -> Stack:
         root = tmp_path / "stack"
         root.mkdir()
         sim = GerritSimulator(root / "gerrit")
@@ -304,6 +314,8 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             reconcile_interval=reconcile_interval,
             catchup_margin=margin,
         )
+        if max_event_bytes is not None:
+            site.gerrit.max_event_bytes = max_event_bytes
         stack = Stack(root, sim, site.resolve(root))
         stacks.append(stack)
         return stack
@@ -559,6 +571,66 @@ def test_an_approval_gerrit_dropped_is_still_enqueued(
     row = results_row(fault, 1, {(number, ps, "check"), (number, ps, "gate")}, acted)
     assert (row["lost"], row["duplicated"]) == (0, 0)
     assert sim.unstreamed_events == 1
+
+
+def test_a_change_with_a_two_megabyte_commit_message_is_enqueued_from_the_stream(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """Every event of a change carries its commit message: a 2 MB message
+    once made each of its stream lines too long to read, so the change
+    waited for the periodic reconciliation (10 minutes away here) and its
+    approval was skipped as well."""
+    stack = stack_factory(reconcile_interval=600.0)
+    stack.start_daemon()
+    attach(stack)
+    app, listener = stack.app, stack.listener
+    assert app is not None and app.catch_up is not None and listener is not None
+    # The catch-up every stream opening asks for is over before the push.
+    wait_for(lambda: app.catch_up.runs >= 1, 30, "the first catch-up")  # type: ignore[union-attr]
+    body = "".join(f"line {i:07d} of a long story {'x' * 40}\n" for i in range(40_000))
+    assert len(body) > 2_000_000
+    runs = app.catch_up.runs
+    number, ps = stack.push("demo/alpha", change_id_for("big message"), "x\n", body=body)
+    wait_for(lambda: (number, ps, "check") in stack.log.snapshot(), 60, "the check enqueue")
+    stack.review("bob", number, ps, "", Workflow=1)
+    wait_for(lambda: (number, ps, "gate") in stack.log.snapshot(), 60, "the gate enqueue")
+    # Read from the stream: no line skipped, no catch-up needed to find them.
+    assert (listener.skipped_lines, listener.overlong_lines) == (0, 0)
+    assert app.catch_up.runs == runs
+
+
+def test_a_line_over_the_limit_starts_a_catch_up_and_the_next_lines_are_read(
+    stack_factory: Callable[..., Stack], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line longer than ``gerrit.max-event-bytes`` (lowered here to 64 KiB)
+    is skipped without being held, logged with its size, and asks Gerrit at
+    once for what it held (the periodic reconciliation is 10 minutes away);
+    the events after it on the same stream are read as usual."""
+    caplog.set_level(logging.ERROR, logger="listeners.gerrit")
+    stack = stack_factory(reconcile_interval=600.0, max_event_bytes=64 * 1024)
+    stack.start_daemon()
+    attach(stack)
+    app, listener = stack.app, stack.listener
+    assert app is not None and app.catch_up is not None and listener is not None
+    opened = listener.opened
+    wait_for(lambda: app.catch_up.runs >= 1, 30, "the first catch-up")  # type: ignore[union-attr]
+    body = "\x1b[31mforged\n" + "y" * (200 * 1024) + "\n"
+    big, big_ps = stack.push("demo/beta", change_id_for("over the limit"), "x\n", body=body)
+    wait_for(lambda: (big, big_ps, "check") in stack.log.snapshot(), 60, "the catch-up's enqueue")
+    assert listener.overlong_lines == 1
+    [record] = [r for r in caplog.records if "over the limit" in r.getMessage()]
+    message = record.getMessage()
+    assert "\n" not in message and "\x1b" not in message and len(message) < 600
+    # The same stream, still open, brings the next change's events.
+    small, small_ps = stack.push("demo/beta", change_id_for("small"), "y\n")
+    wait_for(lambda: (small, small_ps, "check") in stack.log.snapshot(), 60, "the next enqueue")
+    assert listener.opened == opened and listener.skipped_lines == 0
+    settle_with_a_catch_up(stack)
+    acted = stack.log.snapshot()
+    row = results_row(
+        "line over the limit", 1, {(big, big_ps, "check"), (small, small_ps, "check")}, acted
+    )
+    assert (row["lost"], row["duplicated"]) == (0, 0)
 
 
 @pytest.mark.parametrize(

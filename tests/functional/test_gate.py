@@ -304,10 +304,13 @@ def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
 
 def ask(box: Sandbox, function: str, **args: object) -> object:
     """An operator's request, over Gearman as the gatekeeper command sends it
-    (with the operator certificate of the site's TLS directory)."""
+    (with a token, and the operator certificate of the site's TLS directory)."""
     assert box.app is not None and box.app.site.gearman.tls_dir is not None
+    token = box.operator_token()
     operator = TlsFiles.for_role(box.app.site.gearman.tls_dir, Role.OPERATOR)
-    return admin.call(box.app.gearman_servers, function, dict(args), timeout=30, tls=operator)
+    return admin.call(
+        box.app.gearman_servers, function, dict(args), timeout=30, token=token, tls=operator
+    )
 
 
 def test_promote_moves_changes_to_the_head(box: Sandbox, flags: Path) -> None:

@@ -124,14 +124,17 @@ def queue_rows(db: Database) -> list[tuple[int, int]]:
         return [(r.change, r.patchset) for r in rows]
 
 
-def running_builds(db: Database) -> int:
+def running_builds(db: Database, seen: bool = False) -> int:
+    """Builds started and not ended; with ``seen``, only those whose start the
+    scheduler believed (it recorded the worker's certificate): a restarted
+    scheduler re-attaches to those alone."""
     with db.session() as session:
-        rows = session.scalars(
-            select(BuildRecord).where(
-                BuildRecord.start_time.is_not(None), BuildRecord.result.is_(None)
-            )
+        query = select(BuildRecord).where(
+            BuildRecord.start_time.is_not(None), BuildRecord.result.is_(None)
         )
-        return len(list(rows))
+        if seen:
+            query = query.where(BuildRecord.worker_identity != "")
+        return len(list(session.scalars(query)))
 
 
 def status_order(site_dir: Path) -> list[str]:
@@ -276,7 +279,7 @@ def test_kill_9_of_the_scheduler_while_workers_elsewhere_build(
             number, patchset = box.push_change(project, f"Change {name}", {f"{name}.txt": "x\n"})
             box.approve(number, patchset)
             changes.append((number, patchset))
-        box.wait_for(lambda: running_builds(db) == 2, 120, "both builds running")
+        box.wait_for(lambda: running_builds(db, seen=True) == 2, 120, "both builds running")
         scheduler.kill()
         scheduler = Daemon(site_dir, "scheduler")
         box.wait_for(lambda: scheduler.saw("restored 2 queued items"), 60, "the restore")

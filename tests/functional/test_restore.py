@@ -103,8 +103,11 @@ def left_behind(
     job: str = "unit",
     position: int = 0,
     tested_with: list[str] | None = None,
+    worker_identity: str = "worker:elsewhere",
 ) -> tuple[str, str]:
-    """A queue row and one build of it, as a previous run left them."""
+    """A queue row and one build of it, as a previous run left them (its
+    start believed by that run's scheduler: the row names the worker's
+    certificate, unless ``worker_identity`` is empty)."""
     item, build = uuid.uuid4().hex, uuid.uuid4().hex
     now = time.time()
     with db.session() as session:
@@ -146,6 +149,7 @@ def left_behind(
                 item_uuid=item,
                 attempt=1,
                 heartbeat=heartbeat,
+                worker_identity=worker_identity,
             )
         )
     return item, build
@@ -279,6 +283,28 @@ def test_a_build_still_running_elsewhere_is_reattached(box: Sandbox, db: Databas
     [report] = reports(box, number)
     assert "- unit " in report and ": FAILURE" in report
     assert [r.uuid for r in builds_of(db, item)] == [running]
+
+
+def test_a_running_build_no_scheduler_saw_start_is_run_again(box: Sandbox, db: Database) -> None:
+    """A row with a fresh heartbeat but no verified worker (anyone with the
+    database could have written it) is not re-attached: the build runs again
+    on a worker whose start is checked, and its result, not the row's, counts."""
+    number = push(box)
+    item, unverified = left_behind(db, number, 1, None, heartbeat=time.time(), worker_identity="")
+
+    box.start_daemon()
+    assert box.app is not None and box.app.scheduler is not None
+    scheduler = box.app.scheduler
+    box.wait_for(lambda: scheduler.restored is not None, 30, "the restore")
+    assert scheduler.restored is not None
+    assert (scheduler.restored.attached, scheduler.restored.lost) == (0, 1)
+    box.wait_for(lambda: rows(db) == [], 60, "the item to be reported")
+
+    [report] = reports(box, number)
+    assert "- unit " in report and ": SUCCESS" in report
+    first, again = builds_of(db, item)
+    assert (first.uuid, first.result) == (unverified, "CANCELED")
+    assert again.result == "SUCCESS" and again.worker_identity.startswith("worker:")
 
 
 def test_a_reattached_build_is_stopped_on_its_worker(box: Sandbox, db: Database) -> None:

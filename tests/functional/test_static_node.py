@@ -85,7 +85,7 @@ def test_static_node_round_trip(sshd: SSHServer, db: Database, tmp_path: Path) -
         assert [p.name for p in copied] == ["console.txt"]
         assert (tmp_path / "collected" / "logs" / "console.txt").read_text().endswith("1234\n")
 
-        assert nodes.release("static-1", passed=True, hold_seconds=3600) == NodeState.DELETE
+        assert nodes.release("static-1", hold=False, hold_seconds=3600) == NodeState.DELETE
         _round(pool)
         again = nodes.get("static-1")
         assert again is not None

@@ -232,8 +232,9 @@ def test_stop_aborts_a_running_build(harness: Harness) -> None:
     assert json.loads(stop.data[-1]) == {"uuid": uuid, "stopped": True}
     result = decode_complete(job.data[-1])
     assert result.result == "ABORTED"
+    # An aborted build is no verdict on its node: nothing is held.
     node = harness.nodes.get("node-3")
-    assert node is not None and node.state == NodeState.HOLD
+    assert node is not None and node.state == NodeState.DELETE
 
 
 def test_timeout(harness: Harness) -> None:

@@ -76,3 +76,20 @@ def test_run_without_gerrit_says_what_is_missing(
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code != 0
     assert "no Gerrit configured" in result.output
+
+
+def test_validate_refuses_what_the_runtime_would_mishandle(tmp_path: Path) -> None:
+    """Attack 6: a log glob out of the node was silently not collected (the
+    build still SUCCESS) and a project named ``../../evil project`` passed."""
+    bad = tmp_path / "layout.yaml"
+    bad.write_text(
+        "jobs:\n"
+        "  - name: gate-evil\n"
+        "    logs: ['../logs/**']\n"
+        "projects:\n"
+        "  - name: ../../evil project\n"
+    )
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3: jobs[0].logs[0]: log glob '../logs/**' has a '..' component" in result.output
+    assert f"{bad}:5: projects[0].name: project name '../../evil project'" in result.output

@@ -110,6 +110,27 @@ def test_build_lifecycle(db: Database) -> None:
     assert builds.get("missing") is None
 
 
+def test_average_durations_are_the_last_ten_successes_per_job(db: Database) -> None:
+    """The status page's estimates, every job in one query: the mean of each
+    job's ten newest successful runs; failures and running builds do not count."""
+    builds = BuildStore(db)
+    for n in range(12):  # durations 10, 20, ... 120 s; the two oldest fall out
+        uuid = f"t{n}"
+        builds.dispatched(uuid, "tempest", "openstack/nova", n, 1, "gate", 1000.0 * n)
+        builds.started(uuid, "node", "local", "w", 1000.0 * n, "")
+        builds.completed(uuid, "SUCCESS", 1000.0 * n + 10 * (n + 1))
+    builds.dispatched("f", "tempest", "openstack/nova", 99, 1, "gate", 20000.0)
+    builds.started("f", "node", "local", "w", 20000.0, "")
+    builds.completed("f", "FAILURE", 29000.0)
+    builds.dispatched("r", "pep8", "openstack/nova", 98, 1, "gate", 20000.0)
+    builds.started("r", "node", "local", "w", 20000.0, "")
+
+    found = builds.average_durations(["tempest", "pep8", "tempest", "unknown"])
+    assert found == {"tempest": pytest.approx(75.0), "pep8": None, "unknown": None}
+    assert found["tempest"] == pytest.approx(builds.average_duration("tempest") or 0)
+    assert builds.average_durations([]) == {}
+
+
 def test_completed_without_dispatch_is_kept(db: Database) -> None:
     builds = BuildStore(db)
     builds.completed("orphan", "LOST", 10.0, node="n", provider="p")
@@ -177,8 +198,8 @@ def test_release_passed_and_failed(db: Database) -> None:
     _ready(nodes, "b")
     nodes.claim("trusty", "w", "b1")
     nodes.claim("trusty", "w", "b2")
-    assert nodes.release("a", passed=True, hold_seconds=60) == NodeState.DELETE
-    assert nodes.release("b", passed=False, hold_seconds=60, comment="tempest failed") == (
+    assert nodes.release("a", hold=False, hold_seconds=60) == NodeState.DELETE
+    assert nodes.release("b", hold=True, hold_seconds=60, comment="tempest failed") == (
         NodeState.HOLD
     )
     held = nodes.get("b")
@@ -194,9 +215,9 @@ def test_release_of_unused_node_fails(db: Database) -> None:
     nodes = NodeStore(db)
     _ready(nodes, "a")
     with pytest.raises(PoolError):
-        nodes.release("a", passed=True, hold_seconds=0)
+        nodes.release("a", hold=False, hold_seconds=0)
     with pytest.raises(PoolError):
-        nodes.release("nope", passed=True, hold_seconds=0)
+        nodes.release("nope", hold=False, hold_seconds=0)
 
 
 def test_requests_and_listing(db: Database) -> None:

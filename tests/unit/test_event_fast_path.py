@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from gatekeeper.errors import EventParseError
 from gatekeeper.gerrit import events
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
 from listeners.replay import ReplayListener
 
 GERRIT = Path(__file__).resolve().parents[2].parent / "shared/testdata/gerrit"
@@ -345,7 +346,9 @@ MALFORMED = [
     pytest.param('{"type": ["patchset-created"]}', id="type-list"),
     pytest.param(b'{"type": "comment-added", "comment": "\xff\xfe"}', id="not-utf8"),
     pytest.param(b"\xef\xbb\xbf" + PATCHSET.encode() + b"}", id="utf8-bom"),
-    pytest.param('{"type": "comment-added", "comment": "' + "x" * 1_000_001 + '"}', id="too-long"),
+    pytest.param(
+        '{"type": "comment-added", "comment": "' + "x" * (MAX_EVENT_BYTES + 1) + '"}', id="too-long"
+    ),
     pytest.param(_deep(100_000), id="nested-list"),
     pytest.param(_deep(100_000, "change"), id="nested-object"),
     pytest.param(PATCHSET + ', "eventCreatedOn": ' + "9" * 400 + "}", id="created-huge"),

@@ -17,6 +17,12 @@ def test_terminal_escapes_and_separators_are_written_out() -> None:
     assert shown("\x1b[2Jred\u2028x\x00") == "\\x1b[2Jred\\u2028x\\x00"
 
 
+def test_a_lone_surrogate_is_written_out() -> None:
+    """JSON's "\\ud800" decodes to one; a UTF-8 log stream cannot write it."""
+    assert shown("a\ud800b") == "a\\ud800b"
+    shown("\udfff" * 3).encode("utf-8")
+
+
 def test_a_long_text_is_cut_and_counted() -> None:
     assert shown("a" * 3_000_000, limit=10) == "aaaaaaaaaa...(+2999990 chars)"
 

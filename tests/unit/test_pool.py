@@ -112,7 +112,7 @@ def test_release_passed_deletes_node(db: Database, pool_factory: PoolFactory) ->
     path = Path(node.external_id)
     (path / "workspace").mkdir()
     (path / "workspace" / "ro").mkdir(mode=0o500)
-    assert nodes.release(node.name, passed=True, hold_seconds=3600) == NodeState.DELETE
+    assert nodes.release(node.name, hold=False, hold_seconds=3600) == NodeState.DELETE
     _round(pool)
     assert not path.exists()
     states = _states(db)
@@ -132,8 +132,8 @@ def test_release_failed_holds_then_expires(db: Database, pool_factory: PoolFacto
     assert first is not None and second is not None
 
     before = time.time()
-    assert nodes.release(first.name, passed=False, hold_seconds=3600) == NodeState.HOLD
-    assert nodes.release(second.name, passed=False, hold_seconds=0) == NodeState.HOLD
+    assert nodes.release(first.name, hold=True, hold_seconds=3600) == NodeState.HOLD
+    assert nodes.release(second.name, hold=True, hold_seconds=0) == NodeState.HOLD
     held = nodes.get(first.name)
     assert held is not None and held.hold_until is not None
     assert before + 3600 <= held.hold_until <= time.time() + 3600

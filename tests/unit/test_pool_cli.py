@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import update
 
 from gatekeeper.cli import main
-from gatekeeper.cli_pool import age
 from gatekeeper.config.loader import load_site
 from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.pool_view import age
 from gatekeeper.db.tables import Node
 from gatekeeper.model.node import ImageState, LaunchedNode, NodeState
 from gatekeeper.pool.pool import Pool
@@ -115,7 +115,8 @@ def test_nodes_list_hold_release_delete(site_file: Path, tmp_path: Path) -> None
     node = nodes.get("trusty-local-b")
     assert node is not None and node.state == NodeState.HOLD and node.comment == "debug bug 123"
     assert node.hold_until is not None and node.hold_until > time.time() + 47 * 3600
-    assert "HOLD (1d23h left)" in _run(site_file, "nodes", "list").output
+    # An operator's hold: the hold cap never releases it.
+    assert "HOLD operator (1d23h left)" in _run(site_file, "nodes", "list").output
 
     forever = _run(site_file, "nodes", "hold", "trusty-local-a", "--reason", "keep", "--for", "0")
     assert forever.exit_code == 0 and "until released" in forever.output
@@ -165,10 +166,11 @@ def test_pool_status_counts_per_label_and_provider(site_file: Path, tmp_path: Pa
         "deleting",
         "waiting",
         "min-ready",
+        "hold-max",
         "capacity",
     ]
-    assert rows[1] == ["trusty", "local", "2", "1", "1", "0", "0", "1", "2", "4/6"]
-    assert rows[2] == ["xenial", "-", "0", "0", "0", "0", "0", "1", "0", "-"]
+    assert rows[1] == ["trusty", "local", "2", "1", "1", "0", "0", "1", "2", "2", "4/6"]
+    assert rows[2] == ["xenial", "-", "0", "0", "0", "0", "0", "1", "0", "2", "-"]
     db.dispose()
 
 

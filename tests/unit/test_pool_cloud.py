@@ -338,7 +338,7 @@ def test_delete_is_trusted_only_when_the_server_is_gone(
     assert node is not None
     nodes.cancel_request(1)
     cloud.lost_deletes = 1
-    nodes.release(node.name, passed=True, hold_seconds=0)
+    nodes.release(node.name, hold=False, hold_seconds=0)
     pool.run_once()
     # The delete was accepted and did nothing: the row stays, DELETING.
     assert _states(db) == [NodeState.DELETING]
@@ -362,7 +362,7 @@ def test_slow_deletes_keep_counting_against_max_servers(
     nodes = NodeStore(db)
     node = nodes.claim("trusty", "w", "b")
     assert node is not None
-    nodes.release(node.name, passed=True, hold_seconds=0)
+    nodes.release(node.name, hold=False, hold_seconds=0)
     _round(pool)
     assert _states(db) == [NodeState.DELETING]
     assert cloud.created == 1

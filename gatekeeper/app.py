@@ -124,8 +124,8 @@ class Gatekeeper:
         if site.gearman.insecure:
             log.warning(
                 "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
-                "anyone who reaches its port can take builds and answer them with any result "
-                "(results are not authenticated)"
+                "build results are not authenticated; anyone who reaches its port can take "
+                "builds and answer them with any result"
             )
         if self.serve_web and "scheduler" in self.components and site.web.enabled:
             # First: a port in use stops the start before any thread runs.

@@ -25,6 +25,7 @@ import paramiko
 
 from gatekeeper.app import ALL, Gatekeeper
 from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
@@ -213,6 +214,14 @@ class Sandbox:
         (as ``gatekeeper admin token`` makes one)."""
         assert self.site.admin.secret_file is not None
         return mint(read_secret(self.site.admin.secret_file), user, role, lifetime)
+
+    def operator_tls(self) -> TlsFiles | None:
+        """The operator certificate of the running site (None on an insecure
+        one), as the ``gatekeeper`` commands present it."""
+        if self.site.gearman.insecure:
+            return None
+        assert self.site.gearman.tls_dir is not None
+        return TlsFiles.for_role(self.site.gearman.tls_dir, Role.OPERATOR)
 
     def stop(self) -> None:
         if self.app is not None:

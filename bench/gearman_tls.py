@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=4, help="no-op worker connections")
     parser.add_argument("--rounds", type=int, default=2, help="alternations; the best is kept")
     args = parser.parse_args()
-    out = Console(highlight=False)
+    out = Console(highlight=False, width=110)
     results: dict[str, list[Result]] = {"plain TCP": [], "TLS": []}
     with tempfile.TemporaryDirectory(prefix="gk-bench-tls-") as tmp:
         for round_ in range(args.rounds):

@@ -51,7 +51,7 @@ def _run(transport: Transport, command: str, **kwargs: object) -> tuple[int, lis
 def local(tmp_path: Path) -> LocalTransport:
     root = tmp_path / "node"
     root.mkdir()
-    return LocalTransport(root)
+    return LocalTransport(root, None)
 
 
 def test_local_push_mirrors_with_deletes(local: LocalTransport, tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_local_pull_patterns_and_no_symlinks(local: LocalTransport, tmp_path: Pa
     (local.root / "workspace" / "secret.key").write_text("no")
     dest = tmp_path / "collected"
 
-    copied = local.pull("workspace", ["logs/**", "screen-*.txt"], dest)
+    copied = local.pull("workspace", ["logs/**", "screen-*.txt"], dest).files
 
     assert sorted(p.relative_to(dest).as_posix() for p in copied) == [
         "logs/a.txt",
@@ -222,7 +222,7 @@ def test_ssh_push_run_pull(ssh: SSHTransport, tmp_path: Path) -> None:
 
     (remote / "workspace" / "logs" / "passwd").symlink_to("/etc/passwd")
     dest = tmp_path / "collected"
-    copied = ssh.pull("workspace", ["logs/**"], dest)
+    copied = ssh.pull("workspace", ["logs/**"], dest).files
     assert [p.relative_to(dest).as_posix() for p in copied] == ["logs/x.txt"]
     assert not (dest / "logs" / "passwd").exists()
 

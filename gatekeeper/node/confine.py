@@ -70,7 +70,8 @@ class Jail:
                 args += ["--symlink", os.readlink(name), name]
             elif os.path.isdir(name):
                 args += ["--ro-bind", name, name]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        # /tmp as on any host: anyone may write, only the owner remove.
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         args += ["--bind", str(node_root), str(NODE), "--chdir", str(self.inside(node_root, cwd))]
         if as_root:
             setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,20 +55,21 @@ def _provider(state: Path, **keys: object) -> LocalProvider:
 
 def test_job_writes_only_its_node(state: Path) -> None:
     transport = _node(_provider(state), "n1")
+    planted = f"planted-{uuid.uuid4().hex}"  # a name nothing else uses
     status, out = _run(
         transport,
         f"echo hi > mine.txt && echo wrote-node; "
-        f"echo x > '{state}/planted' || echo no-state; "
-        "touch /usr/planted || echo no-usr; touch /etc/planted || echo no-etc; "
-        "echo x > /tmp/planted && echo tmp-is-private",
+        f"echo x > '{state}/{planted}' || echo no-state; "
+        f"touch /usr/{planted} || echo no-usr; touch /etc/{planted} || echo no-etc; "
+        f"echo x > /tmp/{planted} && echo tmp-is-private",
     )
     assert status == 0, out
     marks = [line for line in out.split("\n") if ":" not in line]  # not the error messages
     assert marks == ["wrote-node", "no-state", "no-usr", "no-etc", "tmp-is-private"]
     assert (state / "nodes" / "n1" / "workspace" / "mine.txt").read_text() == "hi\n"
-    assert not (state / "planted").exists()
-    assert not Path("/usr/planted").exists() and not Path("/etc/planted").exists()
-    assert not Path("/tmp/planted").exists()
+    assert not (state / planted).exists()
+    assert not Path("/usr", planted).exists() and not Path("/etc", planted).exists()
+    assert not Path("/tmp", planted).exists()
 
 
 def test_job_sees_neither_state_nor_home_nor_other_nodes(state: Path) -> None:
@@ -119,3 +123,53 @@ def test_network_per_provider(state: Path, listener: int, network: bool, reached
     status, out = _run(transport, f"exec 3<>/dev/tcp/127.0.0.1/{listener} && echo connected")
     assert ("connected" in out) is reached, out
     assert (status == 0) is reached
+
+
+_AS_DAEMON = """
+import sys
+from pathlib import Path
+from gatekeeper.node.confine import Jail
+node = Path(sys.argv[1])
+jail = Jail(uid=4242, gid=4242, network=False)
+problem = jail.problem()
+if problem:
+    sys.exit("no jail: " + problem)
+cmd = jail.argv(node, node, ["bash", "-c", "id -u > made-inside; touch /usr/x || echo ro"])
+import subprocess
+sys.exit(subprocess.run(cmd).returncode)
+"""
+
+
+@pytest.fixture
+def daemon_home() -> Iterator[Path]:
+    # Not under pytest's tmp_path: its parents are root's alone (0700).
+    with tempfile.TemporaryDirectory(prefix="gatekeeper-daemon-", dir="/tmp") as tmp:
+        yield Path(tmp)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the tests above run this mode already")
+def test_unprivileged_daemon_gets_a_user_namespace(daemon_home: Path) -> None:
+    """A daemon that is not root: played by uid 65534 (the test runs as root),
+    with the system python3, which that uid can run."""
+    home = daemon_home
+    node = home / "node"
+    node.mkdir()
+    for path in (home, node):
+        os.chown(path, 65534, 65534)
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", _AS_DAEMON, str(node)],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        cwd=home,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ro"
+    made = node / "made-inside"
+    assert made.read_text() == "4242\n"
+    # Outside, what the job made belongs to the daemon's uid: never root.
+    assert made.stat().st_uid == 65534

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -284,3 +285,20 @@ def test_ssh_unknown_host_key_is_refused(sshd: SSHServer, tmp_path: Path) -> Non
         _run(transport, "true")
     with pytest.raises(TransportError):
         transport.push(tmp_path, "x")
+
+
+@pytest.mark.sshd
+def test_ssh_pull_takes_regular_files_under_the_cap(ssh: SSHTransport, tmp_path: Path) -> None:
+    ssh.push(_workspace(tmp_path), "workspace")
+    logs = Path(ssh.root) / "workspace" / "logs"
+    logs.mkdir()
+    (logs / "small.txt").write_text("small\n")
+    (logs / "big.txt").write_bytes(b"x" * 100)
+    os.mkfifo(logs / "fifo")
+    (logs / "etc").symlink_to("/etc")
+    dest = tmp_path / "collected"
+
+    pulled = ssh.pull("workspace", ["logs/**"], dest, max_bytes=50)
+
+    assert [p.relative_to(dest).as_posix() for p in pulled.files] == ["logs/small.txt"]
+    assert sorted(p.name for p in (dest / "logs").iterdir()) == ["small.txt"]

@@ -60,7 +60,7 @@ def make_key(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
-def _unconfined_allowed(bwrap: str) -> bool:
+def needs_unconfined(bwrap: str) -> bool:
     """Whether the sandbox's local provider must run jobs unconfined: only
     where bubblewrap cannot run. The sandbox's Gerrit is the simulator and
     its changes are the demo's own, so it runs them anyway, and says so.
@@ -173,7 +173,7 @@ class Sandbox:
         """A ``gatekeeper.yaml`` for ``gatekeeper run`` against the simulator
         (state in ``<root>/state``); ``extra`` is appended as YAML."""
         assert self.sim is not None
-        if "providers:" not in extra and _unconfined_allowed("bwrap"):
+        if "providers:" not in extra and needs_unconfined("bwrap"):
             extra += "providers:\n  - name: local\n    unconfined: true\n"
         path.write_text(
             f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
@@ -210,7 +210,7 @@ class Sandbox:
         )
         for provider in site.providers:
             if provider.driver == "local" and not provider.unconfined:
-                provider.unconfined = _unconfined_allowed(provider.bwrap)
+                provider.unconfined = needs_unconfined(provider.bwrap)
         return site.resolve(self.root)
 
     def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:

@@ -8,6 +8,7 @@ TLS keys and the database, and hard-links the key into its logs.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from gatekeeper.dispatch.protocol import JobSpec
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import StartData
 from gatekeeper.pool.providers.local import LocalProvider
-from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.sandbox.harness import Sandbox, needs_unconfined
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.workspace import WorkspaceBuilder
 from tests.functional.test_worker import make_upstream
@@ -140,14 +141,18 @@ def _run_build(tmp_path: Path, provider: LocalProvider, command: str) -> tuple[s
     return done.result, done.error, console
 
 
-def test_without_bubblewrap_the_local_provider_refuses_jobs(tmp_path: Path) -> None:
+def test_without_bubblewrap_the_local_provider_refuses_jobs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The seam: the provider's ``bwrap`` key names a binary that is not there,
     which is how a host without bubblewrap looks to the provider."""
     config = ProviderConfig(
         name="local", driver="local", root=tmp_path / "nodes", bwrap=str(tmp_path / "no-bwrap")
     )
-    provider = LocalProvider(config)
+    with caplog.at_level(logging.ERROR):
+        provider = LocalProvider(config)
     assert "bubblewrap not found" in provider.jail_problem
+    assert "cannot confine jobs" in caplog.text
     result, error, console = _run_build(tmp_path, provider, "echo ran > ran.txt")
     assert result == BuildResult.ERROR
     assert "cannot confine jobs" in error and "unconfined: true" in error
@@ -169,3 +174,12 @@ def test_unconfined_true_runs_jobs_without_bubblewrap(tmp_path: Path) -> None:
     assert result == BuildResult.SUCCESS, (error, console)
     # Unconfined means what it says: the job wrote outside its node.
     assert outside.read_text() == "ran\n"
+
+
+def test_the_sandbox_runs_unconfined_only_where_bubblewrap_cannot_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert needs_unconfined("/nonexistent/bwrap") is True
+    assert "sandbox: jobs run UNCONFINED" in caplog.text
+    assert needs_unconfined("bwrap") is False

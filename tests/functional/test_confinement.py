@@ -170,10 +170,15 @@ def test_unconfined_true_runs_jobs_without_bubblewrap(tmp_path: Path) -> None:
     )
     provider = LocalProvider(config)
     outside = tmp_path / "outside.txt"
-    result, error, console = _run_build(tmp_path, provider, f"echo ran > '{outside}'")
+    command = f"echo ran > '{outside}'; mkdir logs; ln '{outside}' logs/linked; echo ok > logs/ok"
+    result, error, console = _run_build(tmp_path, provider, command)
     assert result == BuildResult.SUCCESS, (error, console)
-    # Unconfined means what it says: the job wrote outside its node.
+    # Unconfined means what it says: the job wrote outside its node...
     assert outside.read_text() == "ran\n"
+    # ...but the archive still takes nothing with a second name.
+    archive = tmp_path / "logs" / "check/job/0123456" / "logs"
+    assert sorted(p.name for p in archive.iterdir()) == ["index.html", "ok"]
+    assert "WARNING: log file logs/linked: a hard link (2 names" in console
 
 
 def test_the_sandbox_runs_unconfined_only_where_bubblewrap_cannot_run(

@@ -69,8 +69,9 @@ def test_pushed_change_cannot_read_or_link_the_ci_keys(sandbox: Sandbox) -> None
     state = sandbox.site.state_dir
     keys = [sandbox.site.gerrit.key, *sorted((state / "tls").glob("*.key"))]
     database = state / "gatekeeper.db"
+    admin_secret = state / "admin.secret"
     assert database.exists()
-    secrets = " ".join(f"'{p}'" for p in [*keys, database])
+    secrets = " ".join(f"'{p}'" for p in [*keys, database, admin_secret])
     number, _ps = sandbox.push_change(
         "openstack-infra/devstack-gate",
         "Speed up the wrapper",
@@ -92,12 +93,14 @@ def test_pushed_change_cannot_read_or_link_the_ci_keys(sandbox: Sandbox) -> None
 
     archived = {p: p.read_bytes() for p in logs.rglob("*") if p.is_file()}
     marks = [b"SQLite format 3"] + [line for key in keys for line in _key_lines(key)]
+    if admin_secret.exists():
+        marks.append(admin_secret.read_bytes().strip())
     assert len(marks) > 1
     for mark in marks:
         for path, content in archived.items():
             assert mark not in content, f"{mark[:12]!r} archived in {path}"
         for text in messages:
-            assert mark.decode() not in text
+            assert mark not in text.encode()
     assert not [p for p in archived if p.name.startswith("linked-")]
 
 

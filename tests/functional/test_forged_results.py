@@ -32,7 +32,7 @@ from gatekeeper.dispatch.protocol import encode
 from gatekeeper.dispatch.signing import ResultSigner
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.sandbox.harness import Sandbox
-from tests.functional.test_gate import builds_of, gate_layout
+from tests.functional.test_gate import UNCONFINED, builds_of, gate_layout
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -67,7 +67,13 @@ def sandbox(
 ) -> Sandbox:
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    return Sandbox(tmp_path / "sandbox", layout, gearman_servers=servers, components=components)
+    return Sandbox(
+        tmp_path / "sandbox",
+        layout,
+        gearman_servers=servers,
+        components=components,
+        extra_site={"providers": [UNCONFINED]},
+    )
 
 
 def evil_files(box: Sandbox, out: Path) -> TlsFiles:

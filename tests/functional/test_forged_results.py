@@ -267,7 +267,10 @@ def test_an_insecure_site_believes_results_unsigned_and_says_so(
     (flags / "release").touch()
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    insecure = {"gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True}}
+    insecure = {
+        "gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True},
+        "providers": [UNCONFINED],
+    }
     box = Sandbox(tmp_path / "sandbox", layout, extra_site=insecure)
     with caplog.at_level(logging.WARNING, logger="gatekeeper.app"):
         box.start()

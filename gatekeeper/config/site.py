@@ -185,6 +185,13 @@ class ProviderConfig(_Strict):
     def _hosts_only_for_static(self) -> ProviderConfig:
         if self.driver != "static" and self.hosts:
             raise ValueError("'hosts' is only for the static driver")
+        jail_keys = {"network", "unconfined", "bwrap", "job_uid", "job_gid"}
+        if self.driver != "local" and jail_keys & self.model_fields_set:
+            # Refused rather than ignored: 'network: false' must not seem to work.
+            raise ValueError(
+                "'network', 'unconfined', 'bwrap', 'job-uid' and 'job-gid' are only for"
+                " the local driver (its jail)"
+            )
         if self.driver == "static" and not self.hosts:
             raise ValueError("a static provider needs at least one entry in 'hosts'")
         if self.driver == "openstack" and not self.cloud:

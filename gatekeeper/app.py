@@ -230,6 +230,7 @@ class Gatekeeper:
             job_timeout=site.worker.job_timeout,
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
+            log_max_bytes=site.worker.log_max_bytes,
         )
         files = self.tls_files(Role.WORKER)
         self.worker = Worker(

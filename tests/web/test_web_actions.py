@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,13 @@ from starlette.testclient import TestClient
 
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.dispatch.admin import call
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.actions import COOKIE
+from gatekeeper.web.app import make_app
+from gatekeeper.web.context import WebContext
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -303,3 +306,37 @@ def test_sign_in_and_dequeue_from_the_status_page_in_a_browser(
     assert row.actor == "frank"
     errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert errors == []
+
+
+def test_a_split_web_acts_over_gearman_with_the_users_token(box: Sandbox) -> None:
+    """A web apart from the scheduler (as ``gatekeeper web`` builds it):
+    its actions are operator requests over the site's Gearman servers,
+    checked and audited by the scheduler under the signed-in user."""
+    assert box.app is not None and box.site.admin.secret_file is not None
+    first, second = _two_in_gate(box)
+    servers = box.app.gearman_servers
+
+    def operate(function: str, args: Mapping[str, object], token: str) -> object:
+        return call(servers, function, args, timeout=30, token=token)
+
+    ctx = WebContext(
+        site=box.site,
+        db=box.app.db,
+        live=box.app.live_status,
+        secret=read_secret(box.site.admin.secret_file),
+        operate=operate,
+    )
+    client = TestClient(make_app(ctx))
+    origin = {"Origin": "http://testserver"}
+    nonce = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert nonce
+    token = box.operator_token("heidi", role="operator")
+    signed = client.post("/login", data={"csrf": nonce.group(1), "token": token}, headers=origin)
+    csrf = re.search(r'<meta name="gk-csrf" content="([0-9a-f]+)">', signed.text)
+    assert csrf, signed.text
+    form = {"csrf": csrf.group(1), "pipeline": "gate", "project": "openstack/nova"}
+    done = client.post("/action/dequeue", data={**form, "change": second}, headers=origin)
+    assert f"dequeue {second}" in done.text, done.text
+    box.wait_for(lambda: _gate(box) == [first], 30, "the second change gone")
+    (row,) = _ok_rows(box, "dequeue")
+    assert (row.actor, row.role) == ("heidi", "operator")

@@ -28,6 +28,7 @@ from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.actions import COOKIE
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
+from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,7 +64,7 @@ projects:
 def box(tmp_path: Path) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT.replace("{flag}", str(tmp_path / "release")))
-    sandbox = Sandbox(tmp_path / "sandbox", layout)
+    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"providers": [UNCONFINED]})
     sandbox.start()
     try:
         yield sandbox

@@ -60,6 +60,7 @@ class ConsoleServer:
         self._lock = threading.Lock()
         self._consoles: dict[str, _Console] = {}
         self._stopping = threading.Event()
+        self._readers = 0
         server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
@@ -74,6 +75,12 @@ class ConsoleServer:
         if ":" in shown_host:
             shown_host = f"[{shown_host}]"
         return f"{shown_host}:{port}"
+
+    @property
+    def readers(self) -> int:
+        """Consoles being sent now (a reader that hung up is not counted)."""
+        with self._lock:
+            return self._readers
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -140,11 +147,16 @@ class ConsoleServer:
             return
         # A reader that stops reading does not hold a thread for ever.
         sock.settimeout(30)
+        with self._lock:
+            self._readers += 1
         try:
             sock.sendall(OK)
             self._follow(sock, console)
         except OSError as exc:
             log.debug("console reader of %s went away: %s", uuid, exc)
+        finally:
+            with self._lock:
+                self._readers -= 1
 
     def _refuse(self, sock: socket.socket, request: str, why: str) -> None:
         log.info("console request refused (%s): %s", why, shown(request))

@@ -188,6 +188,22 @@ def test_the_workers_console_port_answers_only_its_builds(box: Sandbox) -> None:
     }
 
 
+def test_a_reader_who_leaves_stops_the_relay(box: Sandbox) -> None:
+    """The browser goes away while the build still runs: the web hangs up on
+    the worker too, which stops sending (no reader left on its port)."""
+    assert box.app is not None and box.app.worker is not None
+    consoles = box.app.worker.consoles
+    assert consoles is not None
+    build = running_build(box)
+    with httpx2.stream("GET", f"{box.app.web_url}build/{build.uuid}/console", timeout=60) as r:
+        until(messages(r.iter_lines()), "first-line")
+        assert consoles.readers == 1
+    box.wait_for(lambda: consoles.readers == 0, 30, "the worker's reader to end")
+    assert box.app.db is not None
+    [still] = BuildStore(box.app.db).for_change(build.change or 0)
+    assert still.result is None
+
+
 def _wait(browser: Any, what: str, condition: Any, timeout: float = 60) -> Any:
     return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition, message=what)
 

@@ -50,6 +50,7 @@ jobs:
     run: |
       echo first-line
       echo '{hostile}'
+      seq -f 'filler-%g' 1 300
       while [ ! -e {flags}/step ]; do sleep 0.05; done
       echo second-line
       while [ ! -e {flags}/release ]; do sleep 0.05; done
@@ -223,9 +224,20 @@ def test_build_page_appends_the_console_without_a_reload(
     assert HOSTILE in console.text.splitlines()
     assert console.find_elements("css selector", "*") == []
     assert browser.execute_script("return window.__pwned") is None
+    _wait(browser, "the lines before the wait", lambda b: "filler-300" in console.text)
+    # The box followed the newest line; a reader who scrolls up stays put.
+    assert browser.execute_script(
+        "var p = arguments[0]; return p.scrollHeight > p.clientHeight"
+        " && p.scrollTop + p.clientHeight >= p.scrollHeight - 8",
+        console,
+    )
+    browser.execute_script("document.getElementById('console').scrollIntoView()")
+    browser.save_screenshot(str(artifacts / "live-console.png"))
+    browser.execute_script("arguments[0].scrollTop = 0", console)
+    _wait(browser, "following to stop", lambda b: console.get_attribute("data-follow") == "no")
     (tmp_path / "flags" / "step").touch()
     _wait(browser, "a line written after the page loaded", lambda b: "second-line" in console.text)
-    browser.save_screenshot(str(artifacts / "live-console.png"))
+    assert browser.execute_script("return arguments[0].scrollTop", console) == 0
     (tmp_path / "flags" / "release").touch()
     _wait(browser, "the end", lambda b: console.get_attribute("data-ended"))
     assert "last-line" in console.text

@@ -14,7 +14,10 @@
     return pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
   }
 
-  pre.addEventListener("scroll", function () { follow = atBottom(); });
+  pre.addEventListener("scroll", function () {
+    follow = atBottom();
+    pre.setAttribute("data-follow", follow ? "yes" : "no");
+  });
 
   var source = new EventSource(pre.getAttribute("data-src"));
   source.addEventListener("source", function (event) {

@@ -10,6 +10,7 @@ runs; the address the web dials is recorded on the build row.
 
 from __future__ import annotations
 
+import errno
 import logging
 import select
 import socket
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gatekeeper.errors import ConfigError
 from gatekeeper.model.console import OK, REQUEST_LIMIT, is_build_uuid
 from gatekeeper.model.outside import shown
 
@@ -44,6 +46,9 @@ class ConsoleServer:
     ``host``/``port`` is where it listens (port 0: any free one);
     ``advertise`` is the host others dial (default: the listen host, or this
     host's name when listening on every address).
+
+    :raises ConfigError: the address cannot be listened on (bound at once,
+        so the worker does not start without its console).
     """
 
     def __init__(
@@ -62,7 +67,13 @@ class ConsoleServer:
         self._stopping = threading.Event()
         self._readers = 0
         server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), _make_handler(self))
+        try:
+            self._server = server_class((host, port), _make_handler(self))
+        except OSError as exc:
+            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc}"
+            raise ConfigError(
+                f"worker.console-listen: {host}:{port} {why} (set another port, or 0 for any)"
+            ) from exc
         self._thread: threading.Thread | None = None
 
     @property

@@ -20,8 +20,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.tables import BuildRecord
+from gatekeeper.errors import ConfigError
 from gatekeeper.model.console import split_address
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.worker.console import ConsoleServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -246,3 +248,12 @@ def test_build_page_appends_the_console_without_a_reload(
     errors = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert errors == []
     browser.save_screenshot(str(artifacts / "live-console-ended.png"))
+
+
+def test_a_console_port_in_use_is_a_clear_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            ConfigError, match=rf"worker.console-listen: 127.0.0.1:{port} is in use"
+        ):
+            ConsoleServer("127.0.0.1", port)

@@ -24,6 +24,7 @@ from gatekeeper.errors import ConfigError
 from gatekeeper.model.console import split_address
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.worker.console import ConsoleServer
+from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,7 +70,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     flags.mkdir()
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT.replace("{flags}", str(flags)).replace("{hostile}", HOSTILE))
-    sandbox = Sandbox(tmp_path / "sandbox", layout)
+    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"providers": [UNCONFINED]})
     sandbox.start()
     try:
         yield sandbox

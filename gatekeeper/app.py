@@ -45,6 +45,7 @@ from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
+from gatekeeper.worker.console import ConsoleServer
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
@@ -265,6 +266,11 @@ class Gatekeeper:
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
             signer=ResultSigner.from_files(files) if files is not None else None,
+            consoles=ConsoleServer(
+                site.worker.console_listen.host,
+                site.worker.console_listen.port,
+                advertise=site.worker.console_host,
+            ),
         )
         self.worker.start()
 

@@ -266,6 +266,14 @@ class ReapConfig(_Strict):
     delete_retry: Duration = Field(default=60.0, alias="delete-retry")
 
 
+class ConsoleListen(_Strict):
+    """Where a worker serves its running builds' live consoles."""
+
+    host: str = "127.0.0.1"
+    # 0: any free port (the build row records the one taken).
+    port: int = Field(default=0, ge=0, le=65535)
+
+
 class WorkerConfig(_Strict):
     count: int = Field(default=2, ge=1)
     # How long a worker waits for a node before the build is NODE_FAILURE.
@@ -279,6 +287,10 @@ class WorkerConfig(_Strict):
     # The most a build's collected log files may hold together (bytes); the
     # file that crosses it is cut, later ones skipped, and console.txt says so.
     log_max_bytes: int = Field(default=300 * 2**20, alias="log-max-bytes", ge=0)
+    # The live console (read by the web, which may be on another host).
+    console_listen: ConsoleListen = Field(default_factory=ConsoleListen, alias="console-listen")
+    # The host the web dials for it (default: the listen host).
+    console_host: str = Field(default="", alias="console-host")
 
 
 class AdminConfig(_Strict):

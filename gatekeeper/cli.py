@@ -169,6 +169,7 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
     """
     from gatekeeper.db.engine import Database
     from gatekeeper.dispatch.admin import call
+    from gatekeeper.dispatch.tokens import read_secret
     from gatekeeper.web.app import make_app
     from gatekeeper.web.context import WebContext
     from gatekeeper.web.server import WebServer
@@ -188,8 +189,21 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
             raise ConfigError("the scheduler's status answer is not an object")
         return answer
 
+    def operate(function: str, args: Mapping[str, object], token: str) -> object:
+        # Over Gearman with the user's token: the scheduler checks and audits it.
+        return call(servers, function, args, timeout=30, token=token)
+
+    secret = None
+    assert site.admin.secret_file is not None  # resolve() sets it
+    try:
+        secret = read_secret(site.admin.secret_file)
+    except ConfigError as exc:
+        # A web without the secret cannot check a token: read-only.
+        log.warning("web: no sign-in (read-only): %s", exc)
     db = Database(site.database)
-    context = WebContext(site=site, db=db, live=live, base_url=site.web.url)
+    context = WebContext(
+        site=site, db=db, live=live, base_url=site.web.url, secret=secret, operate=operate
+    )
     server = WebServer(make_app(context), site.web.listen.host, site.web.listen.port)
     stop = threading.Event()
 

@@ -31,6 +31,7 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.connection import GerritConnection, ssh_client
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.node.confine import Jail
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
 from gatekeeper.sandbox.seed import PROJECTS, seed_files
 from listeners.gerrit import GerritListener
@@ -58,6 +59,17 @@ def make_key(path: Path) -> str:
             stdin=subprocess.DEVNULL,
         )
     return path.with_suffix(".pub").read_text().strip()
+
+
+def needs_unconfined(bwrap: str) -> bool:
+    """Whether the sandbox's local provider must run jobs unconfined: only
+    where bubblewrap cannot run. The sandbox's Gerrit is the simulator and
+    its changes are the demo's own, so it runs them anyway, and says so.
+    """
+    problem = Jail(bwrap).problem()
+    if problem:
+        log.warning("sandbox: jobs run UNCONFINED, as this user: %s", problem)
+    return bool(problem)
 
 
 def change_id_for(text: str) -> str:
@@ -168,6 +180,8 @@ class Sandbox:
         """A ``gatekeeper.yaml`` for ``gatekeeper run`` against the simulator
         (state in ``<root>/state``); ``extra`` is appended as YAML."""
         assert self.sim is not None
+        if "providers:" not in extra and needs_unconfined("bwrap"):
+            extra += "providers:\n  - name: local\n    unconfined: true\n"
         path.write_text(
             f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
             f"  key: {self.keys / 'gatekeeper'}\n  known_hosts: {self.known_hosts}\n"
@@ -207,6 +221,9 @@ class Sandbox:
             key=self.keys / "gatekeeper",
             known_hosts=self.known_hosts,
         )
+        for provider in site.providers:
+            if provider.driver == "local" and not provider.unconfined:
+                provider.unconfined = needs_unconfined(provider.bwrap)
         return site.resolve(self.root)
 
     def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:

@@ -28,7 +28,13 @@ from gatekeeper.errors import CertificateError
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.gearmand import GEARMAND, _wait_for_port, free_port, issued
-from tests.functional.test_gate import builds_of, gate_layout, push_and_approve, wait_all_started
+from tests.functional.test_gate import (
+    UNCONFINED,
+    builds_of,
+    gate_layout,
+    push_and_approve,
+    wait_all_started,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,7 +51,10 @@ def box(tmp_path: Path, flags: Path) -> Iterator[Sandbox]:
     """The sandbox with one build slot, so a second build has only an attacker to go to."""
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    sandbox = Sandbox(tmp_path / "sandbox", layout, worker_count=1)
+    # Unconfined: the gate jobs wait on flag files outside their node.
+    sandbox = Sandbox(
+        tmp_path / "sandbox", layout, worker_count=1, extra_site={"providers": [UNCONFINED]}
+    )
     sandbox.start()
     try:
         yield sandbox
@@ -320,7 +329,10 @@ def test_an_insecure_site_says_so_and_is_open(
 ) -> None:
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    insecure = {"gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True}}
+    insecure = {
+        "gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True},
+        "providers": [UNCONFINED],
+    }
     sandbox = Sandbox(tmp_path / "sandbox", layout, worker_count=1, extra_site=insecure)
     sandbox.start()
     try:

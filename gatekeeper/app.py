@@ -28,6 +28,7 @@ from gatekeeper.errors import CertificateError, ConfigError, GatekeeperError, Op
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
+from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.metrics import SiteMetrics
@@ -300,6 +301,7 @@ class Gatekeeper:
                 interval=config.reconcile_interval,
                 margin=config.catchup_margin,
                 max_age=config.catchup_max_age,
+                rest=GerritRest(config.http) if config.http is not None else None,
             )
             self.catch_up.metrics = self.metrics.metrics
             self.catch_up.start()

@@ -24,7 +24,13 @@ from typing import Any
 import paramiko
 
 from gatekeeper.app import ALL, Gatekeeper
-from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.config.site import (
+    GearmanConfig,
+    GearmanServer,
+    GerritConfig,
+    GerritHttpConfig,
+    SiteConfig,
+)
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
@@ -35,6 +41,9 @@ from gatekeeper.sandbox.seed import PROJECTS, seed_files
 from listeners.gerrit import GerritListener
 
 log = logging.getLogger(__name__)
+
+#: The HTTP password of the daemon's Gerrit account (a sandbox with ``rest``).
+REST_PASSWORD = "sandbox-http-password"
 
 USERS = {
     "gatekeeper": ("Gatekeeper CI", "gatekeeper@example.org", {"Non-Interactive Users"}),
@@ -101,8 +110,11 @@ class Sandbox:
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
         components: frozenset[str] = ALL,
+        rest: bool = False,
     ) -> None:
         self.root = root.resolve()
+        #: Reviews and submits over the simulator's REST API (gerrit.http).
+        self.rest = rest
         self.layout = layout.resolve()
         self.console = console
         self.gearman_servers = gearman_servers or []
@@ -155,6 +167,9 @@ class Sandbox:
         for project in PROJECTS:
             sim.create_project(project, seed_files(project))
         sim.start()
+        if self.rest:
+            sim.start_http()
+            sim.set_http_password("gatekeeper", REST_PASSWORD)
         self.known_hosts.write_text(sim.known_hosts_line() + "\n")
 
     def site_file(self, path: Path, extra: str = "") -> Path:
@@ -198,6 +213,10 @@ class Sandbox:
             key=self.keys / "gatekeeper",
             known_hosts=self.known_hosts,
         )
+        if self.rest:
+            site.gerrit.http = GerritHttpConfig(
+                url=self.sim.http_url, user="gatekeeper", password=REST_PASSWORD
+            )
         return site.resolve(self.root)
 
     def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:

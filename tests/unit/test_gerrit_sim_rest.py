@@ -13,7 +13,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from gatekeeper.config.site import GerritHttpConfig
+from gatekeeper.config.site import GerritConfig, GerritHttpConfig
+from gatekeeper.db.engine import Database
+from gatekeeper.gerrit.catchup import CatchUp
+from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.rest import GerritRest, GerritRestError, bot_tag
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
 from tests.fixtures.gerrit_sim import SimUser
@@ -170,3 +174,33 @@ def test_the_password_comes_from_its_file_and_is_never_shown(tmp_path: Path) -> 
     assert config.secret() == PASSWORD
     inline = GerritHttpConfig(url="http://gerrit/", user="ci", password=PASSWORD)
     assert PASSWORD not in repr(inline)
+
+
+@pytest.mark.parametrize("fault", ["plugin-gone", "server-down"])
+def test_a_catch_up_replays_then_falls_back_when_the_events_log_fails(
+    url: str, change: str, gerrit_sim: GerritSimulator, tmp_path: Path, fault: str
+) -> None:
+    """The replay gives the stream's own events; when the plugin goes away
+    (404 after the probe) or the server does not answer, it gives None and
+    the catch-up queries instead."""
+    database = Database(f"sqlite:///{tmp_path / 'gk.db'}")
+    database.migrate()
+    rest = GerritRest(GerritHttpConfig(url=url, user="ci", password=PASSWORD))
+    ssh = GerritConnection(
+        GerritConfig(host=gerrit_sim.host, port=gerrit_sim.port, user="ci", key=tmp_path / "k")
+    )
+    catch_up = CatchUp(ssh, EventLedger(database), [].append, rest=rest)
+    try:
+        first = gerrit_sim.events()[0]["eventCreatedOn"]
+        replayed = catch_up.replay(first - 1, first + 60)
+        assert replayed is not None
+        assert [(e.type, e.change) for e in replayed] == [("patchset-created", 1)]
+        if fault == "plugin-gone":
+            gerrit_sim.events_log(False)
+        else:
+            rest.base = "http://127.0.0.1:9/a/"  # the discard port: nothing listens
+        assert catch_up.replay(first - 1, first + 60) is None
+        assert catch_up.replays == 1
+    finally:
+        rest.close()
+        database.dispose()

@@ -21,9 +21,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from gatekeeper.config.site import GerritConfig
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import parse_event
-from gatekeeper.config.site import GerritConfig
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
 from gatekeeper.sandbox.gerrit_sim.git import ZERO
 from tests.fixtures.gerrit_sim import SimUser

@@ -25,7 +25,7 @@ from gatekeeper.config.site import GerritConfig
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
-from gatekeeper.sandbox.gerrit_sim.git import ZERO
+from gatekeeper.sandbox.gerrit_sim.git import SIM_IDENT, ZERO, Repo
 from tests.fixtures.gerrit_sim import SimUser
 from tests.unit.test_gerrit_sim import PROJECT, clone, commit, new_change_id, push, review
 
@@ -278,3 +278,36 @@ def test_banner_names_gerrit_and_scp_serves_the_commit_msg_hook(
         text=True,
     )
     assert missing.returncode != 0 and "No such file" in missing.stderr
+
+
+def test_merge_kinds_from_git(tmp_path: Path) -> None:
+    """Merge commits: only the first parent moved (cleanly) is
+    MERGE_FIRST_PARENT_UPDATE; another second parent is a REWORK."""
+    repo = Repo(tmp_path / "p.git")
+    repo.init({"README": "r\n"}, "master")
+    base = repo.rev("refs/heads/master")
+    assert base is not None
+
+    def make(parents: list[str], files: dict[str, str], message: str = "m") -> str:
+        entries = [f"100644 blob {repo.git('rev-parse', f'{base}:README').strip()}\tREADME"]
+        for name, text in files.items():
+            blob = repo.git("hash-object", "-w", "--stdin", stdin=text.encode()).strip()
+            entries.append(f"100644 blob {blob}\t{name}")
+        tree = repo._mktree(entries)
+        args = [a for p in parents for a in ("-p", p)]
+        return repo.git("commit-tree", tree, *args, "-m", message, env=SIM_IDENT).strip()
+
+    feature = make([base], {"f.txt": "f\n"})
+    main1 = make([base], {"m1.txt": "1\n"})
+    main2 = make([main1], {"m1.txt": "1\n", "m2.txt": "2\n"})
+    other = make([base], {"o.txt": "o\n"})
+    merge1 = make([main1, feature], {"m1.txt": "1\n", "f.txt": "f\n"}, "Merge")
+    merge2 = make([main2, feature], {"m1.txt": "1\n", "m2.txt": "2\n", "f.txt": "f\n"}, "Merge")
+    merge3 = make([main2, other], {"m1.txt": "1\n", "m2.txt": "2\n", "o.txt": "o\n"}, "Merge")
+    info = repo.commit_info
+    assert repo.patchset_kind(info(merge1), info(merge2)) == "MERGE_FIRST_PARENT_UPDATE"
+    assert repo.patchset_kind(info(merge2), info(merge3)) == "REWORK"
+    # A rebase whose pick conflicts with the new parent is a rework.
+    clash = make([base], {"m1.txt": "mine\n"})
+    rebased = make([main1], {"m1.txt": "mine\n"})
+    assert repo.patchset_kind(info(clash), info(rebased)) == "REWORK"

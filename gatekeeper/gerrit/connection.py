@@ -267,7 +267,12 @@ class GerritConnection:
         """
         status, out, err = self.run(argv, idempotent=True)
         if status != 0:
-            raise GerritError(f"gerrit query {argv[-1]!r} failed ({status}): {err.strip()}")
+            # A bad query: 3.x prints an error row and exits 0; older servers
+            # may exit non-zero with the row on stdout. Say what Gerrit said.
+            if '"error"' in out:
+                parse_query_output(out)
+            said = shown(err.strip() or out.strip(), 500)
+            raise GerritError(f"gerrit query {shown(argv[-1], 200)} failed ({status}): {said}")
         return parse_query_output(out)
 
     def review(

@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 
 from gatekeeper.config.site import GerritConfig
+from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
@@ -248,6 +249,10 @@ def test_banner_names_gerrit_and_scp_serves_the_commit_msg_hook(
         wanted = tuple(int(p) for p in gerrit_version.split("."))
         assert connection.banner_version() == wanted
         assert connection.version() == wanted
+        # A bad query: an error row (3.x: exit 0; 2.13: exit 1) is an error
+        # that says what Gerrit said, in both dialects.
+        with pytest.raises(GerritError, match="Unsupported query"):
+            connection.query("nonsense:term")
     finally:
         connection.close()
     # OpenSSH's scp in its classic mode (-O), as git-review runs it.

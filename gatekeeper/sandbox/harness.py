@@ -32,6 +32,7 @@ from gatekeeper.gerrit.connection import GerritConnection, ssh_client
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.node.confine import Jail
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION
 from gatekeeper.sandbox.seed import PROJECTS, seed_files
 from listeners.gerrit import GerritListener
 
@@ -113,8 +114,11 @@ class Sandbox:
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
         components: frozenset[str] = ALL,
+        gerrit_version: str = DEFAULT_VERSION,
     ) -> None:
         self.root = root.resolve()
+        #: The Gerrit version (and so the dialect) the simulator speaks.
+        self.gerrit_version = gerrit_version
         self.layout = layout.resolve()
         self.console = console
         self.gearman_servers = gearman_servers or []
@@ -160,7 +164,7 @@ class Sandbox:
         """Only the simulator, its projects and its people: for a daemon run
         as its own process (see :meth:`site_file`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        sim = GerritSimulator(self.root / "gerrit", port=port)
+        sim = GerritSimulator(self.root / "gerrit", port=port, version=self.gerrit_version)
         self.sim = sim
         for user, (name, email, groups) in USERS.items():
             sim.add_account(user, name, email, make_key(self.keys / user), groups=set(groups))

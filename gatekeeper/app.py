@@ -3,11 +3,12 @@ of them (``gatekeeper scheduler``, ``worker``, ``pool``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate
 
@@ -46,6 +47,7 @@ from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
+from gatekeeper.worker.console import ConsoleServer
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
@@ -167,6 +169,9 @@ class Gatekeeper:
             metrics=self.metrics.prometheus.registry,
             # The pool starts after the web: asked at request time.
             pool_backoff=self._pool_backoff if "pool" in self.components else None,
+            # The admin worker's secret: a pasted token is checked as it would be.
+            secret=self._admin_secret(),
+            operate=self.operate,
         )
         self.web = WebServer(make_app(ctx), listen.host, listen.port)
         self.web.start()
@@ -174,6 +179,25 @@ class Gatekeeper:
             # An ephemeral port (tests, the sandbox): links name the real one.
             ctx.base_url = self.web.url
         self.web_url = ctx.base_url
+
+    def _admin_secret(self) -> bytes:
+        assert self.site.admin.secret_file is not None  # resolve() sets it
+        return ensure_secret(self.site.admin.secret_file)
+
+    def operate(self, function: str, args: Mapping[str, object], token: str) -> object:
+        """An operator request from the in-process web, answered by the admin
+        worker's own path (token check, audit row) as one over Gearman is.
+
+        :raises GatekeeperError: refused or failed (the worker's reason).
+        """
+        admin = self.admin
+        if admin is None:
+            raise OperationError("the scheduler is not running")
+        request = {**args, "token": token, "expires": time.time() + 60.0}
+        answer = admin.handle(function, json.dumps(request).encode())
+        if not answer.get("ok"):
+            raise GatekeeperError(str(answer.get("error") or "the scheduler refused"))
+        return answer.get("result")
 
     def _pool_backoff(self) -> dict[str, float]:
         return self.pool.backing_off() if self.pool is not None else {}
@@ -244,6 +268,7 @@ class Gatekeeper:
             job_timeout=site.worker.job_timeout,
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
+            log_max_bytes=site.worker.log_max_bytes,
         )
         files = self.tls_files(Role.WORKER)
         self.worker = Worker(
@@ -255,6 +280,11 @@ class Gatekeeper:
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
             signer=ResultSigner.from_files(files) if files is not None else None,
+            consoles=ConsoleServer(
+                site.worker.console_listen.host,
+                site.worker.console_listen.port,
+                advertise=site.worker.console_host,
+            ),
         )
         self.worker.start()
 

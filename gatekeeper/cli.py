@@ -165,6 +165,7 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
     """
     from gatekeeper.db.engine import Database
     from gatekeeper.dispatch.admin import call
+    from gatekeeper.dispatch.tokens import read_secret
     from gatekeeper.web.app import make_app
     from gatekeeper.web.context import WebContext
     from gatekeeper.web.server import WebServer
@@ -182,8 +183,21 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
             raise ConfigError("the scheduler's status answer is not an object")
         return answer
 
+    def operate(function: str, args: Mapping[str, object], token: str) -> object:
+        # Over Gearman with the user's token: the scheduler checks and audits it.
+        return call(servers, function, args, timeout=30, token=token)
+
+    secret = None
+    assert site.admin.secret_file is not None  # resolve() sets it
+    try:
+        secret = read_secret(site.admin.secret_file)
+    except ConfigError as exc:
+        # A web without the secret cannot check a token: read-only.
+        log.warning("web: no sign-in (read-only): %s", exc)
     db = Database(site.database)
-    context = WebContext(site=site, db=db, live=live, base_url=site.web.url)
+    context = WebContext(
+        site=site, db=db, live=live, base_url=site.web.url, secret=secret, operate=operate
+    )
     server = WebServer(make_app(context), site.web.listen.host, site.web.listen.port)
     stop = threading.Event()
 
@@ -297,7 +311,13 @@ def validate(layout: Path, no_includes: bool) -> None:
     show_default=True,
     help="Port of the sandbox's web on 127.0.0.1 (0: any free port).",
 )
-def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
+@click.option(
+    "--gerrit-version",
+    default="3.11.1",
+    show_default=True,
+    help="The Gerrit the simulator plays: any 3.x, or 2.13 (the older JSON dialect).",
+)
+def sandbox(serve: bool, state: Path, layout: Path, web_port: int, gerrit_version: str) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each
     step until it merges. Exits 0 when the change merged."""
@@ -305,7 +325,13 @@ def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
 
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    sys.exit(Demo(state, layout, web_port=web_port).run(serve))
+    from gatekeeper.sandbox.gerrit_sim.state import dialect_of
+
+    try:
+        dialect_of(gerrit_version)
+    except GatekeeperError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gerrit-version") from exc
+    sys.exit(Demo(state, layout, web_port=web_port, gerrit_version=gerrit_version).run(serve))
 
 
 @main.command()

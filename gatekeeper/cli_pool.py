@@ -151,8 +151,8 @@ def nodes_hold(
     holds the pool made for failed builds), but the hold counts toward it."""
     from gatekeeper.db.nodes import NodeStore
     from gatekeeper.db.pool_view import age
-    from gatekeeper.pool.providers import make_provider
-    from gatekeeper.pool.providers.base import key_taker, public_key_line
+    from gatekeeper.pool.holds import hold_node
+    from gatekeeper.pool.providers.base import public_key_line
 
     site = _site(site_path)
     try:
@@ -173,23 +173,8 @@ def nodes_hold(
         except GatekeeperError as exc:
             raise click.BadParameter(f"{ssh_key}: {exc}", param_hint="--ssh-key") from exc
     with _database(site) as db:
-        store = NodeStore(db)
         try:
-            node = store.find(ident)
-            provider = None
-            if key is not None:
-                config = next((p for p in site.providers if p.name == node.provider), None)
-                if config is None:
-                    raise GatekeeperError(f"provider {node.provider} is not in the site file")
-                provider = key_taker(make_provider(config, site.pool.name))
-            held = store.hold(node.name, seconds or None, reason)
-            if provider is not None and key is not None:
-                try:
-                    provider.install_key(held, key)
-                except GatekeeperError as exc:
-                    raise GatekeeperError(
-                        f"node {held.id} ({held.name}) is held, but the key is not installed: {exc}"
-                    ) from exc
+            held = hold_node(site, NodeStore(db), ident, seconds or None, reason, key)
         except GatekeeperError as exc:
             raise click.ClickException(str(exc)) from exc
     until = "until released" if held.hold_until is None else f"for {age(seconds)}"
@@ -203,9 +188,10 @@ def nodes_hold(
 @click.argument("ident", metavar="ID")
 def nodes_release(site_path: Path | None, ident: str) -> None:
     """End the hold on node ID: the pool deletes it."""
+    from gatekeeper.pool.holds import release_node
+
     with _node_store(site_path) as store:
-        node = store.find(ident)
-        store.release_hold(node.name)
+        node = release_node(store, ident)
     click.echo(f"node {node.id} ({node.name}) released: DELETE")
 
 

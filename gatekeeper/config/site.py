@@ -207,11 +207,28 @@ class ProviderConfig(_Strict):
     poll_interval: Duration = Field(default=2.0, alias="poll-interval")
     # Per label: base image, setup scripts, login, metadata.
     images: list[ProviderImage] = Field(default_factory=list)
+    # local: jobs run under bubblewrap (gatekeeper.node.confine); with the
+    # network or without it (devstack needs it), as this uid/gid (never 0).
+    network: bool = True
+    job_uid: int = Field(default=65534, alias="job-uid", ge=1)
+    job_gid: int = Field(default=65534, alias="job-gid", ge=1)
+    # local: the bubblewrap binary (a path, or a name looked up in PATH).
+    bwrap: str = "bwrap"
+    # local: where bubblewrap cannot run, run jobs anyway, as gatekeeper's
+    # own user, seeing all it can see. Only for a host and changes you trust.
+    unconfined: bool = False
 
     @model_validator(mode="after")
     def _hosts_only_for_static(self) -> ProviderConfig:
         if self.driver != "static" and self.hosts:
             raise ValueError("'hosts' is only for the static driver")
+        jail_keys = {"network", "unconfined", "bwrap", "job_uid", "job_gid"}
+        if self.driver != "local" and jail_keys & self.model_fields_set:
+            # Refused rather than ignored: 'network: false' must not seem to work.
+            raise ValueError(
+                "'network', 'unconfined', 'bwrap', 'job-uid' and 'job-gid' are only for"
+                " the local driver (its jail)"
+            )
         if self.driver == "static" and not self.hosts:
             raise ValueError("a static provider needs at least one entry in 'hosts'")
         if self.driver == "openstack" and not self.cloud:
@@ -280,6 +297,14 @@ class ReapConfig(_Strict):
     delete_retry: Duration = Field(default=60.0, alias="delete-retry")
 
 
+class ConsoleListen(_Strict):
+    """Where a worker serves its running builds' live consoles."""
+
+    host: str = "127.0.0.1"
+    # 0: any free port (the build row records the one taken).
+    port: int = Field(default=0, ge=0, le=65535)
+
+
 class WorkerConfig(_Strict):
     count: int = Field(default=2, ge=1)
     # How long a worker waits for a node before the build is NODE_FAILURE.
@@ -290,6 +315,13 @@ class WorkerConfig(_Strict):
     stop_grace: float = Field(default=60.0, alias="stop-grace", ge=0)
     # Seconds between a worker's heartbeat writes for its running builds.
     heartbeat: float = Field(default=5.0, gt=0)
+    # The most a build's collected log files may hold together (bytes); the
+    # file that crosses it is cut, later ones skipped, and console.txt says so.
+    log_max_bytes: int = Field(default=300 * 2**20, alias="log-max-bytes", ge=0)
+    # The live console (read by the web, which may be on another host).
+    console_listen: ConsoleListen = Field(default_factory=ConsoleListen, alias="console-listen")
+    # The host the web dials for it (default: the listen host).
+    console_host: str = Field(default="", alias="console-host")
 
 
 class AdminConfig(_Strict):

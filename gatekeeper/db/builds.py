@@ -170,9 +170,11 @@ class BuildStore:
         provider: str,
         start_time: float,
         log_url: str,
+        console_address: str = "",
     ) -> bool:
         """A worker claimed a node and starts the build; False if the build has
-        a result already (or no record: it was not dispatched by a scheduler)."""
+        a result already (or no record: it was not dispatched by a scheduler).
+        ``console_address`` is where the worker serves its live console."""
         statement = (
             update(BuildRecord)
             .where(BuildRecord.uuid == uuid, BuildRecord.result.is_(None))
@@ -184,6 +186,7 @@ class BuildStore:
                 end_time=None,
                 log_url=log_url,
                 heartbeat=start_time,
+                console_address=console_address,
             )
         )
         return self._write(lambda session: rowcount(session.execute(statement)) > 0)

@@ -124,6 +124,9 @@ class BuildRecord(Base):
     label: Mapped[str] = mapped_column(String(255), default="")
     branch: Mapped[str] = mapped_column(String(255), default="")
     parameters: Mapped[str] = mapped_column(Text, default="{}")
+    # Where the worker running it serves its live console (host:port),
+    # recorded when it starts; the web dials only addresses found here.
+    console_address: Mapped[str] = mapped_column(String(255), default="")
 
     __table_args__ = (
         Index("ix_builds_change", "change", "patchset"),

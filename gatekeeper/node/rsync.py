@@ -4,7 +4,10 @@ copies differ only in where the other end is (``-e ssh ...`` for SSH).
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from gatekeeper.errors import TransportError
@@ -33,8 +36,25 @@ def _push_args(source: Path, dest: str, ssh: str | None = None) -> list[str]:
     return [*args, f"{source}/", f"{dest}/"]
 
 
-def _pull_args(source: str, patterns: list[str], dest: Path, ssh: str | None = None) -> list[str]:
-    args = ["rsync", "-a", "--no-links", "--prune-empty-dirs", "--out-format=%n"]
+def _pull_args(
+    source: str,
+    patterns: list[str],
+    dest: Path | str,
+    ssh: str | None = None,
+    max_bytes: int | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    # Not -a: its -l copies symlinks and its -D devices and fifos; -o/-g
+    # would hand the archive to whatever owner the node claims. Only
+    # regular files (and the directories that hold them) come back.
+    args = ["rsync", "-rt", "--no-links", "--no-devices", "--no-specials"]
+    if dry_run:
+        # Listing only: links and special files are named too, so that
+        # whoever copies can say which it refused.
+        args = ["rsync", "-rlD", "--dry-run"]
+    args += ["--prune-empty-dirs", "--out-format=%n"]
+    if max_bytes is not None:
+        args.append(f"--max-size={max_bytes}")
     if ssh:
         args += ["-e", ssh]
     # The archive's own console.txt is never replaced, and git's internals
@@ -88,11 +108,46 @@ def push(source: Path, dest: str, ssh: str | None = None) -> None:
     _run(_push_args(source, dest, ssh))
 
 
-def pull(source: str, patterns: list[str], dest: Path, ssh: str | None = None) -> list[Path]:
-    """Copy the files under ``source/`` that ``patterns`` name (checked with
-    :func:`check_patterns`) into ``dest``; the files copied.
+def pull(
+    source: str,
+    patterns: list[str],
+    dest: Path,
+    ssh: str | None = None,
+    max_bytes: int | None = None,
+) -> list[Path]:
+    """Copy the regular files under ``source/`` that ``patterns`` name
+    (checked with :func:`check_patterns`), none over ``max_bytes``, into
+    ``dest``; the files copied.
 
     :raises TransportError:
     """
     dest.mkdir(parents=True, exist_ok=True)
-    return _copied_files(dest, _run(_pull_args(source, check_patterns(patterns), dest, ssh)))
+    args = _pull_args(source, check_patterns(patterns), dest, ssh, max_bytes)
+    return _copied_files(dest, _run(args))
+
+
+_ESCAPE = re.compile(r"\\#([0-7]{3})")
+
+
+def select(source: str, patterns: list[str]) -> list[str]:
+    """The paths (relative to the local directory ``source``) that a pull
+    with ``patterns`` would copy, asked of rsync itself (a dry run), so
+    that every transport reads the patterns alike.
+
+    :raises TransportError:
+    """
+    with tempfile.TemporaryDirectory(prefix="gatekeeper-select-") as empty:
+        lines = _run(_pull_args(source, check_patterns(patterns), empty, dry_run=True))
+    return [_unescaped(line) for line in lines if line and not line.endswith("/")]
+
+
+def _unescaped(line: str) -> str:
+    # rsync writes each unprintable byte of a name as \#ooo (octal).
+    raw = bytearray()
+    pos = 0
+    for match in _ESCAPE.finditer(line):
+        raw += os.fsencode(line[pos : match.start()])
+        raw.append(int(match.group(1), 8))
+        pos = match.end()
+    raw += os.fsencode(line[pos:])
+    return os.fsdecode(bytes(raw))

@@ -12,6 +12,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatekeeper.errors import TransportError
@@ -21,6 +22,17 @@ KILL_GRACE = 5.0
 # How often a running command's timeout and stop event are looked at.
 POLL = 0.05
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: ``max_bytes`` of a pull that has no cap.
+NO_CAP = 2**62
+
+
+@dataclass
+class Pulled:
+    """What a pull brought back: the files copied, and a note for each file
+    that matched but was not taken (a link, a special file, over the cap)."""
+
+    files: list[Path] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 class CommandTimedOut(Exception):  # noqa: N818 - it is a result, not a failure of ours
@@ -65,12 +77,15 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
+    def pull(
+        self, remote_dir: str, patterns: list[str], local_dir: Path, max_bytes: int = NO_CAP
+    ) -> Pulled:
         """Copy files under ``<root>/<remote_dir>`` matching rsync-style glob
         ``patterns`` into ``local_dir``, keeping relative paths. Patterns are
         anchored at ``remote_dir`` (``logs/**``, ``screen-*.txt`` name paths
-        from there). Symlinks, ``.git`` directories and a top-level
-        ``console.txt`` are never copied. Returns the files copied.
+        from there). Only regular files are copied: never symlinks, devices,
+        fifos or sockets, nor ``.git`` directories or a top-level
+        ``console.txt``; no file larger than ``max_bytes``.
 
         :raises TransportError:
         """

@@ -17,12 +17,16 @@ from typing import IO
 
 from gatekeeper.errors import TransportError
 from gatekeeper.node import rsync
+from gatekeeper.node.collect import collect
+from gatekeeper.node.confine import Jail
 from gatekeeper.node.transport import (
     KILL_GRACE,
+    NO_CAP,
     POLL,
     CommandAborted,
     CommandTimedOut,
     LineSplitter,
+    Pulled,
     Transport,
     check_env,
     check_relative,
@@ -37,18 +41,20 @@ class LocalTransport(Transport):
     """Runs commands in a node directory on this host. Used by one worker
     thread at a time.
 
-    Confined to the node directory as far as the OS allows without
-    privileges: the working directory, ``HOME`` and ``TMPDIR`` are inside
-    it, the environment is only what the build passes plus ``PATH``, and the
-    command gets its own session so it and everything it starts are killed
-    together. It does NOT confine what the command can read or write: it
-    runs as gatekeeper's own user, with gatekeeper's file permissions, its
-    network, and no resource limits. Use the ``static`` provider (another
-    host or a container over SSH) for untrusted changes.
+    With a ``jail`` every command runs inside it (:mod:`gatekeeper.node.confine`):
+    it sees and writes only the node directory, as an unprivileged uid.
+    Without one (``jail=None``, only when the provider allows running
+    unconfined) the command runs as gatekeeper's own user, with its file
+    permissions and its network: only the working directory, ``HOME``,
+    ``TMPDIR``, the environment and a session of its own keep it apart.
+    ``refuse`` (non-empty) is why commands may not run at all: every
+    :meth:`run` fails with it. Neither way limits CPU, memory or disk.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, jail: Jail | None, refuse: str = "") -> None:
         self.root = Path(root).resolve()
+        self.jail = jail
+        self.refuse = refuse
 
     def __repr__(self) -> str:
         return f"<LocalTransport {self.root}>"
@@ -64,13 +70,18 @@ class LocalTransport(Transport):
         dest.parent.mkdir(parents=True, exist_ok=True)
         rsync.push(Path(local_dir), str(dest))
 
-    def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
+    def pull(
+        self, remote_dir: str, patterns: list[str], local_dir: Path, max_bytes: int = NO_CAP
+    ) -> Pulled:
         source = self._inside(remote_dir)
         # Refused even when there is nothing to pull.
         rsync.check_patterns(patterns)
         if not source.is_dir():
-            return []
-        return rsync.pull(str(source), patterns, Path(local_dir))
+            return Pulled()
+        # The copy is made here, by gatekeeper's user, which may read more
+        # than the job could: each file is checked as it is opened.
+        names = rsync.select(str(source), patterns)
+        return collect(source, names, Path(local_dir), max_bytes)
 
     def clean(self) -> None:
         if not self.root.exists():
@@ -90,20 +101,30 @@ class LocalTransport(Transport):
         timeout: float,
         stop: threading.Event,
     ) -> int:
+        if self.refuse:
+            raise TransportError(self.refuse)
         workdir = self._inside(cwd)
         tmpdir = self.root / "tmp"
         try:
             workdir.mkdir(parents=True, exist_ok=True)
             tmpdir.mkdir(exist_ok=True)
+            if self.jail is not None:
+                self.jail.hand_over(self.root)
         except OSError as exc:
             raise TransportError(f"cannot prepare {workdir}: {exc}") from exc
         full_env = dict(check_env(env))
         full_env.setdefault("PATH", os.environ.get("PATH", DEFAULT_PATH))
-        full_env["HOME"] = str(self.root)
-        full_env["TMPDIR"] = str(tmpdir)
+        argv = ["bash", "-c", command]
+        if self.jail is None:
+            full_env["HOME"] = str(self.root)
+            full_env["TMPDIR"] = str(tmpdir)
+        else:
+            full_env["HOME"] = str(self.jail.inside(self.root, self.root))
+            full_env["TMPDIR"] = str(self.jail.inside(self.root, tmpdir))
+            argv = self.jail.argv(self.root, workdir, argv)
         try:
             proc = subprocess.Popen(
-                ["bash", "-c", command],
+                argv,
                 cwd=workdir,
                 env=full_env,
                 start_new_session=True,

@@ -25,10 +25,12 @@ from gatekeeper.errors import TransportError
 from gatekeeper.node import rsync, ssh
 from gatekeeper.node.transport import (
     KILL_GRACE,
+    NO_CAP,
     POLL,
     CommandAborted,
     CommandTimedOut,
     LineSplitter,
+    Pulled,
     Transport,
     check_env,
     check_relative,
@@ -102,16 +104,22 @@ class SSHTransport(Transport):
             ssh.run(client, f"mkdir -p -- {shlex.quote(posixpath.dirname(dest))}")
         rsync.push(Path(local_dir), self._rsync_target(dest), self.ssh_command)
 
-    def pull(self, remote_dir: str, patterns: list[str], local_dir: Path) -> list[Path]:
+    def pull(
+        self, remote_dir: str, patterns: list[str], local_dir: Path, max_bytes: int = NO_CAP
+    ) -> Pulled:
         source = self._remote(remote_dir)
         # Refused even when there is nothing to pull.
         rsync.check_patterns(patterns)
         with self._client() as client:
             exists = ssh.run(client, f"test -d {shlex.quote(source)} && echo yes || true")
         if exists.strip() != "yes":
-            return []
+            return Pulled()
         target = self._rsync_target(source)
-        return rsync.pull(target, patterns, Path(local_dir), self.ssh_command)
+        # The other end runs as the node's user, whom the job may have been:
+        # the receiving rsync here takes regular files only, none over the
+        # cap, and the archive checks again what arrived (worker.archive).
+        files = rsync.pull(target, patterns, Path(local_dir), self.ssh_command, max_bytes)
+        return Pulled(files=files)
 
     def clean(self) -> None:
         with self._client() as client:

@@ -36,7 +36,9 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.connection import GerritConnection, ssh_client
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.node.confine import Jail
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION
 from gatekeeper.sandbox.seed import PROJECTS, seed_files
 from listeners.gerrit import GerritListener
 
@@ -66,6 +68,17 @@ def make_key(path: Path) -> str:
             stdin=subprocess.DEVNULL,
         )
     return path.with_suffix(".pub").read_text().strip()
+
+
+def needs_unconfined(bwrap: str) -> bool:
+    """Whether the sandbox's local provider must run jobs unconfined: only
+    where bubblewrap cannot run. The sandbox's Gerrit is the simulator and
+    its changes are the demo's own, so it runs them anyway, and says so.
+    """
+    problem = Jail(bwrap).problem()
+    if problem:
+        log.warning("sandbox: jobs run UNCONFINED, as this user: %s", problem)
+    return bool(problem)
 
 
 def change_id_for(text: str) -> str:
@@ -110,9 +123,12 @@ class Sandbox:
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
         components: frozenset[str] = ALL,
+        gerrit_version: str = DEFAULT_VERSION,
         rest: bool = False,
     ) -> None:
         self.root = root.resolve()
+        #: The Gerrit version (and so the dialect) the simulator speaks.
+        self.gerrit_version = gerrit_version
         #: Reviews and submits over the simulator's REST API (gerrit.http).
         self.rest = rest
         self.layout = layout.resolve()
@@ -160,7 +176,7 @@ class Sandbox:
         """Only the simulator, its projects and its people: for a daemon run
         as its own process (see :meth:`site_file`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        sim = GerritSimulator(self.root / "gerrit", port=port)
+        sim = GerritSimulator(self.root / "gerrit", port=port, version=self.gerrit_version)
         self.sim = sim
         for user, (name, email, groups) in USERS.items():
             sim.add_account(user, name, email, make_key(self.keys / user), groups=set(groups))
@@ -176,6 +192,8 @@ class Sandbox:
         """A ``gatekeeper.yaml`` for ``gatekeeper run`` against the simulator
         (state in ``<root>/state``); ``extra`` is appended as YAML."""
         assert self.sim is not None
+        if "providers:" not in extra and needs_unconfined("bwrap"):
+            extra += "providers:\n  - name: local\n    unconfined: true\n"
         path.write_text(
             f"gerrit:\n  host: {self.sim.host}\n  port: {self.sim.port}\n  user: gatekeeper\n"
             f"  key: {self.keys / 'gatekeeper'}\n  known_hosts: {self.known_hosts}\n"
@@ -217,6 +235,9 @@ class Sandbox:
             site.gerrit.http = GerritHttpConfig(
                 url=self.sim.http_url, user="gatekeeper", password=REST_PASSWORD
             )
+        for provider in site.providers:
+            if provider.driver == "local" and not provider.unconfined:
+                provider.unconfined = needs_unconfined(provider.bwrap)
         return site.resolve(self.root)
 
     def operator_token(self, user: str = "bob", role: str = "admin", lifetime: float = 600) -> str:

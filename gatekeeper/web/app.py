@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.web import builds, logs, metrics, pool, status
+from gatekeeper.web import actions, builds, console, logs, metrics, pool, status
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.templating import STATIC
 
@@ -80,6 +80,8 @@ def make_app(ctx: WebContext) -> Starlette:
     routes.extend(metrics.routes(ctx))
     routes.extend([*builds.routes(ctx), *logs.routes(ctx)])
     routes.extend(status.routes(ctx))
+    routes.extend(actions.routes(ctx))
+    routes.extend(console.routes(ctx))
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.ctx = ctx
     return app

@@ -15,6 +15,13 @@ from gatekeeper.db.engine import Database
 #: ``status`` request over Gearman. Raises ``GatekeeperError`` when the
 #: scheduler cannot be asked.
 LiveStatus = Callable[[], Mapping[str, object]]
+#: An operator request (``enqueue``, ``dequeue``, ``promote``) sent with the
+#: signed-in user's token, answered by the scheduler's admin worker exactly
+#: as the CLI's are (its token check, its audit row): in-process its
+#: handler, in a split site ``admin.call`` over Gearman. Takes the function,
+#: its arguments and the token; returns the result. Raises
+#: ``GatekeeperError`` with the scheduler's reason when refused or failed.
+Operate = Callable[[str, Mapping[str, object], str], object]
 
 
 @dataclass
@@ -34,3 +41,8 @@ class WebContext:
     #: Provider -> until when (epoch) the in-process pool holds back its
     #: launches after failures (``Pool.backing_off``); None: no pool here.
     pool_backoff: Callable[[], Mapping[str, float]] | None = None
+    #: The site's operator token secret (``admin.secret-file``): the web
+    #: checks a pasted token with it. None: no sign-in here, read-only.
+    secret: bytes | None = None
+    #: Where operator requests go; None: no scheduler to ask, read-only.
+    operate: Operate | None = None

@@ -11,8 +11,11 @@ import html
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import quote
+
+from gatekeeper.model.outside import shown
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,59 @@ def safe_log_dir(log_root: Path, log_path: str) -> Path:
     if result == root or not result.is_relative_to(root):
         raise ValueError(f"LOG_PATH {log_path!r} leaves the log root")
     return result
+
+
+def vet(log_dir: Path, max_bytes: int, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Leave in ``log_dir`` only what an archive may hold: regular files
+    with one name each (no symlinks, devices, fifos, sockets, hard links),
+    ``max_bytes`` of them together at most (the file that crosses the cap
+    is cut, the later ones removed; in sorted path order). Top-level names
+    in ``keep`` (gatekeeper's own console.txt) are left alone and not
+    counted. Returns a note for each file removed or cut.
+    """
+    top = Path(log_dir)
+    notes: list[str] = []
+    total = 0
+    for current, dirs, files in os.walk(top, followlinks=False):
+        here = Path(current)
+        dirs.sort()
+        names = sorted(files)
+        # os.walk lists a symlink to a directory among the directories.
+        names += [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in names]
+        for name in names:
+            path = here / name
+            rel = path.relative_to(top).as_posix()
+            if here == top and name in keep:
+                continue
+            try:
+                info = path.lstat()
+                why = ""
+                if stat.S_ISLNK(info.st_mode):
+                    why = "a symlink"
+                elif not stat.S_ISREG(info.st_mode):
+                    why = "not a regular file"
+                elif info.st_nlink > 1:
+                    why = f"a hard link ({info.st_nlink} names)"
+                elif total >= max_bytes:
+                    why = "over the log size cap"
+                if why:
+                    path.unlink()
+                    notes.append(f"{shown(rel)}: {why}, removed from the archive")
+                    continue
+                if total + info.st_size > max_bytes:
+                    os.truncate(path, max_bytes - total)
+                    notes.append(
+                        f"{shown(rel)}: cut at {max_bytes - total} of {info.st_size} bytes"
+                        " (log size cap)"
+                    )
+                    total = max_bytes
+                    continue
+                total += info.st_size
+            except OSError as exc:
+                log.warning("archive %s: %s: %s", top, shown(rel), exc)
+                notes.append(f"{shown(rel)}: could not be checked ({exc.strerror})")
+    return notes
 
 
 def log_url(base_url: str, log_path: str) -> str:

@@ -22,9 +22,10 @@ from gatekeeper.errors import (
 )
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
+from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, NodeWait, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
-from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
+from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class BuildExecutor:
     ``hold_max(label)`` caps the held nodes of a label (None: no cap).
     ``describe_wait(label, waited)`` says what the pool had when a build
     gave up waiting for a node (its NODE_FAILURE report shows it).
+    ``log_max_bytes`` caps the log files collected from one build.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class BuildExecutor:
         job_timeout: float = 3600.0,
         hold_max: Callable[[str], int] | None = None,
         describe_wait: Callable[[str, float], NodeWait] | None = None,
+        log_max_bytes: int = 300 * 2**20,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -134,6 +137,7 @@ class BuildExecutor:
         self.job_timeout = job_timeout
         self.hold_max = hold_max
         self.describe_wait = describe_wait
+        self.log_max_bytes = log_max_bytes
 
     # -- node ----------------------------------------------------------------
 
@@ -330,10 +334,16 @@ class BuildExecutor:
             try:
                 # Paths are kept: a job's logs/screen-n-api.txt is archived at
                 # <LOG_PATH>/logs/screen-n-api.txt, as devstack-gate laid them out.
-                copied = transport.pull("workspace", spec.logs, log_dir)
-                console.line(f"collected {len(copied)} log files")
+                pulled = transport.pull("workspace", spec.logs, log_dir, self.log_max_bytes)
+                notes = pulled.refused
+                # Again here, whatever the transport: the other end of a
+                # copy may be the job's own user (see archive.vet).
+                notes += vet(log_dir, self.log_max_bytes, keep={CONSOLE})
+                console.line(f"collected {len(pulled.files)} log files")
+                for note in notes:
+                    console.line(f"WARNING: log file {note}")
             except (TransportError, OSError) as exc:
-                console.line(f"WARNING: collecting logs failed: {exc}")
+                console.line(f"WARNING: collecting logs failed: {shown(exc)}")
         return result, error
 
     def _prepare(self, params: dict[str, str], spec: JobSpec, dest: Path) -> list[RepoState]:

@@ -31,7 +31,9 @@ from gatekeeper.dispatch.signing import ResultSigner
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import CompleteData, StartData
-from gatekeeper.worker.executor import BuildExecutor
+from gatekeeper.worker.archive import safe_log_dir
+from gatekeeper.worker.console import ConsoleServer
+from gatekeeper.worker.executor import CONSOLE, BuildExecutor
 
 if TYPE_CHECKING:
     from gatekeeper.db.builds import BuildStore
@@ -87,6 +89,7 @@ class Worker:
         builds: BuildStore | None = None,
         heartbeat: float = 5.0,
         signer: ResultSigner | None = None,
+        consoles: ConsoleServer | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -94,6 +97,9 @@ class Worker:
         #: Signs each start and result with this worker's key (None: an
         #: insecure site, whose scheduler believes any packet).
         self.signer = signer
+        #: Serves the running builds' consoles to the web (None: not served);
+        #: started and stopped with the worker.
+        self.consoles = consoles
         self.heartbeat_interval = heartbeat
         self.name = name
         self.servers = list(servers)
@@ -128,6 +134,8 @@ class Worker:
     def start(self) -> None:
         """Connect to every server and start taking jobs."""
         functions = [build_function(job) for job in self.job_names]
+        if self.consoles is not None:
+            self.consoles.start()
         for slot in range(self.concurrency):
             gw = self._connect(f"{self.name}-{slot}", functions)
             self._gear.append(gw)
@@ -242,6 +250,8 @@ class Worker:
                 conn.disconnect()
         for thread in self._threads:
             thread.join(timeout=STOP_GRACE)
+        if self.consoles is not None:
+            self.consoles.stop()
         log.info("worker %s stopped", self.name)
 
     # -- threads -------------------------------------------------------------
@@ -278,6 +288,7 @@ class Worker:
             # dispatcher sent and checks the signature against.
             attempt = spec.attempt
             uuid = params.get("ZUUL_UUID", "")
+            self._serve_console(uuid, params)
             with self._lock:
                 self._builds[uuid] = running
                 if self._stop.is_set():
@@ -303,6 +314,8 @@ class Worker:
             with self._lock:
                 if uuid and self._builds.get(uuid) is running:
                     del self._builds[uuid]
+            if uuid and self.consoles is not None:
+                self.consoles.ended(uuid)
         if running.started_at is not None:
             self._record_end(running.started_at, result)
         if running.disconnected:
@@ -315,6 +328,16 @@ class Worker:
             return
         log.info("build %s finished: %s", uuid, result.result)
         self._send(job, "complete", encode(self._signed(result, attempt)))
+
+    def _serve_console(self, uuid: str, params: dict[str, str]) -> None:
+        """Let the web read the build's console.txt where the executor writes it."""
+        if self.consoles is None or not uuid:
+            return
+        try:
+            log_dir = safe_log_dir(self.executor.log_root, params.get("LOG_PATH", ""))
+        except ValueError:
+            return  # the executor refuses the build and says why
+        self.consoles.running(uuid, log_dir / CONSOLE)
 
     def _signed(self, data: _Data, attempt: int) -> _Data:
         return self.signer.sign(data, attempt) if self.signer is not None else data
@@ -337,7 +360,13 @@ class Worker:
             return False
         try:
             return self.builds.worker_started(
-                data.uuid, self.name, data.node, data.provider, data.started_at, data.url
+                data.uuid,
+                self.name,
+                data.node,
+                data.provider,
+                data.started_at,
+                data.url,
+                console_address=self.consoles.address if self.consoles is not None else "",
             )
         except Exception:
             log.exception("build %s: could not record its start", data.uuid)

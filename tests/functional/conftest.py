@@ -28,16 +28,26 @@ def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]
     """A started Sandbox: simulator + gatekeeper, a person's view of the system."""
     gearman, database = request.param
     servers = [request.getfixturevalue("gearmand")] if gearman == "gearmand" else []
+    # The Gerrit dialect: 3.x unless a test parametrizes ``gerrit_version``.
+    version = request.getfixturevalue("gerrit_version")
     if database == "postgresql":
         server_url = postgres_server_url()
         with scratch_postgres_database(server_url) as url:
-            yield from _started(tmp_path, servers, url)
+            yield from _started(tmp_path, servers, url, version)
     else:
-        yield from _started(tmp_path, servers, "")
+        yield from _started(tmp_path, servers, "", version)
 
 
-def _started(tmp_path: Path, servers: list[tuple[str, int]], url: str) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path / "sandbox", REPO / "layout.yaml", gearman_servers=servers, database=url)
+def _started(
+    tmp_path: Path, servers: list[tuple[str, int]], url: str, version: str
+) -> Iterator[Sandbox]:
+    box = Sandbox(
+        tmp_path / "sandbox",
+        REPO / "layout.yaml",
+        gearman_servers=servers,
+        database=url,
+        gerrit_version=version,
+    )
     try:
         box.start()
         yield box

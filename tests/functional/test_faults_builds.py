@@ -218,6 +218,11 @@ class Site:
     def builds(self) -> BuildStore:
         return self.ledger.builds
 
+    def release(self) -> None:
+        """Let every job waiting in :func:`wait_release` go on."""
+        for node in (self.tmp / "nodes").iterdir():
+            (node / "release").touch()
+
     def add_nodes(self, count: int) -> None:
         for _ in range(count):
             name = f"node-{uuidlib.uuid4().hex[:8]}"
@@ -368,8 +373,10 @@ def site(gearman: GearmanServer, tmp_path: Path) -> Iterator[Site]:
         s.close()
 
 
-def wait_release(flag: Path) -> str:
-    return f"echo waiting; while [ ! -e {flag} ]; do sleep 0.05; done; echo released"
+def wait_release() -> str:
+    # A confined job sees nothing outside its node: the flag is put in every
+    # node's directory (the job's $HOME) by Site.release.
+    return 'echo waiting; while [ ! -e "$HOME/release" ]; do sleep 0.05; done; echo released'
 
 
 # -- the tests --------------------------------------------------------------------
@@ -377,14 +384,13 @@ def wait_release(flag: Path) -> str:
 
 def test_worker_killed_mid_build_is_run_again(site: Site, gearman: GearmanServer) -> None:
     site.add_nodes(6)
-    release = site.tmp / "release"
     first = site.spawn_worker("w-first")
-    uuids = [site.submit(wait_release(release)) for _ in range(3)]
+    uuids = [site.submit(wait_release()) for _ in range(3)]
     wait_for(lambda: all(site.ledger.starts(u) == [1] for u in uuids), "three builds to start")
     site.spawn_worker("w-second")
     first.kill()  # SIGKILL: no goodbye to Gearman, nodes left claimed
     first.wait()
-    release.touch()
+    site.release()
     site.ledger.tally(
         f"worker SIGKILL mid-build ({gearman.kind})", 1, dict.fromkeys(uuids, "SUCCESS")
     )
@@ -448,15 +454,14 @@ def test_worker_dying_on_every_attempt_is_retry_limit(site: Site, gearman: Gearm
 
 def test_gearman_restart_mid_build(site: Site, gearman: GearmanServer) -> None:
     site.add_nodes(6)
-    release = site.tmp / "release"
     worker = site.start_worker("w-restart")
-    uuids = [site.submit(wait_release(release)) for _ in range(2)]
+    uuids = [site.submit(wait_release()) for _ in range(2)]
     wait_for(lambda: all(site.ledger.starts(u) == [1] for u in uuids), "two builds to start")
     gearman.restart()
     # Workers and the dispatcher reconnect by themselves; the runs that lost
     # their server were aborted and the builds submitted again.
     wait_for(lambda: all(site.ledger.starts(u) == [1, 2] for u in uuids), "second attempts")
-    release.touch()
+    site.release()
     site.ledger.tally(
         f"gearman restart mid-build ({gearman.kind})", 1, dict.fromkeys(uuids, "SUCCESS")
     )
@@ -480,30 +485,36 @@ def test_job_that_never_ends_is_timed_out(
 ) -> None:
     site.add_nodes(1)
     site.start_worker("w-timeout", job_timeout=site_timeout)
-    pids = site.tmp / "pids"
+    # Named so it can be found from outside the job's pid namespace.
+    marker = f"gatekeeper-fault-{uuidlib.uuid4().hex[:12]}"
     command = (
-        f"mkdir -p logs; echo collected > logs/before.txt; sleep 100000 & echo $! > {pids};"
-        " echo sleeping; wait"
+        f"mkdir -p logs; echo collected > logs/before.txt; (exec -a {marker} sleep 100000) &"
+        " kill -0 $! && echo child-running; echo sleeping; wait"
     )
     uuid = site.submit(command, timeout=job_timeout)
     site.ledger.tally(f"job never ends ({gearman.kind})", 1, {uuid: "TIMED_OUT"})
     console = (site.log_dir(uuid) / "console.txt").read_text()
     assert "sleeping\n" in console and "TIMED OUT after 1s" in console
     assert (site.log_dir(uuid) / "logs" / "before.txt").read_text() == "collected\n"
-    child = int(pids.read_text())
-    wait_for(lambda: not _alive(child), "the command's child to be killed", 15)
+    assert "child-running\n" in console
+    wait_for(lambda: not _running(marker), "the command's child to be killed", 15)
     [node] = site.nodes.list()
     assert node.state == NodeState.HOLD
     record = site.builds.get(uuid)
     assert record is not None and record.result == "TIMED_OUT" and record.heartbeat is not None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"
+def _running(marker: str) -> bool:
+    """Whether a live (not zombie) process on this host has ``marker`` as its name."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or marker.encode() not in (proc / "cmdline").read_bytes():
+                continue
+            if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_job_without_worker_is_not_registered(site: Site, gearman: GearmanServer) -> None:
@@ -530,14 +541,13 @@ def test_sigterm_lets_a_build_finish_and_hands_on_the_rest(
     site: Site, gearman: GearmanServer
 ) -> None:
     site.add_nodes(4)
-    release = site.tmp / "release"
     proc = site.spawn_worker("w-term", grace=3.0)
-    finishing = site.submit(f"{wait_release(release)}; echo finished")
+    finishing = site.submit(f"{wait_release()}; echo finished")
     endless = site.submit("echo endless; sleep 100000")
     wait_for(lambda: all(site.ledger.starts(u) == [1] for u in (finishing, endless)), "starts")
     site.spawn_worker("w-after")
     proc.send_signal(signal.SIGTERM)
-    release.touch()
+    site.release()
     # Within the grace period the first ends as usual; the endless one is
     # aborted when it is over, and the dispatcher gives it to w-after.
     assert proc.wait(30) == 0
@@ -653,15 +663,14 @@ def test_postgres_restarted_between_and_during_builds(
     try:
         site.add_nodes(4)
         site.start_worker("w-pg")
-        release = tmp_path / "release"
         first = site.submit("echo one")
         wait_for(lambda: bool(site.ledger.results(first)), "the first build")
         private_postgres.stop()
         private_postgres.start()  # between two operations
-        running = site.submit(wait_release(release))
+        running = site.submit(wait_release())
         wait_for(lambda: site.ledger.starts(running) == [1], "a build to start")
         private_postgres.stop()  # during one: heartbeats fail, then the result waits
-        release.touch()
+        site.release()
         threading.Event().wait(1.0)
         private_postgres.start()
         last = site.submit("echo three")

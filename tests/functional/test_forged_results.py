@@ -32,7 +32,7 @@ from gatekeeper.dispatch.protocol import encode
 from gatekeeper.dispatch.signing import ResultSigner
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.sandbox.harness import Sandbox
-from tests.functional.test_gate import builds_of, gate_layout
+from tests.functional.test_gate import UNCONFINED, builds_of, gate_layout
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -67,7 +67,13 @@ def sandbox(
 ) -> Sandbox:
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    return Sandbox(tmp_path / "sandbox", layout, gearman_servers=servers, components=components)
+    return Sandbox(
+        tmp_path / "sandbox",
+        layout,
+        gearman_servers=servers,
+        components=components,
+        extra_site={"providers": [UNCONFINED]},
+    )
 
 
 def evil_files(box: Sandbox, out: Path) -> TlsFiles:
@@ -261,7 +267,10 @@ def test_an_insecure_site_believes_results_unsigned_and_says_so(
     (flags / "release").touch()
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
-    insecure = {"gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True}}
+    insecure = {
+        "gearman": {"listen": {"host": "127.0.0.1", "port": 0}, "insecure": True},
+        "providers": [UNCONFINED],
+    }
     box = Sandbox(tmp_path / "sandbox", layout, extra_site=insecure)
     with caplog.at_level(logging.WARNING, logger="gatekeeper.app"):
         box.start()

@@ -95,6 +95,13 @@ projects:
 {others}"""
 
 
+# The jobs of gate_layout read flag files the test writes outside their
+# nodes, which a confined job cannot see (tests/functional/test_confinement.py
+# shows it): they run unconfined, by the seam of a bubblewrap that is not there.
+UNCONFINED = {"name": "local", "bwrap": "/nonexistent/bwrap", "unconfined": True}
+UNCONFINED_YAML = "    bwrap: /nonexistent/bwrap\n    unconfined: true\n"
+
+
 @pytest.fixture
 def flags(tmp_path: Path) -> Path:
     path = tmp_path / "flags"
@@ -112,7 +119,9 @@ def layout_text(flags: Path, request: pytest.FixtureRequest) -> str:
 def box(tmp_path: Path, flags: Path, layout_text: str) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(layout_text)
-    sandbox = Sandbox(tmp_path / "sandbox", layout, worker_count=4)
+    sandbox = Sandbox(
+        tmp_path / "sandbox", layout, worker_count=4, extra_site={"providers": [UNCONFINED]}
+    )
     sandbox.start()
     try:
         yield sandbox

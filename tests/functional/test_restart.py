@@ -25,7 +25,7 @@ from gatekeeper.db.tables import BuildRecord, Node, QueueItemRecord
 from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.gearmand import free_port
-from tests.functional.test_gate import gate_layout
+from tests.functional.test_gate import UNCONFINED_YAML, gate_layout
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,7 +40,7 @@ pool:
 providers:
   - name: local
     driver: local
-    max-servers: 10
+{unconfined}    max-servers: 10
 labels:
   - name: devstack-vm
     min-ready: 2
@@ -152,7 +152,9 @@ def status_order(site_dir: Path) -> list[str]:
 
 def test_kill_9_with_ten_items_in_the_gate(box: Sandbox, flags: Path) -> None:
     site_dir = box.root
-    box.site_file(site_dir / "gatekeeper.yaml", SITE.format(port=free_port()))
+    box.site_file(
+        site_dir / "gatekeeper.yaml", SITE.format(port=free_port(), unconfined=UNCONFINED_YAML)
+    )
     db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
     sim = box.sim
     assert sim is not None
@@ -234,7 +236,7 @@ pool:
 providers:
   - name: local
     driver: local
-    max-servers: 4
+{unconfined}    max-servers: 4
 labels:
   - name: devstack-vm
     min-ready: 2
@@ -251,7 +253,10 @@ def test_kill_9_of_the_scheduler_while_workers_elsewhere_build(
     re-attaches to them and reports each change once, without re-running."""
     site_dir = box.root
     host, port = gearmand
-    box.site_file(site_dir / "gatekeeper.yaml", SPLIT_SITE.format(host=host, port=port))
+    box.site_file(
+        site_dir / "gatekeeper.yaml",
+        SPLIT_SITE.format(host=host, port=port, unconfined=UNCONFINED_YAML),
+    )
     db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
     sim = box.sim
     assert sim is not None

@@ -352,14 +352,14 @@ def test_a_change_that_moved_on_leaves_quietly(box: Sandbox, db: Database) -> No
 
 @pytest.fixture
 def gate_box(tmp_path: Path) -> Iterator[Sandbox]:
-    from tests.functional.test_gate import gate_layout
+    from tests.functional.test_gate import UNCONFINED, gate_layout
 
     flags = tmp_path / "flags"
     flags.mkdir()
     (flags / "release").touch()
     layout = tmp_path / "gate.yaml"
     layout.write_text(gate_layout(flags))
-    sandbox = Sandbox(tmp_path / "gate-sandbox", layout)
+    sandbox = Sandbox(tmp_path / "gate-sandbox", layout, extra_site={"providers": [UNCONFINED]})
     sandbox.start_gerrit()
     try:
         yield sandbox

@@ -81,7 +81,7 @@ def test_static_node_round_trip(sshd: SSHServer, db: Database, tmp_path: Path) -
         )
         assert status == 0
         assert lines and lines[-1].endswith("for 1234")
-        copied = transport.pull("workspace", ["logs/**"], tmp_path / "collected")
+        copied = transport.pull("workspace", ["logs/**"], tmp_path / "collected").files
         assert [p.name for p in copied] == ["console.txt"]
         assert (tmp_path / "collected" / "logs" / "console.txt").read_text().endswith("1234\n")
 

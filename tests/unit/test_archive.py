@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.worker.archive import log_url, safe_log_dir, write_index
+from gatekeeper.errors import TransportError
+from gatekeeper.node.transport_local import LocalTransport
+from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -99,3 +101,76 @@ def test_log_url() -> None:
         "http://logs.example.org/01/1/1/check/job/abc/"
     )
     assert log_url("file:///srv/logs", "a/b") == "file:///srv/logs/a/b/"
+
+
+# -- what the archive takes ----------------------------------------------
+
+
+def _hostile_logs(logs: Path, outside: Path) -> None:
+    """A log directory as a job could leave it: one good file and every
+    kind of thing the archive must not take."""
+    logs.mkdir(parents=True)
+    (logs / "a-good.txt").write_text("good\n")
+    (logs / "b-big.txt").write_bytes(b"x" * 100)
+    (logs / "c-after-cap.txt").write_text("late\n")
+    outside.write_text("SECRET KEY MATERIAL\n")
+    os.link(outside, logs / "hardlink.key")
+    (logs / "symlink.key").symlink_to(outside)
+    os.mkfifo(logs / "fifo")
+
+
+def test_pull_takes_only_regular_files_with_one_name_up_to_the_cap(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    _hostile_logs(node / "workspace" / "logs", tmp_path / "outside.key")
+    dest = tmp_path / "archive"
+
+    pulled = LocalTransport(node, None).pull("workspace", ["logs/**"], dest, max_bytes=50)
+
+    taken = sorted(p.relative_to(dest).as_posix() for p in pulled.files)
+    assert taken == ["logs/a-good.txt", "logs/b-big.txt"]
+    assert (dest / "logs" / "a-good.txt").read_text() == "good\n"
+    assert (dest / "logs" / "b-big.txt").read_bytes() == b"x" * 45  # 50 - len("good\n")
+    notes = "\n".join(pulled.refused)
+    assert "logs/hardlink.key: a hard link (2 names" in notes
+    assert "logs/symlink.key: a symlink" in notes
+    assert "logs/fifo: not a regular file" in notes
+    assert "logs/b-big.txt: cut at 45 of 100 bytes" in notes
+    assert "logs/c-after-cap.txt: over the log size cap" in notes
+    on_disk = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert on_disk == ["logs", "logs/a-good.txt", "logs/b-big.txt"]
+    for path in dest.rglob("*"):
+        assert path.is_dir() or b"SECRET" not in path.read_bytes()
+
+
+def test_vet_removes_what_an_archive_may_not_hold(tmp_path: Path) -> None:
+    """The check made after every copy, whatever made it (rsync from an SSH
+    node runs as the node's user)."""
+    log_dir = tmp_path / "build"
+    _hostile_logs(log_dir / "logs", tmp_path / "outside.key")
+    (log_dir / "logs" / "linked-dir").symlink_to(tmp_path)
+    (log_dir / "console.txt").write_text("c" * 1000)
+
+    notes = vet(log_dir, max_bytes=50, keep={"console.txt"})
+
+    remaining = sorted(p.relative_to(log_dir).as_posix() for p in log_dir.rglob("*"))
+    assert remaining == ["console.txt", "logs", "logs/a-good.txt", "logs/b-big.txt"]
+    assert (log_dir / "logs" / "b-big.txt").stat().st_size == 45
+    assert (log_dir / "console.txt").stat().st_size == 1000  # ours: not counted, not cut
+    assert outside_intact(tmp_path / "outside.key")
+    joined = "\n".join(notes)
+    for name in ("hardlink.key", "symlink.key", "fifo", "linked-dir", "c-after-cap.txt"):
+        assert f"logs/{name}: " in joined
+    assert "logs/b-big.txt: cut at 45 of 100 bytes" in joined
+
+
+def outside_intact(path: Path) -> bool:
+    return path.read_text() == "SECRET KEY MATERIAL\n"
+
+
+@pytest.mark.parametrize(
+    "pattern", ["/etc/**", "../logs/**", "logs/../../x"], ids=["absolute", "dotdot", "inner"]
+)
+def test_pull_refuses_patterns_that_leave_the_node(tmp_path: Path, pattern: str) -> None:
+    (tmp_path / "node" / "workspace").mkdir(parents=True)
+    with pytest.raises(TransportError, match="leaves the node root"):
+        LocalTransport(tmp_path / "node", None).pull("workspace", [pattern], tmp_path / "out")

@@ -105,7 +105,7 @@ def test_change_info_shapes(url: str, change: str, gerrit_sim: GerritSimulator) 
 def test_review_with_tag_and_submit(
     rest: GerritRest, change: str, gerrit_sim: GerritSimulator
 ) -> None:
-    assert rest.version() == "3.10.3-sim"
+    assert rest.version() == gerrit_sim.version
     result = rest.review(1, change, "Build succeeded.", {"Verified": 2}, bot_tag("check"), "NONE")
     assert result == {"labels": {"Verified": 2}}
     [received] = gerrit_sim.rest.reviews

@@ -88,3 +88,21 @@ def test_yaml_syntax_error_is_placed(tmp_path: Path) -> None:
     path.write_text("gerrit:\n  host: 'unterminated\n")
     with pytest.raises(ConfigError, match=rf"^{path}:\d+: YAML syntax error: "):
         load_site(path, tmp_path)
+
+
+def test_jail_keys_default_and_belong_to_the_local_driver(tmp_path: Path) -> None:
+    [local] = load_site(None, tmp_path).providers
+    assert (local.network, local.unconfined, local.job_uid, local.job_gid) == (
+        True,
+        False,
+        65534,
+        65534,
+    )
+    path = tmp_path / "gatekeeper.yaml"
+    path.write_text(
+        "providers:\n  - name: s\n    driver: static\n    network: false\n"
+        "    hosts:\n      - {name: h, host: h, username: u, private-key: k,"
+        " known-hosts: kh, label: l}\n"
+    )
+    with pytest.raises(ConfigError, match="only for the local driver"):
+        load_site(path, tmp_path)

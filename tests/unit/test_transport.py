@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def _run(transport: Transport, command: str, **kwargs: object) -> tuple[int, lis
 def local(tmp_path: Path) -> LocalTransport:
     root = tmp_path / "node"
     root.mkdir()
-    return LocalTransport(root)
+    return LocalTransport(root, None)
 
 
 def test_local_push_mirrors_with_deletes(local: LocalTransport, tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_local_pull_patterns_and_no_symlinks(local: LocalTransport, tmp_path: Pa
     (local.root / "workspace" / "secret.key").write_text("no")
     dest = tmp_path / "collected"
 
-    copied = local.pull("workspace", ["logs/**", "screen-*.txt"], dest)
+    copied = local.pull("workspace", ["logs/**", "screen-*.txt"], dest).files
 
     assert sorted(p.relative_to(dest).as_posix() for p in copied) == [
         "logs/a.txt",
@@ -222,7 +223,7 @@ def test_ssh_push_run_pull(ssh: SSHTransport, tmp_path: Path) -> None:
 
     (remote / "workspace" / "logs" / "passwd").symlink_to("/etc/passwd")
     dest = tmp_path / "collected"
-    copied = ssh.pull("workspace", ["logs/**"], dest)
+    copied = ssh.pull("workspace", ["logs/**"], dest).files
     assert [p.relative_to(dest).as_posix() for p in copied] == ["logs/x.txt"]
     assert not (dest / "logs" / "passwd").exists()
 
@@ -284,3 +285,20 @@ def test_ssh_unknown_host_key_is_refused(sshd: SSHServer, tmp_path: Path) -> Non
         _run(transport, "true")
     with pytest.raises(TransportError):
         transport.push(tmp_path, "x")
+
+
+@pytest.mark.sshd
+def test_ssh_pull_takes_regular_files_under_the_cap(ssh: SSHTransport, tmp_path: Path) -> None:
+    ssh.push(_workspace(tmp_path), "workspace")
+    logs = Path(ssh.root) / "workspace" / "logs"
+    logs.mkdir()
+    (logs / "small.txt").write_text("small\n")
+    (logs / "big.txt").write_bytes(b"x" * 100)
+    os.mkfifo(logs / "fifo")
+    (logs / "etc").symlink_to("/etc")
+    dest = tmp_path / "collected"
+
+    pulled = ssh.pull("workspace", ["logs/**"], dest, max_bytes=50)
+
+    assert [p.relative_to(dest).as_posix() for p in pulled.files] == ["logs/small.txt"]
+    assert sorted(p.name for p in (dest / "logs").iterdir()) == ["small.txt"]

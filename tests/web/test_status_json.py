@@ -32,6 +32,7 @@ from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
 from gatekeeper.web.status import StatusCache
 from gatekeeper.web.status import routes as status_routes
+from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,7 +94,9 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("status")
     layout = root / "layout.yaml"
     layout.write_text(LAYOUT.replace("{flag}", str(root / "release")))
-    sandbox = Sandbox(root / "sandbox", layout, worker_count=8)
+    sandbox = Sandbox(
+        root / "sandbox", layout, worker_count=8, extra_site={"providers": [UNCONFINED]}
+    )
     sandbox.start()
     try:
         checked = sandbox.push_change("openstack/nova", "Only checked", {"a.txt": "a\n"})

@@ -14,6 +14,7 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.sandbox.harness import Sandbox
+from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +51,7 @@ projects:
 def box(tmp_path: Path) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT.replace("{flag}", str(tmp_path / "release")))
-    sandbox = Sandbox(tmp_path / "sandbox", layout)
+    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"providers": [UNCONFINED]})
     sandbox.start()
     try:
         yield sandbox

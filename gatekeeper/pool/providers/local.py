@@ -24,6 +24,7 @@ from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
 from gatekeeper.model.node import LaunchedNode
+from gatekeeper.node.confine import Jail
 from gatekeeper.node.transport import Transport
 from gatekeeper.node.transport_local import LocalTransport, make_writable_and_retry
 from gatekeeper.pool.providers.base import BuildsImages, Progress, Provider, Reapable, Tagged
@@ -45,6 +46,25 @@ class LocalProvider(Provider, Reapable, BuildsImages):
             raise ProviderError(f"local provider {config.name} has no root directory")
         self.root = Path(config.root).expanduser().resolve()
         self.images = self.root.parent / "images"
+        self.jail = Jail(config.bwrap, config.network, config.job_uid, config.job_gid)
+        # Asked once: whether this host can run the jail at all.
+        self.jail_problem = self.jail.problem()
+        self.refusal = ""
+        if not self.jail_problem:
+            log.info("local provider %s: jobs run confined by bubblewrap", config.name)
+        elif config.unconfined:
+            log.warning(
+                "local provider %s: jobs run UNCONFINED, as this user (unconfined: true): %s",
+                config.name,
+                self.jail_problem,
+            )
+        else:
+            self.refusal = (
+                f"local provider {config.name} cannot confine jobs ({self.jail_problem}); "
+                "it runs none: install bubblewrap and allow user namespaces, or set "
+                "'unconfined: true' on the provider if this host and its changes are trusted"
+            )
+            log.error("%s", self.refusal)
 
     def _node_dir(self, name: str) -> Path:
         if not _SAFE_NAME.match(name) or ".." in name:
@@ -166,4 +186,5 @@ class LocalProvider(Provider, Reapable, BuildsImages):
         return self._image_dir(external_id).exists()
 
     def transport(self, node: Node) -> Transport:
-        return LocalTransport(Path(node.external_id))
+        jail = None if self.jail_problem else self.jail
+        return LocalTransport(Path(node.external_id), jail, refuse=self.refusal)

@@ -40,7 +40,6 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gatekeeper.sandbox.gerrit_sim import events, labels, query, review
-from gatekeeper.sandbox.gerrit_sim.commands import VERSION
 from gatekeeper.sandbox.gerrit_sim.state import Change, PatchSet, SimState
 from gatekeeper.web.server import WebServer
 
@@ -148,7 +147,7 @@ class RestApi:
     async def _version(self, request: Request) -> Response:
         if self._user(request) is None:
             return _unauthorized()
-        return _json(VERSION)
+        return _json(self.state.version)
 
     async def _query(self, request: Request) -> Response:
         if self._user(request) is None:

@@ -343,7 +343,7 @@ def _submit(state: SimState, username: str, change: Change, patchset: PatchSet) 
             )
             state.emit(events.change_merged(state, change, username, new))
             if new != old:
-                state.emit(
-                    events.ref_updated(state, change.project, branch_ref, old, new, username)
-                )
+                update = [(branch_ref, old, new)]
+                for event in events.ref_updates(state, change.project, update, username):
+                    state.emit(event)
     log.info("change %d merged into %s as %s", change.number, branch_ref, new)

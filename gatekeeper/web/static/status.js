@@ -174,7 +174,42 @@
     row.dataset.result = job.result || "";
   }
 
-  function drawItem(queueNode, item, byId, now) {
+  // The signed-in operator's CSRF token (base.html draws it only then):
+  // without it no action form is drawn.
+  const csrfMeta = document.querySelector("meta[name='gk-csrf']");
+  const csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+
+  // A form posting ``fields`` to ``action``, back to this page; values set
+  // as properties, never parsed as markup.
+  function actionForm(action, label, fields) {
+    const form = el("form", "gk-inline");
+    form.method = "post";
+    form.action = action;
+    const all = Object.assign({ csrf: csrf, next: location.pathname + location.search }, fields);
+    for (const name of Object.keys(all)) {
+      const input = el("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = all[name];
+      form.appendChild(input);
+    }
+    const button = el("button", "gk-action-" + action.split("/").pop(), label);
+    button.type = "submit";
+    form.appendChild(button);
+    return form;
+  }
+
+  function drawActions(panel, pipelineName, item) {
+    if (!csrf || !item.id) return;
+    const actions = part(panel, "actions", "div", "gk-item-actions");
+    if (actions.children.length) return;
+    const fields = { pipeline: pipelineName, project: item.project || "", change: item.id };
+    actions.appendChild(actionForm("/action/dequeue", "Dequeue", fields));
+    actions.appendChild(actionForm("/action/promote", "Promote", fields));
+    actions.appendChild(actionForm("/action/enqueue", "Re-enqueue", fields));
+  }
+
+  function drawItem(queueNode, item, byId, now, pipelineName) {
     const key = item.id || item.zuul_ref || item.project;
     const panel = keyed(queueNode, key, "div", "gk-item");
     queueNode.appendChild(panel); // queue order (a promote moves it; the node stays)
@@ -228,6 +263,7 @@
     const jobs = part(panel, "jobs", "ul", "gk-jobs");
     for (const job of item.jobs || []) drawJob(jobs, job);
     prune(jobs);
+    drawActions(panel, pipelineName, item);
   }
 
   function draw(status) {
@@ -252,7 +288,7 @@
         const list = part(queueNode, "items", "div", "gk-items");
         const byId = {};
         for (const chainItems of queue.heads) for (const i of chainItems) if (i.id) byId[i.id] = i;
-        for (const item of items) drawItem(list, item, byId, now);
+        for (const item of items) drawItem(list, item, byId, now, pipeline.name);
         prune(list);
         count += items.length;
       }

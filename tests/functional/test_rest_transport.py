@@ -16,9 +16,11 @@ pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path / "sandbox", REPO / "layout.yaml", rest=True)
+@pytest.fixture(params=["3.11.1", "2.13"])
+def box(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    sandbox = Sandbox(
+        tmp_path / "sandbox", REPO / "layout.yaml", gerrit_version=request.param, rest=True
+    )
     sandbox.start()
     try:
         yield sandbox

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
-from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection, review_argv
+from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection
 from gatekeeper.gerrit.source import comments_since
+from gatekeeper.gerrit.transport import ReviewTransport, SshReview
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.reports import Report
@@ -80,8 +81,12 @@ class GerritReporter:
         attempts: int = REPORT_ATTEMPTS,
         backoff: float = REPORT_BACKOFF,
         backoff_max: float = REPORT_BACKOFF_MAX,
+        transport: ReviewTransport | None = None,
     ) -> None:
         self.connection = connection
+        #: How reviews go out (SSH unless the site file has gerrit.http);
+        #: read-backs are queries on the thread's SSH connection either way.
+        self.transport: ReviewTransport = transport or SshReview()
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -108,14 +113,6 @@ class GerritReporter:
     def deliver(self, report: Report, stop: threading.Event) -> ReportOutcome:
         change = report.change
         connection = self._connection()
-        argv = review_argv(
-            change.project,
-            change.number,
-            change.patchset,
-            report.message,
-            report.labels,
-            report.submit,
-        )
         error = ""
         attempt = 0
         while attempt < max(1, self.attempts) and not stop.is_set():
@@ -126,7 +123,17 @@ class GerritReporter:
                     break
             sent_at = time.time()
             try:
-                status, out, err = connection.run(argv, timeout=self.timeout)
+                status, out, err = self.transport.send(
+                    connection,
+                    change.project,
+                    change.number,
+                    change.patchset,
+                    report.message,
+                    report.labels,
+                    report.submit,
+                    report.pipeline,
+                    self.timeout,
+                )
             except GerritOutcomeUnknownError as exc:
                 error = str(exc)
                 log.warning(

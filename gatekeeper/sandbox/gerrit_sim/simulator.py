@@ -16,6 +16,7 @@ from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim import admin
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.records import ReviewRecord, SimChange
+from gatekeeper.sandbox.gerrit_sim.rest import RestApi, RestServer
 from gatekeeper.sandbox.gerrit_sim.server import SshServer
 from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION, Account, SimState
 
@@ -76,6 +77,9 @@ class GerritSimulator:
         self._server: SshServer | None = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._dispatcher: threading.Thread | None = None
+        #: The REST side (served once :meth:`start_http` is called).
+        self.rest = RestApi(self.state)
+        self._http: RestServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -91,8 +95,32 @@ class GerritSimulator:
         self._server.start()
         log.info("Gerrit simulator listening on %s:%d", self.host, self.port)
 
+    def start_http(self, port: int = 0) -> str:
+        """Serve the REST API (and the events-log plugin) on ``host:port``;
+        returns its base URL. Stopped by :meth:`stop`."""
+        if self._http is None:
+            self._http = RestServer(self.rest, self.host, port)
+            self._http.start()
+        return self._http.url
+
+    @property
+    def http_url(self) -> str:
+        assert self._http is not None, "the REST API is not started"
+        return self._http.url
+
+    def set_http_password(self, username: str, password: str) -> None:
+        """The password ``username`` authenticates with over REST."""
+        self.rest.set_password(username, password)
+
+    def events_log(self, enabled: bool) -> None:
+        """Whether the server has the events-log plugin (on by default)."""
+        self.rest.events_log = enabled
+
     def stop(self) -> None:
         """Close every connection (stream-events sessions too) and stop."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 VERSION = "3.10.3-sim"
 
 
-def run(state: SimState, username: str, command: str, argv: list[str]) -> CommandResult:
-    """Run one ``gerrit`` command line already split into ``argv``."""
+def run(
+    state: SimState, username: str, command: str, argv: list[str], stdin: str = ""
+) -> CommandResult:
+    """Run one ``gerrit`` command line already split into ``argv``; ``stdin``
+    is what the client sent (read only by ``gerrit review --json``)."""
     if len(argv) < 2 or argv[0] != "gerrit":
         name = argv[0] if argv else ""
         return CommandResult(1, "", f"fatal: {name}: not found\n")
@@ -28,7 +31,7 @@ def run(state: SimState, username: str, command: str, argv: list[str]) -> Comman
     if sub == "query":
         return query.run(state, rest)
     if sub == "review":
-        return review.run(state, username, command, rest)
+        return review.run(state, username, command, rest, stdin)
     if sub == "ls-projects":
         with state.lock:
             names = sorted(state.projects)

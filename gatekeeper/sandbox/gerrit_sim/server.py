@@ -30,6 +30,7 @@ from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
 from gatekeeper.sandbox.gerrit_sim import commands, push
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
@@ -234,14 +235,15 @@ class SshServer:
             argv = cmdline.split(line)
             faults = self.faults
             if subscriber is not None:
-                status = self._stream_events(channel, subscriber)
+                status = self._stream_events(channel, username, argv[2:], subscriber)
             elif argv and (argv[0] in _GIT_SERVICES or argv[:1] == ["git"]):
                 status = self._git(channel, username, argv, env)
             elif not faults.admit(argv, username):
                 # A stalled command that is given up: no output, no exit status.
                 answer = False
             else:
-                result = commands.run(self.state, username, line, argv)
+                stdin = _read_stdin(channel) if _wants_stdin(argv) else ""
+                result = commands.run(self.state, username, line, argv, stdin)
                 if faults.cut_after(argv):
                     # It ran; the connection goes before the answer does.
                     answer = False
@@ -274,7 +276,15 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: _Subscriber) -> int:
+    def _stream_events(
+        self, channel: paramiko.Channel, username: str, argv: list[str], subscriber: _Subscriber
+    ) -> int:
+        refusal, types = stream_access(self.state, username, argv)
+        if refusal:
+            self.state.unsubscribe(subscriber)
+            channel.sendall_stderr(refusal.encode())
+            return 1
+
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:
@@ -294,6 +304,8 @@ class SshServer:
                     break
                 if RAW_LINE in event:
                     channel.sendall(event[RAW_LINE].encode() + b"\n")
+                    continue
+                if types and event.get("type") not in types:
                     continue
                 channel.sendall((json.dumps(event) + "\n").encode())
         finally:
@@ -347,6 +359,44 @@ class SshServer:
                 report = push.process(self.state, project, username)
                 channel.sendall_stderr("".join(f"remote: {r}\n" for r in report).encode())
         return status
+
+
+def stream_access(state: SimState, username: str, argv: list[str]) -> tuple[str, set[str]]:
+    """Whether ``username`` may run ``gerrit stream-events ARGV``: (the
+    refusal for stderr, or ''; the subscribed event types, empty for all)."""
+    with state.lock:
+        account = state.accounts.get(username)
+    allowed = account is not None and (account.stream_events or "Administrators" in account.groups)
+    if not allowed:
+        return f'fatal: {username} does not have "Stream Events" capability.\n', set()
+    types: set[str] = set()
+    i = 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        i += 1
+        if name not in ("-s", "--subscribe"):
+            return f'fatal: "{argv[i - 1]}" is not a valid option\n', set()
+        try:
+            value, i = operand(argv, i, name, inline if eq else None)
+        except UsageError as exc:
+            return f"fatal: {exc}\n", set()
+        types.add(value)
+    return "", types
+
+
+def _wants_stdin(argv: list[str]) -> bool:
+    return argv[:2] == ["gerrit", "review"] and any(a in ("--json", "-j") for a in argv[2:])
+
+
+def _read_stdin(channel: paramiko.Channel, limit: int = 1 << 20) -> str:
+    """What the client sends until EOF (at most ``limit`` bytes)."""
+    data = b""
+    while len(data) < limit:
+        chunk = channel.recv(_CHUNK)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
 
 
 def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str]) -> int:

@@ -489,11 +489,10 @@ def _rebase(state: SimState, username: str, change: Change) -> None:
             raise GerritError(f"Change {change.number}: branch {change.branch} not found")
         if tip in current.parents:
             raise GerritError(f"Change {change.number}: change is already up to date")
-        base = current.parents[0] if current.parents else tip
         try:
-            tree = repo.git(
-                "merge-tree", "--write-tree", f"--merge-base={base}", tip, current.sha
-            ).split("\n", 1)[0]
+            # The merge base of the tip and the patch set is the patch set's
+            # parent when it sits on the branch (git 2.39 has no --merge-base).
+            tree = repo.git("merge-tree", "--write-tree", tip, current.sha).split("\n", 1)[0]
         except GerritError as exc:
             raise GerritError(f"Change {change.number}: could not rebase: conflict") from exc
         # The same commit object (author, message) on a new tree and parent.

@@ -28,7 +28,7 @@ from paramiko.common import (
 
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
-from gatekeeper.sandbox.gerrit_sim import commands, push
+from gatekeeper.sandbox.gerrit_sim import commands, push, review
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
@@ -242,7 +242,7 @@ class SshServer:
                 # A stalled command that is given up: no output, no exit status.
                 answer = False
             else:
-                stdin = _read_stdin(channel) if _wants_stdin(argv) else ""
+                stdin = _read_stdin(channel) if _wants_stdin(self.state, argv) else ""
                 result = commands.run(self.state, username, line, argv, stdin)
                 if faults.cut_after(argv):
                     # It ran; the connection goes before the answer does.
@@ -384,8 +384,15 @@ def stream_access(state: SimState, username: str, argv: list[str]) -> tuple[str,
     return "", types
 
 
-def _wants_stdin(argv: list[str]) -> bool:
-    return argv[:2] == ["gerrit", "review"] and any(a in ("--json", "-j") for a in argv[2:])
+def _wants_stdin(state: SimState, argv: list[str]) -> bool:
+    """A valid ``gerrit review --json``: only then is stdin read (a refused
+    command line answers at once, without waiting for the client's EOF)."""
+    if argv[:2] != ["gerrit", "review"]:
+        return False
+    try:
+        return review.parse(argv[2:], state.dialect).json
+    except UsageError:
+        return False
 
 
 def _read_stdin(channel: paramiko.Channel, limit: int = 1 << 20) -> str:

@@ -53,6 +53,10 @@ class ReportOutcome:
     #: Why it was not sent (the last try's error), or ''.
     error: str = ""
     attempts: int = 1
+    #: Gerrit answered and said no (a vote outside the account's permitted
+    #: range, a submit its requirements refuse): sending it again cannot
+    #: help, unlike a connection that failed.
+    refused: bool = False
 
 
 class Reporter(Protocol):
@@ -164,9 +168,10 @@ class GerritReporter:
                 return ReportOutcome(report, True, merged, attempts=attempt)
             # Gerrit answered no: the same review would get the same answer.
             # A refused submit may still be merged (an earlier try landed).
-            error = f"gerrit review {change.key} failed ({status}): {(err or out).strip()}"
+            error = f"gerrit review {change.key} refused ({status}): {(err or out).strip()}"
+            log.error("Gerrit refused the %s report on %s: %s", report.kind, change, shown(error))
             merged = self._merged(connection, report) if report.submit else None
-            return ReportOutcome(report, False, merged, error, attempt)
+            return ReportOutcome(report, False, merged, error, attempt, refused=True)
         log.error(
             "%s report on %s given up after %d tries: %s", report.kind, change, attempt, error
         )

@@ -69,3 +69,23 @@ def test_a_refused_vote_is_an_error_on_the_report(
         "Gerrit refused the" in m and 'Applying label "Verified": 1 is restricted' in m
         for m in errors(caplog)
     )
+
+
+def test_a_change_gerrit_will_not_submit_is_a_merge_failure_naming_why(box: Sandbox) -> None:
+    assert box.sim is not None
+    sim = box.sim
+    box.start_daemon()
+    number, ps = box.push_change("openstack/nova", "Fix it", {"nova/a.txt": "a\n"})
+    box.wait_until_settled()
+    # A veto the gate's 'require' does not look at (it wants a +2, which bob
+    # gives), but Gerrit's submit requirements do: Code-Review -2 blocks.
+    box.review("alice", number, ps, "--code-review", "-2")
+    box.approve(number, ps)
+    box.wait_until_settled()
+    assert sim.get_change(number).status == "NEW"
+    mine = [r for r in sim.reviews() if r.username == "gatekeeper"]
+    # No submit was tried: the head's check read the submit records first.
+    assert not any(r.submit for r in mine)
+    assert mine[-2].labels == {"Verified": 2} and mine[-2].exit_status == 0
+    failure = [m.text for m in sim.get_change(number).messages if m.author == "gatekeeper"][-1]
+    assert "submit requirements are not met: blocked by Code-Review" in failure

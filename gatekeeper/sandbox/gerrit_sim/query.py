@@ -319,7 +319,7 @@ def _submit_record(state: SimState, change: Change) -> dict[str, Any]:
     overall = "OK" if all(s == "OK" for _, s, _ in statuses) else "NOT_READY"
     record: dict[str, Any] = {"status": overall, "labels": label_rows}
     unmet = labels.unmet(statuses, needed)
-    if unmet and state.dialect >= (3, 0):
+    if unmet and state.speaks_3x():
         # 3.x: what still has to happen, one requirement per unmet label.
         record["requirements"] = [{"fallbackText": text, "type": "label"} for text in unmet]
     return record

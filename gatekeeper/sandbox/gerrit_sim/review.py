@@ -92,8 +92,9 @@ class ReviewArgs:
         return result
 
 
-def parse(argv: list[str], dialect: tuple[int, int] = (3, 11)) -> ReviewArgs:
-    """Parse the arguments after ``gerrit review`` as Gerrit ``dialect`` does.
+def parse(argv: list[str], three_x: bool = True) -> ReviewArgs:
+    """Parse the arguments after ``gerrit review`` as Gerrit 3.x (``three_x``)
+    or 2.13 does.
 
     Every defined label has its own option (``--workflow 1``) besides
     ``--label Workflow=1``.
@@ -113,7 +114,7 @@ def parse(argv: list[str], dialect: tuple[int, int] = (3, 11)) -> ReviewArgs:
             only_positional = True
             continue
         name, eq, inline = arg.partition("=")
-        if name == "--publish" and dialect >= (2, 15):
+        if name == "--publish" and three_x:
             # Drafts, and --publish with them, went away in 2.15.
             raise UsageError(f'"{arg}" is not a valid option')
         if name in _FLAGS and not eq:
@@ -208,7 +209,7 @@ def run(
     result = CommandResult()
     args = ReviewArgs()
     try:
-        args = parse(argv, state.dialect)
+        args = parse(argv, state.speaks_3x())
         if args.json:
             read_review_input(args, stdin)
         errors: list[str] = []
@@ -344,7 +345,7 @@ def _apply_votes(
         ):
             # 3.x's words; its ReviewInput is strict, so the whole review fails.
             restricted = f'Applying label "{label.name if label else name}": {value} is restricted'
-            if args.strict or state.dialect >= (3, 0):
+            if args.strict or state.speaks_3x():
                 raise GerritError(restricted)
             continue
         elif not problem and patchset is not change.current:

@@ -390,7 +390,7 @@ def _wants_stdin(state: SimState, argv: list[str]) -> bool:
     if argv[:2] != ["gerrit", "review"]:
         return False
     try:
-        return review.parse(argv[2:], state.dialect).json
+        return review.parse(argv[2:], state.speaks_3x()).json
     except UsageError:
         return False
 

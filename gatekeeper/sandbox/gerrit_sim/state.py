@@ -165,11 +165,9 @@ class SimState:
         #: DEFAULT_REQUIREMENTS.
         self.requirements: dict[str, dict[str, int]] = {}
 
-    @property
-    def dialect(self) -> tuple[int, int]:
-        """The version as (major, minor), for "3.x or later" questions."""
-        major, _, minor = self.version.partition(".")
-        return int(major), int(minor.split(".")[0] or 0)
+    def speaks_3x(self) -> bool:
+        """Whether the dialect is 3.x (else 2.13)."""
+        return not self.version.startswith("2.")
 
     def vote_range(self, project: str, username: str, label: str) -> tuple[int, int] | None:
         """The values ``username`` may vote on ``label`` in ``project``: the

@@ -127,7 +127,7 @@ def test_vote_outside_permitted_range_is_refused(
     gerrit_sim: GerritSimulator, alice: SimUser, bob: SimUser, ci: SimUser, change1: str
 ) -> None:
     restrict(gerrit_sim)
-    status, _, err = review(bob, "1,1", "--code-review", "+2", "-m", "lgtm")
+    status, _, err = review(bob, "1,1", "--label", "Code-Review=+2", "-m", "lgtm")
     assert status == 1
     assert err == (
         'error: Applying label "Code-Review": 2 is restricted\n'
@@ -137,6 +137,9 @@ def test_vote_outside_permitted_range_is_refused(
     assert gerrit_sim.get_change(1).messages[-1].author != "bob"
     assert review(bob, "1,1", "--label", "Verified=+1")[0] == 1
     assert review(alice, "1,1", "--label", "Verified=+1")[0] == 1
+    # A per-label option's vote the voter may not cast is dropped, per the docs.
+    assert review(bob, "1,1", "--verified", "+1", "-m", "dropped")[0] == 0
+    assert gerrit_sim.get_change(1).messages[-1].text.endswith("dropped")
     assert review(bob, "1,1", "--code-review", "+1")[0] == 0
     assert review(alice, "1,1", "--code-review", "+2", "--workflow", "1")[0] == 0
     assert review(ci, "1,1", "--verified", "+2")[0] == 0
@@ -153,6 +156,7 @@ def test_2_13_drops_a_restricted_vote_unless_strict(
     gerrit_sim.state.version = "2.13"
     restrict(gerrit_sim)
     assert review(bob, "1,1", "--code-review", "+2")[0] == 0
+    assert review(bob, "1,1", "--label", "Code-Review=+2")[0] == 0
     assert gerrit_sim.get_change(1).votes == {}
     assert review(bob, "1,1", "--strict-labels", "--code-review", "+2")[0] == 1
 

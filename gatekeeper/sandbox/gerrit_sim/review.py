@@ -1,9 +1,11 @@
 """``gerrit review``: votes, messages, abandon, restore, rebase, move and submit.
 
-Runs in the server thread of the exec request. Both dialects: 3.x refuses a
-vote outside the voter's permitted range (every vote is strict, as 3.x's
-ReviewInput is) and refuses ``--publish``; 2.13 drops such a vote silently
-unless ``--strict-labels`` and accepts ``--publish`` (there are no drafts).
+Runs in the server thread of the exec request. Both dialects, as their
+cmd-review docs say: a vote outside the voter's permitted range given with
+``--label`` (or in a ``--json`` ReviewInput) fails the whole review in 3.x,
+and one given with a per-label option (``--code-review``) is dropped
+silently; 2.13 drops both silently unless ``--strict-labels``. 3.x refuses
+``--publish``; 2.13 accepts it (there are no drafts to publish).
 Differences from Gerrit, on purpose: votes on a patch set that is not
 current are ignored (an error with ``--strict-labels``); with
 ``--abandon``/``--restore`` the message becomes the reason only; a
@@ -69,6 +71,9 @@ class ReviewArgs:
     branch: str | None = None
     message: str | None = None
     votes: list[tuple[str, str]] = field(default_factory=list)
+    #: Labels given with --label or --json: 3.x refuses such a vote the
+    #: voter may not cast, where it drops a per-label option's.
+    strict_votes: set[str] = field(default_factory=set)
     submit: bool = False
     abandon: bool = False
     restore: bool = False
@@ -139,6 +144,7 @@ def parse(argv: list[str], three_x: bool = True) -> ReviewArgs:
             if not sep:
                 raise UsageError(f'"{value}" is not a valid label; use Name=VALUE')
             args.votes.append((label_name, label_value))
+            args.strict_votes.add(label_name.lower())
         elif key == "move":
             args.move = value
         elif key == "tag":
@@ -195,10 +201,9 @@ def read_review_input(args: ReviewArgs, stdin: str) -> None:
         raise UsageError("invalid review input: notify is not NONE, OWNER, OWNER_REVIEWERS, ALL")
     args.message = message
     args.votes.extend((str(name), str(value)) for name, value in given_labels.items())
+    args.strict_votes.update(str(name).lower() for name in given_labels)
     args.tag = tag if tag is not None else args.tag
     args.notify = notify.upper() if notify is not None else args.notify
-    # A ReviewInput is strict unless it says otherwise.
-    args.strict = data.get("strict_labels", True) is not False
 
 
 def run(
@@ -345,7 +350,7 @@ def _apply_votes(
         ):
             # 3.x's words; its ReviewInput is strict, so the whole review fails.
             restricted = f'Applying label "{label.name if label else name}": {value} is restricted'
-            if args.strict or state.speaks_3x():
+            if args.strict or (state.speaks_3x() and name.lower() in args.strict_votes):
                 raise GerritError(restricted)
             continue
         elif not problem and patchset is not change.current:

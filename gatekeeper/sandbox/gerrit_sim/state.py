@@ -137,8 +137,10 @@ class Project:
 class SimState:
     """The simulator's data; shared by all server threads, guarded by ``lock``."""
 
-    def __init__(self, root: Path, web_url: str) -> None:
+    def __init__(self, root: Path, web_url: str, version: str = "3.11") -> None:
         self.root = root
+        #: The Gerrit version spoken: 3.x, or "2.13" (see :meth:`speaks_3x`).
+        self.version = version
         self.web_url = web_url if web_url.endswith("/") else web_url + "/"
         self.lock = threading.RLock()
         self.accounts: dict[str, Account] = {}
@@ -155,8 +157,6 @@ class SimState:
         self.withholding = False
         #: Events that reached no stream-events session (none connected, or withheld).
         self.unstreamed = 0
-        #: The Gerrit dialect spoken: "3.11" or "2.13".
-        self.version = "3.11"
         #: Label permissions, project ("" for All-Projects) -> grants. A label
         #: nobody is granted anywhere is open to every account (the
         #: simulator's default, so tests that do not care need no access setup).

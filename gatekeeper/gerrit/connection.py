@@ -18,7 +18,12 @@ from typing import Any
 import paramiko
 
 from gatekeeper.config.site import GerritConfig
-from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
+from gatekeeper.errors import (
+    GerritAccessError,
+    GerritError,
+    GerritOutcomeUnknownError,
+    SSHError,
+)
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.stream_lines import LineSplitter, OverlongLine
 from gatekeeper.model.outside import shown
@@ -335,9 +340,11 @@ class GerritConnection:
                 if not data:
                     if channel.exit_status_ready():
                         err = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
-                        raise GerritError(
-                            f"stream-events ended (exit {channel.recv_exit_status()}): {err}"
-                        )
+                        status = channel.recv_exit_status()
+                        if status != 0 and "capability" in err:
+                            # Gerrit's words name the capability the account lacks.
+                            raise GerritAccessError(f"stream-events refused: {err}")
+                        raise GerritError(f"stream-events ended (exit {status}): {err}")
                     raise GerritError("stream-events connection closed")
                 yield from splitter.feed(data)
         finally:

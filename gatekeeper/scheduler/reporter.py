@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection
@@ -54,6 +54,10 @@ class ReportOutcome:
     #: Why it was not sent (the last try's error), or ''.
     error: str = ""
     attempts: int = 1
+    #: Gerrit answered and said no (a vote outside the account's permitted
+    #: range, a submit its requirements refuse): sending it again cannot
+    #: help, unlike a connection that failed.
+    refused: bool = False
 
 
 class Reporter(Protocol):
@@ -113,6 +117,7 @@ class GerritReporter:
     def deliver(self, report: Report, stop: threading.Event) -> ReportOutcome:
         change = report.change
         connection = self._connection()
+        unmet = self._unmet(connection, report) if report.submit else []
         error = ""
         attempt = 0
         while attempt < max(1, self.attempts) and not stop.is_set():
@@ -130,7 +135,7 @@ class GerritReporter:
                     change.patchset,
                     report.message,
                     report.labels,
-                    report.submit,
+                    report.submit and not unmet,
                     report.pipeline,
                     self.timeout,
                 )
@@ -160,6 +165,15 @@ class GerritReporter:
                     self.attempts,
                 )
                 continue
+            if status == 0 and unmet:
+                # The votes and message are posted; the submit Gerrit would
+                # refuse was not asked for.
+                error = (
+                    f"Gerrit will not submit {change.key}: its submit requirements are not "
+                    f"met: {', '.join(unmet)}"
+                )
+                log.error("%s report on %s: %s", report.kind, change, shown(error))
+                return ReportOutcome(report, True, False, error, attempt, refused=True)
             if status == 0:
                 merged = self._merged(connection, report) if report.submit else None
                 log.info(
@@ -171,9 +185,10 @@ class GerritReporter:
                 return ReportOutcome(report, True, merged, attempts=attempt)
             # Gerrit answered no: the same review would get the same answer.
             # A refused submit may still be merged (an earlier try landed).
-            error = f"gerrit review {change.key} failed ({status}): {(err or out).strip()}"
+            error = f"gerrit review {change.key} refused ({status}): {(err or out).strip()}"
+            log.error("Gerrit refused the %s report on %s: %s", report.kind, change, shown(error))
             merged = self._merged(connection, report) if report.submit else None
-            return ReportOutcome(report, False, merged, error, attempt)
+            return ReportOutcome(report, False, merged, error, attempt, refused=True)
         log.error(
             "%s report on %s given up after %d tries: %s", report.kind, change, attempt, error
         )
@@ -201,6 +216,19 @@ class GerritReporter:
             return ReportOutcome(report, True, False if report.submit else None, attempts=attempt)
         return None
 
+    def _unmet(self, connection: GerritConnection, report: Report) -> list[str]:
+        """What Gerrit's submit records say the change still lacks once this
+        report's own votes count; [] when nothing does, or Gerrit cannot be
+        asked (the submit then finds out)."""
+        try:
+            row = connection.query_change(report.change.number)
+        except GerritError as exc:
+            log.warning("could not read the submit records of %s: %s", report.change, shown(exc))
+            return []
+        if row is None:
+            return []
+        return unmet_requirements(row, connection.config.user, report.labels)
+
     def _merged(self, connection: GerritConnection, report: Report) -> bool:
         """Read back after a submit: Gerrit may accept it and not merge."""
         try:
@@ -209,6 +237,36 @@ class GerritReporter:
             log.error("could not read back %s after submit: %s", report.change, shown(exc))
             return False
         return row is not None and row.get("status") == "MERGED"
+
+
+def unmet_requirements(row: dict[str, Any], user: str, votes: dict[str, int]) -> list[str]:
+    """The submit requirements a query row's ``submitRecords`` say are not
+    met, in words (``needs Code-Review``, ``blocked by Verified``), leaving out
+    what ``user``'s ``votes`` are about to give: a label still needed that
+    we vote up, and a block that is our own earlier vote being replaced."""
+    records = row.get("submitRecords")
+    unmet: list[str] = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict) or record.get("status") in ("OK", "CLOSED"):
+            continue
+        if record.get("status") == "RULE_ERROR":
+            unmet.append(f"Gerrit's submit rule failed ({shown(str(record.get('errorMessage')))})")
+            continue
+        labels = record.get("labels")
+        for label in labels if isinstance(labels, list) else []:
+            if not isinstance(label, dict):
+                continue
+            name, status = str(label.get("label")), label.get("status")
+            by = label.get("by")
+            voter = by.get("username") if isinstance(by, dict) else None
+            ours = votes.get(name, 0)
+            if status in ("OK", "MAY") or (status == "NEED" and ours > 0):
+                continue
+            if status == "REJECT" and voter == user and ours > 0:
+                continue
+            words = "needs" if status == "NEED" else "blocked by"
+            unmet.append(f"{words} {shown(name, 100)}")
+    return unmet
 
 
 _Done = Callable[[ReportOutcome], None]

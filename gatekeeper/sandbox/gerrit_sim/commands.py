@@ -15,8 +15,11 @@ from gatekeeper.sandbox.gerrit_sim.state import SimState
 log = logging.getLogger(__name__)
 
 
-def run(state: SimState, username: str, command: str, argv: list[str]) -> CommandResult:
-    """Run one ``gerrit`` command line already split into ``argv``."""
+def run(
+    state: SimState, username: str, command: str, argv: list[str], stdin: str = ""
+) -> CommandResult:
+    """Run one ``gerrit`` command line already split into ``argv``; ``stdin``
+    is what the client sent (read only by ``gerrit review --json``)."""
     if len(argv) < 2 or argv[0] != "gerrit":
         name = argv[0] if argv else ""
         return CommandResult(1, "", f"fatal: {name}: not found\n")
@@ -26,7 +29,7 @@ def run(state: SimState, username: str, command: str, argv: list[str]) -> Comman
     if sub == "query":
         return query.run(state, rest)
     if sub == "review":
-        return review.run(state, username, command, rest)
+        return review.run(state, username, command, rest, stdin)
     if sub == "set-reviewers":
         return admin.set_reviewers(state, username, rest)
     if sub == "create-project":

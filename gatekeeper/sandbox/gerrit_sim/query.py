@@ -316,7 +316,8 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
 def _submit_record(state: SimState, change: Change) -> dict[str, Any]:
     if not change.is_open:
         return {"status": "CLOSED"}
-    statuses = labels.submit_status(change.current.current_votes())
+    needed = state.requirements_of(change.project)
+    statuses = labels.submit_status(change.current.current_votes(), needed)
     label_rows: list[dict[str, Any]] = []
     for name, status, by in statuses:
         item: dict[str, Any] = {"label": name, "status": status}
@@ -324,4 +325,9 @@ def _submit_record(state: SimState, change: Change) -> dict[str, Any]:
             item["by"] = events.account_attr(state, by)
         label_rows.append(item)
     overall = "OK" if all(s == "OK" for _, s, _ in statuses) else "NOT_READY"
-    return {"status": overall, "labels": label_rows}
+    record: dict[str, Any] = {"status": overall, "labels": label_rows}
+    unmet = labels.unmet(statuses, needed)
+    if unmet and state.speaks_3x():
+        # 3.x: what still has to happen, one requirement per unmet label.
+        record["requirements"] = [{"fallbackText": text, "type": "label"} for text in unmet]
+    return record

@@ -28,9 +28,10 @@ from paramiko.common import (
 
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
-from gatekeeper.sandbox.gerrit_sim import commands, push
+from gatekeeper.sandbox.gerrit_sim import commands, push, review
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.hook import COMMIT_MSG_HOOK
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class SshServer:
             argv = cmdline.split(line)
             faults = self.faults
             if subscriber is not None:
-                status = self._stream_events(channel, subscriber)
+                status = self._stream_events(channel, username, argv[2:], subscriber)
             elif argv[:1] == ["scp"]:
                 status = _scp_send(channel, argv)
             elif argv and (argv[0] in _GIT_SERVICES or argv[:1] == ["git"]):
@@ -251,7 +252,8 @@ class SshServer:
                 # A stalled command that is given up: no output, no exit status.
                 answer = False
             else:
-                result = commands.run(self.state, username, line, argv)
+                stdin = _read_stdin(channel) if _wants_stdin(self.state, argv) else ""
+                result = commands.run(self.state, username, line, argv, stdin)
                 if faults.cut_after(argv):
                     # It ran; the connection goes before the answer does.
                     answer = False
@@ -284,7 +286,15 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: _Subscriber) -> int:
+    def _stream_events(
+        self, channel: paramiko.Channel, username: str, argv: list[str], subscriber: _Subscriber
+    ) -> int:
+        refusal, types = stream_access(self.state, username, argv)
+        if refusal:
+            self.state.unsubscribe(subscriber)
+            channel.sendall_stderr(refusal.encode())
+            return 1
+
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:
@@ -304,6 +314,8 @@ class SshServer:
                     break
                 if RAW_LINE in event:
                     channel.sendall(event[RAW_LINE].encode() + b"\n")
+                    continue
+                if types and event.get("type") not in types:
                     continue
                 channel.sendall((json.dumps(event) + "\n").encode())
         finally:
@@ -391,6 +403,51 @@ def _scp_send(channel: paramiko.Channel, argv: list[str]) -> int:
         return 1
     channel.sendall(data + b"\x00")
     return 0 if acked() else 1
+
+
+def stream_access(state: SimState, username: str, argv: list[str]) -> tuple[str, set[str]]:
+    """Whether ``username`` may run ``gerrit stream-events ARGV``: (the
+    refusal for stderr, or ''; the subscribed event types, empty for all)."""
+    with state.lock:
+        account = state.accounts.get(username)
+    allowed = account is not None and (account.stream_events or "Administrators" in account.groups)
+    if not allowed:
+        return f'fatal: {username} does not have "Stream Events" capability.\n', set()
+    types: set[str] = set()
+    i = 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        i += 1
+        if name not in ("-s", "--subscribe"):
+            return f'fatal: "{argv[i - 1]}" is not a valid option\n', set()
+        try:
+            value, i = operand(argv, i, name, inline if eq else None)
+        except UsageError as exc:
+            return f"fatal: {exc}\n", set()
+        types.add(value)
+    return "", types
+
+
+def _wants_stdin(state: SimState, argv: list[str]) -> bool:
+    """A valid ``gerrit review --json``: only then is stdin read (a refused
+    command line answers at once, without waiting for the client's EOF)."""
+    if argv[:2] != ["gerrit", "review"]:
+        return False
+    try:
+        return review.parse(argv[2:], state.speaks_3x()).json
+    except UsageError:
+        return False
+
+
+def _read_stdin(channel: paramiko.Channel, limit: int = 1 << 20) -> str:
+    """What the client sends until EOF (at most ``limit`` bytes)."""
+    data = b""
+    while len(data) < limit:
+        chunk = channel.recv(_CHUNK)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
 
 
 def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str]) -> int:

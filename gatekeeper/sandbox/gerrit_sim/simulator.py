@@ -18,7 +18,7 @@ from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.records import ReviewRecord, SimChange
 from gatekeeper.sandbox.gerrit_sim.rest import RestApi, RestServer
 from gatekeeper.sandbox.gerrit_sim.server import SshServer
-from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION, Account, SimState
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION, Account, LabelGrant, SimState
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,27 @@ class GerritSimulator:
         account = Account(username, name, email, parts[0], parts[1], frozenset(groups))
         with self.state.lock:
             self.state.accounts[username] = account
+
+    def grant_label(
+        self, label: str, group: str, minimum: int, maximum: int, project: str = ""
+    ) -> None:
+        """Let ``group`` vote ``label`` from ``minimum`` to ``maximum`` in
+        ``project`` ('' for All-Projects). Once a label has a grant, accounts
+        outside every granted group may not vote it."""
+        with self.state.lock:
+            self.state.grants.setdefault(project, []).append(
+                LabelGrant(label, group, minimum, maximum)
+            )
+
+    def set_stream_events(self, username: str, allowed: bool) -> None:
+        """Give or take the account's 'Stream Events' capability."""
+        with self.state.lock:
+            self.state.accounts[username].stream_events = allowed
+
+    def set_submit_requirements(self, project: str, needed: dict[str, int]) -> None:
+        """The project's submit requirements: label -> the vote needed."""
+        with self.state.lock:
+            self.state.requirements[project] = dict(needed)
 
     def create_project(
         self, name: str, files: dict[str, str | bytes] | None = None, branch: str = "master"

@@ -66,10 +66,31 @@ class Account:
     key_type: str
     key_base64: str
     groups: frozenset[str] = frozenset()
+    #: The 'Stream Events' global capability (Administrators have it anyway).
+    stream_events: bool = True
 
     def attr(self) -> dict[str, str]:
         """Gerrit's account attribute (name, email, username)."""
         return {"name": self.name, "email": self.email, "username": self.username}
+
+
+#: The group every account is in, as in Gerrit.
+REGISTERED_USERS = "Registered Users"
+
+
+@dataclass(frozen=True)
+class LabelGrant:
+    """A ``label-NAME = MIN..MAX group GROUP`` rule of a project's access."""
+
+    label: str
+    group: str
+    minimum: int
+    maximum: int
+
+
+#: Submit requirements Gerrit 3.6+ has by default: label -> the vote needed
+#: (and the label's lowest value blocks).
+DEFAULT_REQUIREMENTS = {"Code-Review": 2, "Verified": 2, "Workflow": 1}
 
 
 @dataclass
@@ -165,6 +186,40 @@ class SimState:
         self.withholding = False
         #: Events that reached no stream-events session (none connected, or withheld).
         self.unstreamed = 0
+        #: Label permissions, project ("" for All-Projects) -> grants. A label
+        #: nobody is granted anywhere is open to every account (the
+        #: simulator's default, so tests that do not care need no access setup).
+        self.grants: dict[str, list[LabelGrant]] = {}
+        #: Submit requirements per project (label -> vote needed); absent:
+        #: DEFAULT_REQUIREMENTS.
+        self.requirements: dict[str, dict[str, int]] = {}
+
+    def speaks_3x(self) -> bool:
+        """Whether the dialect is 3.x (else 2.13)."""
+        return not self.version.startswith("2.")
+
+    def vote_range(self, project: str, username: str, label: str) -> tuple[int, int] | None:
+        """The values ``username`` may vote on ``label`` in ``project``: the
+        union of the grants of the account's groups (here and in
+        All-Projects); None when the label has no grants (open to all)."""
+        with self.lock:
+            grants = [
+                g
+                for g in self.grants.get("", []) + self.grants.get(project, [])
+                if g.label == label
+            ]
+            account = self.accounts.get(username)
+        if not grants:
+            return None
+        groups = {REGISTERED_USERS, *(account.groups if account else ())}
+        mine = [g for g in grants if g.group in groups]
+        if not mine:
+            return (0, 0)
+        return min(g.minimum for g in mine), max(g.maximum for g in mine)
+
+    def requirements_of(self, project: str) -> dict[str, int]:
+        with self.lock:
+            return dict(self.requirements.get(project, DEFAULT_REQUIREMENTS))
 
     # -- accounts and projects ------------------------------------------------
 

@@ -29,7 +29,9 @@ from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
+from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.gerrit.source import GerritSource
+from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
@@ -89,6 +91,8 @@ class Gatekeeper:
         self.pool: Pool | None = None
         self.worker: Worker | None = None
         self.connection: GerritConnection | None = None
+        # The REST client of reviews and submits (gerrit.http), when set.
+        self._rest: GerritRest | None = None
         self.providers: dict[str, Provider] = {
             p.name: make_provider(p, self.site.pool.name) for p in self.site.providers
         }
@@ -253,6 +257,16 @@ class Gatekeeper:
             self.connection = GerritConnection(self.site.gerrit)
         return self.connection
 
+    def _review_transport(self, gerrit: GerritConnection) -> ReviewTransport:
+        """REST when the site file has ``gerrit.http``, else ``gerrit review``
+        over SSH."""
+        http = gerrit.config.http
+        if http is None:
+            return SshReview()
+        self._rest = GerritRest(http)
+        log.info("gerrit: reviews and submits over REST at %s", http.url)
+        return RestReview(self._rest)
+
     def start_worker(self) -> None:
         """Start this process's worker now (one started without it)."""
         if self.worker is None:
@@ -331,7 +345,7 @@ class Gatekeeper:
             source=source,
             dispatcher=self.dispatcher,
             builds=BuildStore(self.db),
-            reporter=GerritReporter(gerrit),
+            reporter=GerritReporter(gerrit, transport=self._review_transport(gerrit)),
             zuul_url=gerrit.config.git_url,
             log_url=self.site.log_url,
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
@@ -361,6 +375,7 @@ class Gatekeeper:
                 interval=config.reconcile_interval,
                 margin=config.catchup_margin,
                 max_age=config.catchup_max_age,
+                rest=GerritRest(config.http) if config.http is not None else None,
             )
             self.catch_up.metrics = self.metrics.metrics
             self.catch_up.start()
@@ -463,6 +478,9 @@ class Gatekeeper:
             self.admin.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
         if self.merger is not None:
             self.merger.stop()
         if self.dispatcher is not None:

@@ -317,7 +317,13 @@ def validate(layout: Path, no_includes: bool) -> None:
     show_default=True,
     help="Port of the sandbox's web on 127.0.0.1 (0: any free port).",
 )
-def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
+@click.option(
+    "--gerrit-version",
+    default="3.11.1",
+    show_default=True,
+    help="The Gerrit the simulator plays: any 3.x, or 2.13 (the older JSON dialect).",
+)
+def sandbox(serve: bool, state: Path, layout: Path, web_port: int, gerrit_version: str) -> None:
     """Start a local Gerrit simulator with the eight projects of the original
     gate and the whole daemon, push a change to nova, approve it, and show each
     step until it merges. Exits 0 when the change merged."""
@@ -325,7 +331,13 @@ def sandbox(serve: bool, state: Path, layout: Path, web_port: int) -> None:
 
     logging.getLogger("gear").setLevel(logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    sys.exit(Demo(state, layout, web_port=web_port).run(serve))
+    from gatekeeper.sandbox.gerrit_sim.state import dialect_of
+
+    try:
+        dialect_of(gerrit_version)
+    except GatekeeperError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gerrit-version") from exc
+    sys.exit(Demo(state, layout, web_port=web_port, gerrit_version=gerrit_version).run(serve))
 
 
 @main.command()

@@ -6,6 +6,7 @@
      ├── ConfigError            a site file or layout is invalid (names file, line, key)
      ├── GerritError            talking to Gerrit failed (SSH, command exit status)
      │    ├── EventParseError   a stream-events line is not an event we understand
+     │    ├── GerritAccessError  Gerrit refuses the account a capability it needs
      │    └── GerritOutcomeUnknownError  sent, but no answer came: it may have run
      ├── DispatchError          Gearman could not take or run a build
      │    ├── CertificateError  a certificate or key is missing, unreadable or foreign
@@ -49,6 +50,11 @@ class GerritError(GatekeeperError):
 
 class EventParseError(GerritError):
     """A line from ``gerrit stream-events`` could not be turned into an event."""
+
+
+class GerritAccessError(GerritError):
+    """Gerrit refuses the account something it needs (the 'Stream Events'
+    capability): trying again changes nothing until an administrator acts."""
 
 
 class GerritOutcomeUnknownError(GerritError):

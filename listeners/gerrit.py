@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from gatekeeper.errors import GerritError
+from gatekeeper.errors import GerritAccessError, GerritError
 from gatekeeper.gerrit.catchup import stream_news
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import EXCERPT_LENGTH
@@ -50,6 +50,9 @@ class GerritListener:
         self.opened = 0
         self.dropped_output = 0
         self.overlong_lines = 0
+        #: Why Gerrit refuses this account a stream (the missing capability),
+        #: until a stream delivers a line; '' when it does not.
+        self.access_error = ""
 
     def run(self, sink: Sink) -> None:
         delay = self.backoff_start
@@ -87,7 +90,20 @@ class GerritListener:
 
                 lines = self.connection.stream_lines(client, self._stop, self.max_line, opened)
                 for line in lines:
+                    self.access_error = ""
                     self._handle_line(line, legacy, sink)
+            except GerritAccessError as exc:
+                # Not a lost connection: no event reaches gatekeeper until an
+                # administrator grants the capability. Tried again (a grant
+                # takes effect on the next connection), loudly each time.
+                self.access_error = str(exc)
+                log.error(
+                    "stream-events: Gerrit refuses account %s a stream (%s); grant it the "
+                    "'Stream Events' capability; trying again in %.1fs",
+                    self.connection.config.user,
+                    shown(exc),
+                    delay,
+                )
             except GerritError as exc:
                 if not self._stop.is_set():
                     self.reconnects += 1

@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gatekeeper.errors import ConfigError
 from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
 
 
@@ -55,8 +56,35 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+class GerritHttpConfig(_Strict):
+    """Gerrit's REST API: queries, reviews and submits go over it when set
+    (stream-events stays on SSH). The password is the account's HTTP
+    password, from here or from ``password-file`` (never logged)."""
+
+    url: str
+    user: str
+    password: str = Field(default="", repr=False)
+    password_file: Path | None = Field(default=None, alias="password-file")
+
+    def secret(self) -> str:
+        """The password, read from ``password-file`` when it is given.
+
+        :raises ConfigError: the file cannot be read, or no password at all.
+        """
+        if self.password_file is not None:
+            try:
+                text = self.password_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"gerrit.http.password-file: {exc.strerror}") from exc
+        else:
+            text = self.password
+        if not text:
+            raise ConfigError("gerrit.http: no password (password or password-file)")
+        return text
+
+
 class GerritConfig(_Strict):
-    """How to reach Gerrit over SSH."""
+    """How to reach Gerrit over SSH (and over REST when ``http`` is set)."""
 
     host: str
     port: int = 29418
@@ -79,6 +107,9 @@ class GerritConfig(_Strict):
     # carries its commit message; a longer line is skipped, logged, and
     # starts a catch-up, which asks Gerrit's query for what it held.
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, alias="max-event-bytes", ge=4096)
+    # Gerrit's REST API for queries, reviews and submits (and exact replay
+    # of missed events through the events-log plugin, when Gerrit has it).
+    http: GerritHttpConfig | None = None
 
     @property
     def git_url(self) -> str:
@@ -403,6 +434,9 @@ class SiteConfig(_Strict):
         if self.gerrit is not None:
             self.gerrit.key = fix(self.gerrit.key)
             self.gerrit.known_hosts = fix(self.gerrit.known_hosts)
+            http = self.gerrit.http
+            if http is not None and http.password_file is not None:
+                http.password_file = fix(http.password_file)
         if self.reap.hold_failed is not None:
             self.pool.hold_failed_hours = self.reap.hold_failed / 3600
         for provider in self.providers:

@@ -23,6 +23,12 @@ The events go to the scheduler oldest first; the ledger (see
 stream and again here, is acted on once. Ref updates are not in a change
 query and cannot be rebuilt.
 
+When Gerrit has the events-log plugin (and ``gerrit.http`` says how to
+reach its REST API), a catch-up asks it instead for the events themselves,
+stored as the stream sent them, between where the catch-up starts and now
+(:meth:`CatchUp.replay`): exact, ref updates included. It falls back to the
+query when the plugin is absent or fails.
+
 Catch-ups chain: each one covers from where the one before began, so every
 moment is covered by a query even if the stream was down, whatever the
 stream did. After its events, a catch-up puts a marker on the scheduler's
@@ -43,7 +49,9 @@ from typing import Any
 from gatekeeper.config.site import GerritConfig
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.events import parse_event
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
+from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 from gatekeeper.model.listener import Sink
 from gatekeeper.model.metrics import NO_METRICS, Metrics
@@ -294,8 +302,11 @@ class CatchUp:
         interval: float = 600.0,
         margin: float = 60.0,
         max_age: float | None = None,
+        rest: GerritRest | None = None,
     ) -> None:
         self.connection = connection
+        #: Gerrit's REST API, for the events-log plugin (None: query only).
+        self.rest = rest
         self.ledger = ledger
         self.sink = sink
         self.interval = interval
@@ -309,6 +320,8 @@ class CatchUp:
         self._thread: threading.Thread | None = None
         #: Completed catch-ups, and how many events they handed on in all.
         self.runs = 0
+        #: Catch-ups answered by the events-log plugin (the rest by the query).
+        self.replays = 0
         self.events_sent = 0
         #: Where catch-ups and the stream's reopenings are counted.
         self.metrics: Metrics = NO_METRICS
@@ -344,6 +357,8 @@ class CatchUp:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self.rest is not None:
+            self.rest.close()
 
     # -- the catch-up thread -----------------------------------------------------
     def _run(self) -> None:
@@ -401,16 +416,20 @@ class CatchUp:
         if since is None:
             log.info("catch-up (%s): first start, nothing to catch up on", why)
         else:
-            rows = self.connection.query_all(age_query(since, now), *CATCHUP_OPTIONS)
-            events = synthesize(rows, since)
+            replayed = self.replay(since, now)
+            if replayed is not None:
+                events, source = replayed, "the events-log"
+            else:
+                rows = self.connection.query_all(age_query(since, now), *CATCHUP_OPTIONS)
+                events, source = synthesize(rows, since), f"{len(rows)} changes updated"
             fresh = self.ledger.unseen(events)
             for event in fresh:
                 self.sink(event)
             sent = len(fresh)
             log.info(
-                "catch-up (%s): %d changes updated in %.0fs, %d events, %d not seen before",
+                "catch-up (%s): %s in %.0fs, %d events, %d not seen before",
                 why,
-                len(rows),
+                source,
                 now - since,
                 len(events),
                 sent,
@@ -422,3 +441,29 @@ class CatchUp:
         self.events_sent += sent
         self.metrics.catch_up(sent)
         return sent
+
+    def replay(self, since: float, now: float) -> list[TriggerEvent] | None:
+        """The events the events-log plugin stored from ``since`` to ``now``,
+        oldest first; None when there is no plugin to ask, or it failed (the
+        caller then queries)."""
+        if self.rest is None:
+            return None
+        try:
+            if not self.rest.has_events_log():
+                return None
+            lines = self.rest.events(since, now)
+        except GerritError as exc:
+            log.warning("catch-up: the events-log failed (%s); querying instead", shown(exc))
+            return None
+        events: list[TriggerEvent] = []
+        for line in lines:
+            try:
+                event = parse_event(line, max_length=self.connection.config.max_event_bytes)
+            except GerritError as exc:
+                log.warning("catch-up: an events-log line was skipped: %s", shown(exc))
+                continue
+            if event is not None and since <= event.created_on:
+                events.append(event)
+        events.sort(key=lambda e: e.created_on)
+        self.replays += 1
+        return events

@@ -18,7 +18,12 @@ from typing import Any
 import paramiko
 
 from gatekeeper.config.site import GerritConfig
-from gatekeeper.errors import GerritError, GerritOutcomeUnknownError, SSHError
+from gatekeeper.errors import (
+    GerritAccessError,
+    GerritError,
+    GerritOutcomeUnknownError,
+    SSHError,
+)
 from gatekeeper.gerrit import cmdline
 from gatekeeper.gerrit.stream_lines import LineSplitter, OverlongLine
 from gatekeeper.model.outside import shown
@@ -31,6 +36,10 @@ REVIEW_TIMEOUT = 60.0
 
 #: Gerrit < 2.13 sends only the votes a comment changed, without oldValue.
 OLD_VALUE_SINCE = (2, 13)
+
+
+#: Gerrit names itself and its version in its SSH identification string.
+_BANNER_VERSION = re.compile(r"GerritCodeReview_(\d+\.\d+(?:\.\d+)?)")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -167,13 +176,34 @@ class GerritConnection:
 
     # -- commands ---------------------------------------------------------
     def version(self) -> tuple[int, ...]:
+        """Gerrit's version: from the SSH banner when it names one
+        (``SSH-2.0-GerritCodeReview_3.11.1 (...)``), else ``gerrit version``.
+
+        :raises GerritError: Gerrit cannot be reached, or the command failed.
+        """
         if self._version is None:
+            banner = self.banner_version()
+            if banner:
+                self._version = banner
+                log.info("connected to Gerrit %s", ".".join(map(str, banner)))
+                return banner
             status, out, err = self.run(["gerrit", "version"], idempotent=True)
             if status != 0:
                 raise GerritError(f"gerrit version failed: {err.strip()}")
             self._version = parse_version(out)
             log.info("connected to %s", out.strip())
         return self._version
+
+    def banner_version(self) -> tuple[int, ...]:
+        """The version in the server's SSH banner, or () when it names none.
+
+        :raises GerritError: Gerrit cannot be reached.
+        """
+        with self._lock:
+            transport = self._cached_client().get_transport()
+            remote = transport.remote_version if transport is not None else ""
+        match = _BANNER_VERSION.search(remote or "")
+        return parse_version(match.group(1)) if match else ()
 
     def sends_old_value(self) -> bool:
         """Whether comment-added events mark changed votes with oldValue."""
@@ -242,7 +272,12 @@ class GerritConnection:
         """
         status, out, err = self.run(argv, idempotent=True)
         if status != 0:
-            raise GerritError(f"gerrit query {argv[-1]!r} failed ({status}): {err.strip()}")
+            # A bad query: 3.x prints an error row and exits 0; older servers
+            # may exit non-zero with the row on stdout. Say what Gerrit said.
+            if '"error"' in out:
+                parse_query_output(out)
+            said = shown(err.strip() or out.strip(), 500)
+            raise GerritError(f"gerrit query {shown(argv[-1], 200)} failed ({status}): {said}")
         return parse_query_output(out)
 
     def review(
@@ -305,9 +340,11 @@ class GerritConnection:
                 if not data:
                     if channel.exit_status_ready():
                         err = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
-                        raise GerritError(
-                            f"stream-events ended (exit {channel.recv_exit_status()}): {err}"
-                        )
+                        status = channel.recv_exit_status()
+                        if status != 0 and "capability" in err:
+                            # Gerrit's words name the capability the account lacks.
+                            raise GerritAccessError(f"stream-events refused: {err}")
+                        raise GerritError(f"stream-events ended (exit {status}): {err}")
                     raise GerritError("stream-events connection closed")
                 yield from splitter.feed(data)
         finally:

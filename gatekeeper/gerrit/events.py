@@ -231,6 +231,15 @@ def _read(f: _Fields, data: dict[str, Any], kind: str, legacy_approvals: bool) -
     change = f.obj(data, "change")
     patchset = f.obj(data, "patchSet")
     ref_update = f.obj(data, "refUpdate")
+    if not ref_update and kind == "batch-ref-updated":
+        # 3.x: one event for every ref an operation moved. It is routed by
+        # the first (one operation is in one project); the whole list stays
+        # in ``raw`` for whoever needs every ref.
+        updates = data.get("refUpdates")
+        if updates is not None and not isinstance(updates, list):
+            raise f.fail(f"'refUpdates' should be a list, got {type(updates).__name__}")
+        if updates:
+            ref_update = f.obj({"refUpdates[0]": updates[0]}, "refUpdates[0]")
     account = f.account(data, ACCOUNT_FIELDS.get(kind, ""))
     if account is None and kind not in ACCOUNT_FIELDS:
         for key in _ACCOUNT_FALLBACK:
@@ -252,7 +261,10 @@ def _read(f: _Fields, data: dict[str, Any], kind: str, legacy_approvals: bool) -
         branch = f.string(change, "branch")
     else:
         ref_name = (
-            f.string(data, "refName") or f.string(data, "ref") or f.string(data, "projectHead")
+            f.string(data, "refName")
+            or f.string(data, "ref")
+            or f.string(data, "projectHead")
+            or f.string(data, "newHead")
         )
         ref, branch = _ref_and_branch(ref_name) if ref_name else ("", "")
 

@@ -29,6 +29,7 @@ catch-up thread reads times and filters (:meth:`EventLedger.seen`).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -90,10 +91,14 @@ def comment_digest(text: str) -> str:
 
 
 def event_key(event: TriggerEvent) -> EventKey | None:
-    """The key of an event a catch-up can rebuild, or None for the others
-    (ref updates, reviewer changes...: acted on as they come)."""
+    """The key of an event a catch-up can bring back: rebuilt from a query
+    (change events) or replayed from Gerrit's events-log plugin (any event);
+    None for an event of neither kind."""
+    if event.type == "ref-updated":
+        # A ref moves from one sha to another once: no time needed.
+        return EventKey(f"ru:{event.project}:{event.ref}:{event.old_rev}:{event.new_rev}", None)
     if event.change is None:
-        return None
+        return _whole(event)
     at = int(event.created_on)
     kind = event.type
     if kind == "patchset-created":
@@ -105,7 +110,16 @@ def event_key(event: TriggerEvent) -> EventKey | None:
         return EventKey(f"cm:{event.change}", None)
     if kind in ("change-abandoned", "change-restored"):
         return EventKey(f"{kind}:{event.change}", at)
-    return None
+    return _whole(event)
+
+
+def _whole(event: TriggerEvent) -> EventKey | None:
+    """Any other event as Gerrit sent it: the stream and the events-log
+    replay send the same JSON object (its eventCreatedOn included)."""
+    if not isinstance(event.raw, dict) or event.raw.get("type") != event.type:
+        return None
+    text = json.dumps(event.raw, sort_keys=True, separators=(",", ":"))
+    return EventKey(f"ev:{event.type}:{comment_digest(text)}", None)
 
 
 class EventLedger:

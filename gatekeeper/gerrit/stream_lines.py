@@ -86,6 +86,10 @@ class LineSplitter:
             start = end + 1
             if self._overlong_head is not None:
                 self._overlong_size += len(piece)
+                # The head is whatever the line began with, however it was
+                # cut into chunks (a small limit can be crossed before it is full).
+                if len(self._overlong_head) < HEAD_BYTES:
+                    self._overlong_head += piece[: HEAD_BYTES - len(self._overlong_head)]
             elif len(self._buf) + len(piece) > self.max_line:
                 kept = bytes(self._buf[:HEAD_BYTES])
                 self._overlong_head = kept + piece[: HEAD_BYTES - len(kept)]

@@ -24,6 +24,8 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "change-merged": "submitter",
     "merge-failed": "submitter",
     "ref-updated": "submitter",
+    # 3.x: every ref operation, listing each ref it moved (refUpdates).
+    "batch-ref-updated": "submitter",
     "change-abandoned": "abandoner",
     "change-restored": "restorer",
     "change-deleted": "deleter",
@@ -36,12 +38,15 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "wip-state-changed": "changer",
     "private-state-changed": "changer",
 }
-#: Every event type Gerrit (and its replication plugin) documents. A listener
-#: skips others, with a warning: a type we do not know cannot be routed right.
+#: Every event type Gerrit (2.13 and 3.x, and its replication plugin)
+#: documents. A listener skips others, with a warning: a type we do not know
+#: cannot be routed right. Each may be named by a trigger's ``event``; a type
+#: no pipeline names starts nothing.
 KNOWN_TYPES = frozenset(
     {
         *ACCOUNT_FIELDS,
         "project-created",
+        "project-head-updated",
         "ref-replicated",
         "ref-replication-done",
         "ref-replication-scheduled",

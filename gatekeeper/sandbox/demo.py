@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION
 from gatekeeper.sandbox.harness import Sandbox, fresh_dir
 
 COMPONENTS = {
@@ -52,9 +53,15 @@ class Demo:
     """Runs the story in the main thread; callbacks print from other threads."""
 
     def __init__(
-        self, root: Path, layout: Path, out: Console | None = None, web_port: int = 8080
+        self,
+        root: Path,
+        layout: Path,
+        out: Console | None = None,
+        web_port: int = 8080,
+        gerrit_version: str = DEFAULT_VERSION,
     ) -> None:
         self.out = out or Console(highlight=False, soft_wrap=True)
+        self.gerrit_version = gerrit_version
         self.root = root
         self.layout = layout
         self.web_port = web_port
@@ -100,7 +107,11 @@ class Demo:
         logging.getLogger().setLevel(logging.INFO)
         web = {"web": {"listen": {"host": "127.0.0.1", "port": self.web_port}}}
         sandbox = Sandbox(
-            fresh_dir(self.root), self.layout, console=self.console_line, extra_site=web
+            fresh_dir(self.root),
+            self.layout,
+            console=self.console_line,
+            extra_site=web,
+            gerrit_version=self.gerrit_version,
         )
         try:
             self.say("sandbox", "starting the Gerrit simulator and gatekeeper ...")
@@ -109,7 +120,8 @@ class Demo:
             sandbox.sim.add_listener(self.gerrit_event)
             self.say(
                 "sandbox",
-                f"Gerrit simulator on ssh://127.0.0.1:{sandbox.sim.port} with "
+                f"Gerrit simulator ({sandbox.sim.version}) on "
+                f"ssh://127.0.0.1:{sandbox.sim.port} with "
                 "the eight projects; gatekeeper is listening to stream-events",
             )
             status = self.story(sandbox)

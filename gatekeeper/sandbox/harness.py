@@ -24,7 +24,13 @@ from typing import Any
 import paramiko
 
 from gatekeeper.app import ALL, Gatekeeper
-from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.config.site import (
+    GearmanConfig,
+    GearmanServer,
+    GerritConfig,
+    GerritHttpConfig,
+    SiteConfig,
+)
 from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
@@ -33,10 +39,14 @@ from gatekeeper.gerrit.connection import GerritConnection, ssh_client
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.node.confine import Jail
 from gatekeeper.sandbox.gerrit_sim import GerritSimulator
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION
 from gatekeeper.sandbox.seed import PROJECTS, seed_files
 from listeners.gerrit import GerritListener
 
 log = logging.getLogger(__name__)
+
+#: The HTTP password of the daemon's Gerrit account (a sandbox with ``rest``).
+REST_PASSWORD = "sandbox-http-password"
 
 USERS = {
     "gatekeeper": ("Gatekeeper CI", "gatekeeper@example.org", {"Non-Interactive Users"}),
@@ -114,10 +124,16 @@ class Sandbox:
         worker_count: int = 2,
         extra_site: dict[str, Any] | None = None,
         components: frozenset[str] = ALL,
+        gerrit_version: str = DEFAULT_VERSION,
+        rest: bool = False,
         gearman_tls_dir: Path | None = None,
         gearman_insecure: bool = False,
     ) -> None:
         self.root = root.resolve()
+        #: The Gerrit version (and so the dialect) the simulator speaks.
+        self.gerrit_version = gerrit_version
+        #: Reviews and submits over the simulator's REST API (gerrit.http).
+        self.rest = rest
         self.layout = layout.resolve()
         self.console = console
         self.gearman_servers = gearman_servers or []
@@ -167,13 +183,16 @@ class Sandbox:
         """Only the simulator, its projects and its people: for a daemon run
         as its own process (see :meth:`site_file`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        sim = GerritSimulator(self.root / "gerrit", port=port)
+        sim = GerritSimulator(self.root / "gerrit", port=port, version=self.gerrit_version)
         self.sim = sim
         for user, (name, email, groups) in USERS.items():
             sim.add_account(user, name, email, make_key(self.keys / user), groups=set(groups))
         for project in PROJECTS:
             sim.create_project(project, seed_files(project))
         sim.start()
+        if self.rest:
+            sim.start_http()
+            sim.set_http_password("gatekeeper", REST_PASSWORD)
         self.known_hosts.write_text(sim.known_hosts_line() + "\n")
 
     def site_file(self, path: Path, extra: str = "") -> Path:
@@ -221,6 +240,10 @@ class Sandbox:
             key=self.keys / "gatekeeper",
             known_hosts=self.known_hosts,
         )
+        if self.rest:
+            site.gerrit.http = GerritHttpConfig(
+                url=self.sim.http_url, user="gatekeeper", password=REST_PASSWORD
+            )
         for provider in site.providers:
             if provider.driver == "local" and not provider.unconfined:
                 provider.unconfined = needs_unconfined(provider.bwrap)

@@ -472,7 +472,11 @@ class PipelineManager:
                 )
             elif report.submit:
                 why = outcome.error or "Gerrit did not merge the change"
-                self._current()._report_merge_failure(item, why, then)
+                # Gerrit's refusal (an unmet submit requirement) is the reason
+                # the change's owner needs to read; a conflict's is the headline.
+                self._current()._report_merge_failure(
+                    item, why, then, reason=why if outcome.refused else ""
+                )
                 return
             elif outcome.error and not outcome.sent:
                 log.error("could not report %s in %s: %s", item.change, self.name, outcome.error)
@@ -480,11 +484,13 @@ class PipelineManager:
 
         self._send(report, landed)
 
-    def _report_merge_failure(self, item: QueueItem, why: str, then: Callable[[], None]) -> None:
+    def _report_merge_failure(
+        self, item: QueueItem, why: str, then: Callable[[], None], reason: str = ""
+    ) -> None:
         item.merge_failed = True
         # Git's and Gerrit's own words: file names, subjects, several lines.
         log.warning("merge failure for %s in %s: %s", item.change, self.name, shown(why, 500))
-        report = self.compose.merge_failure(item)
+        report = self.compose.merge_failure(item, reason)
         if report is None:
             then()
             return

@@ -17,11 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
-from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection, review_argv
+from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection
 from gatekeeper.gerrit.source import comments_since
+from gatekeeper.gerrit.transport import ReviewTransport, SshReview
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.reports import Report
@@ -53,6 +54,10 @@ class ReportOutcome:
     #: Why it was not sent (the last try's error), or ''.
     error: str = ""
     attempts: int = 1
+    #: Gerrit answered and said no (a vote outside the account's permitted
+    #: range, a submit its requirements refuse): sending it again cannot
+    #: help, unlike a connection that failed.
+    refused: bool = False
 
 
 class Reporter(Protocol):
@@ -80,8 +85,12 @@ class GerritReporter:
         attempts: int = REPORT_ATTEMPTS,
         backoff: float = REPORT_BACKOFF,
         backoff_max: float = REPORT_BACKOFF_MAX,
+        transport: ReviewTransport | None = None,
     ) -> None:
         self.connection = connection
+        #: How reviews go out (SSH unless the site file has gerrit.http);
+        #: read-backs are queries on the thread's SSH connection either way.
+        self.transport: ReviewTransport = transport or SshReview()
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -108,14 +117,7 @@ class GerritReporter:
     def deliver(self, report: Report, stop: threading.Event) -> ReportOutcome:
         change = report.change
         connection = self._connection()
-        argv = review_argv(
-            change.project,
-            change.number,
-            change.patchset,
-            report.message,
-            report.labels,
-            report.submit,
-        )
+        unmet = self._unmet(connection, report) if report.submit else []
         error = ""
         attempt = 0
         while attempt < max(1, self.attempts) and not stop.is_set():
@@ -126,7 +128,17 @@ class GerritReporter:
                     break
             sent_at = time.time()
             try:
-                status, out, err = connection.run(argv, timeout=self.timeout)
+                status, out, err = self.transport.send(
+                    connection,
+                    change.project,
+                    change.number,
+                    change.patchset,
+                    report.message,
+                    report.labels,
+                    report.submit and not unmet,
+                    report.pipeline,
+                    self.timeout,
+                )
             except GerritOutcomeUnknownError as exc:
                 error = str(exc)
                 log.warning(
@@ -153,6 +165,15 @@ class GerritReporter:
                     self.attempts,
                 )
                 continue
+            if status == 0 and unmet:
+                # The votes and message are posted; the submit Gerrit would
+                # refuse was not asked for.
+                error = (
+                    f"Gerrit will not submit {change.key}: its submit requirements are not "
+                    f"met: {', '.join(unmet)}"
+                )
+                log.error("%s report on %s: %s", report.kind, change, shown(error))
+                return ReportOutcome(report, True, False, error, attempt, refused=True)
             if status == 0:
                 merged = self._merged(connection, report) if report.submit else None
                 log.info(
@@ -164,9 +185,10 @@ class GerritReporter:
                 return ReportOutcome(report, True, merged, attempts=attempt)
             # Gerrit answered no: the same review would get the same answer.
             # A refused submit may still be merged (an earlier try landed).
-            error = f"gerrit review {change.key} failed ({status}): {(err or out).strip()}"
+            error = f"gerrit review {change.key} refused ({status}): {(err or out).strip()}"
+            log.error("Gerrit refused the %s report on %s: %s", report.kind, change, shown(error))
             merged = self._merged(connection, report) if report.submit else None
-            return ReportOutcome(report, False, merged, error, attempt)
+            return ReportOutcome(report, False, merged, error, attempt, refused=True)
         log.error(
             "%s report on %s given up after %d tries: %s", report.kind, change, attempt, error
         )
@@ -194,6 +216,19 @@ class GerritReporter:
             return ReportOutcome(report, True, False if report.submit else None, attempts=attempt)
         return None
 
+    def _unmet(self, connection: GerritConnection, report: Report) -> list[str]:
+        """What Gerrit's submit records say the change still lacks once this
+        report's own votes count; [] when nothing does, or Gerrit cannot be
+        asked (the submit then finds out)."""
+        try:
+            row = connection.query_change(report.change.number)
+        except GerritError as exc:
+            log.warning("could not read the submit records of %s: %s", report.change, shown(exc))
+            return []
+        if row is None:
+            return []
+        return unmet_requirements(row, connection.config.user, report.labels)
+
     def _merged(self, connection: GerritConnection, report: Report) -> bool:
         """Read back after a submit: Gerrit may accept it and not merge."""
         try:
@@ -202,6 +237,36 @@ class GerritReporter:
             log.error("could not read back %s after submit: %s", report.change, shown(exc))
             return False
         return row is not None and row.get("status") == "MERGED"
+
+
+def unmet_requirements(row: dict[str, Any], user: str, votes: dict[str, int]) -> list[str]:
+    """The submit requirements a query row's ``submitRecords`` say are not
+    met, in words (``needs Code-Review``, ``blocked by Verified``), leaving out
+    what ``user``'s ``votes`` are about to give: a label still needed that
+    we vote up, and a block that is our own earlier vote being replaced."""
+    records = row.get("submitRecords")
+    unmet: list[str] = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict) or record.get("status") in ("OK", "CLOSED"):
+            continue
+        if record.get("status") == "RULE_ERROR":
+            unmet.append(f"Gerrit's submit rule failed ({shown(str(record.get('errorMessage')))})")
+            continue
+        labels = record.get("labels")
+        for label in labels if isinstance(labels, list) else []:
+            if not isinstance(label, dict):
+                continue
+            name, status = str(label.get("label")), label.get("status")
+            by = label.get("by")
+            voter = by.get("username") if isinstance(by, dict) else None
+            ours = votes.get(name, 0)
+            if status in ("OK", "MAY") or (status == "NEED" and ours > 0):
+                continue
+            if status == "REJECT" and voter == user and ours > 0:
+                continue
+            words = "needs" if status == "NEED" else "blocked by"
+            unmet.append(f"{words} {shown(name, 100)}")
+    return unmet
 
 
 _Done = Callable[[ReportOutcome], None]

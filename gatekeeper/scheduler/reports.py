@@ -179,10 +179,14 @@ class ReportComposer:
         """The merge failure comment's text (restore looks for it on the change)."""
         return self.pipeline.merge_failure_message or DEFAULT_MERGE_FAILURE
 
-    def merge_failure(self, item: QueueItem) -> Report | None:
+    def merge_failure(self, item: QueueItem, reason: str = "") -> Report | None:
+        """The merge failure report; ``reason``, when given, is said below the
+        headline (why Gerrit will not submit the change)."""
         action = self.pipeline.merge_failure or self.pipeline.failure
-        headline = self.merge_failure_headline()
-        return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline.rstrip() + "\n")
+        headline = self.merge_failure_headline().rstrip() + "\n"
+        if reason:
+            headline += f"\n{reason}\n"
+        return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline)
 
     def dropped(self, change: Change, need: Change) -> Report:
         """``change`` left the queue because ``need``, which it needs, did:

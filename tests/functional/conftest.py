@@ -41,6 +41,8 @@ def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]
     elif gearman == "geard":
         geard: TlsGearman = request.getfixturevalue("geard")
         options = {"gearman_servers": [geard.address], "gearman_tls_dir": geard.tls_dir}
+    # The Gerrit dialect: 3.x unless a test parametrizes ``gerrit_version``.
+    options["gerrit_version"] = request.getfixturevalue("gerrit_version")
     if database == "postgresql":
         server_url = postgres_server_url()
         with scratch_postgres_database(server_url) as url:

@@ -94,13 +94,26 @@ def test_patchsets_and_merges_need_no_time(db: Database) -> None:
     assert not ledger.seen(TriggerEvent(type="patchset-created", change=3, patchset=3))
 
 
-def test_events_a_catch_up_cannot_rebuild_have_no_key(db: Database) -> None:
+def test_ref_updates_are_keyed_by_their_move(db: Database) -> None:
+    """The events-log replays ref-updated: the same move is acted on once."""
     ledger = EventLedger(db)
-    ref = TriggerEvent(type="ref-updated", project="p", ref="refs/heads/master", new_rev="a" * 40)
-    assert event_key(ref) is None
-    ledger.acted_on(ref)
+    ref = TriggerEvent(
+        type="ref-updated", project="p", ref="refs/heads/master", old_rev="b" * 40, new_rev="a" * 40
+    )
+    assert event_key(ref) is not None
     assert ledger.first_time(ref)
+    ledger.acted_on(ref)
+    assert not ledger.first_time(ref)
+    later = TriggerEvent(
+        type="ref-updated", project="p", ref="refs/heads/master", old_rev="a" * 40, new_rev="c" * 40
+    )
+    assert ledger.first_time(later)
     assert ledger.last_event() == pytest.approx(ref.created_on)
+
+
+def test_events_without_their_json_have_no_key() -> None:
+    """Built in code, not sent by Gerrit: nothing to recognise a replay by."""
+    assert event_key(TriggerEvent(type="reviewer-added", project="p")) is None
 
 
 def test_times_only_move_forward(db: Database) -> None:

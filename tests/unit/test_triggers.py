@@ -115,3 +115,52 @@ def test_gate_refuses_closed_or_outdated_changes(layout: Layout) -> None:
     assert "open" in requirements_unmet(gate, approved)
     approved.status, approved.is_current_patchset = "NEW", False
     assert "current patchset" in requirements_unmet(gate, approved)
+
+
+NEW_EVENTS_LAYOUT = """\
+pipelines:
+  - name: post-batch
+    manager: independent
+    trigger:
+      gerrit:
+        - event: batch-ref-updated
+          ref: ^refs/heads/.*$
+  - name: heads
+    manager: independent
+    trigger:
+      gerrit:
+        - event: project-head-updated
+  - name: topics
+    manager: independent
+    trigger:
+      gerrit:
+        - event: topic-changed
+"""
+
+
+def test_gerrit_3x_event_types_are_layout_triggers(tmp_path: Path, layout: Layout) -> None:
+    """batch-ref-updated and project-head-updated (3.x) may be named by a
+    trigger and fire it; the repository's layout names neither, so they
+    start nothing there."""
+    path = tmp_path / "layout.yaml"
+    path.write_text(NEW_EVENTS_LAYOUT)
+    new = load_layout(path)
+    update = {"oldRev": "a" * 40, "newRev": "b" * 40, "refName": "refs/heads/master"}
+    batch = parse_event(
+        '{"type": "batch-ref-updated", "submitter": {"username": "ci"}, '
+        f'"refUpdates": [{{"project": "openstack/nova", {str(update)[1:-1]}}}], '
+        '"eventCreatedOn": 1}'.replace("'", '"')
+    )
+    head = parse_event(
+        '{"type": "project-head-updated", "projectName": "openstack/nova", '
+        '"oldHead": "refs/heads/master", "newHead": "refs/heads/main", "eventCreatedOn": 1}'
+    )
+    assert batch is not None and head is not None
+    assert (batch.project, batch.branch, batch.new_rev) == ("openstack/nova", "master", "b" * 40)
+    assert (head.project, head.branch) == ("openstack/nova", "main")
+    assert matching_triggers(new.pipeline("post-batch"), batch)
+    assert not matching_triggers(new.pipeline("post-batch"), head)
+    assert matching_triggers(new.pipeline("heads"), head)
+    for pipeline in layout.pipelines:
+        assert not matching_triggers(pipeline, batch)
+        assert not matching_triggers(pipeline, head)

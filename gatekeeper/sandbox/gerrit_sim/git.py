@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,6 +224,85 @@ class Repo:
         return CommitInfo(
             full, parent_list, name, email, message, insertions, deletions, sorted(files)
         )
+
+    def tree(self, sha: str) -> str:
+        return self.git("rev-parse", f"{sha}^{{tree}}").strip()
+
+    def patchset_kind(
+        self, prior: CommitInfo, new: CommitInfo, with_message_update: bool = True
+    ) -> str:
+        """The kind of patch set ``new`` is after ``prior``, as Gerrit 3.x
+        defines them (json.txt, patchSet ``kind``):
+
+        - NO_CHANGE: same tree, same parent trees, same commit message;
+        - NO_CODE_CHANGE: same tree and parent trees, another message;
+        - MERGE_FIRST_PARENT_UPDATE: both merges, only the first parent moved,
+          the same message, and merging the new parents cleanly gives the new tree;
+        - TRIVIAL_REBASE: another parent, and picking ``prior`` onto it
+          cleanly gives exactly the new tree; same message;
+        - TRIVIAL_REBASE_WITH_MESSAGE_UPDATE: the same with another message
+          (3.x only: ``with_message_update``; 2.13 calls that REWORK);
+        - REWORK: anything else.
+
+        :raises GerritError: git failed.
+        """
+        same_message = prior.message == new.message
+        new_tree = self.tree(new.sha)
+        prior_parent_trees = [self.tree(p) for p in prior.parents]
+        new_parent_trees = [self.tree(p) for p in new.parents]
+        if self.tree(prior.sha) == new_tree and prior_parent_trees == new_parent_trees:
+            return "NO_CHANGE" if same_message else "NO_CODE_CHANGE"
+        if len(prior.parents) > 1 or len(new.parents) > 1:
+            first_moved_only = (
+                len(prior.parents) == len(new.parents)
+                and prior.parents[1:] == new.parents[1:]
+                and prior.parents[0] != new.parents[0]
+            )
+            if first_moved_only and same_message and len(new.parents) == 2:
+                merged = self._merged_tree(new.parents[0], new.parents[1])
+                if merged == new_tree:
+                    return "MERGE_FIRST_PARENT_UPDATE"
+            return "REWORK"
+        if len(prior.parents) != 1 or len(new.parents) != 1 or prior.parents == new.parents:
+            # Same parent, another tree: the code changed.
+            return "REWORK"
+        picked = self._picked_tree(prior, new.parents[0])
+        if picked != new_tree:
+            return "REWORK"
+        if same_message:
+            return "TRIVIAL_REBASE"
+        return "TRIVIAL_REBASE_WITH_MESSAGE_UPDATE" if with_message_update else "REWORK"
+
+    def _merged_tree(self, ours: str, theirs: str) -> str | None:
+        """The tree of a clean merge of two commits, or None on a conflict."""
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.path}", "merge-tree", "--write-tree", ours, theirs],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            return None
+        return proc.stdout.decode().split("\n", 1)[0].strip()
+
+    def _picked_tree(self, commit: CommitInfo, onto: str) -> str | None:
+        """The tree of ``commit`` cherry-picked onto ``onto``, or None on a conflict.
+
+        When ``commit``'s parent is an ancestor of ``onto`` (a rebase onto a
+        branch that moved on), ``merge-tree`` of the two finds that parent as
+        the merge base and merges contents. Otherwise (git 2.39 has no
+        ``--merge-base``) a three-way index merge of whole files: a file both
+        sides changed counts as a conflict, so such a rebase is a REWORK here.
+        """
+        base = commit.parents[0]
+        if self.is_ancestor(base, onto):
+            return self._merged_tree(onto, commit.sha)
+        with tempfile.TemporaryDirectory() as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            try:
+                self.git("read-tree", "-i", "-m", "--aggressive", base, onto, commit.sha, env=env)
+                return self.git("write-tree", env=env).strip()
+            except GerritError:
+                return None
 
     def merge(self, ours: str, theirs: str, message: str) -> str:
         """Create a merge commit of ``theirs`` into ``ours``; return its sha.

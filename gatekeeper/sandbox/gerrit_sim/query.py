@@ -6,8 +6,11 @@ Terms (all must match): ``N``, ``change:N``, ``change:I<id>``, ``I<id>``,
 ``age:N[s|m|h|d|w]`` (last updated at least that long ago),
 ``after:``/``since:`` and ``before:``/``until:`` a date (``2026-11-25``,
 ``2026-11-25T16:00:00``, UTC) or seconds since the epoch; a ``-`` before a
-term negates it (``-age:90s``: updated in the last 90 seconds). An
-unsupported term answers an error row and exit status 1.
+term negates it (``-age:90s``: updated in the last 90 seconds), plus
+``hashtag:X`` and ``topic:X``. An unsupported term answers an error row
+(``{"type":"error","message":...}``): 3.x then exits 0 (the row is the
+answer), the 2.13 dialect exits 1, as the simulator always did (neither
+version's cmd-query documents the exit status).
 """
 
 from __future__ import annotations
@@ -119,6 +122,10 @@ def _term(term: str) -> tuple[Predicate | None, int | None]:
         return (lambda c: c.branch == value), None
     if key == "owner":
         return (lambda c: c.owner == value), None
+    if key == "hashtag":
+        return (lambda c: value.lower() in (h.lower() for h in c.hashtags)), None
+    if key == "topic":
+        return (lambda c: c.topic == value), None
     if key in ("status", "is"):
         wanted = value.lower()
         if wanted == "open":
@@ -179,7 +186,7 @@ def run(state: SimState, argv: list[str]) -> CommandResult:
                 limit = term_limit
     except QueryError as exc:
         row = json.dumps({"type": "error", "message": str(exc)})
-        return CommandResult(1, row + "\n", "")
+        return CommandResult(0 if state.dialect == "3" else 1, row + "\n", "")
     lines: list[str] = []
     with state.lock:
         matched = [c for c in state.changes.values() if all(p(c) for p in predicates)]
@@ -254,6 +261,7 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
     status = attr.pop("status")
     if "commit_message" not in options:
         attr.pop("commitMessage")
+    attr.pop("createdOn", None)
     row: dict[str, Any] = dict(attr)
     row["createdOn"] = change.created_on
     row["lastUpdated"] = change.last_updated
@@ -279,7 +287,7 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
         depends = [
             {
                 "id": other.change_id,
-                "number": str(other.number),
+                "number": events.number(state, other.number),
                 "revision": ps.commit.sha,
                 "ref": ps.ref,
                 "isCurrentPatchSet": ps is other.current,
@@ -289,7 +297,7 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
         needed = [
             {
                 "id": other.change_id,
-                "number": str(other.number),
+                "number": events.number(state, other.number),
                 "revision": other.current.commit.sha,
                 "ref": other.current.ref,
                 "isCurrentPatchSet": True,
@@ -308,7 +316,8 @@ def _row(state: SimState, change: Change, options: set[str]) -> dict[str, Any]:
 def _submit_record(state: SimState, change: Change) -> dict[str, Any]:
     if not change.is_open:
         return {"status": "CLOSED"}
-    statuses = labels.submit_status(change.current.current_votes())
+    needed = state.requirements_of(change.project)
+    statuses = labels.submit_status(change.current.current_votes(), needed)
     label_rows: list[dict[str, Any]] = []
     for name, status, by in statuses:
         item: dict[str, Any] = {"label": name, "status": status}
@@ -316,4 +325,9 @@ def _submit_record(state: SimState, change: Change) -> dict[str, Any]:
             item["by"] = events.account_attr(state, by)
         label_rows.append(item)
     overall = "OK" if all(s == "OK" for _, s, _ in statuses) else "NOT_READY"
-    return {"status": overall, "labels": label_rows}
+    record: dict[str, Any] = {"status": overall, "labels": label_rows}
+    unmet = labels.unmet(statuses, needed)
+    if unmet and state.speaks_3x():
+        # 3.x: what still has to happen, one requirement per unmet label.
+        record["requirements"] = [{"fallbackText": text, "type": "label"} for text in unmet]
+    return record

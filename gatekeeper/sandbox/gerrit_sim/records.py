@@ -81,6 +81,9 @@ class ReviewRecord:
     targets: list[str]
     exit_status: int
     stderr: str
+    #: ``--tag`` (or the ReviewInput's tag) and ``--notify``, as given.
+    tag: str | None = None
+    notify: str | None = None
 
 
 @dataclass

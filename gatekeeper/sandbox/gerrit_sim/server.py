@@ -28,8 +28,10 @@ from paramiko.common import (
 
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit import cmdline
-from gatekeeper.sandbox.gerrit_sim import commands, push
+from gatekeeper.sandbox.gerrit_sim import commands, push, review
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
+from gatekeeper.sandbox.gerrit_sim.hook import COMMIT_MSG_HOOK
+from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.state import RAW_LINE, SimState
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ _GIT_SERVICES = {
     "git-receive-pack": "receive-pack",
 }
 _CHUNK = 65536
+#: The SSH library Gerrit 3.x names after its version in the banner.
+SSHD_NAME = "APACHE-SSHD-2.12.0"
+#: Where ``scp`` finds the commit-msg hook, as on Gerrit.
+HOOK_PATH = "hooks/commit-msg"
 
 #: A stream-events session's queue of events (SimState.subscribe; None: stop).
 _Subscriber = queue.SimpleQueue[dict[str, Any] | None]
@@ -66,8 +72,11 @@ class _Transport(paramiko.Transport):
     Owned by paramiko's connection thread.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, version: str) -> None:
         super().__init__(sock)
+        # What real Gerrit (Apache MINA SSHD) sends; clients such as
+        # git-review and gerritlib read the version from it.
+        self.local_version = f"SSH-2.0-GerritCodeReview_{version} ({SSHD_NAME})"
         self._pending: dict[int, threading.Thread] = {}
         self._pending_lock = threading.Lock()
 
@@ -205,7 +214,7 @@ class SshServer:
                 # Small request/response packets; without this, Nagle plus
                 # delayed ACKs add ~40 ms to every command.
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                transport = _Transport(conn)
+                transport = _Transport(conn, self.state.version)
                 transport.set_log_channel(_transport_log.name)
                 transport.add_server_key(self._host_key)
                 transport.start_server(event=threading.Event(), server=_Interface(self, transport))
@@ -234,14 +243,17 @@ class SshServer:
             argv = cmdline.split(line)
             faults = self.faults
             if subscriber is not None:
-                status = self._stream_events(channel, subscriber)
+                status = self._stream_events(channel, username, argv[2:], subscriber)
+            elif argv[:1] == ["scp"]:
+                status = _scp_send(channel, argv)
             elif argv and (argv[0] in _GIT_SERVICES or argv[:1] == ["git"]):
                 status = self._git(channel, username, argv, env)
             elif not faults.admit(argv, username):
                 # A stalled command that is given up: no output, no exit status.
                 answer = False
             else:
-                result = commands.run(self.state, username, line, argv)
+                stdin = _read_stdin(channel) if _wants_stdin(self.state, argv) else ""
+                result = commands.run(self.state, username, line, argv, stdin)
                 if faults.cut_after(argv):
                     # It ran; the connection goes before the answer does.
                     answer = False
@@ -274,7 +286,15 @@ class SshServer:
             with self._lock:
                 self._handlers.discard(threading.current_thread())
 
-    def _stream_events(self, channel: paramiko.Channel, subscriber: _Subscriber) -> int:
+    def _stream_events(
+        self, channel: paramiko.Channel, username: str, argv: list[str], subscriber: _Subscriber
+    ) -> int:
+        refusal, types = stream_access(self.state, username, argv)
+        if refusal:
+            self.state.unsubscribe(subscriber)
+            channel.sendall_stderr(refusal.encode())
+            return 1
+
         def watch_client() -> None:
             # recv() returns b"" once the client closes or sends EOF.
             try:
@@ -294,6 +314,8 @@ class SshServer:
                     break
                 if RAW_LINE in event:
                     channel.sendall(event[RAW_LINE].encode() + b"\n")
+                    continue
+                if types and event.get("type") not in types:
                     continue
                 channel.sendall((json.dumps(event) + "\n").encode())
         finally:
@@ -347,6 +369,85 @@ class SshServer:
                 report = push.process(self.state, project, username)
                 channel.sendall_stderr("".join(f"remote: {r}\n" for r in report).encode())
         return status
+
+
+def _scp_send(channel: paramiko.Channel, argv: list[str]) -> int:
+    """Serve ``scp -f [-p] hooks/commit-msg``: the source side of the classic
+    scp protocol (what ``scp -O``, and git-review, speak). Only the hook is
+    there to fetch; any other path or mode is refused as scp would.
+    """
+    flags = [a for a in argv[1:] if a.startswith("-")]
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if "-f" not in flags or len(paths) != 1:
+        channel.sendall(b"\x01scp: only downloads (scp -f) are served\n")
+        return 1
+    if paths[0].lstrip("/") != HOOK_PATH:
+        channel.sendall(f"\x01scp: {paths[0][:200]}: No such file or directory\n".encode())
+        return 1
+    data = COMMIT_MSG_HOOK.encode()
+
+    def acked() -> bool:
+        # The sink answers each step with one byte: 0 means go on.
+        reply = channel.recv(1)
+        return reply == b"\x00"
+
+    if not acked():
+        return 1
+    if "-p" in flags:
+        stamp = int(time.time())
+        channel.sendall(f"T{stamp} 0 {stamp} 0\n".encode())
+        if not acked():
+            return 1
+    channel.sendall(f"C0755 {len(data)} commit-msg\n".encode())
+    if not acked():
+        return 1
+    channel.sendall(data + b"\x00")
+    return 0 if acked() else 1
+
+
+def stream_access(state: SimState, username: str, argv: list[str]) -> tuple[str, set[str]]:
+    """Whether ``username`` may run ``gerrit stream-events ARGV``: (the
+    refusal for stderr, or ''; the subscribed event types, empty for all)."""
+    with state.lock:
+        account = state.accounts.get(username)
+    allowed = account is not None and (account.stream_events or "Administrators" in account.groups)
+    if not allowed:
+        return f'fatal: {username} does not have "Stream Events" capability.\n', set()
+    types: set[str] = set()
+    i = 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        i += 1
+        if name not in ("-s", "--subscribe"):
+            return f'fatal: "{argv[i - 1]}" is not a valid option\n', set()
+        try:
+            value, i = operand(argv, i, name, inline if eq else None)
+        except UsageError as exc:
+            return f"fatal: {exc}\n", set()
+        types.add(value)
+    return "", types
+
+
+def _wants_stdin(state: SimState, argv: list[str]) -> bool:
+    """A valid ``gerrit review --json``: only then is stdin read (a refused
+    command line answers at once, without waiting for the client's EOF)."""
+    if argv[:2] != ["gerrit", "review"]:
+        return False
+    try:
+        return review.parse(argv[2:], state.speaks_3x()).json
+    except UsageError:
+        return False
+
+
+def _read_stdin(channel: paramiko.Channel, limit: int = 1 << 20) -> str:
+    """What the client sends until EOF (at most ``limit`` bytes)."""
+    data = b""
+    while len(data) < limit:
+        chunk = channel.recv(_CHUNK)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
 
 
 def _pump(channel: paramiko.Channel, args: list[str], extra_env: dict[str, str]) -> int:

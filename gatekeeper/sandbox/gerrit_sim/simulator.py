@@ -13,10 +13,12 @@ from typing import Any
 import paramiko
 
 from gatekeeper.errors import GerritError
+from gatekeeper.sandbox.gerrit_sim import admin
 from gatekeeper.sandbox.gerrit_sim.faults import Faults
 from gatekeeper.sandbox.gerrit_sim.records import ReviewRecord, SimChange
+from gatekeeper.sandbox.gerrit_sim.rest import RestApi, RestServer
 from gatekeeper.sandbox.gerrit_sim.server import SshServer
-from gatekeeper.sandbox.gerrit_sim.state import Account, SimState
+from gatekeeper.sandbox.gerrit_sim.state import DEFAULT_VERSION, Account, LabelGrant, SimState
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,28 @@ class GerritSimulator:
     threads (see :mod:`gatekeeper.sandbox.gerrit_sim.server`). Listeners run
     in one dispatcher thread, in emission order.
 
+    ``version`` picks the dialect: ``"3.11.1"`` (the default; any 3.x) or
+    ``"2.13"``. It is what ``gerrit version`` answers and what the SSH banner
+    says (``SSH-2.0-GerritCodeReview_<version> (APACHE-SSHD-...)``), and it
+    decides the JSON shapes (see :mod:`gatekeeper.sandbox.gerrit_sim.events`
+    for the table of differences), whether a bad query exits 0 (3.x) or 1,
+    and which event types are emitted. Patch set kinds are computed from git
+    against the previous patch set (``Repo.patchset_kind``).
+
+    Events and what causes them: a push (patchset-created), ``gerrit review``
+    (comment-added, change-abandoned/-restored, change-merged, then
+    ref-updated and, 3.x, batch-ref-updated), ``gerrit set-reviewers``
+    (reviewer-added/-deleted), ``gerrit create-project`` (project-created),
+    ``gerrit set-head`` (3.x: project-head-updated); and, where Gerrit has
+    only REST or the UI, the methods :meth:`set_topic` (topic-changed),
+    :meth:`set_hashtags` (hashtags-changed), :meth:`set_wip` and
+    :meth:`set_private` (3.x: wip-/private-state-changed), :meth:`delete_vote`
+    (3.x: vote-deleted) and :meth:`delete_change` (3.x: change-deleted).
+    Seeding with :meth:`create_project` emits nothing: the project was there.
+
     Simplifications, on purpose: any account may stream events and vote any
     label (Code-Review and Verified -2..+2, Workflow -1..+1); submit needs
-    Code-Review +2, Verified +2 and Workflow +1 with no blocking vote; every
-    patch set's kind is REWORK.
+    Code-Review +2, Verified +2 and Workflow +1 with no blocking vote.
     """
 
     def __init__(
@@ -44,17 +64,22 @@ class GerritSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         web_url: str = "http://127.0.0.1/",
+        version: str = DEFAULT_VERSION,
     ) -> None:
+        """:raises GerritError: a version whose dialect the simulator does not speak."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port
-        self.state = SimState(self.root, web_url)
+        self.state = SimState(self.root, web_url, version)
         self.faults = Faults()
         self._host_key = _load_host_key(self.root / HOST_KEY_NAME)
         self._server: SshServer | None = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._dispatcher: threading.Thread | None = None
+        #: The REST side (served once :meth:`start_http` is called).
+        self.rest = RestApi(self.state)
+        self._http: RestServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -70,8 +95,32 @@ class GerritSimulator:
         self._server.start()
         log.info("Gerrit simulator listening on %s:%d", self.host, self.port)
 
+    def start_http(self, port: int = 0) -> str:
+        """Serve the REST API (and the events-log plugin) on ``host:port``;
+        returns its base URL. Stopped by :meth:`stop`."""
+        if self._http is None:
+            self._http = RestServer(self.rest, self.host, port)
+            self._http.start()
+        return self._http.url
+
+    @property
+    def http_url(self) -> str:
+        assert self._http is not None, "the REST API is not started"
+        return self._http.url
+
+    def set_http_password(self, username: str, password: str) -> None:
+        """The password ``username`` authenticates with over REST."""
+        self.rest.set_password(username, password)
+
+    def events_log(self, enabled: bool) -> None:
+        """Whether the server has the events-log plugin (on by default)."""
+        self.rest.events_log = enabled
+
     def stop(self) -> None:
         """Close every connection (stream-events sessions too) and stop."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -125,6 +174,27 @@ class GerritSimulator:
         with self.state.lock:
             self.state.accounts[username] = account
 
+    def grant_label(
+        self, label: str, group: str, minimum: int, maximum: int, project: str = ""
+    ) -> None:
+        """Let ``group`` vote ``label`` from ``minimum`` to ``maximum`` in
+        ``project`` ('' for All-Projects). Once a label has a grant, accounts
+        outside every granted group may not vote it."""
+        with self.state.lock:
+            self.state.grants.setdefault(project, []).append(
+                LabelGrant(label, group, minimum, maximum)
+            )
+
+    def set_stream_events(self, username: str, allowed: bool) -> None:
+        """Give or take the account's 'Stream Events' capability."""
+        with self.state.lock:
+            self.state.accounts[username].stream_events = allowed
+
+    def set_submit_requirements(self, project: str, needed: dict[str, int]) -> None:
+        """The project's submit requirements: label -> the vote needed."""
+        with self.state.lock:
+            self.state.requirements[project] = dict(needed)
+
     def create_project(
         self, name: str, files: dict[str, str | bytes] | None = None, branch: str = "master"
     ) -> None:
@@ -133,6 +203,55 @@ class GerritSimulator:
         :raises GerritError: bad or duplicate name, or git failed.
         """
         self.state.create_project(name, files or {"README": f"{name}\n"}, branch)
+
+    @property
+    def version(self) -> str:
+        return self.state.version
+
+    @property
+    def dialect(self) -> str:
+        """``"3"`` or ``"2.13"``."""
+        return self.state.dialect
+
+    # -- what Gerrit does over REST or in its UI ------------------------------------
+
+    def set_topic(self, change: int, topic: str, who: str) -> None:
+        """Set the topic ("" clears it): topic-changed.
+
+        :raises KeyError: no such change.
+        """
+        admin.set_topic(self.state, change, topic, who)
+
+    def set_hashtags(
+        self, change: int, who: str, add: list[str] | None = None, remove: list[str] | None = None
+    ) -> None:
+        """Add and remove hashtags: hashtags-changed.
+
+        :raises KeyError: no such change.
+        """
+        admin.set_hashtags(self.state, change, add or [], remove or [], who)
+
+    def set_wip(self, change: int, wip: bool, who: str) -> None:
+        """Mark work in progress, or ready: 3.x sends wip-state-changed."""
+        admin.set_flag(self.state, change, "wip", wip, who)
+
+    def set_private(self, change: int, private: bool, who: str) -> None:
+        """Mark private, or not: 3.x sends private-state-changed."""
+        admin.set_flag(self.state, change, "private", private, who)
+
+    def delete_vote(self, change: int, label: str, reviewer: str, who: str) -> None:
+        """Remove ``reviewer``'s vote on ``label``: 3.x sends vote-deleted.
+
+        :raises GerritError: no such vote.
+        """
+        admin.delete_vote(self.state, change, label, reviewer, who)
+
+    def delete_change(self, change: int, who: str) -> None:
+        """Delete an open change and its refs: change-deleted.
+
+        :raises GerritError: the change is closed.
+        """
+        admin.delete_change(self.state, change, who)
 
     # -- looking inside -------------------------------------------------------------
 

@@ -33,6 +33,25 @@ RAW_LINE = "__raw_line__"
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
 
 
+#: The version the simulator announces unless told otherwise.
+DEFAULT_VERSION = "3.11.1"
+#: The versions whose dialect it speaks (a ``-sim`` suffix is added where shown).
+DIALECTS = ("3", "2.13")
+
+
+def dialect_of(version: str) -> str:
+    """``"3"`` for 3.x versions, ``"2.13"`` for 2.13.
+
+    :raises GerritError: another version (the simulator speaks only these two).
+    """
+    if version == "2.13" or version.startswith("2.13."):
+        return "2.13"
+    major, _, _ = version.partition(".")
+    if major == "3" and version[1:2] == ".":
+        return "3"
+    raise GerritError(f"the simulator speaks Gerrit 3.x or 2.13, not {version!r}")
+
+
 def now() -> int:
     return int(time.time())
 
@@ -47,10 +66,31 @@ class Account:
     key_type: str
     key_base64: str
     groups: frozenset[str] = frozenset()
+    #: The 'Stream Events' global capability (Administrators have it anyway).
+    stream_events: bool = True
 
     def attr(self) -> dict[str, str]:
         """Gerrit's account attribute (name, email, username)."""
         return {"name": self.name, "email": self.email, "username": self.username}
+
+
+#: The group every account is in, as in Gerrit.
+REGISTERED_USERS = "Registered Users"
+
+
+@dataclass(frozen=True)
+class LabelGrant:
+    """A ``label-NAME = MIN..MAX group GROUP`` rule of a project's access."""
+
+    label: str
+    group: str
+    minimum: int
+    maximum: int
+
+
+#: Submit requirements Gerrit 3.6+ has by default: label -> the vote needed
+#: (and the label's lowest value blocks).
+DEFAULT_REQUIREMENTS = {"Code-Review": 2, "Verified": 2, "Workflow": 1}
 
 
 @dataclass
@@ -92,6 +132,11 @@ class Change:
     status: str = "NEW"
     topic: str = ""
     last_updated: int = 0
+    hashtags: list[str] = field(default_factory=list)
+    wip: bool = False
+    private: bool = False
+    #: Reviewers added with ``gerrit set-reviewers`` (usernames, in order).
+    reviewers: list[str] = field(default_factory=list)
     patchsets: list[PatchSet] = field(default_factory=list)
     messages: list[SimMessage] = field(default_factory=list)
 
@@ -108,6 +153,8 @@ class Change:
 class Project:
     name: str
     repo: Repo
+    #: What HEAD names (``gerrit set-head`` moves it).
+    head: str = "refs/heads/master"
     # Held for a whole push (receive-pack plus change creation) or submit,
     # so ref updates of one project never interleave.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,13 +163,18 @@ class Project:
 class SimState:
     """The simulator's data; shared by all server threads, guarded by ``lock``."""
 
-    def __init__(self, root: Path, web_url: str) -> None:
+    def __init__(self, root: Path, web_url: str, version: str = DEFAULT_VERSION) -> None:
         self.root = root
+        #: The Gerrit version spoken (see :func:`dialect_of`).
+        self.version = version
+        #: ``"3"`` (3.x shapes) or ``"2.13"``.
+        self.dialect = dialect_of(version)
         self.web_url = web_url if web_url.endswith("/") else web_url + "/"
         self.lock = threading.RLock()
         self.accounts: dict[str, Account] = {}
         self.projects: dict[str, Project] = {}
         self.changes: dict[int, Change] = {}
+        self.last_number = 0
         self.reviews: list[ReviewRecord] = []
         self._events: list[dict[str, Any]] = []
         self._subscribers: list[queue.SimpleQueue[dict[str, Any] | None]] = []
@@ -134,6 +186,40 @@ class SimState:
         self.withholding = False
         #: Events that reached no stream-events session (none connected, or withheld).
         self.unstreamed = 0
+        #: Label permissions, project ("" for All-Projects) -> grants. A label
+        #: nobody is granted anywhere is open to every account (the
+        #: simulator's default, so tests that do not care need no access setup).
+        self.grants: dict[str, list[LabelGrant]] = {}
+        #: Submit requirements per project (label -> vote needed); absent:
+        #: DEFAULT_REQUIREMENTS.
+        self.requirements: dict[str, dict[str, int]] = {}
+
+    def speaks_3x(self) -> bool:
+        """Whether the dialect is 3.x (else 2.13)."""
+        return not self.version.startswith("2.")
+
+    def vote_range(self, project: str, username: str, label: str) -> tuple[int, int] | None:
+        """The values ``username`` may vote on ``label`` in ``project``: the
+        union of the grants of the account's groups (here and in
+        All-Projects); None when the label has no grants (open to all)."""
+        with self.lock:
+            grants = [
+                g
+                for g in self.grants.get("", []) + self.grants.get(project, [])
+                if g.label == label
+            ]
+            account = self.accounts.get(username)
+        if not grants:
+            return None
+        groups = {REGISTERED_USERS, *(account.groups if account else ())}
+        mine = [g for g in grants if g.group in groups]
+        if not mine:
+            return (0, 0)
+        return min(g.minimum for g in mine), max(g.maximum for g in mine)
+
+    def requirements_of(self, project: str) -> dict[str, int]:
+        with self.lock:
+            return dict(self.requirements.get(project, DEFAULT_REQUIREMENTS))
 
     # -- accounts and projects ------------------------------------------------
 
@@ -163,7 +249,7 @@ class SimState:
             if name in self.projects:
                 raise GerritError(f"project {name} already exists")
             repo = Repo(self.root / "git" / f"{name}.git")
-            self.projects[name] = Project(name, repo)
+            self.projects[name] = Project(name, repo, head=f"refs/heads/{branch}")
         repo.init(files, branch)
 
     # -- changes ----------------------------------------------------------------
@@ -207,15 +293,20 @@ class SimState:
                 return None
             timestamp = now()
             if change is None:
-                number = len(self.changes) + 1
+                # Numbers are never reused, even after a change is deleted.
+                self.last_number += 1
+                number = self.last_number
                 change = Change(number, project, branch, commit.change_id, uploader, timestamp)
                 self.changes[number] = change
             if topic:
                 change.topic = topic
             ps_number = len(change.patchsets) + 1
-            # Gerrit would classify rebases and message-only edits; the
-            # simulator calls every new patch set a rework.
             kind = "REWORK"
+            if change.patchsets:
+                project_repo = self.projects[project].repo
+                kind = project_repo.patchset_kind(
+                    change.current.commit, commit, with_message_update=self.dialect == "3"
+                )
             ref = f"refs/changes/{change.number % 100:02d}/{change.number}/{ps_number}"
             patchset = PatchSet(ps_number, commit, ref, uploader, timestamp, kind)
             change.patchsets.append(patchset)

@@ -191,7 +191,7 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
 
     def operate(function: str, args: Mapping[str, object], token: str) -> object:
         # Over Gearman with the user's token: the scheduler checks and audits it.
-        return call(servers, function, args, timeout=30, token=token)
+        return call(servers, function, args, timeout=30, token=token, tls=tls)
 
     secret = None
     assert site.admin.secret_file is not None  # resolve() sets it

@@ -222,9 +222,12 @@ class ProviderConfig(_Strict):
     def _hosts_only_for_static(self) -> ProviderConfig:
         if self.driver != "static" and self.hosts:
             raise ValueError("'hosts' is only for the static driver")
-        jail_keys = {"network", "unconfined", "bwrap", "job_uid", "job_gid"}
-        if self.driver != "local" and jail_keys & self.model_fields_set:
+        jail_keys = ("network", "unconfined", "bwrap", "job_uid", "job_gid")
+        fields = type(self).model_fields
+        changed = [k for k in jail_keys if getattr(self, k) != fields[k].get_default()]
+        if self.driver != "local" and changed:
             # Refused rather than ignored: 'network: false' must not seem to work.
+            # (Their defaults pass, so a dumped config reads back.)
             raise ValueError(
                 "'network', 'unconfined', 'bwrap', 'job-uid' and 'job-gid' are only for"
                 " the local driver (its jail)"

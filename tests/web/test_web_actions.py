@@ -318,7 +318,7 @@ def test_a_split_web_acts_over_gearman_with_the_users_token(box: Sandbox) -> Non
     servers = box.app.gearman_servers
 
     def operate(function: str, args: Mapping[str, object], token: str) -> object:
-        return call(servers, function, args, timeout=30, token=token)
+        return call(servers, function, args, timeout=30, token=token, tls=box.operator_tls())
 
     ctx = WebContext(
         site=box.site,

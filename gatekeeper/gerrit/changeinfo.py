@@ -265,16 +265,20 @@ class RestChanges:
     def close(self) -> None:
         self.rest.close()
 
-    def _rows(self, query: str) -> list[dict[str, Any]]:
-        """:raises GerritError:"""
+    def _rows(self, query: str, related: bool = True) -> list[dict[str, Any]]:
+        """The rows of ``query``; with ``related``, each change's dependencies
+        (one more request per change).
+
+        :raises GerritError:
+        """
         rows = []
         for info in self.rest.query(query, REST_OPTIONS):
             number = info.get("_number")
             sha = info.get("current_revision")
             if type(number) is not int or not isinstance(sha, str):
                 raise GerritError("a REST change has no _number or current_revision")
-            related = self.rest.related(number, sha)
-            rows.append(row_from_change_info(info, related, self.web_url))
+            links = self.rest.related(number, sha) if related else []
+            rows.append(row_from_change_info(info, links, self.web_url))
         return rows
 
     def query_change(self, number: int) -> dict[str, Any] | None:
@@ -292,8 +296,10 @@ class RestChanges:
 
     def query_all(self, query: str, *options: str, max_pages: int = 1000) -> list[dict[str, Any]]:
         """Every change ``query`` finds (REST pages are followed by
-        :meth:`GerritRest.query`; the SSH ``options`` are all included).
+        :meth:`GerritRest.query`), with votes, messages and patch sets, not
+        dependencies: they cost a request per change, and the catch-up (the
+        one caller) reads none.
 
         :raises GerritError:
         """
-        return self._rows(query)
+        return self._rows(query, related=False)

@@ -18,14 +18,14 @@ from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
-from gatekeeper.dispatch import certs
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.dispatch.signing import ResultSigner, ResultVerifier
+from gatekeeper.dispatch.tls import check_external, describe, site_tls
 from gatekeeper.dispatch.tokens import ensure_secret
-from gatekeeper.errors import CertificateError, ConfigError, GatekeeperError, OperationError
+from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
 from gatekeeper.gerrit.changeinfo import ChangeQueries, RestChanges
 from gatekeeper.gerrit.connection import GerritConnection
@@ -112,6 +112,8 @@ class Gatekeeper:
         self.web: WebServer | None = None
         #: Where the web serves (``web.url``; the real port when it was 0).
         self.web_url = self.site.web.url
+        #: The certificate each role of this process presents (None: plain TCP).
+        self.tls: dict[Role, TlsFiles | None] = {}
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -125,16 +127,20 @@ class Gatekeeper:
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)
         self.db.migrate()
+        self._load_tls()
         if site.gearman.insecure:
             log.warning(
-                "gearman.insecure is set: build results are not authenticated; "
-                "anyone who reaches the Gearman port can take a build and answer it"
+                "WARNING: Gearman is plain TCP with no certificates (gearman.insecure: true): "
+                "build results are not authenticated; anyone who reaches its port can take "
+                "builds and answer them with any result"
             )
         if self.serve_web and "scheduler" in self.components and site.web.enabled:
             # First: a port in use stops the start before any thread runs.
             self._start_web()
         if "gearman" in self.components and site.gearman.embedded and not site.gearman.servers:
-            self.gearman = EmbeddedGearman(site.gearman.listen.host, site.gearman.listen.port)
+            self.gearman = EmbeddedGearman(
+                site.gearman.listen.host, site.gearman.listen.port, tls=self.tls_files(Role.SERVER)
+            )
         self.metrics.start()
         if "pool" in self.components:
             labels = default_labels(self.layout, site)
@@ -144,6 +150,33 @@ class Gatekeeper:
             self._start_worker()
         if "scheduler" in self.components:
             self._start_scheduler()
+
+    def _load_tls(self) -> None:
+        """Find (or, on the all-in-one's first start, make) each role's certificate.
+
+        :raises CertificateError: a file is missing, or an external server
+            speaks plain TCP while this site expects TLS.
+        """
+        site = self.site
+        embedded = "gearman" in self.components and site.gearman.embedded
+        roles = [Role.SERVER] if embedded and not site.gearman.servers else []
+        roles += [Role.WORKER] if "worker" in self.components else []
+        roles += [Role.SCHEDULER] if "scheduler" in self.components else []
+        for role in roles:
+            # On a fresh TLS directory every certificate is named after the
+            # worker, whose Gearman name must be its certificate's (RoleAcl
+            # lets worker:N register only stop:N).
+            self.tls_files(role)
+        worker_tls = self.tls.get(Role.WORKER)
+        if worker_tls is not None:
+            name = worker_tls.identity().name
+            if name != self.worker_name:
+                log.info("worker name %s (from its certificate)", name)
+            self.worker_name = name
+        client_tls = self.tls.get(Role.SCHEDULER) or worker_tls
+        if client_tls is not None and site.gearman.servers:
+            for server in site.gearman.servers:
+                check_external(server.host, server.port, client_tls)
 
     def live_status(self) -> dict[str, Any]:
         """The scheduler's status snapshot, made in its thread: the one the
@@ -207,21 +240,16 @@ class Gatekeeper:
         """This host's certificate for ``role`` (None on an insecure site).
 
         Taken from the TLS directory when it is there; otherwise, where the
-        directory holds the site's CA key (the all-in-one's ``state/tls``,
-        made at first start), issued now.
+        directory holds the site's CA key or nothing yet (the all-in-one's
+        ``state/tls``, made at first start), issued now, named after this
+        process's worker (see :meth:`_load_tls`).
 
         :raises CertificateError: it is missing and cannot be issued here.
         """
-        if self.site.gearman.insecure:
-            return None
-        directory = self.site.gearman.tls_dir
-        assert directory is not None  # resolved by SiteConfig.resolve
-        try:
-            return TlsFiles.for_role(directory, role)
-        except CertificateError:
-            if (directory / certs.CA_CERT).exists() and not (directory / certs.CA_KEY).exists():
-                raise
-            return certs.ensure_local(directory)[role]
+        if role not in self.tls:
+            self.tls[role] = site_tls(self.site, role, name=self.worker_name)
+            log.info("gearman %s: %s", role, describe(self.tls[role]))
+        return self.tls[role]
 
     def _gerrit(self) -> GerritConnection:
         if self.site.gerrit is None:
@@ -297,6 +325,7 @@ class Gatekeeper:
             builds=BuildStore(self.db),
             heartbeat=site.worker.heartbeat,
             signer=ResultSigner.from_files(files) if files is not None else None,
+            tls=files,
             consoles=ConsoleServer(
                 site.worker.console_listen.host,
                 site.worker.console_listen.port,
@@ -326,6 +355,7 @@ class Gatekeeper:
             builds=BuildStore(self.db),
             registration_grace=self.site.gearman.registration_grace,
             verifier=ResultVerifier.from_files(files) if files is not None else None,
+            tls=files,
         )
         self.dispatcher.wait_for_server(30)
         self.scheduler = Scheduler(
@@ -355,6 +385,7 @@ class Gatekeeper:
             self._admin_handlers(),
             secret=ensure_secret(self.site.admin.secret_file),
             audit=AuditLog(self.db),
+            tls=files,
         )
         self.admin.start()
         if self.listener is not None:

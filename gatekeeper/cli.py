@@ -10,17 +10,21 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from gatekeeper import __version__
+from gatekeeper.cli_certs import register as register_certs_commands
 from gatekeeper.cli_pool import pool_status as show_pool_status
 from gatekeeper.cli_pool import register as register_pool_commands
 from gatekeeper.config.loader import load_local_site
 from gatekeeper.config.site import SiteConfig
 from gatekeeper.errors import ConfigError, GatekeeperError, TokenError
 from gatekeeper.model.outside import shown
+
+if TYPE_CHECKING:
+    from gatekeeper.dispatch.certs import TlsFiles
 
 log = logging.getLogger("gatekeeper")
 
@@ -172,13 +176,15 @@ def web(ctx: click.Context, site_path: Path | None) -> None:
 
     try:
         site = load_local_site(site_path)
+        # The status request goes over Gearman with the operator certificate.
+        tls = _operator_tls(site)
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
     _setup_logging(ctx.obj["verbose"])
     servers = [(s.host, s.port) for s in site.gearman.client_servers]
 
     def live() -> Mapping[str, object]:
-        answer = call(servers, "status", {}, timeout=5)
+        answer = call(servers, "status", {}, timeout=5, tls=tls)
         if not isinstance(answer, dict):
             raise ConfigError("the scheduler's status answer is not an object")
         return answer
@@ -414,6 +420,22 @@ def _find_token(site: SiteConfig, given: str | None) -> str | None:
     return mint(secret, f"local:{_local_user()}", "admin", LOCAL_TOKEN_LIFETIME)
 
 
+def _operator_tls(site: SiteConfig) -> TlsFiles | None:
+    """The operator certificate of the site's TLS directory (None: insecure).
+
+    Never made here: a CA made by the CLI would not be the one the running
+    daemon trusts.
+
+    :raises CertificateError: it is missing (says how to make it).
+    """
+    from gatekeeper.dispatch.certs import Role, TlsFiles
+
+    if site.gearman.insecure:
+        return None
+    assert site.gearman.tls_dir is not None  # resolved by SiteConfig
+    return TlsFiles.for_role(site.gearman.tls_dir, Role.OPERATOR)
+
+
 def _ask(
     site_path: Path | None,
     function: str,
@@ -438,7 +460,7 @@ def _ask(
                 f"a user who can read {site.admin.secret_file} needs none"
             )
         servers = [(s.host, s.port) for s in site.gearman.client_servers]
-        return call(servers, function, dict(args), token=found)
+        return call(servers, function, dict(args), token=found, tls=_operator_tls(site))
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -658,6 +680,7 @@ def route(events: IO[bytes], layout: Path, no_includes: bool) -> None:
 
 
 register_pool_commands(main)
+register_certs_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

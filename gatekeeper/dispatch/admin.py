@@ -4,7 +4,9 @@ The scheduler process registers ``gatekeeper:enqueue``, ``gatekeeper:dequeue``,
 ``gatekeeper:promote``, ``gatekeeper:status`` and ``gatekeeper:audit`` on the
 site's Gearman servers; the ``gatekeeper`` commands of the same names submit
 a job there and print the answer. Gearman already joins every part of a
-site, so operators need no other port.
+site, so operators need no other port. Over TLS (the default) the Gearman
+server also lets only scheduler certificates answer and only operator and
+scheduler certificates ask (``dispatch.tls.RoleAcl``).
 
 Reaching Gearman is not enough to operate the queues: every request but
 ``status`` carries an operator token (:mod:`gatekeeper.dispatch.tokens`),
@@ -35,6 +37,8 @@ from typing import Any
 import gear
 
 from gatekeeper.db.audit import AuditLog, Outcome
+from gatekeeper.dispatch.certs import TlsFiles
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.dispatch.tokens import Caller, allows, verify
 from gatekeeper.errors import (
     DispatchError,
@@ -160,7 +164,8 @@ class AdminWorker:
     """Answers operator requests. One thread of its own; ``start``/``stop``
     are called from the main thread. ``handlers`` map a function name (without
     the prefix) to a callable taking the request's arguments; ``secret``
-    signs the operator tokens; ``audit`` records every request."""
+    signs the operator tokens; ``audit`` records every request; ``tls`` is
+    the scheduler's certificate (None: plain TCP)."""
 
     def __init__(
         self,
@@ -169,8 +174,10 @@ class AdminWorker:
         handlers: dict[str, Handler],
         secret: bytes,
         audit: AuditLog,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.name = name
+        self.tls = tls
         self.servers = list(servers)
         self.handlers = dict(handlers)
         self.secret = secret
@@ -182,7 +189,7 @@ class AdminWorker:
     def start(self) -> None:
         worker = gear.TextWorker(client_id=f"{self.name}-admin")
         for host, port in self.servers:
-            worker.addServer(host, port)
+            worker.addServer(host, port, **gear_kwargs(self.tls))
         for function in self.handlers:
             worker.registerFunction(PREFIX + function)
         self._gear = worker
@@ -309,8 +316,10 @@ def call(
     args: Mapping[str, object],
     timeout: float = 60.0,
     token: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> object:
-    """Ask the site's scheduler; return its result.
+    """Ask the site's scheduler; return its result. ``tls`` is the operator's
+    certificate (None: plain TCP).
 
     The request goes only to a Gearman server where some scheduler has
     registered ``function``: Gearman would keep it queued for ever otherwise
@@ -334,7 +343,7 @@ def call(
         raise OperationError(
             f"the request is larger than the {MAX_REQUEST} bytes a scheduler accepts"
         )
-    client = _connected(servers, min(timeout, 10.0))
+    client = _connected(servers, min(timeout, 10.0), tls)
     try:
         serving = _serving(client, PREFIX + function)
         if not serving:
@@ -346,7 +355,7 @@ def call(
         if len(serving) < len(client.active_connections):
             # gear submits to any connected server: keep only those that serve it.
             client.shutdown()
-            client = _connected(serving, min(timeout, 10.0))
+            client = _connected(serving, min(timeout, 10.0), tls)
         job = gear.TextJob(PREFIX + function, body)
         client.submitJob(job, timeout=timeout)
         finished = threading.Event()
@@ -368,14 +377,15 @@ def call(
     return answer.get("result")
 
 
-def _connected(servers: list[tuple[str, int]], timeout: float) -> gear.Client:
-    """A client connected to at least one of ``servers``.
+def _connected(servers: list[tuple[str, int]], timeout: float, tls: TlsFiles | None) -> gear.Client:
+    """A client connected to at least one of ``servers`` (with the operator's
+    certificate ``tls``; None: plain TCP).
 
     :raises DispatchError: none answered within ``timeout``.
     """
     client = gear.Client(client_id="gatekeeper-cli")
     for host, port in servers:
-        client.addServer(host, port)
+        client.addServer(host, port, **gear_kwargs(tls))
     try:
         client.waitForServer(timeout)
     except gear.TimeoutError as exc:

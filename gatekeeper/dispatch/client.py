@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING
 import gear
 
 from gatekeeper.dispatch import protocol
-from gatekeeper.dispatch.certs import Identity
+from gatekeeper.dispatch.certs import Identity, TlsFiles
 from gatekeeper.dispatch.signing import Kind, ResultVerifier, claimed_identity
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError, ResultRefusedError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
@@ -159,7 +160,8 @@ class BuildDispatcher:
     events; the scheduler applies them in its own thread. ``builds``, when
     given, records each build's ``attempt``. ``verifier``, when given (a site
     with certificates), decides whose packets are believed; without it every
-    packet is, as on an ``insecure`` site.
+    packet is, as on an ``insecure`` site. ``tls`` is the scheduler's
+    certificate (None: plain TCP).
     """
 
     def __init__(
@@ -171,6 +173,7 @@ class BuildDispatcher:
         resubmit_wait: float = 300.0,
         startup_grace: float = RETRY_REGISTRATION_GRACE,
         verifier: ResultVerifier | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.sink = sink
         self.verifier = verifier
@@ -182,8 +185,9 @@ class BuildDispatcher:
         #: monotonic time since when some Gearman server has been connected.
         self._connected_since: float | None = None
         self._client = _Client(self)
+        # The scheduler's certificate; the status requests share these connections.
         for host, port in servers:
-            self._client.addServer(host, port)
+            self._client.addServer(host, port, **gear_kwargs(tls))
         self._lock = threading.Lock()
         self._builds: dict[str, _Build] = {}
         self._pending: list[str] = []

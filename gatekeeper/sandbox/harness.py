@@ -31,6 +31,7 @@ from gatekeeper.config.site import (
     GerritHttpConfig,
     SiteConfig,
 )
+from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.tokens import mint, read_secret
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gerrit import cmdline
@@ -125,6 +126,8 @@ class Sandbox:
         components: frozenset[str] = ALL,
         gerrit_version: str = DEFAULT_VERSION,
         rest: bool = False,
+        gearman_tls_dir: Path | None = None,
+        gearman_insecure: bool = False,
     ) -> None:
         self.root = root.resolve()
         #: The Gerrit version (and so the dialect) the simulator speaks.
@@ -134,6 +137,10 @@ class Sandbox:
         self.layout = layout.resolve()
         self.console = console
         self.gearman_servers = gearman_servers or []
+        # External servers: the directory of certificates they trust (default
+        # <state>/tls, made at first start), or plain TCP (Debian's gearmand).
+        self.gearman_tls_dir = gearman_tls_dir
+        self.gearman_insecure = gearman_insecure
         self.database = database
         self.worker_count = worker_count
         self.extra_site = extra_site or {}
@@ -210,6 +217,8 @@ class Sandbox:
             gearman = GearmanConfig(
                 embedded=False,
                 servers=[GearmanServer(host=h, port=p) for h, p in self.gearman_servers],
+                insecure=self.gearman_insecure,
+                tls_dir=self.gearman_tls_dir,
             )
         data: dict[str, Any] = {
             "layout": self.layout,
@@ -245,6 +254,14 @@ class Sandbox:
         (as ``gatekeeper admin token`` makes one)."""
         assert self.site.admin.secret_file is not None
         return mint(read_secret(self.site.admin.secret_file), user, role, lifetime)
+
+    def operator_tls(self) -> TlsFiles | None:
+        """The operator certificate of the running site (None on an insecure
+        one), as the ``gatekeeper`` commands present it."""
+        if self.site.gearman.insecure:
+            return None
+        assert self.site.gearman.tls_dir is not None
+        return TlsFiles.for_role(self.site.gearman.tls_dir, Role.OPERATOR)
 
     def stop(self) -> None:
         if self.app is not None:

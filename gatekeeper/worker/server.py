@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import gear
 
+from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
 from gatekeeper.dispatch.signing import ResultSigner
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.results import CompleteData, StartData
@@ -89,6 +91,7 @@ class Worker:
         builds: BuildStore | None = None,
         heartbeat: float = 5.0,
         signer: ResultSigner | None = None,
+        tls: TlsFiles | None = None,
         consoles: ConsoleServer | None = None,
     ) -> None:
         if concurrency < 1:
@@ -101,6 +104,8 @@ class Worker:
         #: started and stopped with the worker.
         self.consoles = consoles
         self.heartbeat_interval = heartbeat
+        # The worker's certificate, on every connection (None: plain TCP).
+        self.tls = tls
         self.name = name
         self.servers = list(servers)
         self.job_names = list(job_names)
@@ -126,7 +131,7 @@ class Worker:
     def _connect(self, client_id: str, functions: list[str]) -> gear.TextWorker:
         worker = _GearWorker(client_id, self)
         for host, port in self.servers:
-            worker.addServer(host, port)
+            worker.addServer(host, port, **gear_kwargs(self.tls))
         for function in functions:
             worker.registerFunction(function)
         return worker

@@ -13,6 +13,7 @@
 # subclass may not do in a type; the ``ignore[override]`` lines below record
 # that, in this file only.
 
+import socket as _socket
 import threading
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Final
@@ -278,6 +279,8 @@ class Server(BaseClientServer):
 
     #: The port it listens on (the one chosen when 0 was asked for).
     port: int
+    #: The listening socket (its accept thread reads the attribute at each accept).
+    socket: _socket.socket
     #: Jobs it holds now: all, those a worker took, those none took yet.
     total_jobs: int
     running_jobs: int

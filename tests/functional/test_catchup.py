@@ -32,6 +32,8 @@ from gatekeeper.config.site import (
     GerritHttpConfig,
     SiteConfig,
 )
+from gatekeeper.dispatch.certs import Role, TlsFiles
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.gerrit.catchup import CATCHUP_OPTIONS, synthesize
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.events import parse_event
@@ -41,6 +43,7 @@ from gatekeeper.sandbox.gerrit_sim import GerritSimulator
 from gatekeeper.sandbox.harness import USERS, change_id_for, make_key
 from listeners.gerrit import GerritListener
 from tests.fixtures.db import postgres_server_url, scratch_postgres_database
+from tests.fixtures.gearmand import issued
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -125,9 +128,9 @@ class JobHolder:
     items stay queued, nothing is reported, so the scheduler's work is the
     events alone, and an event acted on twice shows as "already in"."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, tls: TlsFiles | None) -> None:
         self.worker = gear.TextWorker("holder")
-        self.worker.addServer(host, port)
+        self.worker.addServer(host, port, **gear_kwargs(tls))
         self.worker.waitForServer()
         self.worker.registerFunction("build:noop")
         self.jobs: list[Any] = []
@@ -174,7 +177,10 @@ class Stack:
         )
         self.app.start()
         host, port = self.app.gearman_servers[0]
-        self.holder = JobHolder(host, port)
+        assert self.app.site.gearman.tls_dir is not None
+        self.holder = JobHolder(
+            host, port, issued(self.app.site.gearman.tls_dir, Role.WORKER, "holder")
+        )
         assert self.listener.connected.wait(30)
 
     def stop_daemon(self) -> None:

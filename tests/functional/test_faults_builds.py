@@ -1,7 +1,8 @@
 """Faults on the build side, injected into real parts.
 
-Real parts only: gear's embedded server and Debian's gearmand (restarted
-mid-build), worker processes (killed with SIGKILL mid-build, stopped with
+Real parts only: gear's embedded server and gear's geard over TLS with
+client certificates, and Debian's gearmand in plain TCP (it cannot do TLS),
+each restarted mid-build; worker processes (killed with SIGKILL mid-build, stopped with
 SIGTERM), a private PostgreSQL cluster (restarted with pg_ctl), SQLite, the
 local provider and its transport (bash, rsync).
 
@@ -33,22 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gear
 import pytest
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.dispatch.certs import Role, TlsFiles, ensure_local, issue
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.protocol import JobSpec
+from gatekeeper.dispatch.server import EmbeddedGearman
 from gatekeeper.model.node import NodeState
 from gatekeeper.model.results import BuildCompleted, BuildStarted, ResultEvent
 from gatekeeper.pool.providers.local import LocalProvider
 from gatekeeper.worker.executor import BuildExecutor
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
-from tests.fixtures.gearmand import GEARMAND, _wait_for_port, free_port
+from tests.fixtures.gearmand import GEARD, GEARMAND, _wait_for_port, free_port, start_geard
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -71,13 +73,18 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) ->
 
 
 class GearmanServer:
-    """gear's embedded server or Debian's gearmand on a fixed port."""
+    """gear's embedded server, gear's geard or Debian's gearmand on a fixed port.
+
+    The embedded server and geard speak TLS with the certificates of
+    ``tls_dir``; gearmand cannot (it ignores ``--ssl``), so it is plain TCP.
+    """
 
     def __init__(self, kind: str, tmp: Path) -> None:
         self.kind = kind
         self.port = free_port()
         self.tmp = tmp
-        self._embedded: gear.Server | None = None
+        self.tls_dir: Path | None = None if kind == "gearmand" else tmp / "tls"
+        self._embedded: EmbeddedGearman | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,7 +93,14 @@ class GearmanServer:
 
     def start(self) -> None:
         if self.kind == "embedded":
-            self._embedded = gear.Server(self.port, host="127.0.0.1")
+            assert self.tls_dir is not None
+            tls = ensure_local(self.tls_dir, "faults")[Role.SERVER]
+            self._embedded = EmbeddedGearman("127.0.0.1", self.port, tls=tls)
+            return
+        if self.kind == "geard":
+            assert self.tls_dir is not None
+            self._proc = start_geard(self.tls_dir, self.tmp, self.port)
+            _wait_for_port(self.port, self._proc)
             return
         self._proc = subprocess.Popen(
             [
@@ -105,7 +119,7 @@ class GearmanServer:
 
     def stop(self) -> None:
         if self._embedded is not None:
-            self._embedded.shutdown()
+            self._embedded.stop()
             self._embedded = None
         if self._proc is not None:
             self._proc.terminate()
@@ -125,12 +139,15 @@ def _gearman_kinds() -> list[Any]:
     return [
         pytest.param("embedded", id="embedded"),
         pytest.param("gearmand", id="gearmand", marks=pytest.mark.gearmand),
+        pytest.param("geard", id="geard", marks=pytest.mark.geard),
     ]
 
 
 def _gearman(kind: str, tmp: Path) -> Iterator[GearmanServer]:
     if kind == "gearmand" and not Path(GEARMAND).exists():
         pytest.skip("needs Debian's gearmand (apt-get install gearman-job-server)")
+    if kind == "geard" and not Path(GEARD).exists():
+        pytest.skip("needs gear's geard")
     server = GearmanServer(kind, tmp)
     server.start()
     try:
@@ -211,6 +228,8 @@ class Site:
     dispatcher: BuildDispatcher
     nodes: NodeStore
     provider: LocalProvider
+    #: The site's certificates (None: plain TCP, for gearmand).
+    tls_dir: Path | None = None
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
 
@@ -245,8 +264,15 @@ class Site:
         return self.tmp / "logs" / f"faults/{job}/{uuid[:7]}"
 
     def worker_config(self, name: str, **extra: Any) -> dict[str, Any]:
+        tls = None
+        if self.tls_dir is not None:
+            # Each worker its own certificate: the server lets worker:N
+            # register only stop:N.
+            files = issue(self.tls_dir, Role.WORKER, name, out=self.tls_dir / "workers" / name)
+            tls = [str(files.ca), str(files.cert), str(files.key)]
         return {
             "name": name,
+            "tls": tls,
             "db": self.db_url,
             "servers": self.servers,
             "nodes": str(self.tmp / "nodes"),
@@ -323,6 +349,7 @@ def make_worker(config: dict[str, Any]) -> Worker:
         int(config.get("slots", 3)),
         builds=BuildStore(db),
         heartbeat=0.3,
+        tls=TlsFiles(*map(Path, config["tls"])) if config.get("tls") else None,
     )
 
 
@@ -341,7 +368,13 @@ def worker_main() -> None:
     worker.stop(float(config.get("grace", 0)))
 
 
-def _site(tmp: Path, db_url: str, servers: list[tuple[str, int]], grace: float) -> Site:
+def _site(
+    tmp: Path,
+    db_url: str,
+    servers: list[tuple[str, int]],
+    grace: float,
+    tls_dir: Path | None = None,
+) -> Site:
     db = Database(db_url)
     db.migrate()
     ledger = Ledger(BuildStore(db))
@@ -353,10 +386,11 @@ def _site(tmp: Path, db_url: str, servers: list[tuple[str, int]], grace: float) 
         registration_grace=grace,
         resubmit_wait=WAIT,
         startup_grace=0.0,
+        tls=TlsFiles.for_role(tls_dir, Role.SCHEDULER) if tls_dir is not None else None,
     )
     dispatcher.wait_for_server(20)
     provider = LocalProvider(ProviderConfig(name="local", driver="local", root=tmp / "nodes"))
-    return Site(tmp, db_url, db, servers, ledger, dispatcher, NodeStore(db), provider)
+    return Site(tmp, db_url, db, servers, ledger, dispatcher, NodeStore(db), provider, tls_dir)
 
 
 @pytest.fixture(params=_gearman_kinds())
@@ -366,7 +400,13 @@ def gearman(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GearmanS
 
 @pytest.fixture
 def site(gearman: GearmanServer, tmp_path: Path) -> Iterator[Site]:
-    s = _site(tmp_path, f"sqlite:///{tmp_path / 'gatekeeper.db'}", [gearman.address], grace=3.0)
+    s = _site(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'gatekeeper.db'}",
+        [gearman.address],
+        grace=3.0,
+        tls_dir=gearman.tls_dir,
+    )
     try:
         yield s
     finally:
@@ -570,7 +610,11 @@ def test_builds_go_to_the_gearman_server_that_is_up(tmp_path: Path) -> None:
     for server in servers:
         server.start()
     site = _site(
-        tmp_path, f"sqlite:///{tmp_path / 'gatekeeper.db'}", [s.address for s in servers], 2.0
+        tmp_path,
+        f"sqlite:///{tmp_path / 'gatekeeper.db'}",
+        [s.address for s in servers],
+        2.0,
+        tls_dir=servers[0].tls_dir,
     )
     try:
         site.add_nodes(4)
@@ -658,8 +702,11 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 def test_postgres_restarted_between_and_during_builds(
     private_postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
-    server = gear.Server(0, host="127.0.0.1")
-    site = _site(tmp_path, private_postgres.url, [("127.0.0.1", server.port)], grace=3.0)
+    tls_dir = tmp_path / "tls"
+    server = EmbeddedGearman("127.0.0.1", 0, tls=ensure_local(tls_dir, "faults")[Role.SERVER])
+    site = _site(
+        tmp_path, private_postgres.url, [("127.0.0.1", server.port)], grace=3.0, tls_dir=tls_dir
+    )
     try:
         site.add_nodes(4)
         site.start_worker("w-pg")
@@ -686,7 +733,7 @@ def test_postgres_restarted_between_and_during_builds(
         assert [n.name for n in site.nodes.list(state=NodeState.USED)] == []
     finally:
         site.close()
-        server.shutdown()
+        server.stop()
 
 
 if __name__ == "__main__":

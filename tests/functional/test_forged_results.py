@@ -1,6 +1,6 @@
 """A build result counts only when the worker the build was handed to sent it.
 
-Gearman servers (gear's, gearmand) pass WORK_DATA and WORK_COMPLETE on from
+Gearman servers (gear's, its geard, gearmand) pass WORK_DATA and WORK_COMPLETE on from
 any connection that names a job's handle. These tests forge results through
 the real daemon (the sandbox: Gerrit simulator, embedded gear.Server, real
 workers) and check that the gate neither votes on nor merges a change on a
@@ -32,6 +32,7 @@ from gatekeeper.dispatch.protocol import encode
 from gatekeeper.dispatch.signing import ResultSigner
 from gatekeeper.model.results import CompleteData, StartData
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.gearmand import TlsGearman
 from tests.functional.test_gate import UNCONFINED, builds_of, gate_layout
 
 pytestmark = pytest.mark.timeout(180)
@@ -48,29 +49,40 @@ def flags(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(
     params=[
         pytest.param("embedded", id="embedded"),
-        pytest.param("gearmand", id="gearmand", marks=pytest.mark.gearmand),
+        pytest.param("geard", id="geard", marks=pytest.mark.geard),
     ]
 )
-def servers(request: pytest.FixtureRequest) -> list[tuple[str, int]]:
-    """Gear's own server in the daemon, or Debian's gearmand: both pass a
-    job's packets on from whichever connection names its handle."""
-    if request.param == "gearmand":
-        return [request.getfixturevalue("gearmand")]
-    return []
+def servers(request: pytest.FixtureRequest) -> TlsGearman | None:
+    """Gear's own server in the daemon, or gear's geard outside it (the
+    external TLS server; Debian's gearmand cannot do TLS): both pass a
+    job's packets on from whichever connection names its handle, and geard
+    lets any certificate of the site's CA register build functions."""
+    if request.param == "geard":
+        geard: TlsGearman = request.getfixturevalue("geard")
+        return geard
+    return None
 
 
 def sandbox(
     tmp_path: Path,
     flags: Path,
-    servers: list[tuple[str, int]],
+    servers: TlsGearman | None,
     components: frozenset[str] = ALL,
 ) -> Sandbox:
     layout = tmp_path / "layout.yaml"
     layout.write_text(gate_layout(flags))
+    if servers is None:
+        return Sandbox(
+            tmp_path / "sandbox",
+            layout,
+            components=components,
+            extra_site={"providers": [UNCONFINED]},
+        )
     return Sandbox(
         tmp_path / "sandbox",
         layout,
-        gearman_servers=servers,
+        gearman_servers=[servers.address],
+        gearman_tls_dir=servers.tls_dir,
         components=components,
         extra_site={"providers": [UNCONFINED]},
     )
@@ -134,7 +146,7 @@ def decided(box: Sandbox, number: int) -> bool:
 
 
 def test_a_forged_success_does_not_pass_the_gate(
-    tmp_path: Path, flags: Path, servers: list[tuple[str, int]]
+    tmp_path: Path, flags: Path, servers: TlsGearman | None
 ) -> None:
     """The issue's attack: a plain gear worker takes the gate build of a change
     whose tests fail and answers SUCCESS. The daemon starts without its own
@@ -201,7 +213,7 @@ def test_a_worker_with_a_certificate_cannot_answer_a_build_it_was_not_given(
     on a handle it did not give that connection, so the scheduler never
     sees it (tried; the scheduler's check is what covers gear's server)."""
     caplog.set_level(logging.INFO, logger="gatekeeper.worker.server")
-    box = sandbox(tmp_path, flags, [])
+    box = sandbox(tmp_path, flags, None)
     box.start()
     try:
         assert box.app is not None and box.app.dispatcher is not None

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
 from gatekeeper.dispatch import admin
+from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.scheduler.dependent import DependentPipelineManager
@@ -337,10 +338,14 @@ def test_a_change_that_conflicts_with_the_one_ahead_is_a_merge_failure(
 
 
 def ask(box: Sandbox, function: str, **args: object) -> object:
-    """An operator's request, over Gearman as the gatekeeper command sends it."""
-    assert box.app is not None
+    """An operator's request, over Gearman as the gatekeeper command sends it
+    (with a token, and the operator certificate of the site's TLS directory)."""
+    assert box.app is not None and box.app.site.gearman.tls_dir is not None
     token = box.operator_token()
-    return admin.call(box.app.gearman_servers, function, dict(args), timeout=30, token=token)
+    operator = TlsFiles.for_role(box.app.site.gearman.tls_dir, Role.OPERATOR)
+    return admin.call(
+        box.app.gearman_servers, function, dict(args), timeout=30, token=token, tls=operator
+    )
 
 
 def test_promote_moves_changes_to_the_head(box: Sandbox, flags: Path) -> None:

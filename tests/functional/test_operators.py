@@ -23,6 +23,8 @@ from sqlalchemy import select
 
 from gatekeeper.db.tables import AuditRecord, BuildRecord
 from gatekeeper.dispatch import admin
+from gatekeeper.dispatch.certs import TlsFiles
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
 
@@ -94,7 +96,8 @@ def send_raw(box: Sandbox, function: str, body: bytes) -> dict[str, object]:
     client = gear.Client(client_id="not-the-cli")
     try:
         for host, port in servers(box):
-            client.addServer(host, port)
+            # As any member of the site can: TLS needs a certificate of its CA.
+            client.addServer(host, port, **gear_kwargs(box.operator_tls()))
         client.waitForServer(10)
         job = gear.Job(function.encode(), body)
         client.submitJob(job, timeout=30)
@@ -139,7 +142,9 @@ def test_an_enqueue_without_a_valid_token_is_refused_and_changes_nothing(
     }
     args = {"pipeline": "gate", "project": "openstack/nova", "change": change}
     with pytest.raises(GatekeeperError, match="token"):
-        admin.call(servers(box), "enqueue", args, timeout=30, token=tokens[kind])
+        admin.call(
+            servers(box), "enqueue", args, timeout=30, token=tokens[kind], tls=box.operator_tls()
+        )
     box.wait_until_settled()
     assert queued(box) == [] and build_rows(box) == []
     [row] = audit_rows(box)
@@ -162,7 +167,9 @@ def test_a_valid_token_works_and_is_audited_with_its_user(
     change = unapproved_change(box)
     carol = box.operator_token("carol", role="operator")
     args = {"pipeline": "gate", "project": "openstack/nova", "change": change}
-    answer = admin.call(servers(box), "enqueue", args, timeout=30, token=carol)
+    answer = admin.call(
+        servers(box), "enqueue", args, timeout=30, token=carol, tls=box.operator_tls()
+    )
     assert answer == f"enqueued openstack/nova {change} in gate"
     box.wait_until_settled()
     # It was tested (Gerrit then refuses to submit it: nobody approved it).
@@ -175,9 +182,16 @@ def test_a_valid_token_works_and_is_audited_with_its_user(
 
     # The audit log is for admins: carol (operator) is refused, bob (admin) reads it.
     with pytest.raises(GatekeeperError, match="needs the admin role"):
-        admin.call(servers(box), "audit", {"limit": 10}, timeout=30, token=carol)
+        admin.call(
+            servers(box), "audit", {"limit": 10}, timeout=30, token=carol, tls=box.operator_tls()
+        )
     entries = admin.call(
-        servers(box), "audit", {"limit": 10}, timeout=30, token=box.operator_token("bob")
+        servers(box),
+        "audit",
+        {"limit": 10},
+        timeout=30,
+        token=box.operator_token("bob"),
+        tls=box.operator_tls(),
     )
     assert isinstance(entries, list)
     # Newest first: bob's own request is not in its answer (written after it).
@@ -187,7 +201,7 @@ def test_a_valid_token_works_and_is_audited_with_its_user(
     ]
     assert change in entries[1]["target"]
     # status needs no token, and is audited as anonymous.
-    status = admin.call(servers(box), "status", {}, timeout=30)
+    status = admin.call(servers(box), "status", {}, timeout=30, tls=box.operator_tls())
     assert isinstance(status, dict) and "pipelines" in status
     assert [(r.actor, r.action, r.outcome) for r in audit_rows(box)][-2:] == [
         ("bob", "audit", "ok"),
@@ -235,22 +249,29 @@ def test_a_request_the_scheduler_got_to_too_late_is_not_acted_on(box: Sandbox) -
     args = {"pipeline": "gate", "project": "openstack/nova", "change": change}
     try:
         with pytest.raises(GatekeeperError, match="did not answer within 2s"):
-            admin.call(servers(box), "enqueue", args, timeout=2, token=box.operator_token())
+            admin.call(
+                servers(box),
+                "enqueue",
+                args,
+                timeout=2,
+                token=box.operator_token(),
+                tls=box.operator_tls(),
+            )
     finally:
         release.set()
     box.wait_until_settled()
     assert queued(box) == [] and build_rows(box) == []
     [row] = audit_rows(box)
     assert (row.outcome, row.detail) == ("error", "the scheduler did not answer within 2s")
-    assert gearman_queued(servers(box)).get("gatekeeper:enqueue", 0) == 0
+    assert gearman_queued(servers(box), box.operator_tls()).get("gatekeeper:enqueue", 0) == 0
 
 
-def gearman_queued(where: list[tuple[str, int]]) -> dict[str, int]:
+def gearman_queued(where: list[tuple[str, int]], tls: TlsFiles | None = None) -> dict[str, int]:
     """Jobs queued or running per function, by the servers' own ``status``."""
     client = gear.Client(client_id="status")
     try:
         for host, port in where:
-            client.addServer(host, port)
+            client.addServer(host, port, **gear_kwargs(tls))
         client.waitForServer(10)
         counts: dict[str, int] = {}
         for conn in client.active_connections:

@@ -24,7 +24,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, Node, QueueItemRecord
 from gatekeeper.model.node import NodeState
 from gatekeeper.sandbox.harness import Sandbox
-from tests.fixtures.gearmand import free_port
+from tests.fixtures.gearmand import TlsGearman, free_port
 from tests.functional.test_gate import UNCONFINED_YAML, gate_layout
 
 pytestmark = pytest.mark.timeout(300)
@@ -229,6 +229,7 @@ SPLIT_SITE = """gearman:
   servers:
     - host: {host}
       port: {port}
+{tls}
 worker:
   count: 4
 pool:
@@ -244,18 +245,21 @@ labels:
 """
 
 
-@pytest.mark.gearmand
+@pytest.mark.geard
 def test_kill_9_of_the_scheduler_while_workers_elsewhere_build(
-    box: Sandbox, flags: Path, gearmand: tuple[str, int]
+    box: Sandbox, flags: Path, request: pytest.FixtureRequest
 ) -> None:
-    """Scheduler, workers and pool as three processes on gearmand. The
-    scheduler dies mid-build; the builds go on; the restarted scheduler
-    re-attaches to them and reports each change once, without re-running."""
+    """Scheduler, workers and pool as three processes on an external server,
+    gear's geard over TLS. The scheduler dies mid-build; the builds go on;
+    the restarted scheduler re-attaches to them and reports each change once,
+    without re-running. (Not on Debian's gearmand: it cannot do TLS, and a
+    scheduler re-attaches only to builds whose worker's certificate it saw.)"""
     site_dir = box.root
-    host, port = gearmand
+    geard: TlsGearman = request.getfixturevalue("geard")
+    (host, port), tls = geard.address, f"  tls-dir: {geard.tls_dir}"
     box.site_file(
         site_dir / "gatekeeper.yaml",
-        SPLIT_SITE.format(host=host, port=port, unconfined=UNCONFINED_YAML),
+        SPLIT_SITE.format(host=host, port=port, tls=tls, unconfined=UNCONFINED_YAML),
     )
     db = Database(f"sqlite:///{box.root / 'state' / 'gatekeeper.db'}")
     sim = box.sim

@@ -21,9 +21,12 @@ from sqlalchemy import select
 
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, QueueItemRecord
+from gatekeeper.dispatch.certs import Role
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.model.change import change_ref
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.db import postgres_server_url, scratch_postgres_database
+from tests.fixtures.gearmand import issued
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -314,8 +317,11 @@ def test_a_reattached_build_is_stopped_on_its_worker(box: Sandbox, db: Database)
     scheduler = box.app.scheduler
     box.wait_for(lambda: scheduler.restored is not None, 30, "the restore")
     host, port = box.app.gearman_servers[0]
+    assert box.app.site.gearman.tls_dir is not None
+    # A worker of this site on another host: its own certificate, by its name.
+    tls = issued(box.app.site.gearman.tls_dir, Role.WORKER, "a-worker-elsewhere")
     elsewhere = gear.TextWorker("a-worker-elsewhere")
-    elsewhere.addServer(host, port)
+    elsewhere.addServer(host, port, **gear_kwargs(tls))
     elsewhere.waitForServer()
     elsewhere.registerFunction("stop:a-worker-elsewhere")
     try:

@@ -1,7 +1,8 @@
 """A real worker taking builds from a real embedded Gearman server.
 
-Real parts only: gear.Server and gear.Client, SQLite, the local provider and
-its transport (bash, rsync), real git for the workspace.
+Real parts only: gear.Server and gear.Client over TLS with client
+certificates, SQLite, the local provider and its transport (bash, rsync),
+real git for the workspace.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.dispatch.certs import Role, ensure_local
 from gatekeeper.dispatch.protocol import (
     JobSpec,
     build_function,
@@ -27,6 +29,8 @@ from gatekeeper.dispatch.protocol import (
     encode_build,
     stop_function,
 )
+from gatekeeper.dispatch.server import EmbeddedGearman
+from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.model.node import NodeState
 from gatekeeper.pool.providers.local import LocalProvider
 from gatekeeper.worker.executor import BuildExecutor
@@ -86,7 +90,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 @dataclass
 class Harness:
     tmp: Path
-    server: gear.Server
+    server: EmbeddedGearman
     client: gear.Client
     worker: Worker
     nodes: NodeStore
@@ -145,19 +149,29 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         hold_seconds=3600.0,
         console=console.append,
     )
-    server = gear.Server(0, host="127.0.0.1")
-    worker = Worker("w1", [("127.0.0.1", server.port)], ["test-job"], executor, concurrency=2)
+    # Over TLS, as a site runs: the server, a worker and a scheduler each with
+    # its role's certificate.
+    tls = ensure_local(tmp_path / "tls", "w1")
+    server = EmbeddedGearman("127.0.0.1", 0, tls=tls[Role.SERVER])
+    worker = Worker(
+        "w1",
+        [("127.0.0.1", server.port)],
+        ["test-job"],
+        executor,
+        concurrency=2,
+        tls=tls[Role.WORKER],
+    )
     client = gear.Client("test")
     try:
         worker.start()
         worker.wait_for_server(10)
-        client.addServer("127.0.0.1", server.port)
+        client.addServer("127.0.0.1", server.port, **gear_kwargs(tls[Role.SCHEDULER]))
         client.waitForServer(10)
         yield Harness(tmp_path, server, client, worker, nodes, provider, tmp_path / "logs", console)
     finally:
         worker.stop()
         client.shutdown()
-        server.shutdown()
+        server.stop()
         db.dispose()
 
 

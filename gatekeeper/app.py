@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate
 
 from gatekeeper.config.layout import Layout, load_layout
-from gatekeeper.config.site import LabelConfig, SiteConfig
+from gatekeeper.config.site import GerritHttpConfig, LabelConfig, SiteConfig
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
@@ -27,6 +27,7 @@ from gatekeeper.dispatch.tls import check_external, describe, site_tls
 from gatekeeper.dispatch.tokens import ensure_secret
 from gatekeeper.errors import ConfigError, GatekeeperError, OperationError
 from gatekeeper.gerrit.catchup import CatchUp
+from gatekeeper.gerrit.changeinfo import ChangeQueries, RestChanges
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.ledger import EventLedger
 from gatekeeper.gerrit.rest import GerritRest
@@ -257,15 +258,31 @@ class Gatekeeper:
             self.connection = GerritConnection(self.site.gerrit)
         return self.connection
 
+    def _shared_rest(self, http: GerritHttpConfig) -> GerritRest:
+        """The scheduler's REST client (reviews, submits, change reads),
+        closed at stop."""
+        if self._rest is None:
+            self._rest = GerritRest(http)
+        return self._rest
+
+    def _change_queries(self, gerrit: GerritConnection) -> ChangeQueries:
+        """Where the scheduler reads changes (and the reporter reads back):
+        Gerrit's REST API when the site file has ``gerrit.http``, the same
+        choice as for reviews; else ``gerrit query`` on ``gerrit``."""
+        config = gerrit.config
+        if config.http is None:
+            return gerrit
+        log.info("gerrit: change queries over REST at %s", config.http.url)
+        return RestChanges(config, self._shared_rest(config.http))
+
     def _review_transport(self, gerrit: GerritConnection) -> ReviewTransport:
         """REST when the site file has ``gerrit.http``, else ``gerrit review``
         over SSH."""
         http = gerrit.config.http
         if http is None:
             return SshReview()
-        self._rest = GerritRest(http)
         log.info("gerrit: reviews and submits over REST at %s", http.url)
-        return RestReview(self._rest)
+        return RestReview(self._shared_rest(http))
 
     def start_worker(self) -> None:
         """Start this process's worker now (one started without it)."""
@@ -328,7 +345,8 @@ class Gatekeeper:
 
     def _start_scheduler(self) -> None:
         gerrit = self._gerrit()
-        source = GerritSource(gerrit)
+        queries = self._change_queries(gerrit)
+        source = GerritSource(queries)
         self.scheduler = None
         files = self.tls_files(Role.SCHEDULER)
         self.dispatcher = BuildDispatcher(
@@ -345,7 +363,12 @@ class Gatekeeper:
             source=source,
             dispatcher=self.dispatcher,
             builds=BuildStore(self.db),
-            reporter=GerritReporter(gerrit, transport=self._review_transport(gerrit)),
+            reporter=GerritReporter(
+                gerrit,
+                transport=self._review_transport(gerrit),
+                # Over SSH, each reporter thread reads back on its own connection.
+                queries=queries if queries is not gerrit else None,
+            ),
             zuul_url=gerrit.config.git_url,
             log_url=self.site.log_url,
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
@@ -369,7 +392,10 @@ class Gatekeeper:
             # Started first: the stream's first opening asks it to catch up.
             config = gerrit.config
             self.catch_up = CatchUp(
-                GerritConnection(config),
+                # Its own connection or client: it runs in its own thread.
+                GerritConnection(config)
+                if config.http is None
+                else RestChanges(config, GerritRest(config.http)),
                 ledger,
                 self.scheduler.put_trigger,
                 interval=config.reconcile_interval,

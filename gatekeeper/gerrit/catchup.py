@@ -48,7 +48,7 @@ from typing import Any
 
 from gatekeeper.config.site import GerritConfig
 from gatekeeper.errors import GerritError
-from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.changeinfo import ChangeQueries
 from gatekeeper.gerrit.events import parse_event
 from gatekeeper.gerrit.ledger import CAUGHT_UP, EventLedger
 from gatekeeper.gerrit.rest import GerritRest
@@ -296,7 +296,7 @@ class CatchUp:
 
     def __init__(
         self,
-        connection: GerritConnection,
+        connection: ChangeQueries,
         ledger: EventLedger,
         sink: Sink,
         interval: float = 600.0,

@@ -233,6 +233,14 @@ class GerritConnection:
         rows = self.query(f"change:{int(number)}", *self.CHANGE_OPTIONS)
         return rows[0] if rows else None
 
+    def query_comments(self, number: int) -> dict[str, Any] | None:
+        """Change ``number``'s row with its messages (``--comments``).
+
+        :raises GerritError:
+        """
+        rows = self.query(f"change:{int(number)}", "--comments")
+        return rows[0] if rows else None
+
     def query_changes(self, query: str) -> list[dict[str, Any]]:
         """Every change ``query`` finds, with :attr:`CHANGE_OPTIONS`.
 

@@ -152,6 +152,17 @@ class GerritRest:
             if not page or not (isinstance(page[-1], dict) and page[-1].get("_more_changes")):
                 return found
 
+    def related(self, change: int, revision: str) -> list[dict[str, Any]]:
+        """The RelatedChangeAndCommitInfos of ``change``'s ``revision``: the
+        changes its git ancestors and descendants are.
+
+        :raises GerritError:
+        """
+        path = f"changes/{int(change)}/revisions/{quote(revision, safe='')}/related"
+        answer = self._json(self._send("GET", path))
+        changes = answer.get("changes") if isinstance(answer, dict) else None
+        return [c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+
     def review(
         self,
         change: int,

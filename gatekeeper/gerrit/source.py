@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gatekeeper.errors import GerritError
-from gatekeeper.gerrit.connection import GerritConnection
+from gatekeeper.gerrit.changeinfo import ChangeQueries
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.outside import shown
@@ -244,7 +244,7 @@ class GerritSource:
 
     def __init__(
         self,
-        connection: GerritConnection,
+        connection: ChangeQueries,
         consistency_delays: tuple[float, ...] = CONSISTENCY_DELAYS,
     ) -> None:
         self.connection = connection

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
+from gatekeeper.gerrit.changeinfo import ChangeQueries
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection
 from gatekeeper.gerrit.source import comments_since
 from gatekeeper.gerrit.transport import ReviewTransport, SshReview
@@ -86,11 +87,13 @@ class GerritReporter:
         backoff: float = REPORT_BACKOFF,
         backoff_max: float = REPORT_BACKOFF_MAX,
         transport: ReviewTransport | None = None,
+        queries: ChangeQueries | None = None,
     ) -> None:
         self.connection = connection
-        #: How reviews go out (SSH unless the site file has gerrit.http);
-        #: read-backs are queries on the thread's SSH connection either way.
+        #: How reviews go out (SSH unless the site file has gerrit.http).
         self.transport: ReviewTransport = transport or SshReview()
+        #: Where read-backs are asked (None: the thread's SSH connection).
+        self.queries = queries
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -200,11 +203,10 @@ class GerritReporter:
         """The outcome if Gerrit shows the review landed, else None (send it again)."""
         change = report.change
         try:
-            rows = connection.query(f"change:{int(change.number)}", "--comments")
+            row = (self.queries or connection).query_comments(change.number) or {}
         except GerritError as exc:
             log.warning("could not ask Gerrit about %s: %s", change, shown(exc))
             return None
-        row = rows[0] if rows else {}
         if report.submit and row.get("status") == "MERGED":
             log.info("the submit of %s landed: the change is merged", change)
             return ReportOutcome(report, True, True, attempts=attempt)
@@ -221,7 +223,7 @@ class GerritReporter:
         report's own votes count; [] when nothing does, or Gerrit cannot be
         asked (the submit then finds out)."""
         try:
-            row = connection.query_change(report.change.number)
+            row = (self.queries or connection).query_change(report.change.number)
         except GerritError as exc:
             log.warning("could not read the submit records of %s: %s", report.change, shown(exc))
             return []
@@ -232,7 +234,7 @@ class GerritReporter:
     def _merged(self, connection: GerritConnection, report: Report) -> bool:
         """Read back after a submit: Gerrit may accept it and not merge."""
         try:
-            row = connection.query_change(report.change.number)
+            row = (self.queries or connection).query_change(report.change.number)
         except GerritError as exc:
             log.error("could not read back %s after submit: %s", report.change, shown(exc))
             return False

@@ -217,7 +217,7 @@ def _was_reported(
     assert row.reporting_since is not None
     connection = source.connection
     try:
-        rows = connection.query(f"change:{int(row.change)}", "--comments")
+        found = connection.query_comments(int(row.change))
     except GatekeeperError as exc:
         log.warning("restore: could not read the comments of %s: %s", row.change, shown(exc))
         return False
@@ -227,7 +227,7 @@ def _was_reported(
     marks = [f"({manager.name} pipeline)"]
     marks.append(manager.compose.merge_failure_headline().strip().splitlines()[0])
     since = row.reporting_since - _CLOCK_SLACK
-    mine = comments_since(rows[0], connection.config.user, since) if rows else iter(())
+    mine = comments_since(found, connection.config.user, since) if found else iter(())
     return any(mark in text for text in mine for mark in marks)
 
 

@@ -25,7 +25,13 @@ import gear
 import pytest
 
 from gatekeeper.app import Gatekeeper
-from gatekeeper.config.site import GearmanConfig, GearmanServer, GerritConfig, SiteConfig
+from gatekeeper.config.site import (
+    GearmanConfig,
+    GearmanServer,
+    GerritConfig,
+    GerritHttpConfig,
+    SiteConfig,
+)
 from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.gerrit.catchup import CATCHUP_OPTIONS, synthesize
@@ -285,10 +291,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         margin: float = 60.0,
         database: str = "",
         max_event_bytes: int | None = None,
+        gerrit: tuple[str, str] = ("3.11.1", "ssh"),
     ) -> Stack:
+        """``gerrit``: the simulator's version, and whether the daemon reads
+        changes over SSH or REST (the stream is SSH either way)."""
         root = tmp_path / "stack"
         root.mkdir()
-        sim = GerritSimulator(root / "gerrit")
+        version, transport = gerrit
+        sim = GerritSimulator(root / "gerrit", version=version)
         for user, (name, email, groups) in USERS.items():
             sim.add_account(user, name, email, make_key(root / "keys" / user), set(groups))
         for project in PROJECTS:
@@ -303,6 +313,8 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
                 "state-dir": root / "state",
                 "gearman": GearmanConfig(listen=GearmanServer(host="127.0.0.1", port=0)),
                 "database": database,
+                # Any free port: a fixed one is taken by other runs on the machine.
+                "web": {"listen": {"host": "127.0.0.1", "port": 0}},
             }
         )
         site.gerrit = GerritConfig(
@@ -316,6 +328,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         )
         if max_event_bytes is not None:
             site.gerrit.max_event_bytes = max_event_bytes
+        if transport == "rest":
+            site.gerrit.http = GerritHttpConfig(
+                url=sim.start_http(), user="gatekeeper", password="s3cret-http"
+            )
+            sim.set_http_password("gatekeeper", "s3cret-http")
+            # Without the events-log plugin: the query-based catch-up, over
+            # REST (test_catchup_replay covers the replay).
+            sim.events_log(False)
         stack = Stack(root, sim, site.resolve(root))
         stacks.append(stack)
         return stack
@@ -332,6 +352,13 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         for sim in sims:
             sim.stop()
         manager_log.setLevel(level)
+
+
+def caught_up_over(stack: Stack) -> set[str]:
+    """How the daemon's catch-up queries reached Gerrit: "rest" when the
+    simulator's REST side answered an age query of gatekeeper's, "ssh" else."""
+    rest = [q for user, q in stack.sim.rest.queries if user == "gatekeeper" and "age:" in q]
+    return {"rest"} if rest else {"ssh"}
 
 
 def attach(stack: Stack) -> None:
@@ -377,10 +404,13 @@ def results_row(
     return row
 
 
-def test_query_rows_rebuild_the_simulators_events(stack_factory: Callable[..., Stack]) -> None:
+@pytest.mark.parametrize("version", ["3.11.1", "2.13"])
+def test_query_rows_rebuild_the_simulators_events(
+    stack_factory: Callable[..., Stack], version: str
+) -> None:
     """Contract: the simulator's ``--comments``/``--all-approvals`` rows give
     back the stream's events, key for key (what de-duplication relies on)."""
-    stack = stack_factory()
+    stack = stack_factory(gerrit=(version, "ssh"))
     started = time.time()
     number, ps = stack.push("demo/alpha", change_id_for("a"), "one\n")
     stack.review("bob", number, ps, "", Code_Review=2)
@@ -532,21 +562,33 @@ def test_stream_cut_twenty_times_loses_and_repeats_nothing(
     assert row["acted on"] == len(expected) == 420
 
 
+V3_SSH, V2_SSH, V3_REST, V2_REST = (
+    ("3.11.1", "ssh"),
+    ("2.13", "ssh"),
+    ("3.11.1", "rest"),
+    ("2.13", "rest"),
+)
+
+
 @pytest.mark.parametrize(
-    "notice,interval",
+    "notice,interval,gerrit",
     [
         # Gerrit says it dropped output: a catch-up runs at once (the periodic
         # one is 10 minutes away).
-        pytest.param(True, 600.0, id="dropped-output-then-silence"),
+        pytest.param(True, 600.0, V3_SSH, id="dropped-output-then-silence"),
         # Gerrit drops the event without a word (or the notice is lost too):
         # only the periodic reconciliation can find it.
-        pytest.param(False, 1.0, id="silent-loss-periodic-reconcile"),
+        pytest.param(False, 1.0, V3_SSH, id="silent-loss-periodic-reconcile"),
+        # The other dialect, and the catch-up's query over REST.
+        pytest.param(True, 600.0, V2_SSH, id="dropped-output-2.13-ssh"),
+        pytest.param(True, 600.0, V3_REST, id="dropped-output-3.11-rest"),
+        pytest.param(False, 1.0, V2_REST, id="silent-loss-2.13-rest"),
     ],
 )
 def test_an_approval_gerrit_dropped_is_still_enqueued(
-    stack_factory: Callable[..., Stack], notice: bool, interval: float
+    stack_factory: Callable[..., Stack], notice: bool, interval: float, gerrit: tuple[str, str]
 ) -> None:
-    stack = stack_factory(reconcile_interval=interval)
+    stack = stack_factory(reconcile_interval=interval, gerrit=gerrit)
     stack.start_daemon()
     attach(stack)
     app, sim = stack.app, stack.sim
@@ -571,6 +613,7 @@ def test_an_approval_gerrit_dropped_is_still_enqueued(
     row = results_row(fault, 1, {(number, ps, "check"), (number, ps, "gate")}, acted)
     assert (row["lost"], row["duplicated"]) == (0, 0)
     assert sim.unstreamed_events == 1
+    assert caught_up_over(stack) == {gerrit[1]}
 
 
 def test_a_change_with_a_two_megabyte_commit_message_is_enqueued_from_the_stream(
@@ -634,24 +677,29 @@ def test_a_line_over_the_limit_starts_a_catch_up_and_the_next_lines_are_read(
 
 
 @pytest.mark.parametrize(
-    "database",
+    "database,gerrit",
     [
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+        pytest.param("sqlite", V3_SSH, id="sqlite"),
+        pytest.param("postgresql", V3_SSH, id="postgresql", marks=pytest.mark.postgresql),
+        pytest.param("sqlite", V2_SSH, id="sqlite-2.13-ssh"),
+        pytest.param("sqlite", V3_REST, id="sqlite-3.11-rest"),
+        pytest.param("sqlite", V2_REST, id="sqlite-2.13-rest"),
     ],
 )
 def test_a_restarted_scheduler_catches_up_on_what_happened_while_it_was_down(
-    stack_factory: Callable[..., Stack], database: str
+    stack_factory: Callable[..., Stack], database: str, gerrit: tuple[str, str]
 ) -> None:
     if database == "postgresql":
         with scratch_postgres_database(postgres_server_url()) as url:
-            stack = stack_factory(database=url)
+            stack = stack_factory(database=url, gerrit=gerrit)
             try:
                 restart_story(stack)
             finally:
                 stack.close()  # before its database is dropped
     else:
-        restart_story(stack_factory())
+        stack = stack_factory(gerrit=gerrit)
+        restart_story(stack)
+        assert caught_up_over(stack) == {gerrit[1]}
 
 
 def restart_story(stack: Stack) -> None:

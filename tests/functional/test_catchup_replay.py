@@ -69,11 +69,14 @@ class Enqueues(logging.Handler):
             return Counter(self.acted)
 
 
+@pytest.mark.parametrize("version", ["3.11.1", "2.13"])
 @pytest.mark.parametrize("plugin", [True, False], ids=["events-log", "query-only"])
 def test_a_burst_missed_by_the_stream_is_acted_on_once(
-    stack_factory: Callable[..., base.Stack], plugin: bool
+    stack_factory: Callable[..., base.Stack], plugin: bool, version: str
 ) -> None:
-    stack = stack_factory()
+    """Over REST (the replay, and the query-based catch-up without the
+    plugin), in both dialects."""
+    stack = stack_factory(gerrit=(version, "ssh"))
     sim = stack.sim
     (stack.root / "layout.yaml").write_text(LAYOUT)
     url = sim.start_http()

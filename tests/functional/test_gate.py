@@ -117,11 +117,36 @@ def layout_text(flags: Path, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def box(tmp_path: Path, flags: Path, layout_text: str) -> Iterator[Sandbox]:
+def gerrit(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(Gerrit version, transport of reads and reports): 3.x over SSH unless
+    a test is run over :data:`DIALECTS`."""
+    return getattr(request, "param", ("3.11.1", "ssh"))
+
+
+#: The other dialect and the other transport, for the representative cases
+#: (the rest run on the default alone, to keep the suite's time).
+DIALECTS = pytest.mark.parametrize(
+    "gerrit",
+    [("3.11.1", "ssh"), ("2.13", "ssh"), ("3.11.1", "rest"), ("2.13", "rest")],
+    ids=["3.11-ssh", "2.13-ssh", "3.11-rest", "2.13-rest"],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def box(
+    tmp_path: Path, flags: Path, layout_text: str, gerrit: tuple[str, str]
+) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(layout_text)
+    version, transport = gerrit
     sandbox = Sandbox(
-        tmp_path / "sandbox", layout, worker_count=4, extra_site={"providers": [UNCONFINED]}
+        tmp_path / "sandbox",
+        layout,
+        worker_count=4,
+        extra_site={"providers": [UNCONFINED]},
+        gerrit_version=version,
+        rest=transport == "rest",
     )
     sandbox.start()
     try:
@@ -185,6 +210,7 @@ def merge_order(box: Sandbox) -> list[int]:
     return [int(e["change"]["number"]) for e in events if e["type"] == "change-merged"]
 
 
+@DIALECTS
 def test_three_changes_tested_together_merge_in_order(box: Sandbox, flags: Path) -> None:
     a = push_and_approve(box, "openstack/nova", "Change A")
     b = push_and_approve(box, "openstack/glance", "Change B")
@@ -426,6 +452,7 @@ def push_on_top(box: Sandbox, project: str, parent: int, subject: str) -> tuple[
     return number, 1
 
 
+@DIALECTS
 def test_depends_on_across_projects_waits_then_merges_behind(box: Sandbox, flags: Path) -> None:
     (flags / "release").touch()
     assert box.sim is not None
@@ -443,6 +470,7 @@ def test_depends_on_across_projects_waits_then_merges_behind(box: Sandbox, flags
     assert "Change A" in seen(box, rb, "nova")
 
 
+@DIALECTS
 def test_git_parent_is_queued_ahead(box: Sandbox, flags: Path) -> None:
     (flags / "release").touch()
     assert box.sim is not None
@@ -590,6 +618,7 @@ def test_a_new_patchset_takes_the_change_out_and_resets_those_behind(
     assert "Change B" not in seen(box, last, "glance")
 
 
+@DIALECTS
 def test_gerrit_refusing_to_merge_the_head_resets_those_behind(box: Sandbox, flags: Path) -> None:
     """The head passes but Gerrit will not submit it (here: never approved,
     enqueued by an operator): merge failure, and the change behind is tested

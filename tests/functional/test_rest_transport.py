@@ -46,3 +46,7 @@ def test_check_and_gate_report_and_submit_over_rest(box: Sandbox) -> None:
     commands = [r.command for r in box.sim.reviews() if r.username == "gatekeeper"]
     assert commands and all(c.startswith("REST ") for c in commands), commands
     assert "REST submit" in commands
+    # The scheduler read the change over REST too (its lookups, the
+    # reporter's submit-requirements check and read-back).
+    asked = [q for user, q in box.sim.rest.queries if user == "gatekeeper"]
+    assert f"change:{number}" in asked, asked

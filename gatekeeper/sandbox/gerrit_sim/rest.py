@@ -76,6 +76,8 @@ class RestApi:
         #: Off: the server has no events-log plugin (its endpoint is a 404).
         self.events_log = True
         self.reviews: list[RestReview] = []
+        #: (user, q) of every change query, for tests to see who read over REST.
+        self.queries: list[tuple[str, str]] = []
 
     def set_password(self, username: str, password: str) -> None:
         with self._lock:
@@ -93,6 +95,7 @@ class RestApi:
                     self._review,
                     methods=["POST"],
                 ),
+                Route("/a/changes/{change}/revisions/{revision}/related", self._related),
                 Route("/a/changes/{change}/submit", self._submit, methods=["POST"]),
                 Route("/a/plugins/", self._plugins),
                 Route("/a/plugins/events-log/events/", self._events_log),
@@ -150,11 +153,13 @@ class RestApi:
         return _json(self.state.version)
 
     async def _query(self, request: Request) -> Response:
-        if self._user(request) is None:
+        user = self._user(request)
+        if user is None:
             return _unauthorized()
         params = request.query_params
         options = {o.upper() for o in params.getlist("o")}
         text = " ".join(params.getlist("q")) or "status:open"
+        self.queries.append((user, text))
         try:
             limit = int(params.get("n", "0") or 0)
             start = int(params.get("S", params.get("start", "0")) or 0)
@@ -193,6 +198,38 @@ class RestApi:
         options |= {o.upper() for o in request.query_params.getlist("o")}
         with self.state.lock:
             return _json(self.change_info(change, options))
+
+    async def _related(self, request: Request) -> Response:
+        """RelatedChangesInfo: here only the revision's direct git parents
+        and children among changes (Gerrit lists the whole chain)."""
+        if self._user(request) is None:
+            return _unauthorized()
+        change = self._change(request.path_params["change"])
+        if change is None:
+            return PlainTextResponse("Not found\n", status_code=404)
+        ps = self._patchset(change, request.path_params["revision"])
+        if ps is None:
+            return PlainTextResponse("Not found\n", status_code=404)
+        with self.state.lock:
+            found = [(c, p) for c, p in self.state.depends_on(change)]
+            found += [(c, c.current) for c in self.state.needed_by(change)]
+            entries = [
+                {
+                    "project": other.project,
+                    "change_id": other.change_id,
+                    "commit": {
+                        "commit": other_ps.commit.sha,
+                        "parents": [{"commit": p} for p in other_ps.commit.parents],
+                        "subject": other_ps.commit.subject,
+                    },
+                    "_change_number": other.number,
+                    "_revision_number": other_ps.number,
+                    "_current_revision_number": other.current.number,
+                    "status": other.status,
+                }
+                for other, other_ps in found
+            ]
+        return _json({"changes": entries})
 
     async def _review(self, request: Request) -> Response:
         username = self._user(request)
@@ -358,6 +395,13 @@ class RestApi:
                     label.name: [_value(v) for v in range(label.minimum, label.maximum + 1)]
                     for label in labels.LABELS.values()
                 }
+        if "SUBMIT_REQUIREMENTS" in options:
+            # The SSH query's submit record in REST names (appliedBy, not by).
+            record = query._submit_record(self.state, change)
+            for item in record.get("labels", []):
+                if "by" in item:
+                    item["appliedBy"] = self._account(item.pop("by")["username"])
+            info["submit_records"] = [{"rule_name": "gerrit~DefaultSubmitRule", **record}]
         if "MESSAGES" in options:
             info["messages"] = [
                 {

@@ -27,26 +27,16 @@ from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.pipelines import GATE_PIPELINE
 
 pytestmark = pytest.mark.timeout(120)
 
-LAYOUT = """
+LAYOUT = (
+    """
 pipelines:
-  - name: gate
-    manager: dependent
-    trigger:
-      gerrit:
-        - event: comment-added
-          approval:
-            - workflow: 1
-    success:
-      gerrit:
-        verified: 2
-        submit: true
-    failure:
-      gerrit:
-        verified: -2
-jobs:
+"""
+    + GATE_PIPELINE
+    + """jobs:
   - name: quick
     node: devstack-vm
     run: "true"
@@ -54,6 +44,7 @@ projects:
   - name: openstack/nova
     gate: [quick]
 """
+)
 
 
 @pytest.fixture

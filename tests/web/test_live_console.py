@@ -24,30 +24,19 @@ from gatekeeper.errors import ConfigError
 from gatekeeper.model.console import split_address
 from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.worker.console import ConsoleServer
+from tests.fixtures.pipelines import GATE_PIPELINE
 from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
 HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=1</script>"
 
-LAYOUT = """
+LAYOUT = (
+    """
 pipelines:
-  - name: gate
-    description: Approved changes.
-    manager: dependent
-    trigger:
-      gerrit:
-        - event: comment-added
-          approval:
-            - workflow: 1
-    success:
-      gerrit:
-        verified: 2
-        submit: true
-    failure:
-      gerrit:
-        verified: -2
-jobs:
+"""
+    + GATE_PIPELINE
+    + """jobs:
   - name: talking
     node: devstack-vm
     run: |
@@ -62,6 +51,7 @@ projects:
   - name: openstack/nova
     gate: [talking]
 """
+)
 
 
 @pytest.fixture

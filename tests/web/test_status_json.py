@@ -32,11 +32,13 @@ from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
 from gatekeeper.web.status import StatusCache
 from gatekeeper.web.status import routes as status_routes
+from tests.fixtures.pipelines import GATE_PIPELINE
 from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
-LAYOUT = """
+LAYOUT = (
+    """
 pipelines:
   - name: check
     description: Newly uploaded patchsets.
@@ -51,22 +53,9 @@ pipelines:
     failure:
       gerrit:
         verified: -1
-  - name: gate
-    description: Approved changes, tested in order before they merge.
-    manager: dependent
-    trigger:
-      gerrit:
-        - event: comment-added
-          approval:
-            - workflow: 1
-    success:
-      gerrit:
-        verified: 2
-        submit: true
-    failure:
-      gerrit:
-        verified: -2
-  - name: post
+"""
+    + GATE_PIPELINE
+    + """  - name: post
     manager: independent
     trigger:
       gerrit:
@@ -85,6 +74,7 @@ projects:
     check: [advisory]
     gate: [held]
 """
+)
 
 
 @pytest.fixture(scope="module")

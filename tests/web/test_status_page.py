@@ -14,30 +14,19 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.pipelines import GATE_PIPELINE
 from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
 HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=1</script>"
 
-LAYOUT = """
+LAYOUT = (
+    """
 pipelines:
-  - name: gate
-    description: Approved changes.
-    manager: dependent
-    trigger:
-      gerrit:
-        - event: comment-added
-          approval:
-            - workflow: 1
-    success:
-      gerrit:
-        verified: 2
-        submit: true
-    failure:
-      gerrit:
-        verified: -2
-jobs:
+"""
+    + GATE_PIPELINE
+    + """jobs:
   - name: held
     node: devstack-vm
     run: "while [ ! -e {flag} ]; do sleep 0.05; done"
@@ -45,6 +34,7 @@ projects:
   - name: openstack/nova
     gate: [held]
 """
+)
 
 
 @pytest.fixture

@@ -28,29 +28,19 @@ from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.actions import COOKIE
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
+from tests.fixtures.pipelines import GATE_PIPELINE
 from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
 
 pytestmark = pytest.mark.timeout(120)
 
 HOSTILE = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=1>"
 
-LAYOUT = """
+LAYOUT = (
+    """
 pipelines:
-  - name: gate
-    manager: dependent
-    trigger:
-      gerrit:
-        - event: comment-added
-          approval:
-            - workflow: 1
-    success:
-      gerrit:
-        verified: 2
-        submit: true
-    failure:
-      gerrit:
-        verified: -2
-jobs:
+"""
+    + GATE_PIPELINE
+    + """jobs:
   - name: held
     node: devstack-vm
     run: "while [ ! -e {flag} ]; do sleep 0.05; done"
@@ -58,6 +48,7 @@ projects:
   - name: openstack/nova
     gate: [held]
 """
+)
 
 
 @pytest.fixture

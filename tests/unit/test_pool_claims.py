@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -64,9 +65,20 @@ def test_threads_never_share_a_node(db: Database) -> None:
     _check(db, claims, total)
 
 
-def _process_claims(url: str, threads: int, tag: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _process_claims(
+    url: str,
+    threads: int,
+    tag: str,
+    queue: multiprocessing.Queue,  # type: ignore[type-arg]
+    ready: Any,
+    go: Any,
+) -> None:
     db = Database(url)
     try:
+        # Claim only once every process is up: a process still importing
+        # would otherwise find every node gone and prove nothing.
+        ready.release()
+        go.wait(120)
         queue.put(claim_all(db, threads, tag))
     finally:
         db.dispose()
@@ -80,11 +92,16 @@ def test_processes_and_threads_never_share_a_node(postgres_db: Database) -> None
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     url = postgres_db.engine.url.render_as_string(hide_password=False)
+    ready, go = context.Semaphore(0), context.Event()
     processes = [
-        context.Process(target=_process_claims, args=(url, 4, f"p{i}", queue)) for i in range(3)
+        context.Process(target=_process_claims, args=(url, 4, f"p{i}", queue, ready, go))
+        for i in range(3)
     ]
     for process in processes:
         process.start()
+    for _ in processes:
+        assert ready.acquire(timeout=120)
+    go.set()
     claims: list[tuple[str, str]] = []
     for _ in processes:
         claims.extend(queue.get(timeout=240))

@@ -5,7 +5,6 @@ markup and script shown as text and never run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +13,11 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.sandbox.harness import Sandbox
-from tests.fixtures.pipelines import GATE_PIPELINE
-from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
+from tests.web.held_gate import held_gate_box  # noqa: F401 - the box fixture
 
 pytestmark = pytest.mark.timeout(120)
 
 HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=1</script>"
-
-LAYOUT = (
-    """
-pipelines:
-"""
-    + GATE_PIPELINE
-    + """jobs:
-  - name: held
-    node: devstack-vm
-    run: "while [ ! -e {flag} ]; do sleep 0.05; done"
-projects:
-  - name: openstack/nova
-    gate: [held]
-"""
-)
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    layout = tmp_path / "layout.yaml"
-    layout.write_text(LAYOUT.replace("{flag}", str(tmp_path / "release")))
-    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"providers": [UNCONFINED]})
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        (tmp_path / "release").touch()
-        sandbox.stop()
 
 
 def _wait(browser: Any, what: str, condition: Any, timeout: float = 60) -> Any:

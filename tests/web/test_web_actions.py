@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +28,11 @@ from gatekeeper.sandbox.harness import Sandbox
 from gatekeeper.web.actions import COOKIE
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
-from tests.fixtures.pipelines import GATE_PIPELINE
-from tests.functional.test_gate import UNCONFINED  # jobs wait on a flag outside their node
+from tests.web.held_gate import held_gate_box  # noqa: F401 - the box fixture
 
 pytestmark = pytest.mark.timeout(120)
 
 HOSTILE = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=1>"
-
-LAYOUT = (
-    """
-pipelines:
-"""
-    + GATE_PIPELINE
-    + """jobs:
-  - name: held
-    node: devstack-vm
-    run: "while [ ! -e {flag} ]; do sleep 0.05; done"
-projects:
-  - name: openstack/nova
-    gate: [held]
-"""
-)
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    layout = tmp_path / "layout.yaml"
-    layout.write_text(LAYOUT.replace("{flag}", str(tmp_path / "release")))
-    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"providers": [UNCONFINED]})
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        (tmp_path / "release").touch()
-        sandbox.stop()
 
 
 def _client(box: Sandbox) -> TestClient:

@@ -26,6 +26,7 @@ wrong on the way:
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -366,8 +367,14 @@ class BuildDispatcher:
                 self._pending.append(build.uuid)
         self._wake.set()
 
-    def _send_stop(self, uuid: str, worker: str) -> bool:
-        stop = gear.TextJob(protocol.stop_function(worker), f'{{"uuid": "{uuid}"}}')
+    def _send_stop(self, uuid: str, worker: str, handle: bytes | None = None) -> bool:
+        """Ask ``worker`` to abort ``uuid``; only the run of the Gearman job
+        ``handle`` when given, so a stop meant for a refused run cannot abort
+        the same build submitted again and handed to the same worker."""
+        request: dict[str, str] = {"uuid": uuid}
+        if handle:
+            request["handle"] = handle.decode("utf-8", "replace")
+        stop = gear.TextJob(protocol.stop_function(worker), json.dumps(request))
         try:
             self._client.submitJob(stop, precedence=gear.PRECEDENCE_HIGH, timeout=SUBMIT_TIMEOUT)
         except (gear.GearmanError, gear.NoConnectedServersError) as exc:
@@ -700,12 +707,13 @@ class BuildDispatcher:
             if build.job is not job or self._builds.get(build.uuid) is not build:
                 return
             rightful = build.worker if build.identity is not None else ""
+            refused_handle = job.handle
             build.job, build.identity = None, None
             build.retry, build.record_attempt = True, True
             build.refused += 1
             given_up = build.refused >= REFUSED_LIMIT
         if rightful:
-            self._send_stop(build.uuid, rightful)
+            self._send_stop(build.uuid, rightful, refused_handle)
         if given_up:
             self._finish(
                 build, BuildResult.ERROR, f"{build.refused} results refused; the last: {why}"

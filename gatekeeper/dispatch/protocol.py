@@ -7,7 +7,8 @@ Functions:
   value a string, plus one key ``gatekeeper`` holding the job's definition
   (so workers need no copy of the layout to run it).
 - ``stop:<worker>``: abort a build running on that worker; arguments
-  ``{"uuid": ...}``.
+  ``{"uuid": ..., "handle": ...}``, the Gearman handle (optional) naming
+  which run of the build to abort when it may have been submitted again.
 
 A worker sends one WORK_DATA packet when the build starts (which node,
 which provider, where the logs will be) and finishes with WORK_COMPLETE

@@ -60,6 +60,11 @@ class _GearWorker(gear.TextWorker):
         self.owner._on_lost_connection(conn)
 
 
+def _handle_text(job: gear.TextWorkerJob) -> str:
+    handle = job.handle
+    return handle.decode("utf-8", "replace") if isinstance(handle, bytes) else str(handle)
+
+
 @dataclass
 class _Running:
     """One build running in a slot."""
@@ -429,12 +434,18 @@ class Worker:
 
     def _handle_stop(self, job: gear.TextWorkerJob) -> None:
         try:
-            uuid = str(json.loads(job.arguments)["uuid"])
-        except (ValueError, KeyError, TypeError) as exc:
+            request = json.loads(job.arguments)
+            uuid = str(request["uuid"])
+            # Only this Gearman job's run, when named: the build may have
+            # been submitted again (and handed back here) since.
+            handle = request.get("handle")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             job.sendWorkException(f"malformed stop request: {exc}")
             return
         with self._lock:
             running = self._builds.get(uuid)
+            if running is not None and handle is not None and _handle_text(running.job) != handle:
+                running = None
             event = running.stop if running is not None else None
             if event is not None:
                 event.set()

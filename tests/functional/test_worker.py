@@ -237,6 +237,28 @@ def test_stop_aborts_a_running_build(harness: Harness) -> None:
     assert node is not None and node.state == NodeState.DELETE
 
 
+def test_a_stop_naming_another_run_of_the_build_aborts_nothing(harness: Harness) -> None:
+    """A stop meant for a refused earlier run of a build names that run's
+    Gearman handle; the build submitted again, with the same uuid, and handed
+    to the same worker, must keep running (it was aborted so in CI)."""
+    harness.add_ready_node("node-5")
+    uuid = "5a5a5a5a5a5a"
+    job = harness.submit("echo started; sleep 60", uuid)
+    wait_for(lambda: len(job.data) >= 1 and "started" in harness.console)
+    stale = gear.TextJob(stop_function("w1"), json.dumps({"uuid": uuid, "handle": "H:gone:1"}))
+    harness.client.submitJob(stale)
+    wait_for(lambda: stale.complete)
+    assert json.loads(stale.data[-1]) == {"uuid": uuid, "stopped": False}
+    assert not job.complete
+    current = gear.TextJob(
+        stop_function("w1"), json.dumps({"uuid": uuid, "handle": job.handle.decode()})
+    )
+    harness.client.submitJob(current)
+    wait_for(lambda: current.complete and job.complete)
+    assert json.loads(current.data[-1]) == {"uuid": uuid, "stopped": True}
+    assert decode_complete(job.data[-1]).result == "ABORTED"
+
+
 def test_timeout(harness: Harness) -> None:
     harness.add_ready_node("node-4")
     job = harness.submit("sleep 60", "7777777777aa", timeout=0.5)

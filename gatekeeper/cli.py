@@ -16,6 +16,7 @@ import click
 
 from gatekeeper import __version__
 from gatekeeper.cli_certs import register as register_certs_commands
+from gatekeeper.cli_insights import register as register_insights_commands
 from gatekeeper.cli_pool import pool_status as show_pool_status
 from gatekeeper.cli_pool import register as register_pool_commands
 from gatekeeper.config.loader import load_local_site
@@ -681,6 +682,7 @@ def route(events: IO[bytes], layout: Path, no_includes: bool) -> None:
 
 register_pool_commands(main)
 register_certs_commands(main)
+register_insights_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -48,6 +48,9 @@ class Node(Base):
     image: Mapped[str] = mapped_column(String(255), default="")
     # The node's SSH host keys as seen at boot (known_hosts lines).
     host_keys: Mapped[str] = mapped_column(Text, default="")
+    # Where the cloud says it runs ("" where the provider reports nothing).
+    region: Mapped[str] = mapped_column(String(255), default="")
+    availability_zone: Mapped[str] = mapped_column(String(255), default="")
 
     __table_args__ = (Index("ix_nodes_label_state", "label", "state"),)
 
@@ -127,6 +130,13 @@ class BuildRecord(Base):
     # Where the worker running it serves its live console (host:port),
     # recorded when it starts; the web dials only addresses found here.
     console_address: Mapped[str] = mapped_column(String(255), default="")
+    # Where it ran, copied from its node when it starts (the node row goes,
+    # the history stays): the cloud's region and availability zone, and the
+    # pool image the node was booted from with when that image was built.
+    region: Mapped[str] = mapped_column(String(255), default="")
+    availability_zone: Mapped[str] = mapped_column(String(255), default="")
+    image: Mapped[str] = mapped_column(String(255), default="")
+    image_built_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_builds_change", "change", "patchset"),
@@ -158,6 +168,25 @@ class AuditRecord(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+
+class FailureMatch(Base):
+    """A known failure (a signature of the site's ``failures/``) found in a
+    failed build's logs: which file, which line. The line came from the
+    build: escape it before it reaches a terminal or a page."""
+
+    __tablename__ = "failure_matches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    build_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    signature: Mapped[str] = mapped_column(String(255))
+    # The file's path under the build's log directory (console.txt, logs/...).
+    file: Mapped[str] = mapped_column(Text, default="")
+    line_number: Mapped[int] = mapped_column(Integer, default=0)
+    line: Mapped[str] = mapped_column(Text, default="")
+    matched_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_failure_matches_signature", "signature", "matched_at"),)
 
 
 class QueueItemRecord(Base):

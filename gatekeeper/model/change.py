@@ -92,6 +92,12 @@ class Change:
         return self.number == 0
 
     @property
+    def is_branch_tip(self) -> bool:
+        """A ref item with no revision (a timer's): tested at its branch's tip
+        when the build starts."""
+        return self.is_ref and not self.new_rev
+
+    @property
     def is_open(self) -> bool:
         return self.status == "NEW"
 
@@ -115,7 +121,7 @@ class Change:
 
     def __str__(self) -> str:
         if self.is_ref:
-            return f"{self.project} {self.ref} {self.new_rev[:7]}"
+            return f"{self.project} {self.ref} {self.new_rev[:7] or '(tip)'}"
         return f"{self.project} {self.key}"
 
 

@@ -19,6 +19,7 @@ from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
+from gatekeeper.scheduler.zuul_events import ZuulEvents
 
 
 @dataclass
@@ -48,6 +49,8 @@ class SchedulerContext:
     manager_named: Callable[[str], object] | None = None
     #: Where events, items and builds are counted (nowhere by default).
     metrics: Metrics = NO_METRICS
+    #: Makes ``trigger: zuul:`` events when changes enter pipelines and merge.
+    zuul_events: ZuulEvents | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

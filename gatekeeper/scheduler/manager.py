@@ -150,6 +150,8 @@ class PipelineManager:
             f" (not running {', '.join(sorted(skipped))})" if skipped else "",
         )
         self._report_start(item)
+        if self.context.zuul_events is not None:
+            self.context.zuul_events.enqueued(self.context.layout, change, self.name)
         return item
 
     def select(self, change: Change) -> JobSelection:
@@ -449,6 +451,8 @@ class PipelineManager:
             if report.submit and outcome.merged:
                 item.change.status = "MERGED"
                 log.info("change merged: %s", item.change)
+                if self.context.zuul_events is not None:
+                    self.context.zuul_events.merged(self.context.layout, item.change)
             elif report.submit and outcome.merged is None:
                 # Gerrit never answered, nor could be asked: the change may
                 # have merged, so no merge-failure comment that could be

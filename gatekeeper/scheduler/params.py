@@ -14,7 +14,10 @@ log = logging.getLogger(__name__)
 
 def base_log_path(change: Change) -> str:
     """``<last 2 digits of change>/<change>/<patchset>``; for a ref update
-    ``<first 2 of newrev>/<newrev>``, as Zuul laid them out."""
+    ``<first 2 of newrev>/<newrev>``, as Zuul laid them out; nothing for a
+    timer's item (Zuul's periodic logs went to ``<pipeline>/<job>/<uuid[:7]>``)."""
+    if change.is_branch_tip:
+        return ""
     if change.is_ref:
         return f"{change.new_rev[:2]}/{change.new_rev}"
     number = str(change.number)
@@ -22,7 +25,8 @@ def base_log_path(change: Change) -> str:
 
 
 def log_path(change: Change, pipeline: str, job: str, uuid: str) -> str:
-    return f"{base_log_path(change)}/{pipeline}/{job}/{uuid[:7]}"
+    base = base_log_path(change)
+    return f"{base}/{pipeline}/{job}/{uuid[:7]}" if base else f"{pipeline}/{job}/{uuid[:7]}"
 
 
 def build_params(
@@ -38,6 +42,21 @@ def build_params(
     ``changes_ahead`` are the changes the build must include before this one,
     in queue order (empty in an independent pipeline).
     """
+    if change.is_branch_tip:
+        # A timer's item: the branch as it is when the workspace is made
+        # (Zuul v2.5 sent no revision for these either).
+        return {
+            "ZUUL_UUID": uuid,
+            "ZUUL_PROJECT": change.project,
+            "ZUUL_PIPELINE": pipeline,
+            "ZUUL_BRANCH": change.branch,
+            "ZUUL_REF": change.ref,
+            "ZUUL_URL": zuul_url,
+            "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
+            "ZUUL_JOB": job,
+            "LOG_PATH": log_path(change, pipeline, job, uuid),
+            "BASE_LOG_PATH": "",
+        }
     if change.is_ref:
         return {
             "ZUUL_UUID": uuid,

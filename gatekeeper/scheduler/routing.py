@@ -13,26 +13,35 @@ fired; each interested pipeline's manager is then handed its
 nothing prepared: the specification the Router's shortcuts are held to
 (``tests/unit/test_routing_equivalence.py``). Which jobs run is
 :mod:`~gatekeeper.scheduler.job_filter`'s.
+
+gatekeeper's own events (timer slots, ``trigger: zuul:`` events, see
+:mod:`~gatekeeper.scheduler.zuul_events`) take the same path to the same
+decisions; they are few, so the Router tries them on each pipeline with such
+triggers instead of indexing them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gatekeeper.config.layout import Layout
-from gatekeeper.config.layout_schema import GerritTrigger, PipelineConfig
+from gatekeeper.config.layout_schema import GerritTrigger, PipelineConfig, TimerTrigger
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
 from gatekeeper.scheduler.job_filter import JobSelection, SelectionCache, select_jobs
 from gatekeeper.scheduler.triggers import (
+    AnyTrigger,
+    ChangeTrigger,
     TriggerMatcher,
     Verdict,
     check_requirements,
     has_requirements,
     matching_triggers,
+    own_matching_triggers,
 )
+from gatekeeper.scheduler.zuul_events import OwnEvent
 
 __all__ = ["Decision", "Router", "decide", "ref_from_event"]
 
@@ -91,7 +100,7 @@ def decide(
 def _decide_matched(
     pipeline: PipelineConfig,
     event: TriggerEvent,
-    matched: list[GerritTrigger],
+    matched: Sequence[AnyTrigger],
     lookup: Callable[[], Change | None],
     select: Selector,
 ) -> Decision:
@@ -99,7 +108,8 @@ def _decide_matched(
     and ``matched`` (not empty) are the triggers ``event`` fired."""
     if event.change is None:
         return _decide_ref(pipeline.name, event, select)
-    return _decide_change(pipeline, lookup(), matched, select, True)
+    fired = [t for t in matched if not isinstance(t, TimerTrigger)]
+    return _decide_change(pipeline, lookup(), fired, select, True)
 
 
 def _decide_ref(pipeline: str, event: TriggerEvent, select: Selector) -> Decision:
@@ -111,7 +121,7 @@ def _decide_ref(pipeline: str, event: TriggerEvent, select: Selector) -> Decisio
 def _decide_change(
     pipeline: PipelineConfig,
     change: Change | None,
-    matched: list[GerritTrigger],
+    matched: Sequence[ChangeTrigger],
     select: Selector,
     requirements: bool,
 ) -> Decision:
@@ -196,6 +206,8 @@ class Router:
         self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
         self._routes: dict[tuple[str, str], _Routes] = {}
         self._narrowed: dict[tuple[str, tuple[int, ...]], _Routes] = {}
+        #: Pipelines with timer or zuul triggers, in layout order.
+        self._own_pipelines = [p for p in layout.pipelines if p.trigger.timer or p.trigger.zuul]
 
     def _index(self, kind: str) -> _Routes:
         """Every pipeline with a Gerrit trigger whose event regexes match ``kind``."""
@@ -257,6 +269,9 @@ class Router:
         :raises ConfigError: a template a project uses cannot be expanded.
         :raises GerritError: from ``lookup``.
         """
+        if isinstance(event, OwnEvent):
+            yield from self._own_decisions(event, lookup)
+            return
         found = self._routes_for(event)
         if not found.routes:
             return
@@ -275,6 +290,27 @@ class Router:
             if unknown:
                 change, unknown = lookup(), False
             yield _decide_change(route.pipeline, change, matched, select, route.requirements)
+
+    def _own_decisions(
+        self, event: OwnEvent, lookup: Callable[[], Change | None]
+    ) -> Iterator[Decision]:
+        """:meth:`decisions` for one of gatekeeper's own events."""
+        unknown = event.change is not None
+        change: Change | None = None
+        for pipeline in self._own_pipelines:
+            if not self.layout.jobs_for(event.project, pipeline.name):
+                continue
+            matched = own_matching_triggers(pipeline, event)
+            if not matched:
+                continue
+            if event.change is None:
+                yield _decide_ref(pipeline.name, event, self.select)
+                continue
+            if unknown:
+                change, unknown = lookup(), False
+            fired = [t for t in matched if not isinstance(t, TimerTrigger)]
+            requirements = has_requirements(pipeline, fired)
+            yield _decide_change(pipeline, change, fired, self.select, requirements)
 
     def decide(
         self,

@@ -7,7 +7,6 @@ processes every pipeline until nothing changes.
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -34,6 +33,7 @@ from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
+from gatekeeper.scheduler.zuul_events import ZuulEvents, change_lookup, is_own
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Scheduler:
         self.context.reports = ReportQueue(reporter, self.put_management)
         self.context.reports.metrics = metrics
         self.context.manager_named = self._manager_named
+        self.context.zuul_events = ZuulEvents(source, self.put_trigger)
         self._set_managers([make_manager(p, self.context) for p in layout.pipelines])
         #: When the layout in use was loaded (epoch seconds): at start, then
         #: at every reconfigure.
@@ -310,7 +311,9 @@ class Scheduler:
         )
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
-        if self.ledger is not None and not self.ledger.first_time(event):
+        # The ledger records Gerrit's events; gatekeeper's own are not its business.
+        ledger = None if is_own(event) else self.ledger
+        if ledger is not None and not ledger.first_time(event):
             return
         log.info("event received: %s", describe_event(event))
         self.context.metrics.event(event.type)
@@ -318,11 +321,11 @@ class Scheduler:
             manager.dequeue_obsoleted(event)
         # Routed once for every pipeline; the change is asked of Gerrit at
         # most once, and only when some pipeline's trigger fired.
-        lookup = functools.partial(self.context.source.change_for_event, event)
+        lookup = change_lookup(event, self.context.source)
         for decision in self.context.router.decisions(event, lookup):
             self._by_name[decision.pipeline].consider(decision, event)
-        if self.ledger is not None:
-            self.ledger.acted_on(event)
+        if ledger is not None:
+            ledger.acted_on(event)
 
     def _manager_named(self, name: str) -> PipelineManager | None:
         return self._by_name.get(name)

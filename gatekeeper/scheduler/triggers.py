@@ -9,7 +9,7 @@ an approved change does not trigger the gate again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gatekeeper.config.layout_schema import (
@@ -17,9 +17,17 @@ from gatekeeper.config.layout_schema import (
     GerritTrigger,
     PipelineConfig,
     PipelineRequire,
+    TimerTrigger,
+    ZuulTrigger,
 )
 from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
+from gatekeeper.scheduler.zuul_events import TIMER, OwnEvent
+
+#: A trigger a change event fires: it may require or reject approvals.
+ChangeTrigger = GerritTrigger | ZuulTrigger
+#: Any trigger of a pipeline.
+AnyTrigger = GerritTrigger | ZuulTrigger | TimerTrigger
 
 ZERO_SHA = "0" * 40
 
@@ -114,9 +122,35 @@ def trigger_matches(trigger: GerritTrigger, event: TriggerEvent, type_known: boo
     return TriggerMatcher(trigger).matches(event, type_known)
 
 
-def matching_triggers(pipeline: PipelineConfig, event: TriggerEvent) -> list[GerritTrigger]:
+def matching_triggers(pipeline: PipelineConfig, event: TriggerEvent) -> Sequence[AnyTrigger]:
     """The pipeline's triggers that ``event`` fires."""
+    if isinstance(event, OwnEvent):
+        return own_matching_triggers(pipeline, event)
     return [t for t in pipeline.trigger.gerrit if trigger_matches(t, event)]
+
+
+def zuul_trigger_matches(trigger: ZuulTrigger, event: OwnEvent) -> bool:
+    """Whether gatekeeper's ``event`` fires a ``trigger: zuul:`` entry: its
+    type matches an ``event`` regex and, for ``parent-change-enqueued``, the
+    pipeline the parent entered matches a ``pipeline`` regex (if any)."""
+    if not any(p.match(event.type) for p in trigger.event):
+        return False
+    return not trigger.pipeline or any(p.match(event.pipeline) for p in trigger.pipeline)
+
+
+def own_matching_triggers(
+    pipeline: PipelineConfig, event: OwnEvent
+) -> Sequence[ZuulTrigger | TimerTrigger]:
+    """The pipeline's zuul or timer triggers that gatekeeper's ``event`` fires.
+
+    A timer event fires only the pipeline whose slot came, and only while
+    that pipeline still has the cron line (a reconfigure may have dropped it).
+    """
+    if event.type == TIMER:
+        if event.pipeline != pipeline.name:
+            return []
+        return [t for t in pipeline.trigger.timer if t.time == event.timespec][:1]
+    return [t for t in pipeline.trigger.zuul if zuul_trigger_matches(t, event)]
 
 
 def event_matches(pipeline: PipelineConfig, event: TriggerEvent) -> bool:
@@ -187,7 +221,7 @@ def _state(require: PipelineRequire, change: Change, verdict: Verdict) -> None:
             verdict.reason = f"status {change.status} not in {require.status}"
 
 
-def has_requirements(pipeline: PipelineConfig, triggers: list[GerritTrigger]) -> bool:
+def has_requirements(pipeline: PipelineConfig, triggers: Sequence[ChangeTrigger]) -> bool:
     """Whether :func:`check_requirements` may find anything to say about a
     change that fired ``triggers``: false when neither the pipeline nor any
     of them requires or rejects anything, so every change may enter."""
@@ -203,7 +237,7 @@ def has_requirements(pipeline: PipelineConfig, triggers: list[GerritTrigger]) ->
 
 
 def check_requirements(
-    pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
+    pipeline: PipelineConfig, change: Change, triggers: Sequence[ChangeTrigger] | None = None
 ) -> Verdict:
     """May ``change`` enter ``pipeline`` (``triggers``: the ones its event matched)?"""
     verdict = Verdict()
@@ -251,7 +285,7 @@ def check_requirements(
 
 
 def requirements_unmet(
-    pipeline: PipelineConfig, change: Change, triggers: list[GerritTrigger] | None = None
+    pipeline: PipelineConfig, change: Change, triggers: Sequence[ChangeTrigger] | None = None
 ) -> str:
     """Why the change may not enter the pipeline, or '' if it may."""
     return check_requirements(pipeline, change, triggers).reason

@@ -45,6 +45,7 @@ from gatekeeper.scheduler import operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.scheduler.timer import Timer
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
@@ -86,6 +87,8 @@ class Gatekeeper:
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
+        #: Fires the layout's ``trigger: timer:`` cron lines (with the scheduler).
+        self.timer: Timer | None = None
         self.merger: MergeQueue | None = None
         self.admin: AdminWorker | None = None
         self.dispatcher: BuildDispatcher | None = None
@@ -378,6 +381,8 @@ class Gatekeeper:
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
+        self.timer = Timer(self.layout, self.db, self.scheduler.put_trigger)
+        self.timer.start()
         assert self.site.admin.secret_file is not None  # resolve() sets it
         self.admin = AdminWorker(
             self.worker_name,
@@ -473,6 +478,8 @@ class Gatekeeper:
             self.worker.set_jobs(layout.all_job_names())
         if self.scheduler is not None and not self.scheduler.reconfigure(layout).wait(wait):
             log.warning("reconfigure: the scheduler has not switched within %.0fs", wait)
+        if self.timer is not None:
+            self.timer.set_layout(layout)
         log.info("reconfigured from %s", self.site.layout)
         return True
 
@@ -502,6 +509,8 @@ class Gatekeeper:
             self.catch_up.connection.close()
         if self.admin is not None:
             self.admin.stop()
+        if self.timer is not None:
+            self.timer.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self._rest is not None:

@@ -527,5 +527,7 @@ def _log_failure(outcome: ReportOutcome) -> None:
 def _same(a: Change, b: Change) -> bool:
     """The same change at the same patchset, or the same ref at the same revision."""
     if a.is_ref or b.is_ref:
-        return a.is_ref and b.is_ref and a.ref == b.ref and a.new_rev == b.new_rev
+        # A timer's items have no revision: the project tells them apart.
+        same_ref = a.ref == b.ref and a.new_rev == b.new_rev and a.project == b.project
+        return a.is_ref and b.is_ref and same_ref
     return a.number == b.number and a.patchset == b.patchset

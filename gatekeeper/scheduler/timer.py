@@ -171,8 +171,9 @@ class Timer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Slots fired (pipeline, slot), for status and tests.
+        #: Slots fired (pipeline, slot), and passes made, for status and tests.
         self.fired: list[tuple[str, datetime]] = []
+        self.passes = 0
 
     def _set_triggers(self, layout: Layout) -> None:
         self._triggers = [
@@ -224,6 +225,7 @@ class Timer:
         self._since = now
         for pipeline, (slot, line) in due.items():
             self._fire(pipeline, line, slot)
+        self.passes += 1
         return self._next_delay(now)
 
     def _next_delay(self, now: datetime) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 
 from gatekeeper.errors import GerritError
 from gatekeeper.sandbox.gerrit_sim import events, labels
+from gatekeeper.sandbox.gerrit_sim.git import ZERO
 from gatekeeper.sandbox.gerrit_sim.options import UsageError, operand
 from gatekeeper.sandbox.gerrit_sim.records import CommandResult
 from gatekeeper.sandbox.gerrit_sim.state import Change, SimState, now
@@ -244,3 +245,23 @@ def delete_change(state: SimState, number: int, who: str) -> None:
         del state.changes[number]
         if state.dialect == "3":
             state.emit(events.change_deleted(state, change, who))
+
+
+def create_tag(state: SimState, project: str, tag: str, who: str, branch: str = "master") -> str:
+    """Tag the tip of ``branch`` (what a release manager's tag push does):
+    ref-updated for ``refs/tags/<tag>``. Returns the tagged sha.
+
+    :raises GerritError: no such project or branch, or the tag exists.
+    """
+    with state.lock:
+        repo = state.project(project).repo
+        sha = repo.rev(f"refs/heads/{branch}")
+        if sha is None:
+            raise GerritError(f"{project} has no branch {branch}")
+        ref = f"refs/tags/{tag}"
+        if repo.rev(ref) is not None:
+            raise GerritError(f"{project} already has {ref}")
+        repo.update_refs([(ref, sha, ZERO)])
+        for event in events.ref_updates(state, project, [(ref, ZERO, sha)], who):
+            state.emit(event)
+    return sha

@@ -253,6 +253,13 @@ class GerritSimulator:
         """
         admin.delete_change(self.state, change, who)
 
+    def create_tag(self, project: str, tag: str, who: str, branch: str = "master") -> str:
+        """Tag the tip of ``branch``: ref-updated for ``refs/tags/<tag>``; the sha.
+
+        :raises GerritError: no such project or branch, or the tag exists.
+        """
+        return admin.create_tag(self.state, project, tag, who, branch)
+
     # -- looking inside -------------------------------------------------------------
 
     def get_change(self, number: int) -> SimChange:

@@ -289,6 +289,13 @@ def validate(layout: Path, no_includes: bool) -> None:
             click.echo(line, err=True)
         sys.exit(1)
     click.echo(f"{layout}: OK ({loaded.counts()})")
+    from datetime import UTC, datetime
+
+    from gatekeeper.scheduler.timer import schedule
+
+    # When each timer fires: a dry run of the clock, as `route` is of events.
+    for line in schedule(loaded, datetime.now(UTC)):
+        click.echo(f"  {line}")
 
 
 @main.command()

@@ -15,7 +15,10 @@ pipeline) with the change as the event describes it
      "rejected": [{"pipeline": "check", "reason": "change is not open"}]}
 
 ``unchecked`` and ``undecided`` appear only when not empty: requirements
-and job filters that need what only Gerrit knows (others' votes, the files).
+and job filters that need what only Gerrit knows (others' votes, the files);
+so does ``then``: what the change entering may set off through ``trigger:
+zuul:`` (which changes, a dry run cannot know). Timer slots are not Gerrit
+events: ``gatekeeper validate`` shows when each fires next.
 A line that cannot be read gives ``{"line": N, "error": "..."}``.
 """
 
@@ -32,6 +35,7 @@ from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler import routing
 from gatekeeper.scheduler.job_filter import NEEDS_FILES
+from gatekeeper.scheduler.zuul_events import consequences
 
 __all__ = ["change_from_event", "route_event", "route_lines"]
 
@@ -67,6 +71,10 @@ def _route(router: routing.Router, event: TriggerEvent, out: dict[str, Any]) -> 
                 "reason": NEEDS_FILES,
                 "jobs": list(decision.selection.undecided),
             }
+        if event.change is not None:
+            then = consequences(router.layout, router.layout.pipeline(decision.pipeline))
+            if then:
+                entry["then"] = then
         enqueue.append(entry)
     out["type"] = event.type
     out["enqueue"] = enqueue

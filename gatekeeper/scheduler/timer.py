@@ -44,7 +44,15 @@ from gatekeeper.errors import ConfigError
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler.zuul_events import TIMER, OwnEvent
 
-__all__ = ["GRACE", "SlotLedger", "Timer", "branch_tip_event", "cron_trigger", "due_slot"]
+__all__ = [
+    "GRACE",
+    "SlotLedger",
+    "Timer",
+    "branch_tip_event",
+    "cron_trigger",
+    "due_slot",
+    "schedule",
+]
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +275,15 @@ class Timer:
             except ConfigError as exc:
                 log.error("timer of %s: project %s skipped: %s", pipeline, name, exc)
         return found
+
+
+def schedule(layout: Layout, now: datetime) -> list[str]:
+    """Each timer line of ``layout`` and its next slot after ``now``, in words
+    (``gatekeeper validate`` prints them)."""
+    out = []
+    for pipeline in layout.pipelines:
+        for timer in pipeline.trigger.timer:
+            slot = cron_trigger(timer.time).get_next_fire_time(None, now)
+            when = slot.strftime("%Y-%m-%d %H:%M:%S UTC") if slot is not None else "never"
+            out.append(f"{pipeline.name}: timer '{timer.time}' next fires {when}")
+    return out

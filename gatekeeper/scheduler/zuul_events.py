@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gatekeeper.config.layout import Layout
+from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.errors import GerritError
 from gatekeeper.gerrit.connection import GerritConnection
 from gatekeeper.gerrit.source import GerritSource, change_from_query
@@ -42,6 +43,7 @@ __all__ = [
     "ZuulEvents",
     "change_event",
     "change_lookup",
+    "consequences",
     "is_own",
 ]
 
@@ -163,3 +165,25 @@ class ZuulEvents:
         for other in sorted(opened, key=lambda c: c.number):
             if other.number != change.number and other.is_open:
                 self.put(change_event(PROJECT_CHANGE_MERGED, other))
+
+
+def consequences(layout: Layout, pipeline: PipelineConfig) -> list[str]:
+    """What a change entering ``pipeline`` may set off through zuul triggers,
+    in words (for a dry run, which cannot know the changes concerned)."""
+    out: list[str] = []
+    for other in layout.pipelines:
+        for trigger in other.trigger.zuul:
+            if not any(p.match(PARENT_CHANGE_ENQUEUED) for p in trigger.event):
+                continue
+            if trigger.pipeline and not any(p.match(pipeline.name) for p in trigger.pipeline):
+                continue
+            out.append(f"{PARENT_CHANGE_ENQUEUED}: changes that need it may enter {other.name}")
+            break
+    if pipeline.success is not None and pipeline.success.submit:
+        for other in layout.pipelines:
+            if any(p.match(PROJECT_CHANGE_MERGED) for t in other.trigger.zuul for p in t.event):
+                out.append(
+                    f"{PROJECT_CHANGE_MERGED}: if it merges, open changes of its project "
+                    f"may enter {other.name}"
+                )
+    return out

@@ -102,10 +102,17 @@ def test_validate_prints_the_counts(shared_layouts: Path) -> None:
     result = CliRunner().invoke(main, ["validate", "--no-includes", str(path)])
     assert result.exit_code == 0, result.output
     distinct = raw_counts(path).distinct_jobs
-    assert result.output == (
+    counts, *timers = result.output.splitlines()
+    assert counts == (
         f"{path}: OK (15 pipelines, 804 projects, 55 templates, 363 job entries, "
-        f"{distinct} distinct jobs)\n"
+        f"{distinct} distinct jobs)"
     )
+    # Then when each timer fires next (the date depends on today).
+    assert [line.partition(" next fires ")[0] for line in timers] == [
+        "  periodic: timer '0 6 * * *'",
+        "  periodic-stable: timer '1 6 * * *'",
+        "  periodic-qa: timer '2 6 * * *'",
+    ]
 
 
 @pytest.mark.timeout(30)

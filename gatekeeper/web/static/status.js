@@ -228,7 +228,8 @@
     setText(project, item.project);
     const link = part(head, "link", "a", "gk-change");
     const id = item.id || "";
-    setText(link, /^[0-9a-f]{40}$/.test(id) ? id.slice(0, 7) : id);
+    // A timer's item has no change nor revision: its ref names it.
+    setText(link, /^[0-9a-f]{40}$/.test(id) ? id.slice(0, 7) : id || item.ref || "");
     const href = item.url ? safeHref(item.url) : null;
     if (href) link.setAttribute("href", href);
     else link.removeAttribute("href");

@@ -156,12 +156,12 @@ class ZuulEvents:
             rows = self.source.connection.query_all(
                 f"project:{change.project} status:open", *GerritConnection.CHANGE_OPTIONS
             )
+            opened = [change_from_query(row) for row in rows]
         except GerritError as exc:
             log.warning(
                 "no %s events for %s: %s", PROJECT_CHANGE_MERGED, change.project, shown(exc)
             )
             return
-        opened = [change_from_query(row) for row in rows]
         for other in sorted(opened, key=lambda c: c.number):
             if other.number != change.number and other.is_open:
                 self.put(change_event(PROJECT_CHANGE_MERGED, other))

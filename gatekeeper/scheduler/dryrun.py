@@ -35,7 +35,6 @@ from gatekeeper.model.change import Change
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.scheduler import routing
 from gatekeeper.scheduler.job_filter import NEEDS_FILES
-from gatekeeper.scheduler.zuul_events import consequences
 
 __all__ = ["change_from_event", "route_event", "route_lines"]
 
@@ -72,7 +71,7 @@ def _route(router: routing.Router, event: TriggerEvent, out: dict[str, Any]) -> 
                 "jobs": list(decision.selection.undecided),
             }
         if event.change is not None:
-            then = consequences(router.layout, router.layout.pipeline(decision.pipeline))
+            then = router.then(decision.pipeline)
             if then:
                 entry["then"] = then
         enqueue.append(entry)

@@ -41,7 +41,7 @@ from gatekeeper.scheduler.triggers import (
     matching_triggers,
     own_matching_triggers,
 )
-from gatekeeper.scheduler.zuul_events import OwnEvent
+from gatekeeper.scheduler.zuul_events import OwnEvent, consequences
 
 __all__ = ["Decision", "Router", "decide", "ref_from_event"]
 
@@ -206,6 +206,7 @@ class Router:
         self._types: dict[str, _Routes] = {kind: self._index(kind) for kind in KNOWN_TYPES}
         self._routes: dict[tuple[str, str], _Routes] = {}
         self._narrowed: dict[tuple[str, tuple[int, ...]], _Routes] = {}
+        self._then: dict[str, list[str]] = {}
         #: Pipelines with timer or zuul triggers, in layout order.
         self._own_pipelines = [p for p in layout.pipelines if p.trigger.timer or p.trigger.zuul]
 
@@ -311,6 +312,15 @@ class Router:
             fired = [t for t in matched if not isinstance(t, TimerTrigger)]
             requirements = has_requirements(pipeline, fired)
             yield _decide_change(pipeline, change, fired, self.select, requirements)
+
+    def then(self, pipeline: str) -> list[str]:
+        """What a change entering ``pipeline`` may set off through zuul
+        triggers, in words (:func:`~gatekeeper.scheduler.zuul_events.consequences`,
+        worked out once per pipeline)."""
+        found = self._then.get(pipeline)
+        if found is None:
+            found = self._then[pipeline] = consequences(self.layout, self.layout.pipeline(pipeline))
+        return found
 
     def decide(
         self,

@@ -33,6 +33,7 @@ from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.restore import HEARTBEAT_STALE, RestoreSummary, restore_queues
 from gatekeeper.scheduler.routing import Router
+from gatekeeper.scheduler.timer import is_slot, slot_events
 from gatekeeper.scheduler.zuul_events import ZuulEvents, change_lookup, is_own
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,11 @@ class Scheduler:
         )
 
     def _handle_trigger(self, event: TriggerEvent) -> None:
+        if is_slot(event):
+            # A timer slot: one event per project of its pipeline, each routed.
+            for each in slot_events(event, self.context.layout):
+                self._handle_trigger(each)
+            return
         # The ledger records Gerrit's events; gatekeeper's own are not its business.
         ledger = None if is_own(event) else self.ledger
         if ledger is not None and not ledger.first_time(event):

@@ -2,11 +2,12 @@
 
 The timer thread (:class:`Timer`) works out when each pipeline's cron
 lines fire (APScheduler's ``CronTrigger`` computes the slots; nothing else
-of APScheduler is used), and when a slot comes it puts one ``timer`` event
-per project with jobs in the pipeline on the scheduler, as Zuul v2.5 did.
-The scheduler routes them like any event (the Router matches them to their
-pipeline only) and enqueues each project as a ref item at the tip of its
-``master`` branch (:func:`branch_tip_event`).
+of APScheduler is used), and when a slot comes it puts a slot event on the
+scheduler. The scheduler thread, which owns the layout, makes of it one
+``timer`` event per project with jobs in the pipeline, as Zuul v2.5 did
+(:func:`slot_events`), and routes them like any event (the Router matches
+them to their pipeline only): each project is enqueued as a ref item at
+the tip of its ``master`` branch (:func:`branch_tip_event`).
 
 Zuul v2.5 enqueued a "NullChange" per project: no branch, no revision;
 its jobs ran on the branch their own definition checked out (master unless
@@ -33,6 +34,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,7 +53,9 @@ __all__ = [
     "branch_tip_event",
     "cron_trigger",
     "due_slot",
+    "is_slot",
     "schedule",
+    "slot_events",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,25 @@ def branch_tip_event(project: str, pipeline: str, timespec: str) -> OwnEvent:
     )
 
 
+def is_slot(event: TriggerEvent) -> TypeGuard[OwnEvent]:
+    """Whether ``event`` is a timer slot still to be made into project events."""
+    return isinstance(event, OwnEvent) and event.type == TIMER and not event.project
+
+
+def slot_events(slot: OwnEvent, layout: Layout) -> list[OwnEvent]:
+    """One event per project with jobs in the slot's pipeline, in layout
+    order (the scheduler thread: the layout is its own)."""
+    found: list[OwnEvent] = []
+    for name in layout.project_names:
+        try:
+            if layout.jobs_for(name, slot.pipeline):
+                found.append(branch_tip_event(name, slot.pipeline, slot.timespec))
+        except ConfigError as exc:
+            log.error("timer of %s: project %s skipped: %s", slot.pipeline, name, exc)
+    log.info("timer slot of %s: enqueuing %d projects", slot.pipeline, len(found))
+    return found
+
+
 class SlotLedger:
     """The last slot fired per pipeline, in ``scheduler_state`` (any thread)."""
 
@@ -154,8 +177,9 @@ class SlotLedger:
 
 class Timer:
     """Fires the timer triggers of the layout in use. Runs in its own thread
-    ("timer"): it reads the layout, keeps its slots in the database and puts
-    events on the scheduler (``sink``); it changes no queue.
+    ("timer"): it reads the layout's cron lines, keeps its slots in the
+    database and puts slot events on the scheduler (``sink``); it changes no
+    queue, and asks the layout nothing else.
 
     ``clock`` gives the time (UTC, aware); tests pass their own and call
     :meth:`run_once`.
@@ -171,7 +195,6 @@ class Timer:
         self.sink = sink
         self.clock = clock or (lambda: datetime.now(UTC))
         self.slots = SlotLedger(db)
-        self._layout = layout
         self._triggers: list[tuple[str, str, CronTrigger]] = []
         self._set_triggers(layout)
         # Everything up to here is considered: a start looks back GRACE.
@@ -192,7 +215,6 @@ class Timer:
 
     def set_layout(self, layout: Layout) -> None:
         """Use ``layout``'s timers from now on (any thread)."""
-        self._layout = layout
         self._set_triggers(layout)
         self._wake.set()
 
@@ -252,29 +274,9 @@ class Timer:
         except SQLAlchemyError as exc:
             # Firing twice after a restart is better than not firing at all.
             log.error("could not record timer slot %s of %s: %s", slot, pipeline, exc)
-        projects = self._projects(pipeline)
-        log.info(
-            "timer slot %s (%s) of %s: enqueuing %d projects",
-            slot.isoformat(),
-            line,
-            pipeline,
-            len(projects),
-        )
+        log.info("timer slot %s (%s) of %s", slot.isoformat(), line, pipeline)
         self.fired.append((pipeline, slot))
-        for project in projects:
-            self.sink(branch_tip_event(project, pipeline, line))
-
-    def _projects(self, pipeline: str) -> list[str]:
-        """Every project with jobs in ``pipeline``, in layout order."""
-        layout = self._layout
-        found: list[str] = []
-        for name in layout.project_names:
-            try:
-                if layout.jobs_for(name, pipeline):
-                    found.append(name)
-            except ConfigError as exc:
-                log.error("timer of %s: project %s skipped: %s", pipeline, name, exc)
-        return found
+        self.sink(OwnEvent(type=TIMER, pipeline=pipeline, timespec=line))
 
 
 def schedule(layout: Layout, now: datetime) -> list[str]:

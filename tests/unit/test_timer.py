@@ -15,7 +15,7 @@ import pytest
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.db.engine import Database
 from gatekeeper.model.events import TriggerEvent
-from gatekeeper.scheduler.timer import Timer, cron_trigger, due_slot
+from gatekeeper.scheduler.timer import Timer, cron_trigger, due_slot, is_slot, slot_events
 from gatekeeper.scheduler.zuul_events import OwnEvent
 
 pytestmark = pytest.mark.timeout(30)
@@ -79,11 +79,12 @@ def timer_at(
     return Timer(layout, db, events.append, clock), clock
 
 
-def fired(events: list[TriggerEvent]) -> list[tuple[str, str, str]]:
+def slots(events: list[TriggerEvent]) -> list[tuple[str, str]]:
+    """(pipeline, cron line) of each slot the timer put on the scheduler."""
     out = []
     for event in events:
-        assert isinstance(event, OwnEvent)
-        out.append((event.pipeline, event.project, event.ref))
+        assert is_slot(event)
+        out.append((event.pipeline, event.timespec))
     return out
 
 
@@ -96,28 +97,35 @@ def test_a_slot_enqueues_each_project_of_its_pipeline_once_when_it_comes(
     assert events == []
     clock.now = SIX
     timer.run_once()
-    # Two lines name the same slot: the pipeline fires once. keystone has no
-    # periodic jobs; hourly's slot (at :30) has not come.
-    assert fired(events) == [
-        ("periodic", "openstack/nova", "refs/heads/master"),
-        ("periodic", "openstack/glance", "refs/heads/master"),
-    ]
-    assert all(e.type == "timer" and e.change is None and e.branch == "master" for e in events)
+    # Two lines name the same slot: the pipeline fires once; hourly's slot
+    # (at :30) has not come.
+    assert slots(events) == [("periodic", "0 6 * * *")]
     clock.now = SIX + timedelta(seconds=30)
     timer.run_once()
-    assert len(events) == 2
+    assert len(events) == 1
+
+    # The scheduler thread makes the slot one event per project with jobs
+    # in the pipeline (keystone has none there), at master's tip.
+    [slot] = events
+    assert isinstance(slot, OwnEvent)
+    made = slot_events(slot, layout)
+    assert [(e.pipeline, e.project, e.ref, e.branch) for e in made] == [
+        ("periodic", "openstack/nova", "refs/heads/master", "master"),
+        ("periodic", "openstack/glance", "refs/heads/master", "master"),
+    ]
+    assert all(e.type == "timer" and e.change is None and not is_slot(e) for e in made)
 
 
 def test_a_restart_in_the_slots_minute_does_not_fire_it_again(layout: Layout, db: Database) -> None:
     events: list[TriggerEvent] = []
     first, _ = timer_at(layout, db, SIX, events)
     first.run_once()
-    assert len(events) == 2
+    assert len(events) == 1
     # The daemon restarts 20 s later: the slot is within the minute a start
     # looks back over, but the database says it fired.
     again, _ = timer_at(layout, db, SIX + timedelta(seconds=20), events)
     again.run_once()
-    assert len(events) == 2 and again.fired == []
+    assert len(events) == 1 and again.fired == []
 
 
 def test_a_slot_that_came_while_the_daemon_started_fires_within_its_minute(

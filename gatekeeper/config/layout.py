@@ -398,6 +398,17 @@ def _check(layout: Layout, marks: Marks, file: Path, includes: bool) -> list[str
         *_duplicates(config.projects, "projects", "project", file, marks),
     ]
     pipeline_names = [p.name for p in config.pipelines]
+    for index, pipeline in enumerate(config.pipelines):
+        for number, zuul in enumerate(pipeline.trigger.zuul):
+            for pattern in zuul.pipeline:
+                # A filter that reads as a plain name must name a pipeline,
+                # or the trigger never fires.
+                name = pattern.pattern
+                if re.fullmatch(r"[\w.-]+", name) and name not in pipeline_names:
+                    message = unknown_key_message(name, pipeline_names)
+                    where = ("pipelines", index, "trigger", "zuul", number, "pipeline")
+                    message = message.replace("unknown key", "unknown pipeline", 1)
+                    errors.append(format_error(file, marks, where, message))
     sections: list[tuple[str, list[tuple[type[BaseModel], dict[str, list[JobTree]]]]]] = [
         ("project-templates", [(type(t), t.pipelines) for t in config.project_templates]),
         ("projects", [(type(p), p.pipelines) for p in config.projects]),

@@ -279,6 +279,19 @@ class ZuulTrigger(_Model):
     def _events(cls, value: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
         return _check_events(value, _ZUUL_EVENTS, "gatekeeper event")
 
+    @model_validator(mode="after")
+    def _pipeline_filter(self) -> ZuulTrigger:
+        # Only parent-change-enqueued names a pipeline: on any other event
+        # the filter would keep the trigger from ever firing.
+        if self.pipeline and not any(p.match("parent-change-enqueued") for p in self.event):
+            raise PydanticCustomError(
+                "pipeline",
+                "'pipeline' filters parent-change-enqueued events only; "
+                "this trigger's events never name a pipeline",
+                {"path": ("pipeline",)},
+            )
+        return self
+
 
 class Triggers(_Model):
     gerrit: Annotated[list[GerritTrigger], BeforeValidator(_none_to_list)] = Field(

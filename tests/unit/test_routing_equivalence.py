@@ -31,6 +31,7 @@ from gatekeeper.model.change import Change
 from gatekeeper.model.events import Account, Approval, TriggerEvent
 from gatekeeper.scheduler import dryrun, job_filter, routing
 from gatekeeper.scheduler.triggers import ZERO_SHA, TriggerMatcher
+from gatekeeper.scheduler.zuul_events import consequences
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "testdata"
@@ -379,6 +380,9 @@ class PlainRouter:
             decision = reference_decide(self.layout, pipeline, event, lookup)
             if decision is not None:
                 yield decision
+
+    def then(self, pipeline: str) -> list[str]:
+        return consequences(self.layout, self.layout.pipeline(pipeline))
 
 
 def plain_route_lines(layout: Layout, lines: list[str | bytes]) -> list[dict[str, Any]]:

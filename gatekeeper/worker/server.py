@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import gear
 
+from gatekeeper.dispatch import wire
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
 from gatekeeper.dispatch.signing import ResultSigner
@@ -48,7 +49,7 @@ _Data = TypeVar("_Data", StartData, CompleteData)
 STOP_GRACE = 30.0
 
 
-class _GearWorker(gear.TextWorker):
+class _GearWorker(wire.TextWorker):
     """Tells the Worker when a connection drops (gear's connection thread)."""
 
     def __init__(self, client_id: str, owner: Worker) -> None:

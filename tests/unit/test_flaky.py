@@ -1,0 +1,248 @@
+"""Flaky incidents and rates, on build rows written to a real SQLite database
+the way the scheduler writes them (``BuildStore.dispatched`` with the
+parameters ``build_params`` makes, then ``completed``)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.engine import Database
+from gatekeeper.db.tables import BuildRecord
+from gatekeeper.insights.flaky import FlakyNotes, flaky_report
+from gatekeeper.model.change import Change, change_ref
+from gatekeeper.scheduler.params import build_params
+
+pytestmark = pytest.mark.timeout(30)
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'gk.db'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def change(number: int, patchset: int = 1, project: str = "openstack/nova") -> Change:
+    return Change(project, "master", number, patchset, ref=change_ref(number, patchset))
+
+
+class History:
+    """Writes builds one after another, a minute apart, ending ``ago`` days
+    before NOW at the newest."""
+
+    def __init__(self, db: Database) -> None:
+        self.store = BuildStore(db)
+        self.clock = itertools.count()
+
+    def build(
+        self,
+        result: str,
+        target: Change,
+        ahead: list[Change] | None = None,
+        job: str = "tempest",
+        pipeline: str = "check",
+        ago: float = 0.0,
+    ) -> str:
+        uuid_ = uuid.uuid4().hex
+        at = NOW - ago * DAY - 3600 + 60 * next(self.clock)
+        params = build_params(target, ahead or [], pipeline, job, uuid_, "file:///merger")
+        self.store.dispatched(
+            uuid_,
+            job,
+            target.project,
+            target.number,
+            target.patchset,
+            pipeline,
+            at,
+            branch=target.branch,
+            parameters=params,
+        )
+        self.store.completed(uuid_, result, at + 30)
+        return uuid_
+
+
+@pytest.fixture
+def history(db: Database) -> History:
+    return History(db)
+
+
+def test_a_recheck_that_passes_after_a_failure_is_one_incident(
+    db: Database, history: History
+) -> None:
+    failed = history.build("FAILURE", change(101))
+    passed = history.build("SUCCESS", change(101))
+    report = flaky_report(db, now=NOW)
+    [incident] = report.incidents
+    assert [r.uuid for r in incident.failed] == [failed]
+    assert incident.passed.uuid == passed
+    assert (incident.job, incident.project, incident.change, incident.patchset) == (
+        "tempest",
+        "openstack/nova",
+        101,
+        1,
+    )
+    assert incident.passed.log_path.endswith(f"/check/tempest/{passed[:7]}")
+    [rate] = report.rates
+    assert (rate.runs, rate.failures, rate.flaky_failures, rate.incidents) == (2, 1, 1, 1)
+    assert rate.percent == 50
+
+
+def test_several_failures_before_the_pass_are_one_incident_and_timeouts_count(
+    db: Database, history: History
+) -> None:
+    first = history.build("FAILURE", change(102))
+    second = history.build("TIMED_OUT", change(102))
+    history.build("SUCCESS", change(102))
+    [incident] = flaky_report(db, now=NOW).incidents
+    assert [r.uuid for r in incident.failed] == [first, second]
+
+
+def test_a_pass_on_a_new_patch_set_is_a_fix_not_flakiness(db: Database, history: History) -> None:
+    history.build("FAILURE", change(103, patchset=1))
+    history.build("SUCCESS", change(103, patchset=2))
+    report = flaky_report(db, now=NOW)
+    assert report.incidents == []
+    assert report.rates[0].runs == 2 and report.rates[0].flaky_failures == 0
+
+
+def test_a_pass_with_other_changes_ahead_is_not_the_same_state(
+    db: Database, history: History
+) -> None:
+    # The dependency got a new patch set between the runs: other code.
+    history.build("FAILURE", change(104), ahead=[change(90, patchset=1)])
+    history.build("SUCCESS", change(104), ahead=[change(90, patchset=2)])
+    # And a dependency dropped altogether.
+    history.build("FAILURE", change(105), ahead=[change(91)])
+    history.build("SUCCESS", change(105))
+    assert flaky_report(db, now=NOW).incidents == []
+
+
+def test_a_gate_reset_is_not_flakiness_but_a_retry_on_the_same_queue_is(
+    db: Database, history: History
+) -> None:
+    """Change 202 was tested behind 201 and failed because 201 was broken;
+    after the reset it passed with nothing ahead: not flaky. 203's own
+    failure behind nothing, then its pass behind nothing again, is."""
+    history.build("FAILURE", change(201), pipeline="gate")
+    history.build("FAILURE", change(202), ahead=[change(201)], pipeline="gate")
+    history.build("CANCELED", change(203), ahead=[change(201), change(202)], pipeline="gate")
+    history.build("SUCCESS", change(202), pipeline="gate")
+    history.build("FAILURE", change(203), ahead=[change(202)], pipeline="gate")
+    history.build("SUCCESS", change(203), ahead=[change(202)], pipeline="gate")
+    [incident] = flaky_report(db, now=NOW).incidents
+    assert (incident.change, incident.pipeline) == (203, "gate")
+
+
+def test_a_failure_in_check_and_a_pass_in_gate_are_different_states(
+    db: Database, history: History
+) -> None:
+    history.build("FAILURE", change(106), pipeline="check")
+    history.build("SUCCESS", change(106), pipeline="gate")
+    assert flaky_report(db, now=NOW).incidents == []
+
+
+def test_infrastructure_results_are_neither_failures_nor_runs(
+    db: Database, history: History
+) -> None:
+    for result in ("NODE_FAILURE", "MERGER_FAILURE", "RETRY_LIMIT", "ABORTED", "ERROR"):
+        history.build(result, change(107))
+    history.build("SUCCESS", change(107))
+    report = flaky_report(db, now=NOW)
+    assert report.incidents == []
+    assert report.rates[0].runs == 1
+
+
+def test_other_jobs_and_projects_are_other_states(db: Database, history: History) -> None:
+    history.build("FAILURE", change(108), job="tempest")
+    history.build("SUCCESS", change(108), job="pep8")
+    assert flaky_report(db, now=NOW).incidents == []
+
+
+def test_the_rate_is_flaky_failures_over_counted_runs_in_the_window(
+    db: Database, history: History
+) -> None:
+    # Outside the window: an old incident that must not count.
+    history.build("FAILURE", change(300), ago=9)
+    history.build("SUCCESS", change(300), ago=9)
+    # In the window: one incident of two failures, a real failure never
+    # passed, and six passes on other changes: 2 of 10 runs.
+    history.build("FAILURE", change(301))
+    history.build("FAILURE", change(301))
+    history.build("SUCCESS", change(301))
+    history.build("FAILURE", change(302))
+    for number in range(303, 309):
+        history.build("SUCCESS", change(number))
+    history.build("FAILURE", change(400), job="pep8")
+    report = flaky_report(db, days=7, now=NOW)
+    tempest, pep8 = report.rates
+    assert (tempest.job, tempest.runs, tempest.failures, tempest.flaky_failures) == (
+        "tempest",
+        10,
+        3,
+        2,
+    )
+    assert tempest.percent == 20
+    assert (pep8.job, pep8.percent) == ("pep8", 0)
+    # A wider window takes the old incident in.
+    wide = flaky_report(db, days=10, now=NOW)
+    assert len(wide.incidents) == 2 and wide.rates[0].runs == 12
+    # One job only.
+    assert [r.job for r in flaky_report(db, job="pep8", now=NOW).rates] == ["pep8"]
+
+
+def test_the_report_line_needs_an_incident_and_enough_runs(db: Database, history: History) -> None:
+    history.build("FAILURE", change(501))
+    history.build("SUCCESS", change(501))
+    history.build("FAILURE", change(502))
+    history.build("FAILURE", change(503), job="pep8")
+    notes = FlakyNotes(db, days=7, min_runs=3, clock=lambda: NOW)
+    assert notes.line("tempest") == "this job failed on unchanged code in 33% of recent runs"
+    # pep8 fails, but never on unchanged code; an unknown job has no runs.
+    assert notes.line("pep8") == ""
+    assert notes.line("no-such-job") == ""
+    # Three runs are not enough when five are asked for.
+    assert FlakyNotes(db, min_runs=5, clock=lambda: NOW).line("tempest") == ""
+
+
+def test_the_report_line_is_cached_for_its_ttl(db: Database, history: History) -> None:
+    now = [NOW]
+    notes = FlakyNotes(db, min_runs=1, ttl=300, clock=lambda: now[0])
+    assert notes.line("tempest") == ""
+    history.build("FAILURE", change(601))
+    history.build("SUCCESS", change(601))
+    # Within the TTL the answer is the one read before (no query per report)...
+    assert notes.line("tempest") == ""
+    now[0] += 301
+    # ...and after it the new incident shows.
+    assert "50%" in notes.line("tempest")
+
+
+def test_a_database_that_fails_gives_no_line_and_no_error(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'missing' / 'gk.db'}")
+    notes = FlakyNotes(database, min_runs=1)
+    assert notes.line("tempest") == ""
+
+
+def test_rows_without_a_state_are_left_out(db: Database, history: History) -> None:
+    """A build recorded before its parameters were (or with parameters that
+    are not JSON) cannot be compared: it is no run."""
+    kept = history.build("SUCCESS", change(701))
+    broken = history.build("FAILURE", change(701))
+    with db.session() as session:
+        session.execute(
+            update(BuildRecord).where(BuildRecord.uuid == broken).values(parameters="{not json")
+        )
+    report = flaky_report(db, now=NOW)
+    assert report.rates[0].runs == 1 and report.incidents == []
+    assert kept

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from gatekeeper.config.loader import load_site
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord
+from gatekeeper.errors import ConfigError
 from gatekeeper.insights.flaky import FlakyNotes, flaky_report
-from gatekeeper.model.change import Change, change_ref
+from gatekeeper.model.build import Build, BuildResult
+from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.scheduler.params import build_params
+from gatekeeper.scheduler.reports import compose_message
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -246,3 +250,37 @@ def test_rows_without_a_state_are_left_out(db: Database, history: History) -> No
     report = flaky_report(db, now=NOW)
     assert report.rates[0].runs == 1 and report.incidents == []
     assert kept
+
+
+def test_the_flaky_line_goes_under_failed_jobs_only() -> None:
+    item = QueueItem(change=change(801), pipeline="check")
+    results = {"tempest": BuildResult.FAILURE, "grenade": BuildResult.TIMED_OUT}
+    results |= {"pep8": BuildResult.SUCCESS, "docs": BuildResult.NODE_FAILURE}
+    for job, result in results.items():
+        item.builds[job] = Build(job=job, item_uuid=item.uuid, result=result, url=f"u/{job}")
+    asked: list[str] = []
+
+    def note(job: str) -> str:
+        asked.append(job)
+        return "" if job == "grenade" else f"this job failed on unchanged code in 7% ({job})"
+
+    text = compose_message("Build failed.", "check", item, list(results), flaky=note)
+    lines = text.splitlines()[2:]
+    assert lines[0].startswith("- tempest u/tempest : FAILURE")
+    assert lines[1] == "  this job failed on unchanged code in 7% (tempest)"
+    assert [line.split()[1] for line in lines[2:]] == ["grenade", "pep8", "docs"]
+    # A pass, or a build that never ran the job, has no flaky history to tell.
+    assert asked == ["tempest", "grenade"]
+
+
+def test_the_site_turns_the_flaky_line_off_and_its_keys_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "gatekeeper.yaml"
+    path.write_text("insights:\n  flaky-comment: false\n  flaky-days: 14\n")
+    site = load_site(path, tmp_path)
+    assert site.insights.flaky_comment is False and site.insights.flaky_days == 14
+    assert load_site(None, tmp_path).insights.flaky_comment is True
+    path.write_text("insights:\n  flaky-days: 0\n  flaky-comment: maybe\n")
+    with pytest.raises(ConfigError) as info:
+        load_site(path, tmp_path)
+    assert f"{path}:2: insights.flaky-days: " in info.value.errors[0]
+    assert f"{path}:3: insights.flaky-comment: " in info.value.errors[1]

@@ -5,13 +5,16 @@ parameters ``build_params`` makes, then ``completed``)."""
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import update
 
+from gatekeeper.cli import main
 from gatekeeper.config.loader import load_site
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
@@ -42,12 +45,13 @@ def change(number: int, patchset: int = 1, project: str = "openstack/nova") -> C
 
 
 class History:
-    """Writes builds one after another, a minute apart, ending ``ago`` days
-    before NOW at the newest."""
+    """Writes builds one after another, a minute apart, from an hour (and
+    ``ago`` days) before ``now``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: float = NOW) -> None:
         self.store = BuildStore(db)
         self.clock = itertools.count()
+        self.now = now
 
     def build(
         self,
@@ -59,7 +63,7 @@ class History:
         ago: float = 0.0,
     ) -> str:
         uuid_ = uuid.uuid4().hex
-        at = NOW - ago * DAY - 3600 + 60 * next(self.clock)
+        at = self.now - ago * DAY - 3600 + 60 * next(self.clock)
         params = build_params(target, ahead or [], pipeline, job, uuid_, "file:///merger")
         self.store.dispatched(
             uuid_,
@@ -284,3 +288,40 @@ def test_the_site_turns_the_flaky_line_off_and_its_keys_are_checked(tmp_path: Pa
         load_site(path, tmp_path)
     assert f"{path}:2: insights.flaky-days: " in info.value.errors[0]
     assert f"{path}:3: insights.flaky-comment: " in info.value.errors[1]
+
+
+def test_the_cli_lists_rates_then_incidents_escaped(tmp_path: Path) -> None:
+    site = tmp_path / "gatekeeper.yaml"
+    site.write_text(f"state-dir: {tmp_path / 'state'}\n")
+    db = Database(f"sqlite:///{tmp_path / 'state' / 'gatekeeper.db'}")
+    db.migrate()
+    history = History(db, now=time.time())
+    failed = history.build("FAILURE", change(901))
+    passed = history.build("SUCCESS", change(901))
+    # A job name with a terminal escape and a newline: shown escaped, on one line.
+    history.build("FAILURE", change(902), job="evil\x1b[31m\nFORGED")
+    history.build("SUCCESS", change(902), job="evil\x1b[31m\nFORGED")
+    history.build("SUCCESS", change(903), job="pep8", ago=8)
+    db.dispose()
+    runner = CliRunner()
+    out = runner.invoke(main, ["insights", "flaky", "-c", str(site)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == "flaky jobs over the last 7 days"
+    [tempest] = [line.split() for line in lines if line.startswith("tempest ")]
+    assert tempest == ["tempest", "2", "1", "1", "1", "50%"]
+    assert "\x1b" not in out.output and "evil\\x1b[31m\\nFORGED" in out.output
+    assert not any(line.startswith("FORGED") for line in lines)
+    # pep8's only run is older than the window.
+    assert "pep8" not in out.output
+    assert "2 incidents" in out.output
+    [row] = [line for line in lines if failed[:12] in line]
+    assert "901,1" in row and passed[:12] in row and "(FAILURE)" in row
+    only = runner.invoke(
+        main, ["insights", "flaky", "-c", str(site), "--job", "pep8", "--days", "9"]
+    )
+    assert only.exit_code == 0, only.output
+    assert "pep8" in only.output and "tempest" not in only.output
+    assert "no flaky incidents" in only.output
+    bad = runner.invoke(main, ["insights", "flaky", "-c", str(site), "--days", "0"])
+    assert bad.exit_code == 2 and "--days" in bad.output

@@ -421,7 +421,8 @@ class Gatekeeper:
         config = self.site.insights
         if not config.flaky_comment:
             return None
-        return FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs).line
+        notes = FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs, config.flaky_cache)
+        return notes.line
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to

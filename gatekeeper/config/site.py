@@ -382,6 +382,10 @@ class InsightsConfig(_Strict):
     flaky_days: float = Field(default=7.0, alias="flaky-days", gt=0)
     # Fewer runs than this in the window say too little (1 of 2 is "50%").
     flaky_min_runs: int = Field(default=10, alias="flaky-min-runs", ge=1)
+    # How long a job's rate is reused by later reports before it is read
+    # again (a broken dependency fails every change at once: one read a
+    # minute per job, not one per report); 0 reads it for every report.
+    flaky_cache: Duration = Field(default=60.0, alias="flaky-cache", ge=0)
 
 
 class SiteConfig(_Strict):

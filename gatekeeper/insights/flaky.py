@@ -354,7 +354,7 @@ class FlakyNotes:
         db: Database,
         days: float = DEFAULT_DAYS,
         min_runs: int = 10,
-        ttl: float = 300.0,
+        ttl: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db

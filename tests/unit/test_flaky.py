@@ -1,13 +1,12 @@
-"""Flaky incidents and rates, on build rows written to a real SQLite database
-the way the scheduler writes them (``BuildStore.dispatched`` with the
-parameters ``build_params`` makes, then ``completed``)."""
+"""Flaky incidents and rates, on build rows written the way the scheduler
+writes them (``BuildStore.dispatched`` with the parameters ``build_params``
+makes, then ``completed``) to SQLite and PostgreSQL (the ``db`` fixture)."""
 
 from __future__ import annotations
 
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.timeout(30)
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'gk.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def change(number: int, patchset: int = 1, project: str = "openstack/nova") -> Change:

@@ -4,9 +4,7 @@ makes, then ``completed``) to SQLite and PostgreSQL (the ``db`` fixture)."""
 
 from __future__ import annotations
 
-import itertools
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,60 +13,16 @@ from sqlalchemy import update
 
 from gatekeeper.cli import main
 from gatekeeper.config.loader import load_site
-from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord
 from gatekeeper.errors import ConfigError
 from gatekeeper.insights.flaky import FlakyNotes, flaky_report
 from gatekeeper.model.build import Build, BuildResult
-from gatekeeper.model.change import Change, QueueItem, change_ref
-from gatekeeper.scheduler.params import build_params
+from gatekeeper.model.change import QueueItem
 from gatekeeper.scheduler.reports import compose_message
+from tests.fixtures.build_history import NOW, History, change
 
 pytestmark = pytest.mark.timeout(30)
-
-NOW = 1_800_000_000.0
-DAY = 86400.0
-
-
-def change(number: int, patchset: int = 1, project: str = "openstack/nova") -> Change:
-    return Change(project, "master", number, patchset, ref=change_ref(number, patchset))
-
-
-class History:
-    """Writes builds one after another, a minute apart, from an hour (and
-    ``ago`` days) before ``now``."""
-
-    def __init__(self, db: Database, now: float = NOW) -> None:
-        self.store = BuildStore(db)
-        self.clock = itertools.count()
-        self.now = now
-
-    def build(
-        self,
-        result: str,
-        target: Change,
-        ahead: list[Change] | None = None,
-        job: str = "tempest",
-        pipeline: str = "check",
-        ago: float = 0.0,
-    ) -> str:
-        uuid_ = uuid.uuid4().hex
-        at = self.now - ago * DAY - 3600 + 60 * next(self.clock)
-        params = build_params(target, ahead or [], pipeline, job, uuid_, "file:///merger")
-        self.store.dispatched(
-            uuid_,
-            job,
-            target.project,
-            target.number,
-            target.patchset,
-            pipeline,
-            at,
-            branch=target.branch,
-            parameters=params,
-        )
-        self.store.completed(uuid_, result, at + 30)
-        return uuid_
 
 
 @pytest.fixture

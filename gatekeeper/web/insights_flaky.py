@@ -26,6 +26,8 @@ from gatekeeper.web.templating import templates
 
 #: The widest window a page reads (a year of builds is already many rows).
 MAX_DAYS = 366.0
+#: The most incidents the page lists (the newest); the JSON has them all.
+PAGE_INCIDENTS = 500
 
 #: The pages the index links to, with what each answers. Others' pages are
 #: listed here as they are added.
@@ -138,7 +140,13 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return templates.TemplateResponse(
             request,
             "insights_flaky.html",
-            {"report": report, "days": days, "job": job, "logs_href": logs_href},
+            {
+                "report": report,
+                "incidents": report.incidents[:PAGE_INCIDENTS],
+                "days": days,
+                "job": job,
+                "logs_href": logs_href,
+            },
         )
 
     async def flaky_api(request: Request) -> Response:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from gatekeeper.config.site import SiteConfig
 from gatekeeper.db.engine import Database
+from gatekeeper.web import insights_flaky
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
 from tests.fixtures.build_history import History, change
@@ -104,3 +105,17 @@ def test_names_from_outside_are_escaped(web: tuple[TestClient, History]) -> None
     assert "&lt;script&gt;alert(&#34;job&#34;)&lt;/script&gt;" in html
     # The job's link keeps its name inside the query string, encoded.
     assert "/insights/flaky?job=%3Cscript%3E" in html
+
+
+def test_the_page_lists_the_newest_incidents_and_says_how_many_more(
+    web: tuple[TestClient, History], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, history = web
+    monkeypatch.setattr(insights_flaky, "PAGE_INCIDENTS", 1)
+    for number in (41, 42):
+        history.build("FAILURE", change(number))
+        history.build("SUCCESS", change(number))
+    html = client.get("/insights/flaky").text
+    assert "42,1" in html and "41,1" not in html
+    assert "1 older incidents not shown" in html
+    assert len(client.get("/api/insights/flaky").json()["incidents"]) == 2

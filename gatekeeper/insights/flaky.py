@@ -343,7 +343,11 @@ class FlakyNotes:
     runs" when the job has at least one incident and ``min_runs`` counted
     runs in the window, else "". What it reads is one query bounded by the
     window and :data:`JOB_RUNS` rows, and each job's answer is kept for
-    ``ttl`` seconds, so a gate reset that fails ten items costs one query.
+    ``ttl`` seconds, so a broken dependency that fails every change at once
+    costs one query a minute per job. The builds table has no index on
+    ``job``: the query walks the window on ``ix_builds_dispatched_at``
+    (about 0.2 s for a rare job among 100,000 builds a week on SQLite; an
+    index on ``(job, dispatched_at)`` would make it a few milliseconds).
     A database that fails is logged and gives no line: the report goes out
     without it. Called from the scheduler thread only (the lock is for
     tests that call it from another).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.table import Table
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.outside import shown
+
+if TYPE_CHECKING:
+    from gatekeeper.insights.flaky import Run
 
 
 @click.group()
@@ -110,11 +114,17 @@ def insights_flaky(site_path: Path | None, job: str | None, days: float) -> None
             shown(incident.project),
             f"{incident.change},{incident.patchset}",
             shown(incident.pipeline),
-            " ".join(f"{run.uuid[:12]} ({run.result})" for run in incident.failed),
-            incident.passed.uuid[:12],
+            " ".join(_flaky_run(run) for run in incident.failed),
+            _flaky_run(incident.passed),
         )
     console.print(f"{len(report.incidents)} incident{'' if len(report.incidents) == 1 else 's'}")
     console.print(table)
+
+
+def _flaky_run(run: Run) -> str:
+    """``<uuid> (RESULT on provider/region/zone)``."""
+    where = f" on {shown(run.where)}" if run.where else ""
+    return f"{run.uuid[:12]} ({run.result}{where})"
 
 
 def _flaky_table(*columns: str) -> Table:

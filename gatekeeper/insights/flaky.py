@@ -102,6 +102,14 @@ class Run:
     log_path: str = ""
     provider: str = ""
     node: str = ""
+    #: Where the cloud says it ran ("" where the provider reports nothing).
+    region: str = ""
+    availability_zone: str = ""
+
+    @property
+    def where(self) -> str:
+        """``provider``, ``provider/region`` or ``provider/region/zone``."""
+        return "/".join(p for p in (self.provider, self.region, self.availability_zone) if p)
 
     @property
     def failed(self) -> bool:
@@ -201,6 +209,8 @@ def run_from_row(
     end_time: float | None = None,
     provider: str = "",
     node: str = "",
+    region: str = "",
+    availability_zone: str = "",
 ) -> Run | None:
     """A :class:`Run` from a build row's columns; None when it does not
     count (no change, not finished with a counted result, no state)."""
@@ -231,8 +241,10 @@ def run_from_row(
         dispatched_at=dispatched_at,
         end_time=end_time,
         log_path=log_path.strip("/") if isinstance(log_path, str) else "",
-        provider=provider,
-        node=node,
+        provider=provider or "",
+        node=node or "",
+        region=region or "",
+        availability_zone=availability_zone or "",
     )
 
 
@@ -299,6 +311,8 @@ def recent_runs(
             BuildRecord.end_time,
             BuildRecord.provider,
             BuildRecord.node,
+            BuildRecord.region,
+            BuildRecord.availability_zone,
         )
         .where(
             BuildRecord.dispatched_at >= since,

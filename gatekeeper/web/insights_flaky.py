@@ -83,6 +83,8 @@ def _run_json(run: Run, base_url: str) -> dict[str, Any]:
         "dispatched_at": run.dispatched_at,
         "end_time": run.end_time,
         "provider": run.provider,
+        "region": run.region,
+        "availability_zone": run.availability_zone,
         "node": run.node,
         "url": f"{base_url}build/{run.uuid}",
         "logs": f"{base_url.rstrip('/')}{logs_href(run)}" if run.log_path else "",

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from gatekeeper.config.site import SiteConfig
 from gatekeeper.db.engine import Database
+from gatekeeper.db.tables import BuildRecord
 from gatekeeper.web import insights_flaky
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
@@ -52,14 +54,15 @@ def test_the_flaky_page_shows_rates_and_incidents_linked_to_builds_and_logs(
     web: tuple[TestClient, History],
 ) -> None:
     client, history = web
-    failed = history.build("FAILURE", change(11))
-    passed = history.build("SUCCESS", change(11))
+    failed = history.build("FAILURE", change(11), provider="rax-dfw")
+    passed = history.build("SUCCESS", change(11), provider="ovh-gra1")
     history.build("SUCCESS", change(12), job="pep8")
     page = client.get("/insights/flaky")
     assert page.status_code == 200
     html = page.text
-    assert f'href="/build/{failed}">FAILURE {failed[:7]}</a>' in html
-    assert f'href="/build/{passed}">SUCCESS {passed[:7]}</a>' in html
+    # Each build links to its page, says where it ran, and links its logs.
+    assert f'href="/build/{failed}">FAILURE {failed[:7]}</a> on rax-dfw (' in html
+    assert f'href="/build/{passed}">SUCCESS {passed[:7]}</a> on ovh-gra1 (' in html
     assert f'href="/logs/11/11/1/check/tempest/{passed[:7]}/">logs</a>' in html
     assert '<td class="gk-rate">50%</td>' in html and '<td class="gk-rate">0%</td>' in html
     # One job: only its row.
@@ -70,7 +73,14 @@ def test_the_flaky_page_shows_rates_and_incidents_linked_to_builds_and_logs(
 def test_the_json_twin_says_the_same(web: tuple[TestClient, History]) -> None:
     client, history = web
     failed = history.build("TIMED_OUT", change(21))
-    passed = history.build("SUCCESS", change(21))
+    passed = history.build("SUCCESS", change(21), provider="rax")
+    # Where the cloud said the passing build ran (recorded at its start).
+    with history.store.db.session() as session:
+        session.execute(
+            update(BuildRecord)
+            .where(BuildRecord.uuid == passed)
+            .values(region="DFW", availability_zone="az2")
+        )
     body = client.get("/api/insights/flaky", params={"days": "2"}).json()
     assert body["days"] == 2 and body["truncated"] is False
     [job] = body["jobs"]
@@ -80,6 +90,9 @@ def test_the_json_twin_says_the_same(web: tuple[TestClient, History]) -> None:
     assert incident["changes"] == "openstack/nova:master:refs/changes/21/21/1"
     assert [r["uuid"] for r in incident["failed"]] == [failed]
     assert incident["passed"]["url"] == f"http://gk.example.org/build/{passed}"
+    where = [incident["passed"][k] for k in ("provider", "region", "availability_zone")]
+    assert where == ["rax", "DFW", "az2"]
+    assert f"SUCCESS {passed[:7]}</a> on rax/DFW/az2 (" in client.get("/insights/flaky").text
     assert incident["passed"]["logs"].startswith("http://gk.example.org/logs/21/21/1/check/")
 
 

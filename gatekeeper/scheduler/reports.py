@@ -1,7 +1,8 @@
 """What a report says: one place composes the votes and the message of
 every report kind (start, success, failure, merge failure, notice).
 
-Everything here is pure: it runs in the scheduler thread and builds
+Everything here is pure (but for a failed job's :data:`FlakyNote`, a bounded
+and cached database read): it runs in the scheduler thread and builds
 :class:`Report` values; :mod:`gatekeeper.scheduler.reporter` sends them.
 """
 

@@ -270,3 +270,16 @@ def test_the_cli_lists_rates_then_incidents_escaped(tmp_path: Path) -> None:
     assert "no flaky incidents" in only.output
     bad = runner.invoke(main, ["insights", "flaky", "-c", str(site), "--days", "0"])
     assert bad.exit_code == 2 and "--days" in bad.output
+
+
+def test_whatever_goes_wrong_reading_the_rate_the_report_goes_out_without_the_line(
+    db: Database, history: History, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(FlakyNotes):
+        def rate(self, job: str) -> None:
+            raise RuntimeError("a bug in the rate")
+
+    history.build("FAILURE", change(1001))
+    history.build("SUCCESS", change(1001))
+    assert Broken(db, min_runs=1, clock=lambda: NOW).line("tempest") == ""
+    assert "a bug in the rate" in caplog.text

@@ -34,6 +34,7 @@ from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.insights.flaky import FlakyNotes
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.metrics import Census
@@ -374,6 +375,7 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
+            flaky_note=self._flaky_note(),
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -413,6 +415,14 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _flaky_note(self) -> Callable[[str], str] | None:
+        """The failure report's flaky line, when the site's insights ask for it."""
+        config = self.site.insights
+        if not config.flaky_comment:
+            return None
+        notes = FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs, config.flaky_cache)
+        return notes.line
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to

@@ -370,6 +370,24 @@ class LogsConfig(_Strict):
     keep_days: float = Field(default=0, alias="keep-days", ge=0)
 
 
+class InsightsConfig(_Strict):
+    """Why builds fail (``gatekeeper/insights/``)."""
+
+    # A failed job with a flaky history gets "this job failed on unchanged
+    # code in N% of recent runs" in the failure comment. On by default: it
+    # tells the developer whether to look at the change or recheck, and is
+    # only said of a job with an incident and flaky-min-runs runs.
+    flaky_comment: bool = Field(default=True, alias="flaky-comment")
+    # The window of that rate, in days.
+    flaky_days: float = Field(default=7.0, alias="flaky-days", gt=0)
+    # Fewer runs than this in the window say too little (1 of 2 is "50%").
+    flaky_min_runs: int = Field(default=10, alias="flaky-min-runs", ge=1)
+    # How long a job's rate is reused by later reports before it is read
+    # again (a broken dependency fails every change at once: one read a
+    # minute per job, not one per report); 0 reads it for every report.
+    flaky_cache: Duration = Field(default=60.0, alias="flaky-cache", ge=0)
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -396,6 +414,7 @@ class SiteConfig(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     statsd: StatsdConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    insights: InsightsConfig = Field(default_factory=InsightsConfig)
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""

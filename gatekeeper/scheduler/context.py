@@ -48,6 +48,8 @@ class SchedulerContext:
     manager_named: Callable[[str], object] | None = None
     #: Where events, items and builds are counted (nowhere by default).
     metrics: Metrics = NO_METRICS
+    #: A failed job's flaky line for its failure report (None: no such lines).
+    flaky_note: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

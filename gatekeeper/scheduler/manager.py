@@ -43,7 +43,7 @@ class PipelineManager:
         self.name: str = pipeline.name
         self.context = context
         self._items: list[QueueItem] = []
-        self.compose = ReportComposer(pipeline)
+        self.compose = ReportComposer(pipeline, flaky=context.flaky_note)
 
     @property
     def items(self) -> list[QueueItem]:

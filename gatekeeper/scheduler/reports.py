@@ -1,13 +1,14 @@
 """What a report says: one place composes the votes and the message of
 every report kind (start, success, failure, merge failure, notice).
 
-Everything here is pure: it runs in the scheduler thread and builds
+Everything here is pure (but for a failed job's :data:`FlakyNote`, a bounded
+and cached database read): it runs in the scheduler thread and builds
 :class:`Report` values; :mod:`gatekeeper.scheduler.reporter` sends them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -82,11 +83,32 @@ def job_line(build: Build) -> str:
     return line
 
 
+#: A job's flaky line ("this job failed on unchanged code in N% of recent
+#: runs", or "" when it has no flaky history): the job's name -> the line.
+#: :class:`gatekeeper.insights.flaky.FlakyNotes` answers it from a bounded,
+#: cached query; the app hands it over when the site's insights say so.
+FlakyNote = Callable[[str], str]
+
+
+def flaky_lines(build: Build, note: FlakyNote | None) -> list[str]:
+    """Under a failed (or timed out) job's line, its flaky line if it has one."""
+    if note is None or build.result not in (BuildResult.FAILURE, BuildResult.TIMED_OUT):
+        return []
+    line = note(build.job)
+    return [f"  {line}"] if line else []
+
+
 def compose_message(
-    headline: str, pipeline: str, item: QueueItem, job_order: list[str], footer: str = ""
+    headline: str,
+    pipeline: str,
+    item: QueueItem,
+    job_order: list[str],
+    footer: str = "",
+    flaky: FlakyNote | None = None,
 ) -> str:
     """The result comment: the headline naming the pipeline, then one
-    :func:`job_line` per job in ``job_order``, then the footer."""
+    :func:`job_line` per job in ``job_order`` (a failed one followed by its
+    :func:`flaky_lines`), then the footer."""
     lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
     if not job_order:
         lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
@@ -94,6 +116,7 @@ def compose_message(
         build = item.builds.get(name)
         if build is not None:
             lines.append(job_line(build))
+            lines.extend(flaky_lines(build, flaky))
     text = "\n".join(lines).rstrip() + "\n"
     if footer:
         text += "\n" + footer.rstrip() + "\n"
@@ -129,9 +152,11 @@ class ReportComposer:
     returns None when the pipeline reports nothing to Gerrit for that event.
     """
 
-    def __init__(self, pipeline: PipelineConfig) -> None:
+    def __init__(self, pipeline: PipelineConfig, flaky: FlakyNote | None = None) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
+        #: Adds a failed job's flaky line to the result comment (None: never).
+        self.flaky = flaky
 
     def _report(
         self,
@@ -165,7 +190,7 @@ class ReportComposer:
         headline = pipeline.success_message if passed else pipeline.failure_message
         headline = headline or ("Build succeeded." if passed else "Build failed.")
         footer = pipeline.footer_message or ""
-        return compose_message(headline, self.name, item, job_order, footer)
+        return compose_message(headline, self.name, item, job_order, footer, flaky=self.flaky)
 
     def result(self, item: QueueItem, passed: bool, job_order: list[str]) -> Report | None:
         """Success or failure; a success submits if the pipeline's success

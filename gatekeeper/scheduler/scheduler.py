@@ -58,12 +58,14 @@ class Scheduler:
         local_workers: frozenset[str] = frozenset(),
         merger: MergeQueue | None = None,
         metrics: Metrics = NO_METRICS,
+        flaky_note: Callable[[str], str] | None = None,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
         self.context.merger = merger
         self.context.metrics = metrics
+        self.context.flaky_note = flaky_note
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
         self.context.reports.metrics = metrics

@@ -41,7 +41,7 @@ from gatekeeper.model.results import NodeWait, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
-from gatekeeper.scheduler import operations
+from gatekeeper.scheduler import mail, operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
@@ -82,7 +82,7 @@ class Gatekeeper:
     serve_web: bool = True
 
     def __post_init__(self) -> None:
-        self.layout = load_layout(self.site.layout)
+        self.layout = self._load_layout()
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
@@ -114,6 +114,18 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+
+    def _load_layout(self) -> Layout:
+        """The layout file, checked against this site too (its smtp reporters
+        need the site's smtp section).
+
+        :raises ConfigError: with one ``file:line: key: message`` line per problem.
+        """
+        layout = load_layout(self.site.layout)
+        errors = mail.check_layout(layout, self.site.smtp)
+        if errors:
+            raise ConfigError(errors)
+        return layout
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -374,6 +386,7 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
+            mail=mail.MailQueue(self.site.smtp) if self.site.smtp is not None else None,
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -464,7 +477,7 @@ class Gatekeeper:
         stays. Returns whether the new layout took effect.
         """
         try:
-            layout = load_layout(self.site.layout)
+            layout = self._load_layout()
         except GatekeeperError as exc:
             log.error("reconfigure: %s; keeping the current layout", exc)
             return False

@@ -558,6 +558,7 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
         click.echo(
             f"{pipeline['name']} ({pipeline['manager']}): "
             + (f"{sum(len(q['items']) for q in queues)} queued" if queues else "empty")
+            + _disabled_note(pipeline)
         )
         for queue in queues:
             if pipeline["manager"] == "dependent":
@@ -584,6 +585,16 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
     click.echo(f"audit log, latest {len(audit)}:")
     for entry in audit:
         click.echo("  " + _audit_line(entry))
+
+
+def _disabled_note(pipeline: dict[str, object]) -> str:
+    """`` DISABLED ...`` for a pipeline that disabled itself, else ''."""
+    if not pipeline.get("disabled"):
+        return ""
+    return (
+        f" DISABLED after {pipeline.get('consecutive_failures')} failures in a row"
+        " (reports only through its disabled reporters until a reconfiguration)"
+    )
 
 
 def _audit_line(entry: dict[str, object]) -> str:

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from gatekeeper.cli import main
 from gatekeeper.sandbox.harness import Sandbox
 
 pytestmark = pytest.mark.timeout(180)
@@ -89,7 +91,22 @@ def _check_status(box: Sandbox) -> dict[str, object]:
     return check
 
 
-def test_a_pipeline_disables_itself_until_a_reconfiguration(box: Sandbox) -> None:
+def _status_command(box: Sandbox, tmp_path: Path) -> str:
+    """What ``gatekeeper status`` prints, as a person on the scheduler's host runs it."""
+    assert box.app is not None and box.app.gearman is not None
+    gearman = f"gearman:\n  listen: {{port: {box.app.gearman.port}}}\n"
+    site = box.site_file(tmp_path / "gatekeeper.yaml", gearman)
+    result = CliRunner().invoke(main, ["status", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_pipeline_disables_itself_until_a_reconfiguration(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The status command makes its own token from the site's secret.
+    monkeypatch.delenv("GATEKEEPER_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
     # Two failures in a row: both reported as usual; then the pipeline is disabled.
     _, messages, votes = _check(box, "first broken", fail=True)
     assert votes == {"gatekeeper": -1} and "Starting check jobs." in messages[0]
@@ -102,6 +119,9 @@ def test_a_pipeline_disables_itself_until_a_reconfiguration(box: Sandbox) -> Non
     _, messages, votes = _check(box, "third broken", fail=True)
     assert votes == {}
     assert len(messages) == 1 and "Build failed (check pipeline)." in messages[0]
+    assert "check (independent): empty DISABLED after 3 failures in a row" in _status_command(
+        box, tmp_path
+    )
 
     # A restart keeps it disabled; a success does not enable it either.
     assert box.app is not None

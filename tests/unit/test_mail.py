@@ -9,7 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from gatekeeper.cli import main
 from gatekeeper.config.layout import load_layout
 from gatekeeper.config.layout_schema import PipelineConfig, SmtpReporter
 from gatekeeper.config.loader import load_site
@@ -228,3 +230,17 @@ def test_mail_not_sent_at_stop_is_logged(caplog: pytest.LogCaptureFixture) -> No
         queue.stop()
     assert "stopped before this mail was sent" in caplog.text
     assert "never delivered" in caplog.text and "ci@example.org" in caplog.text
+
+
+def test_validate_with_a_site_file_checks_the_smtp_reporters(tmp_path: Path) -> None:
+    layout = _layout(tmp_path, "      smtp:\n        to: a@example.org\n")
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("state-dir: state\n")
+    result = CliRunner().invoke(main, ["validate", str(layout), "-c", str(bare)])
+    assert result.exit_code == 1
+    assert f"{layout}:8: pipelines[0].success.smtp: the site file has no 'smtp'" in result.output
+
+    mailing = tmp_path / "mailing.yaml"
+    mailing.write_text("smtp:\n  server: mail.example.org\n")
+    result = CliRunner().invoke(main, ["validate", str(layout), "-c", str(mailing)])
+    assert result.exit_code == 0, result.output

@@ -398,6 +398,8 @@ class SmtpConfig(_Strict):
     default_to: str | None = Field(default=None, alias="default-to")
     # Ask the server for STARTTLS (and check its certificate) before sending.
     starttls: bool = False
+    # The CA that signed the server's certificate (default: the system's).
+    ca_file: Path | None = Field(default=None, alias="ca-file")
     # One SMTP conversation's timeout (connect, each command).
     timeout: Duration = Field(default=30.0, gt=0)
     # A mail the server did not take is sent again after this long, doubled
@@ -492,6 +494,8 @@ class SiteConfig(_Strict):
             http = self.gerrit.http
             if http is not None and http.password_file is not None:
                 http.password_file = fix(http.password_file)
+        if self.smtp is not None and self.smtp.ca_file is not None:
+            self.smtp.ca_file = fix(self.smtp.ca_file)
         if self.reap.hold_failed is not None:
             self.pool.hold_failed_hours = self.reap.hold_failed / 3600
         for provider in self.providers:

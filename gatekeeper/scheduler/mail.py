@@ -281,7 +281,8 @@ class SmtpTransport:
         try:
             with smtplib.SMTP(config.server, config.port, timeout=config.timeout) as client:
                 if config.starttls:
-                    client.starttls(context=ssl.create_default_context())
+                    cafile = str(config.ca_file) if config.ca_file is not None else None
+                    client.starttls(context=ssl.create_default_context(cafile=cafile))
                 refused = client.send_message(
                     mail.message(),
                     from_addr=mail_addresses(mail.sender)[0],
@@ -296,9 +297,13 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:
             error = exc.smtp_error
             answer = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
+            # 530 (STARTTLS or authentication first) is this site's setting,
+            # not this mail's fault: every mail would get it until it is fixed.
+            site = exc.smtp_code == 530
             raise MailError(
-                f"{config.server}:{config.port} answered {exc.smtp_code} {answer}",
-                permanent=exc.smtp_code >= 500,
+                f"{config.server}:{config.port} answered {exc.smtp_code} {answer}"
+                + (" (does the server want smtp.starttls: true?)" if site else ""),
+                permanent=exc.smtp_code >= 500 and not site,
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise MailError(f"{config.server}:{config.port}: {exc}") from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,14 @@ from gatekeeper.config.layout import load_layout
 from gatekeeper.config.layout_schema import PipelineConfig, SmtpReporter
 from gatekeeper.config.loader import load_site
 from gatekeeper.config.site import SmtpConfig
+from gatekeeper.dispatch.certs import Role, create_ca, issue
 from gatekeeper.errors import ConfigError
 from gatekeeper.model.change import Change
 from gatekeeper.scheduler.mail import (
     Mail,
+    MailError,
     MailQueue,
+    SmtpTransport,
     check_layout,
     compose_mail,
     render_subject,
@@ -244,3 +248,39 @@ def test_validate_with_a_site_file_checks_the_smtp_reporters(tmp_path: Path) -> 
     mailing.write_text("smtp:\n  server: mail.example.org\n")
     result = CliRunner().invoke(main, ["validate", str(layout), "-c", str(mailing)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[MailServer]:
+    """A mail server that takes mail only after STARTTLS, its certificate
+    from a CA of its own (the site trusts it through ``ca-file``)."""
+    create_ca(tmp_path / "ca")
+    server = MailServer(tls=issue(tmp_path / "ca", Role.SERVER, "mail"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_starttls_with_the_sites_ca(tmp_path: Path, tls_server: MailServer) -> None:
+    config = SmtpConfig.model_validate(
+        tls_server.site(starttls=True, **{"ca-file": str(tmp_path / "ca" / "ca.pem")})
+    )
+    queue = MailQueue(config)
+    try:
+        queue.post(_mail("ci@example.org", "over TLS"))
+        [received] = tls_server.wait_for(1)
+        assert received.subject == "over TLS"
+    finally:
+        queue.stop()
+
+
+def test_a_server_wanting_starttls_holds_the_mail_until_the_site_asks_for_it(
+    tls_server: MailServer,
+) -> None:
+    """530 is the site's setting, not the mail's fault: kept, not dropped."""
+    transport = SmtpTransport(SmtpConfig.model_validate(tls_server.site()))
+    with pytest.raises(MailError, match=r"530.*starttls: true") as raised:
+        transport.send(_mail("ci@example.org", "plain"))
+    assert raised.value.permanent is False

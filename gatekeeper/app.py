@@ -17,6 +17,7 @@ from gatekeeper.config.site import GerritHttpConfig, LabelConfig, SiteConfig
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
@@ -386,7 +387,7 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
-            mail=mail.MailQueue(self.site.smtp) if self.site.smtp is not None else None,
+            mail=self._mail_queue(),
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -426,6 +427,14 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _mail_queue(self) -> mail.MailQueue | None:
+        """The smtp reporters' mailer, with what the last run left unsent."""
+        if self.site.smtp is None:
+            return None
+        queue = mail.MailQueue(self.site.smtp, outbox=MailOutbox(self.db))
+        queue.resume()
+        return queue
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to

@@ -13,11 +13,13 @@ is down or answers "try later" (4xx) is tried again, the wait doubling up to
 ``retry-max``, for as long as the daemon runs; the mails behind wait their
 turn, so they go out in the order they were made. A mail the server refuses
 for good (5xx) is logged and dropped, so it cannot hold up the rest. At
-shutdown, mail not yet sent is logged (recipients and subject), not kept.
+shutdown, mail not yet sent is kept in the database and sent first at the
+next start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import smtplib
 import ssl
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gatekeeper.config.loader import format_error
 from gatekeeper.config.site import SmtpConfig, mail_addresses
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.errors import ConfigError, GatekeeperError
 from gatekeeper.model.change import Change
 from gatekeeper.model.outside import shown
@@ -327,10 +330,17 @@ class MailQueue:
     ``retry_max``, until it is taken, refused for good, or the daemon stops.
     """
 
-    def __init__(self, config: SmtpConfig, transport: MailTransport | None = None) -> None:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        transport: MailTransport | None = None,
+        outbox: MailOutbox | None = None,
+    ) -> None:
         #: The site's smtp section: the defaults every mail is composed with.
         self.config = config
         self.transport: MailTransport = transport or SmtpTransport(config)
+        #: Where mail unsent at stop is kept for the next start (None: logged only).
+        self.outbox = outbox
         self.retry = config.retry
         self.retry_max = config.retry_max
         self._waiting: deque[Mail] = deque()
@@ -373,14 +383,40 @@ class MailQueue:
         with self._lock:
             return list(self._waiting)
 
+    def resume(self) -> None:
+        """Queue the mail the last run kept, before any new (at start)."""
+        if self.outbox is None:
+            return
+        kept: list[Mail] = []
+        for fields in self.outbox.take():
+            try:
+                kept.append(Mail(**fields))
+            except TypeError:
+                log.error("a kept mail is unreadable, lost: %s", shown(fields))
+        if kept:
+            log.info("sending %d mails kept from before the restart", len(kept))
+        for mail in kept:
+            self.post(mail)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread (a conversation under way may finish, within
-        ``timeout``); mail not sent by then is logged, one line each."""
+        ``timeout``); mail not sent by then is kept in the outbox for the next
+        start (one whose conversation was cut may then arrive twice), or,
+        without one, logged, one line each."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
-        for mail in self.waiting():
+        unsent = self.waiting()
+        if unsent and self.outbox is not None:
+            try:
+                self.outbox.keep([dataclasses.asdict(mail) for mail in unsent])
+            except Exception:
+                log.exception("could not keep %d unsent mails", len(unsent))
+            else:
+                log.warning("kept %d unsent mails for the next start", len(unsent))
+                return
+        for mail in unsent:
             log.error(
                 "stopped before this mail was sent: %s to %s: %s",
                 mail.about,

@@ -17,6 +17,8 @@ from gatekeeper.config.layout import load_layout
 from gatekeeper.config.layout_schema import PipelineConfig, SmtpReporter
 from gatekeeper.config.loader import load_site
 from gatekeeper.config.site import SmtpConfig
+from gatekeeper.db.engine import Database
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.dispatch.certs import Role, create_ca, issue
 from gatekeeper.errors import ConfigError
 from gatekeeper.model.change import Change
@@ -284,3 +286,26 @@ def test_a_server_wanting_starttls_holds_the_mail_until_the_site_asks_for_it(
     with pytest.raises(MailError, match=r"530.*starttls: true") as raised:
         transport.send(_mail("ci@example.org", "plain"))
     assert raised.value.permanent is False
+
+
+def test_mail_unsent_at_stop_goes_out_after_the_restart(sqlite_db: Database) -> None:
+    server = MailServer()
+    config = SmtpConfig.model_validate(server.site())
+    # The mail server is down while the daemon stops.
+    before = MailQueue(config, outbox=MailOutbox(sqlite_db))
+    before.post(_mail("ci@example.org", "kept over the restart"))
+    before.stop()
+    assert before.waiting()
+
+    server.start()
+    try:
+        after = MailQueue(config, outbox=MailOutbox(sqlite_db))
+        after.resume()
+        after.post(_mail("ci@example.org", "made after the restart"))
+        received = server.wait_for(2)
+        assert [m.subject for m in received] == ["kept over the restart", "made after the restart"]
+        after.stop()
+        # Sent, so not kept again: a third start has nothing to send.
+        assert MailOutbox(sqlite_db).take() == []
+    finally:
+        server.stop()

@@ -396,7 +396,6 @@ class DependentPipelineManager(PipelineManager):
         log.info("dequeuing %s from %s: it needs %s, which will not merge", item, self.name, need)
         self.remove(item, cancel=True)
         self._send(self.compose.dropped(item.change, need))
-        self.health.reported(False)
 
     def _report_head(self, item: QueueItem) -> None:
         """Send the head's report; it stays at the head until the outcome is

@@ -434,9 +434,11 @@ class PipelineManager:
             "reporting %s in %s: %s", item.change, self.name, "SUCCESS" if passed else "FAILURE"
         )
         # Composed before it counts: the failure that disables the pipeline
-        # is still reported as usual.
+        # is still reported as usual. An item without jobs counts for
+        # nothing, as in Zuul.
         report = self.compose.result(item, passed, jobs)
-        self.health.reported(passed)
+        if jobs:
+            self.health.reported(passed)
         if item.change.is_ref:
             # A ref update has no change in Gerrit to review: the log, the
             # build records and any mail are its report.

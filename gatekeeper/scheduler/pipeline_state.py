@@ -4,7 +4,10 @@ A pipeline with ``disable-after-consecutive-failures: N`` counts its failing
 reports in a row; a success starts the count again. The N-th failure in a
 row is still reported as usual; from then on the pipeline sends no start
 reports and reports its results only through its ``disabled`` reporters,
-until the next reconfiguration (a layout reload) enables it again.
+until the next reconfiguration (a layout reload) enables it again. As in
+Zuul, a merge failure, a change dropped because a change it needs failed,
+and an item that ran no job are reported (through the ``disabled``
+reporters while disabled) but neither count nor break the run.
 
 Unlike Zuul v2.5, whose count lived in memory, the count and the disabled
 state are saved (:mod:`gatekeeper.db.pipeline_state`): a restart for an

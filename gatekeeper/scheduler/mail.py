@@ -415,6 +415,9 @@ class MailQueue:
                 log.exception("could not keep %d unsent mails", len(unsent))
             else:
                 log.warning("kept %d unsent mails for the next start", len(unsent))
+                with self._lock:
+                    # Kept once: a second stop must not keep them again.
+                    self._waiting.clear()
                 return
         for mail in unsent:
             log.error(

@@ -44,6 +44,7 @@ from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
 from gatekeeper.scheduler import mail, operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
+from gatekeeper.scheduler.pipeline_state import warn_unused_disabled
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.web.app import make_app
@@ -126,6 +127,7 @@ class Gatekeeper:
         errors = mail.check_layout(layout, self.site.smtp)
         if errors:
             raise ConfigError(errors)
+        warn_unused_disabled(layout)
         return layout
 
     @property

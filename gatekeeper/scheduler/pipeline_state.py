@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from gatekeeper.config.loader import format_error
 from gatekeeper.db.pipeline_state import PipelineStateStore, SavedState
 
 if TYPE_CHECKING:
+    from gatekeeper.config.layout import Layout
     from gatekeeper.config.layout_schema import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -114,3 +116,21 @@ class PipelineStates:
             if h.limit is not None and (h.failures or h.disabled)
         }
         self.store.save(states)
+
+
+def warn_unused_disabled(layout: Layout) -> list[str]:
+    """A ``disabled:`` reporter of a pipeline without
+    ``disable-after-consecutive-failures`` is never used (Zuul v2.5 accepted
+    it silently): each is logged as a warning, and returned."""
+    lines = []
+    for index, pipeline in enumerate(layout.pipelines):
+        if pipeline.disabled is not None and pipeline.disable_after_consecutive_failures is None:
+            line = format_error(
+                layout.file,
+                layout.marks,
+                ("pipelines", index, "disabled"),
+                "never used: the pipeline has no disable-after-consecutive-failures",
+            )
+            log.warning("%s", line)
+            lines.append(line)
+    return lines

@@ -4,14 +4,17 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from gatekeeper.config.layout import load_layout
 from gatekeeper.config.layout_schema import PipelineConfig
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
 from gatekeeper.db.pipeline_state import ROW, PipelineStateStore
 from gatekeeper.db.tables import SchedulerState
-from gatekeeper.scheduler.pipeline_state import PipelineStates
+from gatekeeper.scheduler.pipeline_state import PipelineStates, warn_unused_disabled
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -84,3 +87,27 @@ def test_a_pipeline_without_a_limit_is_never_counted(db: Database) -> None:
     for _ in range(10):
         health.reported(False)
     assert (health.failures, health.disabled) == (0, False)
+
+
+def test_a_disabled_reporter_without_a_limit_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "layout.yaml"
+    path.write_text(
+        "pipelines:\n"
+        "  - name: check\n"
+        "    manager: independent\n"
+        "    disabled:\n"
+        "      gerrit: {}\n"
+        "  - name: gate\n"
+        "    manager: dependent\n"
+        "    disabled:\n"
+        "      gerrit: {}\n"
+        "    disable-after-consecutive-failures: 3\n"
+    )
+    [line] = warn_unused_disabled(load_layout(path))
+    assert line == (
+        f"{path}:4: pipelines[0].disabled: never used: the pipeline has no "
+        "disable-after-consecutive-failures"
+    )
+    assert line in caplog.text

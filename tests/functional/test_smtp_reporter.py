@@ -4,11 +4,14 @@ server that is down holds up nothing but its mail."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gatekeeper.app import Gatekeeper
+from gatekeeper.errors import ConfigError
 from gatekeeper.sandbox.harness import Sandbox
 from tests.fixtures.smtp import MailServer
 
@@ -139,3 +142,23 @@ def test_a_mail_server_that_is_down_delays_only_the_mail(
     ]
     box.wait_for(lambda: not mail.waiting(), 10, "the queue to empty")
     assert mail.sent == 2 and mail.dropped == 0
+
+
+def test_a_layout_with_smtp_reporters_needs_the_sites_smtp_section(tmp_path: Path) -> None:
+    """Mail with nowhere to go is refused, not dropped in silence: by a
+    reconfigure, which keeps the running layout, and at start."""
+    layout = tmp_path / "layout.yaml"
+    # The same pipelines without their smtp parts.
+    layout.write_text(re.sub(r"\n      smtp:\n(        .*\n)+", "\n", LAYOUT))
+    box = Sandbox(tmp_path / "sandbox", layout)
+    box.start()
+    try:
+        assert box.app is not None
+        running = box.app.layout
+        layout.write_text(LAYOUT)
+        assert box.app.reconfigure() is False
+        assert box.app.layout is running
+        with pytest.raises(ConfigError, match=r"success.smtp: the site file has no 'smtp' section"):
+            Gatekeeper(box.site)
+    finally:
+        box.stop()

@@ -17,6 +17,7 @@ from gatekeeper.config.site import GerritHttpConfig, LabelConfig, SiteConfig
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
@@ -42,8 +43,9 @@ from gatekeeper.model.results import NodeWait, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
-from gatekeeper.scheduler import operations
+from gatekeeper.scheduler import mail, operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
+from gatekeeper.scheduler.pipeline_state import warn_unused_disabled
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.web.app import make_app
@@ -83,7 +85,7 @@ class Gatekeeper:
     serve_web: bool = True
 
     def __post_init__(self) -> None:
-        self.layout = load_layout(self.site.layout)
+        self.layout = self._load_layout()
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
@@ -115,6 +117,19 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+
+    def _load_layout(self) -> Layout:
+        """The layout file, checked against this site too (its smtp reporters
+        need the site's smtp section).
+
+        :raises ConfigError: with one ``file:line: key: message`` line per problem.
+        """
+        layout = load_layout(self.site.layout)
+        errors = mail.check_layout(layout, self.site.smtp)
+        if errors:
+            raise ConfigError(errors)
+        warn_unused_disabled(layout)
+        return layout
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -376,6 +391,7 @@ class Gatekeeper:
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
             flaky_note=self._flaky_note(),
+            mail=self._mail_queue(),
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -423,6 +439,14 @@ class Gatekeeper:
             return None
         notes = FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs, config.flaky_cache)
         return notes.line
+
+    def _mail_queue(self) -> mail.MailQueue | None:
+        """The smtp reporters' mailer, with what the last run left unsent."""
+        if self.site.smtp is None:
+            return None
+        queue = mail.MailQueue(self.site.smtp, outbox=MailOutbox(self.db))
+        queue.resume()
+        return queue
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to
@@ -474,7 +498,7 @@ class Gatekeeper:
         stays. Returns whether the new layout took effect.
         """
         try:
-            layout = load_layout(self.site.layout)
+            layout = self._load_layout()
         except GatekeeperError as exc:
             log.error("reconfigure: %s; keeping the current layout", exc)
             return False

@@ -16,10 +16,11 @@ directory gatekeeper was started in, unless they are absolute.
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
@@ -388,6 +389,56 @@ class InsightsConfig(_Strict):
     flaky_cache: Duration = Field(default=60.0, alias="flaky-cache", ge=0)
 
 
+def mail_addresses(value: str) -> list[str]:
+    """The addresses of ``value``, one or more mail addresses separated by
+    commas (``Ann <ann@example.org>, ci@example.org``), each with one ``@`` and
+    nothing that could end a header line.
+
+    :raises ValueError: naming the address at fault.
+    """
+    found: list[str] = []
+    for address in value.split(","):
+        _, bare = parseaddr(address)
+        if "\r" in address or "\n" in address or bare.count("@") != 1:
+            raise ValueError(f"not a mail address: {address.strip()!r}")
+        found.append(bare)
+    return found
+
+
+class SmtpConfig(_Strict):
+    """Where SMTP reporters send their mail (``smtp:`` in a pipeline's
+    reporters), and who it is from and to when the layout does not say."""
+
+    server: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    default_from: str = Field(default="gatekeeper@localhost", alias="default-from")
+    # None: every smtp reporter of the layout must name its own 'to'.
+    default_to: str | None = Field(default=None, alias="default-to")
+    # Ask the server for STARTTLS (and check its certificate) before sending.
+    starttls: bool = False
+    # The CA that signed the server's certificate (default: the system's).
+    ca_file: Path | None = Field(default=None, alias="ca-file")
+    # One SMTP conversation's timeout (connect, each command).
+    timeout: Duration = Field(default=30.0, gt=0)
+    # A mail the server did not take is sent again after this long, doubled
+    # per failed try up to retry-max, for as long as the daemon runs.
+    retry: Duration = Field(default=2.0, gt=0)
+    retry_max: Duration = Field(default=300.0, alias="retry-max", gt=0)
+
+    @field_validator("default_from")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        mail_addresses(value)
+        return value
+
+    @field_validator("default_to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None:
+            mail_addresses(value)
+        return value
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -415,6 +466,9 @@ class SiteConfig(_Strict):
     statsd: StatsdConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
     insights: InsightsConfig = Field(default_factory=InsightsConfig)
+    # The mail server of the layout's smtp reporters (none: a layout with
+    # smtp reporters is refused).
+    smtp: SmtpConfig | None = None
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -459,6 +513,8 @@ class SiteConfig(_Strict):
             http = self.gerrit.http
             if http is not None and http.password_file is not None:
                 http.password_file = fix(http.password_file)
+        if self.smtp is not None and self.smtp.ca_file is not None:
+            self.smtp.ca_file = fix(self.smtp.ca_file)
         if self.reap.hold_failed is not None:
             self.pool.hold_failed_hours = self.reap.hold_failed / 3600
         for provider in self.providers:

@@ -1,9 +1,14 @@
 """What a report says: one place composes the votes and the message of
 every report kind (start, success, failure, merge failure, notice).
 
-Everything here is pure (but for a failed job's :data:`FlakyNote`, a bounded
-and cached database read): it runs in the scheduler thread and builds
-:class:`Report` values; :mod:`gatekeeper.scheduler.reporter` sends them.
+It runs in the scheduler thread and builds :class:`Report` values;
+:mod:`gatekeeper.scheduler.reporter` sends them. Nothing here waits on
+anything but a failed job's :data:`FlakyNote` (a bounded and cached database
+read). An action's ``smtp:`` part
+is handed to the composer's ``mail`` sink as the report is composed
+(:mod:`gatekeeper.scheduler.mail` sends it). A disabled pipeline
+(:mod:`gatekeeper.scheduler.pipeline_state`) sends no start reports and its
+results through its ``disabled`` action.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout_schema import PipelineConfig, Reporter
+    from gatekeeper.config.layout_schema import PipelineConfig, Reporter, SmtpReporter
+    from gatekeeper.scheduler.pipeline_state import PipelineHealth
+
+#: Where an action's ``smtp:`` part goes: (pipeline, smtp part, change, kind, message).
+MailSink = Callable[["PipelineConfig", "SmtpReporter", Change, str, str], None]
 
 #: A merge failure's headline when the pipeline names none.
 DEFAULT_MERGE_FAILURE = (
@@ -150,13 +159,31 @@ class ReportComposer:
     ``pipeline`` is the pipeline's configuration (its ``start``, ``success``,
     ``failure`` and ``merge_failure`` actions and their messages). A method
     returns None when the pipeline reports nothing to Gerrit for that event.
+    ``health`` says whether the pipeline is disabled; ``mail`` takes the
+    actions' ``smtp:`` parts.
     """
 
-    def __init__(self, pipeline: PipelineConfig, flaky: FlakyNote | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: PipelineConfig,
+        health: PipelineHealth | None = None,
+        mail: MailSink | None = None,
+        flaky: FlakyNote | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
+        self.health = health
+        self.mail = mail
         #: Adds a failed job's flaky line to the result comment (None: never).
         self.flaky = flaky
+
+    @property
+    def disabled(self) -> bool:
+        return self.health is not None and self.health.disabled
+
+    def _final(self, action: Reporter | None) -> Reporter | None:
+        """A result's action: the ``disabled`` one while the pipeline is disabled."""
+        return self.pipeline.disabled if self.disabled else action
 
     def _report(
         self,
@@ -166,8 +193,11 @@ class ReportComposer:
         message: str,
         submit: bool = False,
     ) -> Report | None:
+        if action is not None and action.smtp is not None and self.mail is not None:
+            self.mail(self.pipeline, action.smtp, change, kind.value, message)
         action = _gerrit_action(action)
-        if action is None:
+        if action is None or change.is_ref:
+            # A ref update has no change in Gerrit to review.
             return None
         return Report(
             change=change,
@@ -179,7 +209,7 @@ class ReportComposer:
         )
 
     def start(self, item: QueueItem) -> Report | None:
-        if item.change.is_ref:
+        if self.disabled:
             return None
         message = self.pipeline.start_message or f"Starting {self.name} jobs."
         return self._report(item.change, ReportKind.START, self.pipeline.start, message)
@@ -196,7 +226,7 @@ class ReportComposer:
         """Success or failure; a success submits if the pipeline's success
         action asks for it."""
         kind = ReportKind.SUCCESS if passed else ReportKind.FAILURE
-        action = self.pipeline.success if passed else self.pipeline.failure
+        action = self._final(self.pipeline.success if passed else self.pipeline.failure)
         message = self.result_message(item, passed, job_order)
         return self._report(item.change, kind, action, message, submit=True)
 
@@ -207,21 +237,23 @@ class ReportComposer:
     def merge_failure(self, item: QueueItem, reason: str = "") -> Report | None:
         """The merge failure report; ``reason``, when given, is said below the
         headline (why Gerrit will not submit the change)."""
-        action = self.pipeline.merge_failure or self.pipeline.failure
+        action = self._final(self.pipeline.merge_failure or self.pipeline.failure)
         headline = self.merge_failure_headline().rstrip() + "\n"
         if reason:
             headline += f"\n{reason}\n"
         return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline)
 
-    def dropped(self, change: Change, need: Change) -> Report:
+    def dropped(self, change: Change, need: Change) -> Report | None:
         """``change`` left the queue because ``need``, which it needs, did:
-        why, with the failure votes if the pipeline's failure action has any."""
+        why, with the failure votes if the pipeline's failure action has any
+        (a disabled pipeline: only what its disabled action says)."""
         message = (
             f"This change depends on {need}, which failed to merge or left the "
             f"{self.name} queue; it was taken out of the queue too."
         )
-        report = self._report(change, ReportKind.NOTICE, self.pipeline.failure, message + "\n")
-        return report or self.notice(change, message)
+        action = self._final(self.pipeline.failure)
+        report = self._report(change, ReportKind.NOTICE, action, message + "\n")
+        return report or (None if self.disabled else self.notice(change, message))
 
     def notice(self, change: Change, message: str) -> Report:
         """A message on the change, without votes."""

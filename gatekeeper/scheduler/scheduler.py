@@ -29,6 +29,7 @@ from gatekeeper.model.outside import shown
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
+from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
@@ -59,11 +60,13 @@ class Scheduler:
         merger: MergeQueue | None = None,
         metrics: Metrics = NO_METRICS,
         flaky_note: Callable[[str], str] | None = None,
+        mail: MailQueue | None = None,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
         self.context.merger = merger
+        self.context.mail = mail
         self.context.metrics = metrics
         self.context.flaky_note = flaky_note
         self.context.post = self.put_management
@@ -161,6 +164,8 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.context.reports.stop()
+        if self.context.mail is not None:
+            self.context.mail.stop()
         close = getattr(self.context.reporter, "close", None)
         if close is not None:
             close()
@@ -284,6 +289,8 @@ class Scheduler:
 
     def _reconfigure(self, layout: Layout) -> None:
         previous = {m.name: m for m in self.managers}
+        # Zuul's rule: a reconfiguration enables every disabled pipeline.
+        self.context.pipeline_states.reset()
         self.context.layout = layout
         self.context.router = Router(layout)
         managers = []

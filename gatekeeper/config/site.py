@@ -257,6 +257,9 @@ class LabelConfig(_Strict):
     # Nodes of this label held at once (failed builds and operators' holds
     # together); None: the pool's hold-max. See PoolConfig.hold_max.
     hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
+    # Launch no new node on a provider significantly worse over all jobs
+    # (gatekeeper.insights.providers) while another provider serves the label.
+    deprioritize_failing: bool = Field(default=False, alias="deprioritize-failing")
 
 
 class PoolConfig(_Strict):
@@ -370,6 +373,24 @@ class LogsConfig(_Strict):
     keep_days: float = Field(default=0, alias="keep-days", ge=0)
 
 
+class ProviderInsightsConfig(_Strict):
+    """Provider correlation (``gatekeeper.insights.providers``): the window,
+    the family-wise level a provider is flagged at, the runs a provider (and
+    the others together) need before it is compared, and how often the
+    pool and the metrics look again."""
+
+    days: float = Field(default=7.0, gt=0)
+    level: float = Field(default=0.05, gt=0, lt=1)
+    min_runs: int = Field(default=30, alias="min-runs", ge=1)
+    refresh: Duration = Field(default=300.0, gt=0)
+
+
+class InsightsConfig(_Strict):
+    """Why builds fail: each insight's settings."""
+
+    providers: ProviderInsightsConfig = Field(default_factory=ProviderInsightsConfig)
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -396,6 +417,7 @@ class SiteConfig(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     statsd: StatsdConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    insights: InsightsConfig = Field(default_factory=InsightsConfig)
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""

@@ -45,6 +45,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.model.results import NodeWait
@@ -139,9 +140,13 @@ class Pool:
         providers: dict[str, Provider],
         labels: list[LabelConfig],
         metrics: Metrics = NO_METRICS,
+        watch: ProviderWatch | None = None,
     ) -> None:
         self.site = site
         self.metrics = metrics
+        #: Which providers are significantly worse (``deprioritize-failing``);
+        #: asked each round, it reads the builds only every ``refresh``.
+        self.watch = watch
         self.nodes = NodeStore(db)
         self.images = ImageStore(db)
         self.builder = ImageBuilder(self.images, site.image_update.keep)
@@ -166,6 +171,8 @@ class Pool:
         self._next_image_check = 0.0
         # Labels already warned about having no provider that serves them.
         self._unserved: set[str] = set()
+        # Per deprioritize-failing label, the flagged providers last logged as avoided.
+        self._avoided: dict[str, frozenset[str]] = {}
 
     # -- thread ------------------------------------------------------------
 
@@ -252,6 +259,10 @@ class Pool:
         # Launch before deleting: a DELETE row takes no capacity, and deletes
         # through a slow or failing cloud's rate limit must not hold up the
         # launches that replace its nodes elsewhere.
+        if self.watch is not None:
+            # The pool's thread keeps the report fresh, so a provider that
+            # turns worse is logged even where no label deprioritizes it.
+            self.watch.report()
         self._launch_for_demand()
         self._delete_nodes()
         self._rounds += 1
@@ -429,7 +440,7 @@ class Pool:
                 )
         wanted = {p for names in label_providers.values() for p in names}
         free = {name: self.capacity(self.providers[name]) for name in sorted(wanted)}
-        plan = allocate(demand, label_providers, free, self._rounds)
+        plan = self._plan(demand, labels, label_providers, free)
         batch: list[tuple[str, str, str]] = []
         for (label, provider_name), n in sorted(plan.items()):
             provider = self.providers[provider_name]
@@ -451,6 +462,71 @@ class Pool:
             if placed < n:
                 log.debug("label %s: no capacity for %d more nodes", label, n - placed)
         self._release_holds_for_waiting(demand, label_providers, plan, free)
+
+    def _plan(
+        self,
+        demand: Mapping[str, int],
+        labels: Mapping[str, LabelConfig],
+        label_providers: Mapping[str, list[str]],
+        free: Mapping[str, int],
+    ) -> dict[tuple[str, str], int]:
+        """:func:`allocate`, keeping a ``deprioritize-failing`` label off the
+        providers flagged significantly worse while the others have room:
+        they get its demand first, a flagged one only what is left."""
+        avoid = self._avoid(labels, label_providers)
+        if not avoid:
+            return allocate(demand, label_providers, free, self._rounds)
+        preferred = {
+            name: [p for p in serving if p not in avoid.get(name, ())]
+            for name, serving in label_providers.items()
+        }
+        plan = allocate(demand, preferred, free, self._rounds)
+        left_free = {p: n - sum(v for (_, q), v in plan.items() if q == p) for p, n in free.items()}
+        left = {
+            name: demand[name] - sum(v for (lb, _), v in plan.items() if lb == name)
+            for name in avoid
+        }
+        fallback = allocate(left, {n: sorted(avoid[n]) for n in avoid}, left_free, self._rounds)
+        for (label, provider), n in sorted(fallback.items()):
+            log.info(
+                "label %s: %d nodes on flagged provider %s: no other provider has room",
+                label,
+                n,
+                provider,
+            )
+            plan[(label, provider)] = plan.get((label, provider), 0) + n
+        return plan
+
+    def _avoid(
+        self, labels: Mapping[str, LabelConfig], label_providers: Mapping[str, list[str]]
+    ) -> dict[str, frozenset[str]]:
+        """Per ``deprioritize-failing`` label, its flagged providers, if
+        another provider serves it too (logged when that changes)."""
+        if self.watch is None or not any(
+            labels[name].deprioritize_failing for name in label_providers
+        ):
+            return {}
+        flagged = self.watch.flagged_providers()
+        avoid = {}
+        for name, serving in label_providers.items():
+            bad = frozenset(p for p in serving if p in flagged)
+            if not labels[name].deprioritize_failing or not bad or bad == set(serving):
+                bad = frozenset()
+            if bad != self._avoided.get(name, frozenset()):
+                if bad:
+                    log.warning(
+                        "label %s: not launching on %s (significantly more failures than the "
+                        "other providers) while %s can serve it",
+                        name,
+                        ", ".join(sorted(bad)),
+                        ", ".join(p for p in serving if p not in bad),
+                    )
+                else:
+                    log.info("label %s: launching on every provider again", name)
+                self._avoided[name] = bad
+            if bad:
+                avoid[name] = bad
+        return avoid
 
     def _release_holds_for_waiting(
         self,

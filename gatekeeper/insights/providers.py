@@ -324,17 +324,19 @@ class ProviderWatch:
                 session.add(SchedulerState(name=FLAGS_STATE, value=new))
                 session.flush()
                 return []
-            if row.value == new:
+            logged = row.value
+            if logged == new:
                 return None
             statement = (
                 update(SchedulerState)
-                .where(SchedulerState.name == FLAGS_STATE, SchedulerState.value == row.value)
+                .where(SchedulerState.name == FLAGS_STATE, SchedulerState.value == logged)
                 .values(value=new)
             )
+            # (The UPDATE refreshes ``row`` too: ``logged`` keeps what was there.)
             if rowcount(session.execute(statement)) == 0:
                 return None  # another process logged this change
             try:
-                before = json.loads(row.value)
+                before = json.loads(logged)
             except ValueError:
                 return []
             return before if isinstance(before, list) else []

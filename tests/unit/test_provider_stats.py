@@ -14,6 +14,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from gatekeeper.config.site import LabelConfig, ProviderConfig, SiteConfig
+from gatekeeper.db.builds import BuildStore, RanOn
 from gatekeeper.db.engine import Database
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.db.tables import BuildRecord
@@ -134,20 +135,42 @@ def test_the_watch_logs_a_newly_worse_provider_once(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     now = [1_800_000_000.0]
-    for i in range(40):
-        record(db, "tempest", "bad", "FAILURE" if i < 20 else "SUCCESS", now[0] - 100)
-        record(db, "tempest", "good", "FAILURE" if i < 2 else "SUCCESS", now[0] - 100)
+    for _ in range(40):
+        record(db, "tempest", "bad", "SUCCESS", now[0] - 100)
+        record(db, "tempest", "good", "SUCCESS", now[0] - 100)
     watch = ProviderWatch(db, min_runs=30, refresh=60, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="gatekeeper.insights.providers"):
+    with caplog.at_level(logging.INFO, logger="gatekeeper.insights.providers"):
+        assert watch.flagged_providers() == set()
+        # 'bad' starts failing half its builds.
+        for i in range(40):
+            record(db, "tempest", "bad", "FAILURE" if i % 2 else "SUCCESS", now[0] - 50)
+        # Within the refresh interval the cached report stands.
+        assert watch.flagged_providers() == set()
+        now[0] += 120
         assert watch.flagged_providers() == {"bad"}
         now[0] += 120
         assert watch.flagged_providers() == {"bad"}
-        # A second process (another watch on the same database) sees the same state.
+        # A second process (another watch on the same database) sees the
+        # same state, and logs nothing: the first one did.
         assert ProviderWatch(db, min_runs=30, clock=lambda: now[0]).flagged_providers() == {"bad"}
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len([w for w in warnings if "all jobs" in w]) == 1, warnings
-    assert all("provider bad is significantly worse" in w for w in warnings)
-    assert watch.rates()[(ALL_JOBS, "bad")] == (0.5, True)
+        # The builds leave the window: the flag is cleared, once.
+        now[0] += 8 * 86400
+        assert watch.flagged_providers() == set()
+        now[0] += 120
+        assert watch.flagged_providers() == set()
+    messages = [r.getMessage() for r in caplog.records]
+    worse = [m for m in messages if m.startswith("provider bad is significantly worse for all")]
+    assert len(worse) == 1 and "20 of 80 runs failed" in worse[0]
+    assert len([m for m in messages if "no longer significantly worse for all jobs" in m]) == 1
+
+
+def test_the_metrics_see_rates_and_flags_per_job_and_all_jobs(db: Database) -> None:
+    for i in range(40):
+        record(db, "tempest", "bad", "FAILURE" if i < 20 else "SUCCESS", time.time() - 100)
+        record(db, "tempest", "good", "FAILURE" if i < 2 else "SUCCESS", time.time() - 100)
+    rates = ProviderWatch(db, min_runs=30).rates()
+    assert rates[(ALL_JOBS, "bad")] == (0.5, True)
+    assert rates[("tempest", "good")] == (0.05, False)
 
 
 # -- the pool's deprioritize-failing ------------------------------------------
@@ -216,3 +239,32 @@ def test_the_flagged_provider_takes_only_what_the_others_have_no_room_for(
         one_round(two_provider_pool(tmp_path, db, deprioritize=True, east_servers=1))
     assert placed(db) == {"east": 1, "west": 3}
     assert any("on flagged provider west: no other" in r.getMessage() for r in caplog.records)
+
+
+# -- where a build ran --------------------------------------------------------
+
+
+def test_the_build_row_keeps_where_it_ran_and_a_retry_forgets_it(db: Database) -> None:
+    builds = BuildStore(db)
+    builds.dispatched("b1", "tempest", "org/p", 1, 1, "check", time.time(), label="trusty")
+    where = RanOn("RegionOne", "nova-az2", "trusty-east-20260101T000000-abcdef", 1_700_000_000.0)
+    assert builds.worker_started("b1", "w1", "node-1", "east", 1_700_003_600.0, "u", where=where)
+    record = builds.get("b1")
+    assert record is not None
+    assert (record.region, record.availability_zone, record.image, record.image_built_at) == (
+        "RegionOne",
+        "nova-az2",
+        "trusty-east-20260101T000000-abcdef",
+        1_700_000_000.0,
+    )
+    # The scheduler records the same start from the Gearman packet.
+    builds.started("b1", "node-1", "east", "w1", 1_700_003_600.0, "u", where)
+    assert builds.get("b1").region == "RegionOne"  # type: ignore[union-attr]
+    # Run again elsewhere: nothing of the first node is left behind.
+    builds.retried("b1", 2)
+    record = builds.get("b1")
+    assert record is not None and (record.region, record.image, record.image_built_at) == (
+        "",
+        "",
+        None,
+    )

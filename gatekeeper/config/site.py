@@ -257,8 +257,9 @@ class LabelConfig(_Strict):
     # Nodes of this label held at once (failed builds and operators' holds
     # together); None: the pool's hold-max. See PoolConfig.hold_max.
     hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
-    # Launch no new node on a provider significantly worse over all jobs
-    # (gatekeeper.insights.providers) while another provider serves the label.
+    # Launch no node of this label on a provider significantly worse over all
+    # jobs (gatekeeper.insights.providers), and delete its READY ones there,
+    # while another provider serving the label is not backing off.
     deprioritize_failing: bool = Field(default=False, alias="deprioritize-failing")
 
 

@@ -173,6 +173,8 @@ class Pool:
         self._unserved: set[str] = set()
         # Per deprioritize-failing label, the flagged providers last logged as avoided.
         self._avoided: dict[str, frozenset[str]] = {}
+        # Those of them launching on a flagged provider again (the rest back off).
+        self._fallen_back: set[str] = set()
 
     # -- thread ------------------------------------------------------------
 
@@ -263,6 +265,7 @@ class Pool:
             # The pool's thread keeps the report fresh, so a provider that
             # turns worse is logged even where no label deprioritizes it.
             self.watch.report()
+            self._deprioritize_failing()
         self._launch_for_demand()
         self._delete_nodes()
         self._rounds += 1
@@ -471,62 +474,63 @@ class Pool:
         free: Mapping[str, int],
     ) -> dict[tuple[str, str], int]:
         """:func:`allocate`, keeping a ``deprioritize-failing`` label off the
-        providers flagged significantly worse while the others have room:
-        they get its demand first, a flagged one only what is left."""
-        avoid = self._avoid(labels, label_providers)
-        if not avoid:
-            return allocate(demand, label_providers, free, self._rounds)
-        preferred = {
-            name: [p for p in serving if p not in avoid.get(name, ())]
-            for name, serving in label_providers.items()
-        }
-        plan = allocate(demand, preferred, free, self._rounds)
-        left_free = {p: n - sum(v for (_, q), v in plan.items() if q == p) for p, n in free.items()}
-        left = {
-            name: demand[name] - sum(v for (lb, _), v in plan.items() if lb == name)
-            for name in avoid
-        }
-        fallback = allocate(left, {n: sorted(avoid[n]) for n in avoid}, left_free, self._rounds)
-        for (label, provider), n in sorted(fallback.items()):
-            log.info(
-                "label %s: %d nodes on flagged provider %s: no other provider has room",
-                label,
-                n,
-                provider,
-            )
-            plan[(label, provider)] = plan.get((label, provider), 0) + n
-        return plan
+        providers flagged significantly worse while another of its providers
+        can launch (is not backed off): its builds wait for a node there
+        rather than fail on the flagged one."""
+        placed = dict(label_providers)
+        for name, bad in self._avoided.items():
+            if not bad or name not in placed or not labels[name].deprioritize_failing:
+                continue
+            others = [p for p in placed[name] if p not in bad]
+            if any(not self._backed_off(p) for p in others):
+                placed[name] = others
+            elif name not in self._fallen_back:
+                self._fallen_back.add(name)
+                log.warning(
+                    "label %s: launching on flagged %s again: its other providers are backing off",
+                    name,
+                    ", ".join(sorted(bad)),
+                )
+        for name in [n for n in self._fallen_back if placed.get(n) != label_providers.get(n)]:
+            self._fallen_back.discard(name)
+        return allocate(demand, placed, free, self._rounds)
 
-    def _avoid(
-        self, labels: Mapping[str, LabelConfig], label_providers: Mapping[str, list[str]]
-    ) -> dict[str, frozenset[str]]:
-        """Per ``deprioritize-failing`` label, its flagged providers, if
-        another provider serves it too (logged when that changes)."""
-        if self.watch is None or not any(
-            labels[name].deprioritize_failing for name in label_providers
-        ):
-            return {}
+    def _deprioritize_failing(self) -> None:
+        """Per ``deprioritize-failing`` label, which of its providers are
+        flagged significantly worse while another provider serves it too.
+        When that changes it is logged, and the label's READY nodes on a
+        newly avoided provider are deleted (unclaimed ones only), so that
+        builds wait for nodes elsewhere rather than take them."""
+        if self.watch is None:
+            return
+        chosen = [label for label in self._all_labels() if label.deprioritize_failing]
+        if not chosen:
+            return
         flagged = self.watch.flagged_providers()
-        avoid = {}
-        for name, serving in label_providers.items():
+        for label in chosen:
+            serving = [p.name for p in self._label_providers(label)]
             bad = frozenset(p for p in serving if p in flagged)
-            if not labels[name].deprioritize_failing or not bad or bad == set(serving):
-                bad = frozenset()
-            if bad != self._avoided.get(name, frozenset()):
-                if bad:
-                    log.warning(
-                        "label %s: not launching on %s (significantly more failures than the "
-                        "other providers) while %s can serve it",
-                        name,
-                        ", ".join(sorted(bad)),
-                        ", ".join(p for p in serving if p not in bad),
-                    )
-                else:
-                    log.info("label %s: launching on every provider again", name)
-                self._avoided[name] = bad
-            if bad:
-                avoid[name] = bad
-        return avoid
+            if bad == set(serving):
+                bad = frozenset()  # nowhere else to go
+            before = self._avoided.get(label.name, frozenset())
+            if bad == before:
+                continue
+            self._avoided[label.name] = bad
+            if not bad:
+                log.info("label %s: launching on every provider again", label.name)
+                continue
+            log.warning(
+                "label %s: not launching on %s (significantly more failures than the "
+                "other providers) while %s can serve it",
+                label.name,
+                ", ".join(sorted(bad)),
+                ", ".join(p for p in serving if p not in bad),
+            )
+            for provider in sorted(bad - before):
+                for node in self.nodes.list(label.name, provider, NodeState.READY):
+                    why = f"{provider} is significantly worse for {label.name}"
+                    if self.nodes.change_state(node.name, NodeState.READY, NodeState.DELETE, why):
+                        log.info("node %s: READY -> DELETE (%s)", node.name, why)
 
     def _release_holds_for_waiting(
         self,

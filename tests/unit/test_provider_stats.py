@@ -25,6 +25,7 @@ from gatekeeper.insights.providers import (
     provider_report,
 )
 from gatekeeper.insights.stats import Counts, holm, wilson_interval, worse_than_rest
+from gatekeeper.model.node import NodeState
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
 
@@ -232,13 +233,40 @@ def test_without_deprioritize_failing_the_flagged_provider_still_gets_its_share(
     assert placed(db) == {"east": 2, "west": 2}
 
 
-def test_the_flagged_provider_takes_only_what_the_others_have_no_room_for(
+def test_turning_it_on_takes_the_flagged_providers_ready_nodes_out(
+    tmp_path: Path, db: Database
+) -> None:
+    pool = two_provider_pool(tmp_path, db, deprioritize=False)
+    try:
+        pool.run_once()
+        assert pool.wait_for_launches(timeout=30)
+        assert placed(db) == {"east": 2, "west": 2}
+        [label] = pool.labels
+        label.deprioritize_failing = True
+        pool.run_once()
+        assert pool.wait_for_launches(timeout=30)
+    finally:
+        pool.stop()
+    # West's two READY nodes went to DELETE (and were deleted); east has the
+    # four ready nodes the label wants.
+    ready = {(n.provider, n.state) for n in NodeStore(db).list()}
+    assert ready == {("east", NodeState.READY)}
+    assert len(NodeStore(db).list("trusty", "east", NodeState.READY)) == 4
+
+
+def test_the_flagged_provider_launches_again_while_the_others_back_off(
     tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="gatekeeper.pool.pool"):
-        one_round(two_provider_pool(tmp_path, db, deprioritize=True, east_servers=1))
-    assert placed(db) == {"east": 1, "west": 3}
-    assert any("on flagged provider west: no other" in r.getMessage() for r in caplog.records)
+    pool = two_provider_pool(tmp_path, db, deprioritize=True)
+    # East's launches have been failing: the pool holds them back for a while.
+    pool.health["east"].backoff_until = time.time() + 600
+    with caplog.at_level(logging.WARNING, logger="gatekeeper.pool.pool"):
+        one_round(pool)
+    assert placed(db) == {"west": 4}
+    assert any(
+        "launching on flagged west again: its other providers are backing off" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 # -- where a build ran --------------------------------------------------------

@@ -503,7 +503,8 @@ class Pool:
         builds wait for nodes elsewhere rather than take them."""
         if self.watch is None:
             return
-        chosen = [label for label in self._all_labels() if label.deprioritize_failing]
+        # Only the site file's labels can ask for it (no extra query per round).
+        chosen = [label for label in self.labels if label.deprioritize_failing]
         if not chosen:
             return
         flagged = self.watch.flagged_providers()

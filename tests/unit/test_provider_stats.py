@@ -296,3 +296,31 @@ def test_the_build_row_keeps_where_it_ran_and_a_retry_forgets_it(db: Database) -
         "",
         None,
     )
+
+
+# -- gatekeeper insights providers ----------------------------------------------
+
+
+def test_the_command_prints_one_jobs_table_and_refuses_a_bad_window(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gatekeeper.cli import main
+
+    db = Database(f"sqlite:///{tmp_path / 'gk.db'}")
+    db.migrate()
+    for i in range(40):
+        record(db, "tempest", "west", "FAILURE" if i < 20 else "SUCCESS", time.time() - 100)
+        record(db, "tempest", "east", "FAILURE" if i < 2 else "SUCCESS", time.time() - 100)
+        record(db, "pep8", "east", "SUCCESS", time.time() - 100)
+    db.dispose()
+    site = tmp_path / "gatekeeper.yaml"
+    site.write_text(f"database: sqlite:///{tmp_path / 'gk.db'}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["insights", "providers", "-c", str(site), "--job", "tempest"])
+    assert result.exit_code == 0, result.output
+    assert "all jobs" not in result.output and "pep8" not in result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "FLAGGED" in lines["west"] and "50.0%" in lines["west"] and " 40 " in lines["west"]
+    assert "FLAGGED" not in lines["east"]
+    refused = runner.invoke(main, ["insights", "providers", "-c", str(site), "--days", "0"])
+    assert refused.exit_code == 2 and "--days" in refused.output

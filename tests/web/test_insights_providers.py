@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from gatekeeper.config.site import SiteConfig
@@ -178,3 +179,22 @@ def test_the_build_page_says_where_the_build_ran(db: Database, tmp_path: Path) -
     assert "<td>w7</td>" in page and "<td>devstack-vm-rax-1</td>" in page
     api = TestClient(make_app(context(db, tmp_path))).get(f"/api/build/{'b' * 32}").json()
     assert (api["region"], api["availability_zone"], api["image_age"]) == ("DFW", "dfw-2", 10860.0)
+
+
+def test_a_web_of_its_own_serves_the_provider_gauges_from_the_database(
+    db: Database, tmp_path: Path
+) -> None:
+    """``gatekeeper web`` without the app in its process reads the rates itself."""
+    fill(db)
+    text = TestClient(make_app(context(db, tmp_path))).get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    rates = {
+        (s.labels["job"], s.labels["provider"]): s.value
+        for s in families["gatekeeper_provider_failure_rate"].samples
+    }
+    flags = {
+        (s.labels["job"], s.labels["provider"]): s.value
+        for s in families["gatekeeper_provider_flagged"].samples
+    }
+    assert rates[("tempest", "west")] == 0.5 and rates[("pep8", "east")] == 0.0
+    assert flags[("", "west")] == 1.0 and flags[("", "east")] == 0.0

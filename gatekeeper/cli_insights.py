@@ -102,7 +102,7 @@ def insights_providers(site_path: Path | None, job: str | None, days: float | No
                 str(row.failures),
                 f"{100 * row.rate:.1f}%",
                 f"{100 * row.low:.1f}-{100 * row.high:.1f}%",
-                "too few runs" if row.adjusted is None else f"{row.adjusted:.2g}",
+                "not compared" if row.adjusted is None else f"{row.adjusted:.2g}",
                 "FLAGGED" if row.flagged else "",
             )
         console.print(table)

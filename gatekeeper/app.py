@@ -36,6 +36,7 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.insights.flaky import FlakyNotes
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.metrics import Census
@@ -102,6 +103,8 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: Failure rates per provider, for the pool and the metrics.
+        self.provider_watch = ProviderWatch.for_site(self.db, self.site.insights.providers)
         #: What every component counts into; ``metrics.prometheus.registry``
         #: is what the web serves at /metrics.
         self.metrics = SiteMetrics(
@@ -110,6 +113,7 @@ class Gatekeeper:
                 nodes=NodeStore(self.db).census,
                 max_servers={p.name: p.max_servers for p in self.site.providers},
                 gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
+                provider_rates=self.provider_watch.rates,
             ),
         )
         self.web: WebServer | None = None
@@ -160,7 +164,9 @@ class Gatekeeper:
         self.metrics.start()
         if "pool" in self.components:
             labels = default_labels(self.layout, site)
-            self.pool = Pool(site, self.db, self.providers, labels, self.metrics.metrics)
+            self.pool = Pool(
+                site, self.db, self.providers, labels, self.metrics.metrics, self.provider_watch
+            )
             self.pool.start()
         if "worker" in self.components:
             self._start_worker()

@@ -258,6 +258,10 @@ class LabelConfig(_Strict):
     # Nodes of this label held at once (failed builds and operators' holds
     # together); None: the pool's hold-max. See PoolConfig.hold_max.
     hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
+    # Launch no node of this label on a provider significantly worse over all
+    # jobs (gatekeeper.insights.providers), and delete its READY ones there,
+    # while another provider serving the label is not backing off.
+    deprioritize_failing: bool = Field(default=False, alias="deprioritize-failing")
 
 
 class PoolConfig(_Strict):
@@ -371,8 +375,22 @@ class LogsConfig(_Strict):
     keep_days: float = Field(default=0, alias="keep-days", ge=0)
 
 
+class ProviderInsightsConfig(_Strict):
+    """Provider correlation (``gatekeeper.insights.providers``): the window,
+    the family-wise level a provider is flagged at, the runs a provider (and
+    the others together) need before it is compared, and how often the
+    pool and the metrics look again."""
+
+    days: float = Field(default=7.0, gt=0)
+    level: float = Field(default=0.05, gt=0, lt=1)
+    min_runs: int = Field(default=30, alias="min-runs", ge=1)
+    refresh: Duration = Field(default=300.0, gt=0)
+
+
 class InsightsConfig(_Strict):
-    """Why builds fail (``gatekeeper/insights/``)."""
+    """Why builds fail (``gatekeeper/insights/``): each insight's settings."""
+
+    providers: ProviderInsightsConfig = Field(default_factory=ProviderInsightsConfig)
 
     # A failed job with a flaky history gets "this job failed on unchanged
     # code in N% of recent runs" in the failure comment. On by default: it

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from gatekeeper.config.layout import Layout
 from gatekeeper.config.layout_schema import PipelineConfig
-from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.builds import BuildStore, RanOn
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.ledger import EventLedger
@@ -352,7 +352,13 @@ class Scheduler:
         if isinstance(event, BuildStarted):
             start = event.data
             self.context.builds.started(
-                event.uuid, start.node, start.provider, start.worker, start.started_at, start.url
+                event.uuid,
+                start.node,
+                start.provider,
+                start.worker,
+                start.started_at,
+                start.url,
+                RanOn.of(start),
             )
             if found is None:
                 return

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import gear
 
+from gatekeeper.db.builds import RanOn
 from gatekeeper.dispatch import wire
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
@@ -378,6 +379,7 @@ class Worker:
                 data.started_at,
                 data.url,
                 console_address=self.consoles.address if self.consoles is not None else "",
+                where=RanOn.of(data),
             )
         except Exception:
             log.exception("build %s: could not record its start", data.uuid)

@@ -50,6 +50,7 @@ from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
 from gatekeeper.worker.console import ConsoleServer
 from gatekeeper.worker.executor import BuildExecutor
+from gatekeeper.worker.recognise import FailureRecogniser
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
 
@@ -114,6 +115,8 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+        #: The known failures its worker searches failed builds' logs for.
+        self.recogniser: FailureRecogniser | None = None
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -314,6 +317,7 @@ class Gatekeeper:
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
             log_max_bytes=site.worker.log_max_bytes,
+            recognise=self._recogniser().recognise,
         )
         files = self.tls_files(Role.WORKER)
         self.worker = Worker(
@@ -333,6 +337,16 @@ class Gatekeeper:
             ),
         )
         self.worker.start()
+
+    def _recogniser(self) -> FailureRecogniser:
+        """The worker's known failures (``failures-dir``), loaded once.
+
+        :raises ConfigError: a signature file does not load.
+        """
+        if self.recogniser is None:
+            assert self.site.failures_dir is not None
+            self.recogniser = FailureRecogniser(self.site.failures_dir, self.db)
+        return self.recogniser
 
     def _describe_wait(self, label: str, waited: float) -> NodeWait:
         """What the pool has for ``label``: this process's pool knows which
@@ -461,8 +475,11 @@ class Gatekeeper:
         """Load the layout file again and switch every component to it.
 
         An invalid layout is logged with its errors and the current one
-        stays. Returns whether the new layout took effect.
+        stays. Returns whether the new layout took effect. The known-failure
+        signatures are loaded again too (the current ones stay if they fail).
         """
+        if self.recogniser is not None:
+            self.recogniser.reload()
         try:
             layout = load_layout(self.site.layout)
         except GatekeeperError as exc:

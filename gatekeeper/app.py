@@ -126,6 +126,8 @@ class Gatekeeper:
 
     def start(self) -> None:
         site = self.site
+        if "worker" in self.components:
+            self._recogniser()  # a signature that does not load stops the start here
         site.state_dir.mkdir(parents=True, exist_ok=True)
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from gatekeeper.app import Gatekeeper
+from gatekeeper.config.site import SiteConfig
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import FailureMatch
 from gatekeeper.dispatch import certs, protocol
 from gatekeeper.dispatch.certs import Identity, Role
 from gatekeeper.dispatch.signing import ResultSigner, ResultVerifier
-from gatekeeper.errors import DispatchError, ResultRefusedError
+from gatekeeper.errors import ConfigError, DispatchError, ResultRefusedError
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.results import CompleteData, Recognised
 from gatekeeper.scheduler.reports import recognised_lines
@@ -134,3 +136,15 @@ def test_the_report_says_each_recognised_failure_of_a_failed_build() -> None:
     ]
     build.result = BuildResult.SUCCESS
     assert recognised_lines(build) == []
+
+
+def test_a_signature_that_does_not_load_stops_a_worker_before_it_starts(tmp_path: Path) -> None:
+    (tmp_path / "layout.yaml").write_text("pipelines: []\n")
+    (tmp_path / "failures").mkdir()
+    (tmp_path / "failures" / "bad.yaml").write_text("id: bad\ndescription: d\npatterns: ['(']\n")
+    site = SiteConfig().resolve(tmp_path)
+    app = Gatekeeper(site, components=frozenset({"worker"}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml:3: patterns\[0\]: not an RE2 expression"):
+        app.start()
+    # Refused before any thread started: nothing to stop.
+    assert app.worker is None

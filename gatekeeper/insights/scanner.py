@@ -50,6 +50,8 @@ MAX_MATCHES = 5
 LINE_KEPT = 500
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: File names whose signatures are remembered (a bound for odd log trees).
+_NAMES_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -141,12 +143,18 @@ class Scanner:
         self.max_line = max_line
         self.max_matches = max_matches
         self._matchers: dict[tuple[str, ...], _FileMatcher] = {}
+        self._looking: dict[str, tuple[str, ...]] = {}
 
     def _matcher(self, path: str, done: set[str] | None = None) -> _FileMatcher | None:
         """The matcher of the signatures that look at ``path``, less those ``done``."""
-        wanted = tuple(
-            s.id for s in self.signatures if s.looks_at(path) and not (done and s.id in done)
-        )
+        looking = self._looking.get(path)
+        if looking is None:
+            # Builds name their files alike (console.txt, logs/screen-n-cpu.txt):
+            # the globs are tried once per name, not once per file.
+            looking = tuple(s.id for s in self.signatures if s.looks_at(path))
+            if len(self._looking) < _NAMES_KEPT:
+                self._looking[path] = looking
+        wanted = tuple(sid for sid in looking if sid not in done) if done else looking
         if not wanted:
             return None
         matcher = self._matchers.get(wanted)

@@ -70,9 +70,9 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT)
     sandbox = Sandbox(tmp_path / "sandbox", layout)
-    # The site's failures/ (failures-dir's default, beside the site) is read at start.
-    (sandbox.root / "failures").mkdir(parents=True)
-    (sandbox.root / "failures" / "libvirt-eof.yaml").write_text(SIGNATURE)
+    # The site's failures-dir (the sandbox keeps it in its state) is read at start.
+    sandbox.failures_dir.mkdir(parents=True)
+    (sandbox.failures_dir / "libvirt-eof.yaml").write_text(SIGNATURE)
     sandbox.start()
     try:
         yield sandbox

@@ -1,12 +1,11 @@
-"""/insights/failures on a real SQLite database filled through the stores
-the worker uses: hits per signature per day, the uncategorised failed
+"""/insights/failures on real SQLite and PostgreSQL databases filled through
+the stores the worker uses: hits per signature per day, the uncategorised failed
 builds, the window, and the page in Debian's headless Chromium."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ description: libvirt closed the connection <b>under</b> nova-compute
 bug: https://bugs.launchpad.net/nova/+bug/1643911
 patterns: ['libvirtError: End of file']
 """
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'gk.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def site(tmp_path: Path) -> SiteConfig:
@@ -125,13 +116,14 @@ def test_a_signature_directory_that_does_not_load_is_said_and_hits_still_show(
 
 
 def test_a_browser_shows_the_known_failures_and_follows_an_uncategorised_build(
-    db: Database, tmp_path: Path, browser: Any, artifacts: Path
+    sqlite_db: Database, tmp_path: Path, browser: Any, artifacts: Path
 ) -> None:
     """The page in Chromium: the signature's row with its daily counts, the
     hostile job name as text (nothing of it ran), and the uncategorised
     build's link leading to its build page."""
     import uvicorn
 
+    db = sqlite_db
     fill(db)
     app = make_app(WebContext(site=site(tmp_path), db=db, live=lambda: {"pipelines": []}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))

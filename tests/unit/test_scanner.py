@@ -130,3 +130,10 @@ def test_links_are_not_followed(tmp_path: Path) -> None:
     logs.mkdir()
     (logs / "console.txt").symlink_to(secret)
     assert Scanner([sig("error", "ERROR")]).scan(logs).matches == []
+
+
+def test_one_patterns_flags_stay_in_that_pattern(tmp_path: Path) -> None:
+    # All patterns are searched as one expression; (?i) must not leak to the next.
+    write(tmp_path / "console.txt", "FOO x\nbar\nBar\n")
+    found = Scanner([sig("a", "(?i)foo"), sig("b", "Bar")]).scan(tmp_path).matches
+    assert [(m.signature, m.line_number) for m in found] == [("a", 1), ("b", 3)]

@@ -135,3 +135,28 @@ def test_a_known_failure_is_named_in_the_report_and_an_unknown_one_is_uncategori
     assert [s["id"] for s in data["signatures"]] == ["libvirt-eof"]
     assert data["signatures"][0]["total"] == 1
     assert [b["uuid"] for b in data["uncategorised"]] == [build_of(box, unknown).uuid]
+
+
+def test_a_signature_added_and_reconfigured_is_recognised_from_the_next_build(
+    box: Sandbox,
+) -> None:
+    assert box.app is not None
+    (box.failures_dir / "quiet.yaml").write_text(
+        "id: compute-too-quiet\ndescription: nova-compute said nothing\n"
+        "files: [logs/screen-n-cpu.txt*]\npatterns: ['^all quiet$']\n"
+    )
+    # A broken file beside it is refused with its errors and the rest stay as they were.
+    (box.failures_dir / "broken.yaml").write_text("id: broken\ndescription: d\npatterns: ['(']\n")
+    assert box.app.reconfigure()
+    before, _ = box.push_change("openstack/nova", "Quiet", {"fixture-n-cpu.txt": "all quiet\n"})
+    box.wait_until_settled()
+    assert "Recognised" not in gatekeeper_messages(box, before)[0]
+
+    (box.failures_dir / "broken.yaml").unlink()
+    assert box.app.reconfigure()  # what `gatekeeper reconfigure` (SIGHUP) runs
+    after, _ = box.push_change(
+        "openstack/nova", "Quiet again", {"fixture-n-cpu.txt": "all quiet\n"}
+    )
+    box.wait_until_settled()
+    [report] = gatekeeper_messages(box, after)
+    assert "  Recognised: nova-compute said nothing\n" in report

@@ -112,7 +112,7 @@ def _combined(signatures: Sequence[Signature]) -> re2._Regexp | None:
     if not patterns:
         return None
     options = re2_options()
-    # Captures are never read; without them RE2 answers from its DFA.
+    # Only where a match starts is read: RE2 need not track any group.
     options.never_capture = True
     # Room for 200 signatures' DFA states; RE2 falls back to its NFA (slower,
     # still linear, still correct) if even that is not enough.
@@ -161,6 +161,8 @@ class Scanner:
         if matcher is None:
             # A race between two threads builds it twice; both are equal.
             matcher = _FileMatcher([s for s in self.signatures if s.id in wanted])
+            if len(self._matchers) >= _NAMES_KEPT:
+                self._matchers.clear()  # sets of signatures at their limit vary
             self._matchers[wanted] = matcher
         return matcher
 
@@ -179,19 +181,6 @@ class Scanner:
                     continue
                 result.files += 1
                 self._scan_file(path, rel, matcher, result, counts, deadline)
-        except _OutOfTimeError:
-            result.complete = False
-        return result
-
-    def scan_file(self, path: Path, rel: str, deadline: float | None = None) -> ScanResult:
-        """One file, known under the log directory as ``rel``."""
-        result = ScanResult()
-        matcher = self._matcher(rel)
-        if matcher is None:
-            return result
-        result.files = 1
-        try:
-            self._scan_file(path, rel, matcher, result, {}, deadline)
         except _OutOfTimeError:
             result.complete = False
         return result

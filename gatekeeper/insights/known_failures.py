@@ -47,6 +47,8 @@ class FailedBuild:
     patchset: int | None
     pipeline: str
     result: str
+    #: Where it ran (a provider stands out when its failures go unexplained).
+    provider: str
     ended_at: float
     log_url: str
     #: Its ``LOG_PATH`` (where its logs are under the log root), "" if unknown.
@@ -68,6 +70,7 @@ class FailedBuild:
             patchset=record.patchset,
             pipeline=record.pipeline,
             result=record.result or "",
+            provider=record.provider,
             ended_at=record.end_time or record.dispatched_at,
             log_url=record.log_url,
             log_path=log_path if isinstance(log_path, str) else "",

@@ -117,6 +117,7 @@ def _build_json(build: FailedBuild, base_url: str) -> dict[str, Any]:
         "patchset": build.patchset,
         "pipeline": build.pipeline,
         "result": build.result,
+        "provider": build.provider,
         "ended_at": build.ended_at,
         "log_url": build.log_url,
         "build_url": f"{base_url}build/{build.uuid}",

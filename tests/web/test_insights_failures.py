@@ -44,7 +44,9 @@ def build(db: Database, uuid: str, job: str, result: str, days_ago: float) -> fl
     when = time.time() - days_ago * DAY
     store = BuildStore(db)
     store.dispatched(uuid, job, "openstack/nova", 1000, 2, "check", when)
-    store.completed(uuid, result, when + 30, log_url=f"http://logs.example.org/{uuid}/")
+    store.completed(
+        uuid, result, when + 30, log_url=f"http://logs.example.org/{uuid}/", provider="cloud-b"
+    )
     return when + 30
 
 
@@ -80,6 +82,7 @@ def test_hits_per_signature_per_day_and_the_uncategorised(db: Database, tmp_path
         assert row["last_build"] == "a" * 32
         assert [b["uuid"] for b in data["uncategorised"]] == ["c" * 32]
         assert data["uncategorised"][0]["build_url"].endswith("/build/" + "c" * 32)
+        assert data["uncategorised"][0]["provider"] == "cloud-b"
 
         page = web.get("/insights/failures").text
         assert "libvirt closed the connection &lt;b&gt;under&lt;/b&gt; nova-compute" in page

@@ -54,6 +54,7 @@ from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
 from gatekeeper.worker.console import ConsoleServer
 from gatekeeper.worker.executor import BuildExecutor
+from gatekeeper.worker.recognise import FailureRecogniser
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
 
@@ -121,6 +122,8 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+        #: The known failures its worker searches failed builds' logs for.
+        self.recogniser: FailureRecogniser | None = None
 
     def _load_layout(self) -> Layout:
         """The layout file, checked against this site too (its smtp reporters
@@ -143,6 +146,8 @@ class Gatekeeper:
 
     def start(self) -> None:
         site = self.site
+        if "worker" in self.components:
+            self._recogniser()  # a signature that does not load stops the start here
         site.state_dir.mkdir(parents=True, exist_ok=True)
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)
@@ -336,6 +341,7 @@ class Gatekeeper:
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
             log_max_bytes=site.worker.log_max_bytes,
+            recognise=self._recogniser().recognise,
         )
         files = self.tls_files(Role.WORKER)
         self.worker = Worker(
@@ -355,6 +361,16 @@ class Gatekeeper:
             ),
         )
         self.worker.start()
+
+    def _recogniser(self) -> FailureRecogniser:
+        """The worker's known failures (``failures-dir``), loaded once.
+
+        :raises ConfigError: a signature file does not load.
+        """
+        if self.recogniser is None:
+            assert self.site.failures_dir is not None
+            self.recogniser = FailureRecogniser(self.site.failures_dir, self.db)
+        return self.recogniser
 
     def _describe_wait(self, label: str, waited: float) -> NodeWait:
         """What the pool has for ``label``: this process's pool knows which
@@ -501,8 +517,11 @@ class Gatekeeper:
         """Load the layout file again and switch every component to it.
 
         An invalid layout is logged with its errors and the current one
-        stays. Returns whether the new layout took effect.
+        stays. Returns whether the new layout took effect. The known-failure
+        signatures are loaded again too (the current ones stay if they fail).
         """
+        if self.recogniser is not None:
+            self.recogniser.reload()
         try:
             layout = self._load_layout()
         except GatekeeperError as exc:

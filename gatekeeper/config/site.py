@@ -487,6 +487,9 @@ class SiteConfig(_Strict):
     # The mail server of the layout's smtp reporters (none: a layout with
     # smtp reporters is refused).
     smtp: SmtpConfig | None = None
+    # Known failures: one signature per *.yaml (gatekeeper.insights.signatures);
+    # default <the site's directory>/failures.
+    failures_dir: Path | None = Field(default=None, alias="failures-dir")
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -504,6 +507,7 @@ class SiteConfig(_Strict):
 
         self.layout = fix(self.layout)
         self.state_dir = fix(self.state_dir)
+        self.failures_dir = fix(self.failures_dir or Path("failures"))
         if not self.database:
             self.database = f"sqlite:///{self.state_dir / 'gatekeeper.db'}"
         self.log_root = fix(self.log_root) if self.log_root else self.state_dir / "logs"

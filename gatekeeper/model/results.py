@@ -76,6 +76,17 @@ class NodeWait:
 
 
 @dataclass
+class Recognised:
+    """A known failure (a signature of the site's ``failures/``) the worker
+    found in a failed build's logs; its report names it."""
+
+    signature: str
+    description: str
+    #: The bug's URL ("" when the signature names none).
+    bug: str = ""
+
+
+@dataclass
 class CompleteData:
     """The WORK_COMPLETE a worker sends at the end of a build."""
 
@@ -92,6 +103,8 @@ class CompleteData:
     conflict: str = ""
     #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
     node_wait: NodeWait | None = None
+    #: For FAILURE and TIMED_OUT: the known failures found in its logs.
+    recognised: list[Recognised] = field(default_factory=list)
     #: As in :class:`StartData`: who sends it, and the proof.
     certificate: str = ""
     signature: str = ""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.outside import shown
 
 if TYPE_CHECKING:
     from gatekeeper.config.layout_schema import PipelineConfig, Reporter, SmtpReporter
@@ -107,6 +108,21 @@ def flaky_lines(build: Build, note: FlakyNote | None) -> list[str]:
     return [f"  {line}"] if line else []
 
 
+#: Results whose logs the worker searches for known failures.
+RECOGNISED_RESULTS = frozenset({BuildResult.FAILURE, BuildResult.TIMED_OUT})
+
+
+def recognised_lines(build: Build) -> list[str]:
+    """``  Recognised: <description> <bug URL>``, one per known failure the
+    worker found in a failed build's logs (the site's ``failures/``)."""
+    if build.result not in RECOGNISED_RESULTS:
+        return []
+    return [
+        f"  Recognised: {shown(r.description, 300)} {shown(r.bug, 300)}".rstrip()
+        for r in build.recognised
+    ]
+
+
 def compose_message(
     headline: str,
     pipeline: str,
@@ -126,6 +142,7 @@ def compose_message(
         if build is not None:
             lines.append(job_line(build))
             lines.extend(flaky_lines(build, flaky))
+            lines.extend(recognised_lines(build))
     text = "\n".join(lines).rstrip() + "\n"
     if footer:
         text += "\n" + footer.rstrip() + "\n"

@@ -400,6 +400,7 @@ class Scheduler:
             build.node = data.node or build.node
             build.conflict = data.conflict
             build.node_wait = data.node_wait
+            build.recognised = data.recognised
             if data.error:
                 log.warning("build %s: %s", build, data.error)
             log.info("build %s completed: %s", build, result.value)

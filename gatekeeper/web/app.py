@@ -24,6 +24,7 @@ from gatekeeper.web import (
     status,
 )
 from gatekeeper.web.context import WebContext
+from gatekeeper.web.insights_failures import routes as insights_failures_routes
 from gatekeeper.web.templating import STATIC
 
 # No inline script or style, nothing from another origin, no framing: what a
@@ -94,6 +95,7 @@ def make_app(ctx: WebContext) -> Starlette:
     routes.extend(console.routes(ctx))
     routes.extend(insights_flaky.routes(ctx))
     routes.extend(insights_providers.routes(ctx))
+    routes.extend(insights_failures_routes(ctx))
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.ctx = ctx
     return app

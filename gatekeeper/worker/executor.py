@@ -24,7 +24,7 @@ from gatekeeper.errors import (
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
-from gatekeeper.model.results import CompleteData, NodeWait, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, Recognised, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
 from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
@@ -44,6 +44,11 @@ CONSOLE = "console.txt"
 #: ERROR (the worker's or the node's), a merge conflict and a success leave
 #: nothing worth a server for a day.
 HELD_RESULTS = frozenset({BuildResult.FAILURE, BuildResult.TIMED_OUT})
+
+
+#: Names the known failures in a failed build's logs:
+#: ``(uuid, log_dir, job, project, branch)`` -> what was found.
+Recognise = Callable[[str, Path, str, str, str], list[Recognised]]
 
 
 class Reaches(Protocol):
@@ -100,6 +105,8 @@ class BuildExecutor:
     ``describe_wait(label, waited)`` says what the pool had when a build
     gave up waiting for a node (its NODE_FAILURE report shows it).
     ``log_max_bytes`` caps the log files collected from one build.
+    ``recognise(uuid, log_dir, job, project, branch)`` names the known
+    failures in a failed build's archived logs (see :mod:`.recognise`).
     """
 
     def __init__(
@@ -121,6 +128,7 @@ class BuildExecutor:
         hold_max: Callable[[str], int] | None = None,
         describe_wait: Callable[[str, float], NodeWait] | None = None,
         log_max_bytes: int = 300 * 2**20,
+        recognise: Recognise | None = None,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -139,6 +147,7 @@ class BuildExecutor:
         self.hold_max = hold_max
         self.describe_wait = describe_wait
         self.log_max_bytes = log_max_bytes
+        self.recognise = recognise
 
     # -- node ----------------------------------------------------------------
 
@@ -241,6 +250,19 @@ class BuildExecutor:
             result, error = BuildResult.ERROR, f"worker error: {exc}"
         finally:
             self._release(node, result in HELD_RESULTS, f"build {uuid} {result}")
+        recognised: list[Recognised] = []
+        if result in HELD_RESULTS and self.recognise is not None:
+            # After the release: the node is not kept waiting for the scan.
+            try:
+                recognised = self.recognise(
+                    uuid,
+                    log_dir,
+                    spec.name,
+                    params.get("ZUUL_PROJECT", ""),
+                    params.get("ZUUL_BRANCH", ""),
+                )
+            except Exception:
+                log.exception("build %s: the search for known failures failed", uuid)
         return CompleteData(
             uuid=uuid,
             result=str(result),
@@ -252,6 +274,7 @@ class BuildExecutor:
             started_at=started_at,
             ended_at=time.time(),
             conflict=conflict,
+            recognised=recognised,
         )
 
     def _start_data(

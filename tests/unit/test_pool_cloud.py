@@ -172,6 +172,21 @@ def test_launch_tags_servers_and_waits_for_ssh(
         assert node.host_keys == f"[127.0.0.1]:{sshd.port} {key.get_name()} {key.get_base64()}"
 
 
+def test_a_node_records_the_region_and_zone_the_cloud_placed_it_in(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    # What per-provider failure statistics and the job's NODE_REGION/NODE_AZ read.
+    cloud = clouds(availability_zone="az-east-2")
+    pool = make_pool([("rax", cloud, {"region": "RegionTwo"})])
+    _round(pool)
+    (node,) = NodeStore(db).list()
+    assert (node.state, node.region, node.availability_zone) == (
+        NodeState.READY,
+        "RegionTwo",
+        "az-east-2",
+    )
+
+
 def test_a_node_is_usable_over_ssh_with_the_recorded_host_key(
     tmp_path: Path, db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
 ) -> None:

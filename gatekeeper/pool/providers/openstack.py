@@ -226,6 +226,8 @@ class OpenStackProvider(
                 port=self.config.ssh_port,
                 username=settings.username,
                 host_keys=host_keys,
+                region=self.config.region,
+                availability_zone=server.availability_zone,
             )
         raise ProviderError(
             f"node {node_name}: no usable server on {self.name} after "

@@ -413,16 +413,16 @@ class BuildExecutor:
         console: _Console,
     ) -> tuple[str, str]:
         env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
-        env.update(node_facts(node), WORKSPACE="workspace")
-        # The image's git cache (gatekeeper/kit/image): a directory node keeps
-        # it under its own root, beside the workspace; a machine at /opt/git.
-        cache = '"${PWD%/*}"/opt/git' if isinstance(transport, LocalTransport) else "/opt/git"
+        env.update(node_facts(node))
+        env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
-        command = (
-            f'WORKSPACE="$PWD"; GATEKEEPER_GIT_CACHE={cache}; '
-            "export WORKSPACE GATEKEEPER_GIT_CACHE; " + spec.run
-        )
+        prefix = 'WORKSPACE="$PWD"; export WORKSPACE; '
+        if isinstance(transport, LocalTransport):
+            # A directory node carries its image's git cache under its own
+            # root (a VM has it at /opt/git, the kit's default).
+            prefix += 'GATEKEEPER_GIT_CACHE="${PWD%/*}/opt/git"; export GATEKEEPER_GIT_CACHE; '
+        command = prefix + spec.run
         timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
         try:
             status = transport.run(command, env, "workspace", console.line, timeout, stop)

@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 console_log = logging.getLogger("gatekeeper.console")
 
 CONSOLE = "console.txt"
-#: The node facts, in the workspace on the node (the devstack kit's wrap
-#: copies it into logs/): shell assignments, quoted, for ``source``.
-NODE_FACTS = ".gatekeeper/node.env"
 
 #: Results whose node is held for people to look at: the job itself failed,
 #: or ran out of time (the build developers most want to log in to). An
@@ -55,6 +52,11 @@ class Reaches(Protocol):
     (every :class:`gatekeeper.pool.providers.base.Provider` does)."""
 
     def transport(self, node: Node) -> Transport: ...
+
+
+#: The node facts, in the workspace on the node (the devstack kit's wrap
+#: copies it into logs/): shell assignments, quoted, for ``source``.
+NODE_FACTS = ".gatekeeper/node.env"
 
 
 def node_facts(node: Node) -> dict[str, str]:
@@ -342,9 +344,9 @@ class BuildExecutor:
             except WorkspaceError as exc:
                 console.line(f"ERROR: preparing the workspace failed: {exc}")
                 return BuildResult.ERROR, str(exc)
+            write_node_facts(tmp / "workspace", facts)
             for state in states:
                 console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
-            write_node_facts(tmp / "workspace", facts)
             if stop.is_set():
                 return BuildResult.ABORTED, "aborted"
             try:

@@ -113,8 +113,9 @@ dg_export_defaults() {
     _dg_default BASE /opt/stack
 
     # The gate hook's budget in minutes: the build's timeout (BUILD_TIMEOUT,
-    # in milliseconds as Jenkins gave it) less a buffer for collecting logs;
-    # 60 minutes when the build says nothing.
+    # in milliseconds as Jenkins gave it) less a buffer for collecting logs
+    # (at most a quarter of the build, so a short build keeps most of its
+    # time); 60 minutes when the build says nothing.
     _dg_default DEVSTACK_GATE_TIMEOUT_BUFFER 10
     case "$DEVSTACK_GATE_TIMEOUT_BUFFER" in
         '' | *[!0-9]*) _dg_fail "DEVSTACK_GATE_TIMEOUT_BUFFER must be whole minutes, not '$DEVSTACK_GATE_TIMEOUT_BUFFER'" || return ;;
@@ -123,10 +124,10 @@ dg_export_defaults() {
         case "$BUILD_TIMEOUT" in
             '' | *[!0-9]*) _dg_fail "BUILD_TIMEOUT must be milliseconds, not '$BUILD_TIMEOUT'" || return ;;
         esac
-        DEVSTACK_GATE_TIMEOUT=$((BUILD_TIMEOUT / 60000 - DEVSTACK_GATE_TIMEOUT_BUFFER))
-        if [ "$DEVSTACK_GATE_TIMEOUT" -lt 1 ]; then
-            _dg_fail "BUILD_TIMEOUT of ${BUILD_TIMEOUT} ms leaves no time after the ${DEVSTACK_GATE_TIMEOUT_BUFFER}-minute buffer" || return
-        fi
+        local minutes=$((BUILD_TIMEOUT / 60000)) buffer=$DEVSTACK_GATE_TIMEOUT_BUFFER
+        [ "$buffer" -gt $((minutes / 4)) ] && buffer=$((minutes / 4))
+        DEVSTACK_GATE_TIMEOUT=$((minutes - buffer))
+        [ "$DEVSTACK_GATE_TIMEOUT" -ge 1 ] || DEVSTACK_GATE_TIMEOUT=1
     fi
     _dg_default DEVSTACK_GATE_TIMEOUT 60
     case "$DEVSTACK_GATE_TIMEOUT" in
@@ -464,19 +465,22 @@ dg_write_local_conf() {
 # --- tempest ------------------------------------------------------------------------
 
 # dg_tempest_tox_env: the tox environment tempest runs in, chosen by the
-# first flag set (in devstack-gate's order). Prints nothing when no tests
-# run (DEVSTACK_GATE_TEMPEST=0, or NOTESTS: configure only). A regex goes
-# after `--` on tox's command line: DEVSTACK_GATE_TEMPEST_REGEX, as is.
+# first flag set (in devstack-gate's order), then, with a regex, `-- REGEX`
+# (what follows the env on tox's command line: `tox -e all -- REGEX`).
+# Prints nothing when no tests run (DEVSTACK_GATE_TEMPEST=0, or NOTESTS:
+# tempest is configured, and the wrap runs no tox).
 dg_tempest_tox_env() {
     dg_export_defaults || return
     if [ "$DEVSTACK_GATE_TEMPEST" != 1 ] || [ "$DEVSTACK_GATE_TEMPEST_NOTESTS" = 1 ]; then
         return 0
     fi
     if [ -n "$DEVSTACK_GATE_TEMPEST_REGEX" ] || [ "$DEVSTACK_GATE_TEMPEST_ALL_PLUGINS" = 1 ]; then
-        if [ "$DEVSTACK_GATE_TEMPEST_ALL_PLUGINS" = 1 ]; then
-            echo all-plugin
+        local env=all
+        [ "$DEVSTACK_GATE_TEMPEST_ALL_PLUGINS" = 1 ] && env=all-plugin
+        if [ -n "$DEVSTACK_GATE_TEMPEST_REGEX" ]; then
+            echo "$env -- $DEVSTACK_GATE_TEMPEST_REGEX"
         else
-            echo all
+            echo "$env"
         fi
     elif [ "$DEVSTACK_GATE_TEMPEST_ALL" = 1 ]; then
         echo all

@@ -91,8 +91,6 @@ class Row:
     services_removed: list[str] = field(default_factory=list)
     tox: str = ""
     exported: dict[str, str] = field(default_factory=dict)
-    # Repositories the workspace must prepare besides the default list.
-    projects: list[str] = field(default_factory=list)
 
 
 TEMPEST_LINES = ["API_RATE_LIMIT=False", "VOLUME_BACKING_FILE_SIZE=24G"]
@@ -246,7 +244,6 @@ ROWS: dict[str, Row] = {
         ["VIRT_DRIVER=libvirt", "LIBVIRT_TYPE=qemu"],
         services_added=["ir-api", "ir-cond"],
         services_removed=CINDER + SWIFT,
-        projects=["openstack/ironic", "openstack/python-ironicclient"],
     ),
     "ceph": Row(
         {"DEVSTACK_GATE_CEPH": "1"},
@@ -256,17 +253,14 @@ ROWS: dict[str, Row] = {
     "trove": Row(
         {"DEVSTACK_GATE_TROVE": "1"},
         services_added=["trove", "tr-api", "tr-tmgr", "tr-cond"],
-        projects=["openstack/trove", "openstack/python-troveclient"],
     ),
     "sahara": Row(
         {"DEVSTACK_GATE_SAHARA": "1"},
         services_added=["sahara"],
-        projects=["openstack/sahara", "openstack/python-saharaclient"],
     ),
     "marconi": Row(
         {"DEVSTACK_GATE_MARCONI": "1"},
         services_added=["zaqar-server"],
-        projects=["openstack/zaqar", "openstack/python-zaqarclient"],
     ),
     "tls-proxy": Row({"DEVSTACK_GATE_TLSPROXY": "1"}, services_added=["tls-proxy"]),
     "enabled-services-from-the-job": Row(
@@ -337,17 +331,10 @@ ROWS: dict[str, Row] = {
         exported={"DEVSTACK_GATE_REMOVE_STACK_SUDO": "0"},
     ),
     "unstack": Row({"DEVSTACK_GATE_UNSTACK": "1"}, exported={"DEVSTACK_GATE_UNSTACK": "1"}),
+    # The workspace phase (functions.sh, dg_projects) prepares exactly these.
     "projects-override": Row(
         {"DEVSTACK_GATE_PROJECTS_OVERRIDE": "openstack-dev/devstack openstack/nova"},
-        exported={"PROJECTS": "openstack-dev/devstack openstack/nova"},
-    ),
-    # The project under test is prepared even when the override forgets it.
-    "projects-override-adds-the-change": Row(
-        {
-            "DEVSTACK_GATE_PROJECTS_OVERRIDE": "openstack-dev/devstack",
-            "ZUUL_PROJECT": "openstack/glance",
-        },
-        exported={"PROJECTS": "openstack-dev/devstack openstack/glance"},
+        exported={"DEVSTACK_GATE_PROJECTS_OVERRIDE": "openstack-dev/devstack openstack/nova"},
     ),
     "tempest-concurrency": Row({"TEMPEST_CONCURRENCY": "2"}, exported={"TEMPEST_CONCURRENCY": "2"}),
 }
@@ -373,9 +360,6 @@ def test_each_switch_changes_the_config_as_devstack_gate_did(
     assert got.tox == row.tox
     for name, value in row.exported.items():
         assert got.env[name] == value, name
-    more = set(got.env["PROJECTS"].split()) - set(baseline.env["PROJECTS"].split())
-    if "PROJECTS" not in row.exported:
-        assert sorted(more) == sorted(row.projects)
 
 
 def test_a_job_that_sets_nothing_gets_devstack_gates_defaults(baseline: Generated) -> None:
@@ -393,7 +377,7 @@ def test_a_job_that_sets_nothing_gets_devstack_gates_defaults(baseline: Generate
     assert env["DEVSTACK_GATE_CONFIGDRIVE"] == "0"
     assert env["DEVSTACK_LOCAL_CONFIG"] == ""
     assert int(env["TEMPEST_CONCURRENCY"]) >= 1
-    assert "openstack/nova" in env["PROJECTS"].split()
+    assert env["DEVSTACK_GATE_PROJECTS_OVERRIDE"] == ""
     # Every supported switch is exported, so reproduce.sh and the logs see it.
     switches = {name for name in env if name.startswith("DEVSTACK_GATE_")}
     assert len(switches) >= 30
@@ -432,9 +416,17 @@ def test_devstack_local_config_is_appended_verbatim_at_the_end_of_localrc(
     assert rest.lstrip("\n").startswith("[[test-config|$TEMPEST_CONFIG]]")
 
 
-def test_a_value_set_empty_is_kept_and_not_replaced_by_the_default(tmp_path: Path) -> None:
-    got = generate(tmp_path, {"DEVSTACK_GATE_PROJECTS_OVERRIDE": "", "PROJECTS": ""})
-    assert got.env["PROJECTS"] == ""
+def test_a_switch_set_empty_gets_the_default_as_in_devstack_gate(
+    baseline: Generated, tmp_path: Path
+) -> None:
+    # A job template that exported DEVSTACK_GATE_NEUTRON="" meant "off".
+    empty = {"DEVSTACK_GATE_MQ_DRIVER": "", "DEVSTACK_GATE_CLEAN_LOGS": "", "BASE": ""}
+    got = generate(tmp_path, {**empty, "DEVSTACK_GATE_NEUTRON": ""})
+    assert got.text == baseline.text
+    assert (got.env["DEVSTACK_GATE_MQ_DRIVER"], got.env["DEVSTACK_GATE_CLEAN_LOGS"]) == (
+        "rabbitmq",
+        "1",
+    )
 
 
 BAD = {

@@ -16,10 +16,11 @@
 
 # --- defaults -----------------------------------------------------------------
 
-# _dg_default NAME VALUE: export NAME, set to VALUE only when it is unset.
-# (Set to "" counts as set: an empty DEVSTACK_LOCAL_CONFIG is a choice.)
+# _dg_default NAME VALUE: export NAME, set to VALUE when it is unset or
+# empty (devstack-gate's ${NAME:-VALUE}: a job that sets a switch to ""
+# gets the default, as it always did).
 _dg_default() {
-    if [ -z "${!1+set}" ]; then
+    if [ -z "${!1:-}" ]; then
         printf -v "$1" '%s' "$2"
     fi
     export "${1?}"
@@ -120,7 +121,7 @@ dg_export_defaults() {
     case "$DEVSTACK_GATE_TIMEOUT_BUFFER" in
         '' | *[!0-9]*) _dg_fail "DEVSTACK_GATE_TIMEOUT_BUFFER must be whole minutes, not '$DEVSTACK_GATE_TIMEOUT_BUFFER'" || return ;;
     esac
-    if [ -z "${DEVSTACK_GATE_TIMEOUT+set}" ] && [ -n "${BUILD_TIMEOUT:-}" ]; then
+    if [ -z "${DEVSTACK_GATE_TIMEOUT:-}" ] && [ -n "${BUILD_TIMEOUT:-}" ]; then
         case "$BUILD_TIMEOUT" in
             '' | *[!0-9]*) _dg_fail "BUILD_TIMEOUT must be milliseconds, not '$BUILD_TIMEOUT'" || return ;;
         esac
@@ -136,7 +137,7 @@ dg_export_defaults() {
 
     # Tempest's workers: one per CPU, halved on bigger nodes (the services
     # under test need CPU too).
-    if [ -z "${TEMPEST_CONCURRENCY+set}" ]; then
+    if [ -z "${TEMPEST_CONCURRENCY:-}" ]; then
         TEMPEST_CONCURRENCY=$(nproc 2>/dev/null || echo 1)
         if [ "$TEMPEST_CONCURRENCY" -gt 3 ]; then
             TEMPEST_CONCURRENCY=$((TEMPEST_CONCURRENCY / 2))
@@ -159,54 +160,6 @@ dg_export_defaults() {
     _dg_one_of DEVSTACK_GATE_MQ_DRIVER rabbitmq zeromq qpid || return
     _dg_one_of DEVSTACK_GATE_VIRT_DRIVER libvirt fake ironic xenapi openvz || return
     _dg_one_of DEVSTACK_GATE_TOPOLOGY aio multinode || return
-
-    # The repositories the workspace prepares: the job's exact list when it
-    # gives one, else devstack-gate's own list (plus the project under test).
-    if [ -z "${PROJECTS+set}" ]; then
-        if [ -n "$DEVSTACK_GATE_PROJECTS_OVERRIDE" ]; then
-            PROJECTS=$DEVSTACK_GATE_PROJECTS_OVERRIDE
-        else
-            PROJECTS=$(_dg_default_projects)
-        fi
-        case " $PROJECTS " in
-            *" ${ZUUL_PROJECT:-} "*) ;;
-            *) [ -n "${ZUUL_PROJECT:-}" ] && PROJECTS="$PROJECTS $ZUUL_PROJECT" ;;
-        esac
-    fi
-    export PROJECTS
-}
-
-# The projects a devstack job prepares when the job names none.
-_dg_default_projects() {
-    local projects=(
-        openstack-dev/devstack
-        openstack-dev/grenade
-        openstack-dev/pbr
-        openstack-infra/devstack-gate
-        openstack-infra/requirements
-        openstack/cinder
-        openstack/glance
-        openstack/heat
-        openstack/horizon
-        openstack/keystone
-        openstack/neutron
-        openstack/nova
-        openstack/oslo.config
-        openstack/oslo.messaging
-        openstack/python-cinderclient
-        openstack/python-glanceclient
-        openstack/python-keystoneclient
-        openstack/python-neutronclient
-        openstack/python-novaclient
-        openstack/python-openstackclient
-        openstack/swift
-        openstack/tempest
-    )
-    [ "$DEVSTACK_GATE_IRONIC" = 1 ] && projects+=(openstack/ironic openstack/python-ironicclient)
-    [ "$DEVSTACK_GATE_TROVE" = 1 ] && projects+=(openstack/trove openstack/python-troveclient)
-    [ "$DEVSTACK_GATE_SAHARA" = 1 ] && projects+=(openstack/sahara openstack/python-saharaclient)
-    [ "$DEVSTACK_GATE_MARCONI" = 1 ] && projects+=(openstack/zaqar openstack/python-zaqarclient)
-    echo "${projects[*]}"
 }
 
 # --- services -------------------------------------------------------------------

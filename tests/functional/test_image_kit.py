@@ -11,6 +11,7 @@ on this host, which the kit must not change (it says so).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.protocol import JobSpec
+from gatekeeper.kit import image_kit_program
 from gatekeeper.model.node import ImageState
 from gatekeeper.pool.pool import Pool
 from gatekeeper.pool.providers import make_provider
@@ -80,6 +82,10 @@ def test_images_update_runs_the_kit_and_a_build_on_its_node_finds_the_git_cache(
     site_file: Path, upstream: KitUpstream, tmp_path: Path
 ) -> None:
     heads = {project: upstream.sim.branch_head(project) for project in KIT_PROJECTS}
+    # The base every image of the label starts from says which release it is.
+    base = tmp_path / "state" / "images" / LABEL / "etc"
+    base.mkdir(parents=True)
+    (base / "os-release").write_text('NAME="Ubuntu"\nVERSION_CODENAME=noble\n')
 
     result = CliRunner().invoke(main, ["images", "update", "-c", str(site_file)])
     assert result.exit_code == 0, result.output
@@ -88,7 +94,7 @@ def test_images_update_runs_the_kit_and_a_build_on_its_node_finds_the_git_cache(
     for project, head in heads.items():
         assert f"image kit: cached {project} at {head[:7]} (master)" in shown
     directory = "(the image is a directory, not a machine: this host is not the image's to change)"
-    assert f"image kit: packages: not installed {directory}; the 13 packages are listed" in shown
+    assert f"image kit: packages: not installed {directory}; the 14 packages are listed" in shown
     assert f"image kit: stack user: not created {directory}" in shown
     assert "image kit: pip cache: 1 files for the requirements of 1 projects" in shown
     assert f"[local/{LABEL}] READY: " in shown
@@ -112,8 +118,10 @@ def test_images_update_runs_the_kit_and_a_build_on_its_node_finds_the_git_cache(
         for project, head in heads.items():
             assert _head(root / "opt" / "git" / project) == head
         packages = (root / "opt" / "cache" / "packages.txt").read_text().split()
-        assert {"bridge-utils", "curl", "libxml2-dev", "qemu-utils", "git"} <= set(packages)
+        listed = {"bridge-utils", "curl", "libxml2-dev", "qemu-utils", "libvirt-dev", "git"}
+        assert listed <= set(packages)
         assert "lvm2" not in packages  # NOPRIME: devstack installs it only when needed
+        assert "libvirt-bin" not in packages  # for xenial only
         assert (root / "opt" / "cache" / "pip" / "gkprobe-1.0-py3-none-any.whl").is_file()
 
         # A build on that node finds the cache through GATEKEEPER_GIT_CACHE,
@@ -176,3 +184,28 @@ def test_a_kit_project_name_that_is_not_a_project_is_refused_with_its_key(
     result = CliRunner().invoke(main, ["images", "update", "-c", str(site_file)])
     assert result.exit_code != 0
     assert "kit.projects" in result.output and "'../../etc'" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the kit as another user")
+def test_on_a_machine_without_root_or_sudo_the_kit_stops_and_says_why(
+    upstream: KitUpstream, tmp_path: Path
+) -> None:
+    # A build server whose login user is neither root nor a sudoer: the kit
+    # cannot lay out /opt and must say so instead of half-building an image.
+    # (Run as nobody, so this host's /opt is not touched.)
+    program = image_kit_program(["openstack/glance"], upstream.git_url, "/")
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s"],
+        input=program,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert (
+        b"image kit: ERROR: cannot write /opt/git (not root, and no passwordless sudo)"
+        in done.stderr
+    )
+    assert not Path("/opt/git").exists()

@@ -19,9 +19,10 @@
 # requirements), opt/cache/packages.txt (the packages devstack lists) and
 # opt/cache/image-kit.txt (what this build put in the image).
 #
-# The host is changed (packages installed, a user made) only when the root
-# is / and this runs as root: a local image is a directory on gatekeeper's
-# own host, which is not the image's to change; there the console says so.
+# The host is changed (packages downloaded, a user made) only when the root
+# is / and this runs as root or has passwordless sudo: a local image is a
+# directory on gatekeeper's own host, which is not the image's to change;
+# there the output says so.
 
 set -eu -o pipefail
 
@@ -38,16 +39,29 @@ say() {
     echo "image kit: $*"
 }
 
-# Why the host may not be changed here, or nothing when it may.
-host_refusal() {
-    if [ -n "$ROOT" ]; then
-        echo "the image is a directory, not a machine: this host is not the image's to change"
-    elif [ "$(id -u)" != 0 ]; then
-        echo "not running as root"
+# How to act as root on the image (AS_ROOT), or why the host may not be
+# changed here (REFUSAL).
+AS_ROOT=()
+REFUSAL=""
+if [ -n "$ROOT" ]; then
+    REFUSAL="the image is a directory, not a machine: this host is not the image's to change"
+elif [ "$(id -u)" != 0 ]; then
+    if sudo -n true 2>/dev/null; then
+        AS_ROOT=(sudo -n)
+    else
+        REFUSAL="not root, and no passwordless sudo"
     fi
-}
+fi
 
-mkdir -p "$GIT_CACHE" "$PIP_CACHE"
+if [ -z "$ROOT" ] && [ -z "$REFUSAL" ]; then
+    # /opt is root's; the caches are the login user's, as the job reads them.
+    "${AS_ROOT[@]}" mkdir -p "$GIT_CACHE" "$PIP_CACHE"
+    "${AS_ROOT[@]}" chown "$(id -u):$(id -g)" "$GIT_CACHE" "$CACHE" "$PIP_CACHE"
+fi
+if ! mkdir -p "$GIT_CACHE" "$PIP_CACHE" 2>/dev/null || [ ! -w "$GIT_CACHE" ]; then
+    echo "image kit: ERROR: cannot write $GIT_CACHE ($REFUSAL)" >&2
+    exit 1
+fi
 manifest=$CACHE/image-kit.txt
 {
     echo "# gatekeeper devstack image kit, $(date -u +%FT%TZ)"
@@ -80,8 +94,13 @@ for project in "${PROJECT_LIST[@]}"; do
 done
 
 # --- the packages devstack lists ---------------------------------------------
-# devstack names its distro packages in files/debs/<service>, one a line;
-# "# NOPRIME" marks one it installs only when the service runs.
+# devstack names its distro packages in files/debs/<service>, one a line:
+# "# NOPRIME" marks one it installs only when the service runs, and
+# "# dist:jammy,noble" one for those releases only.
+codename=$(
+    # shellcheck disable=SC1091
+    . "$ROOT/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-}"
+) || codename=""
 packages=$CACHE/packages.txt
 {
     # What every devstack node needs before stack.sh can start.
@@ -89,23 +108,47 @@ packages=$CACHE/packages.txt
     for project in openstack/devstack openstack-dev/devstack; do
         for list in "$GIT_CACHE/$project"/files/debs/*; do
             [ -f "$list" ] || continue
-            grep -v 'NOPRIME' "$list" | sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e 's/^[[:space:]]*//' | grep -v '^$' || true
+            awk -v release="$codename" '
+                /NOPRIME/ { next }
+                {
+                    line = $0
+                    package = line
+                    sub(/[ \t]*#.*/, "", package)
+                    gsub(/[ \t]/, "", package)
+                    if (package == "") next
+                    if (release != "" && match(line, /dist:[^ \t]*/)) {
+                        dists = "," substr(line, RSTART + 5, RLENGTH - 5) ","
+                        if (index(dists, "," release ",") == 0) next
+                    }
+                    print package
+                }' "$list"
         done
     done
 } | sort -u >"$packages"
 count=$(wc -l <"$packages")
-refusal=$(host_refusal)
-if [ -n "$refusal" ]; then
-    say "packages: not installed ($refusal); the $count packages are listed in ${packages#"$ROOT"}"
+if [ -n "$REFUSAL" ]; then
+    say "packages: not installed ($REFUSAL); the $count packages are listed in ${packages#"$ROOT"}"
 elif ! command -v apt-get >/dev/null; then
     say "packages: not installed (no apt-get on this image); the $count packages are listed in ${packages#"$ROOT"}"
 else
     # Downloaded into apt's cache, not installed: stack.sh installs what the
-    # job's services need, from the cache, as it would on a fresh node.
-    DEBIAN_FRONTEND=noninteractive apt-get -q update
-    # shellcheck disable=SC2046
-    DEBIAN_FRONTEND=noninteractive apt-get -q -y --download-only install $(cat "$packages")
-    say "packages: $count downloaded into apt's cache"
+    # job's services need, from the cache, as it would on a fresh node. A
+    # name this release's archive lacks is reported, not fatal: stack.sh
+    # fails on it only if a job's services need it.
+    "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q update
+    known=() unknown=()
+    while read -r package; do
+        if apt-cache show "$package" >/dev/null 2>&1; then
+            known+=("$package")
+        else
+            unknown+=("$package")
+        fi
+    done <"$packages"
+    "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y --download-only install "${known[@]}"
+    say "packages: ${#known[@]} downloaded into apt's cache"
+    if [ "${#unknown[@]}" -gt 0 ]; then
+        say "packages: not in this release's archive: ${unknown[*]}"
+    fi
 fi
 
 # --- the pip cache ---------------------------------------------------------------
@@ -128,15 +171,15 @@ else
 fi
 
 # --- the stack user ----------------------------------------------------------------
-if [ -n "$refusal" ]; then
-    say "stack user: not created ($refusal); the wrap's host phase says so on the node"
+if [ -n "$REFUSAL" ]; then
+    say "stack user: not created ($REFUSAL); the wrap's host phase says so on the node"
 else
     if ! id stack >/dev/null 2>&1; then
-        useradd --create-home --home-dir /opt/stack --shell /bin/bash stack
+        "${AS_ROOT[@]}" useradd --create-home --home-dir /opt/stack --shell /bin/bash stack
     fi
-    echo "stack ALL=(root) NOPASSWD:ALL" >/etc/sudoers.d/50_stack_sh
-    chmod 0440 /etc/sudoers.d/50_stack_sh
-    chown -R stack:stack /opt/stack
+    echo "stack ALL=(root) NOPASSWD:ALL" | "${AS_ROOT[@]}" tee /etc/sudoers.d/50_stack_sh >/dev/null
+    "${AS_ROOT[@]}" chmod 0440 /etc/sudoers.d/50_stack_sh
+    "${AS_ROOT[@]}" chown -R stack:stack /opt/stack
     say "stack user: ready (home /opt/stack, sudo until the wrap drops it)"
 fi
 

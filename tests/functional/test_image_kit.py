@@ -142,7 +142,7 @@ def test_images_update_runs_the_kit_and_a_build_on_its_node_finds_the_git_cache(
         seed = (
             "for p in openstack/nova openstack/glance; do"
             # The cache belongs to the image's owner, not to the job's user:
-            # newer git (2.45.1 on) refuses such a repository unless told.
+            # some git releases refuse such a repository unless told.
             " GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'"
             ' git clone -q --no-hardlinks "$GATEKEEPER_GIT_CACHE/$p" "seeded/$p"'
             ' && echo "seeded $p $(git -C "seeded/$p" rev-parse HEAD)"; done'

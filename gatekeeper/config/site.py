@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
+from gatekeeper.model.names import project_name_problem
 
 
 class _Strict(BaseModel):
@@ -159,6 +160,30 @@ class StaticHost(_Strict):
     workdir: str = "/tmp/gatekeeper"
 
 
+class ImageKit(_Strict):
+    """gatekeeper's devstack image kit (``gatekeeper/kit/image``), run on the
+    template before the label's own setup scripts: ``projects`` cloned from
+    ``<git-url>/<project>`` into ``/opt/git``, a pip cache of their
+    requirements, the packages devstack lists, and the ``stack`` user."""
+
+    git_url: str = Field(alias="git-url", min_length=1)
+    projects: list[str] = Field(min_length=1)
+    # openstack: where on the build server the kit lays the image out: / (the
+    # server itself, which then also gets the packages and the stack user) or
+    # a directory (a tree, which gets neither). A local image is always laid
+    # out in its template directory.
+    root: str = Field(default="/", pattern=r"^/")
+
+    @field_validator("projects")
+    @classmethod
+    def _project_names(cls, projects: list[str]) -> list[str]:
+        for name in projects:
+            problem = project_name_problem(name)
+            if problem:
+                raise ValueError(f"project {name!r} {problem}")
+        return projects
+
+
 class ProviderImage(_Strict):
     """How one label's nodes are made on a provider, and its daily image.
 
@@ -176,6 +201,14 @@ class ProviderImage(_Strict):
     private_key: Path | None = Field(default=None, alias="private-key")
     # Extra server metadata, besides the pool's own tags.
     metadata: dict[str, str] = Field(default_factory=dict)
+    # gatekeeper's devstack image kit, run before ``setup``.
+    kit: ImageKit | None = None
+
+    @property
+    def builds(self) -> bool:
+        """Whether a daily image is made (without any setup it would only
+        copy the base: nodes boot that)."""
+        return bool(self.setup) or self.kit is not None
 
 
 class ProviderConfig(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, NodeWait, Recognised, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node.transport_local import LocalTransport
 from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
@@ -56,6 +58,36 @@ class Reaches(Protocol):
     (every :class:`gatekeeper.pool.providers.base.Provider` does)."""
 
     def transport(self, node: Node) -> Transport: ...
+
+
+#: The node facts, in the workspace on the node (the devstack kit's wrap
+#: copies it into logs/): shell assignments, quoted, for ``source``.
+NODE_FACTS = ".gatekeeper/node.env"
+
+
+def node_facts(node: Node) -> dict[str, str]:
+    """Where a build runs, as its job and its logs see it (devstack-gate's
+    ``/etc/nodepool/provider`` habit, and what per-provider statistics
+    read): the provider, the node, its label, and the cloud's region and
+    availability zone ("" where the provider reports none)."""
+    return {
+        "NODE_PROVIDER": node.provider,
+        "NODE_NAME": node.name,
+        "NODE_LABEL": node.label,
+        "NODE_REGION": node.region,
+        "NODE_AZ": node.availability_zone,
+    }
+
+
+def write_node_facts(workspace: Path, facts: Mapping[str, str]) -> None:
+    """``workspace/.gatekeeper/node.env``. The values are quoted: a zone name
+    is the cloud's text, and the file is sourced by bash on the node."""
+    path = workspace / NODE_FACTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}={shlex.quote(value)}" for key, value in facts.items()]
+    path.write_text(
+        "# Where this build ran (written by gatekeeper's worker).\n" + "\n".join(lines) + "\n"
+    )
 
 
 class _Console:
@@ -340,8 +372,9 @@ class BuildExecutor:
     ) -> tuple[str, str]:
         """The build on a claimed node; returns (result, error)."""
         console.line(f"gatekeeper build {uuid} job {spec.name}")
-        console.line(f"NODE_PROVIDER={node.provider}")
-        console.line(f"NODE_NAME={node.name}")
+        facts = node_facts(node)
+        for key, value in facts.items():
+            console.line(f"{key}={shown(value)}")
         for key in sorted(params):
             if key != JOB_KEY:
                 console.line(f"{key}={params[key]}")
@@ -361,6 +394,7 @@ class BuildExecutor:
             except WorkspaceError as exc:
                 console.line(f"ERROR: preparing the workspace failed: {exc}")
                 return BuildResult.ERROR, str(exc)
+            write_node_facts(tmp / "workspace", facts)
             for state in states:
                 console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
             if stop.is_set():
@@ -431,10 +465,16 @@ class BuildExecutor:
         console: _Console,
     ) -> tuple[str, str]:
         env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
+        env.update(node_facts(node))
         env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
-        command = 'WORKSPACE="$PWD"; export WORKSPACE; ' + spec.run
+        prefix = 'WORKSPACE="$PWD"; export WORKSPACE; '
+        if isinstance(transport, LocalTransport):
+            # A directory node carries its image's git cache under its own
+            # root (a VM has it at /opt/git, the kit's default).
+            prefix += 'GATEKEEPER_GIT_CACHE="${PWD%/*}/opt/git"; export GATEKEEPER_GIT_CACHE; '
+        command = prefix + spec.run
         timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
         try:
             status = transport.run(command, env, "workspace", console.line, timeout, stop)

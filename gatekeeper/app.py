@@ -17,6 +17,7 @@ from gatekeeper.config.site import GerritHttpConfig, LabelConfig, SiteConfig
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
@@ -34,6 +35,8 @@ from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.insights.flaky import FlakyNotes
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.metrics import Census
@@ -41,8 +44,9 @@ from gatekeeper.model.results import NodeWait, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
-from gatekeeper.scheduler import operations
+from gatekeeper.scheduler import mail, operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
+from gatekeeper.scheduler.pipeline_state import warn_unused_disabled
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.scheduler.timer import Timer
@@ -51,6 +55,7 @@ from gatekeeper.web.context import WebContext
 from gatekeeper.web.server import WebServer
 from gatekeeper.worker.console import ConsoleServer
 from gatekeeper.worker.executor import BuildExecutor
+from gatekeeper.worker.recognise import FailureRecogniser
 from gatekeeper.worker.server import Worker
 from gatekeeper.worker.workspace import WorkspaceBuilder
 
@@ -83,7 +88,7 @@ class Gatekeeper:
     serve_web: bool = True
 
     def __post_init__(self) -> None:
-        self.layout = load_layout(self.site.layout)
+        self.layout = self._load_layout()
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
@@ -102,6 +107,8 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: Failure rates per provider, for the pool and the metrics.
+        self.provider_watch = ProviderWatch.for_site(self.db, self.site.insights.providers)
         #: What every component counts into; ``metrics.prometheus.registry``
         #: is what the web serves at /metrics.
         self.metrics = SiteMetrics(
@@ -110,6 +117,7 @@ class Gatekeeper:
                 nodes=NodeStore(self.db).census,
                 max_servers={p.name: p.max_servers for p in self.site.providers},
                 gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
+                provider_rates=self.provider_watch.rates,
             ),
         )
         self.web: WebServer | None = None
@@ -117,6 +125,21 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+        #: The known failures its worker searches failed builds' logs for.
+        self.recogniser: FailureRecogniser | None = None
+
+    def _load_layout(self) -> Layout:
+        """The layout file, checked against this site too (its smtp reporters
+        need the site's smtp section).
+
+        :raises ConfigError: with one ``file:line: key: message`` line per problem.
+        """
+        layout = load_layout(self.site.layout)
+        errors = mail.check_layout(layout, self.site.smtp)
+        if errors:
+            raise ConfigError(errors)
+        warn_unused_disabled(layout)
+        return layout
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -126,6 +149,8 @@ class Gatekeeper:
 
     def start(self) -> None:
         site = self.site
+        if "worker" in self.components:
+            self._recogniser()  # a signature that does not load stops the start here
         site.state_dir.mkdir(parents=True, exist_ok=True)
         assert site.log_root is not None
         site.log_root.mkdir(parents=True, exist_ok=True)
@@ -147,7 +172,9 @@ class Gatekeeper:
         self.metrics.start()
         if "pool" in self.components:
             labels = default_labels(self.layout, site)
-            self.pool = Pool(site, self.db, self.providers, labels, self.metrics.metrics)
+            self.pool = Pool(
+                site, self.db, self.providers, labels, self.metrics.metrics, self.provider_watch
+            )
             self.pool.start()
         if "worker" in self.components:
             self._start_worker()
@@ -317,6 +344,7 @@ class Gatekeeper:
             hold_max=site.hold_max,
             describe_wait=self._describe_wait,
             log_max_bytes=site.worker.log_max_bytes,
+            recognise=self._recogniser().recognise,
         )
         files = self.tls_files(Role.WORKER)
         self.worker = Worker(
@@ -336,6 +364,16 @@ class Gatekeeper:
             ),
         )
         self.worker.start()
+
+    def _recogniser(self) -> FailureRecogniser:
+        """The worker's known failures (``failures-dir``), loaded once.
+
+        :raises ConfigError: a signature file does not load.
+        """
+        if self.recogniser is None:
+            assert self.site.failures_dir is not None
+            self.recogniser = FailureRecogniser(self.site.failures_dir, self.db)
+        return self.recogniser
 
     def _describe_wait(self, label: str, waited: float) -> NodeWait:
         """What the pool has for ``label``: this process's pool knows which
@@ -377,6 +415,8 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
+            flaky_note=self._flaky_note(),
+            mail=self._mail_queue(),
         )
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
@@ -418,6 +458,22 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _flaky_note(self) -> Callable[[str], str] | None:
+        """The failure report's flaky line, when the site's insights ask for it."""
+        config = self.site.insights
+        if not config.flaky_comment:
+            return None
+        notes = FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs, config.flaky_cache)
+        return notes.line
+
+    def _mail_queue(self) -> mail.MailQueue | None:
+        """The smtp reporters' mailer, with what the last run left unsent."""
+        if self.site.smtp is None:
+            return None
+        queue = mail.MailQueue(self.site.smtp, outbox=MailOutbox(self.db))
+        queue.resume()
+        return queue
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to
@@ -466,10 +522,13 @@ class Gatekeeper:
         """Load the layout file again and switch every component to it.
 
         An invalid layout is logged with its errors and the current one
-        stays. Returns whether the new layout took effect.
+        stays. Returns whether the new layout took effect. The known-failure
+        signatures are loaded again too (the current ones stay if they fail).
         """
+        if self.recogniser is not None:
+            self.recogniser.reload()
         try:
-            layout = load_layout(self.site.layout)
+            layout = self._load_layout()
         except GatekeeperError as exc:
             log.error("reconfigure: %s; keeping the current layout", exc)
             return False

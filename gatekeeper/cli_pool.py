@@ -261,12 +261,14 @@ def images_update(
         (config, image.label)
         for config in site.providers
         for image in config.images
-        if image.setup
+        if image.builds
         and (only_provider is None or config.name == only_provider)
         and (only_label is None or image.label == only_label)
     ]
     if not work:
-        raise click.ClickException("nothing to build: no provider has setup scripts for that")
+        raise click.ClickException(
+            "nothing to build: no provider has setup scripts or the image kit for that"
+        )
     console = Console(highlight=False, markup=False, soft_wrap=True)
     lock = threading.Lock()
     failed: list[str] = []

@@ -266,6 +266,8 @@ class NodeStore:
                         port=launched.port,
                         username=launched.username,
                         host_keys=launched.host_keys,
+                        region=launched.region,
+                        availability_zone=launched.availability_zone,
                         image=image,
                     )
                 )

@@ -13,9 +13,11 @@ Functions:
 A worker sends one WORK_DATA packet when the build starts (which node,
 which provider, where the logs will be) and finishes with WORK_COMPLETE
 carrying the result (a NODE_FAILURE also carries ``node_wait``: what the
-pool had when the worker gave up waiting); WORK_FAIL or WORK_EXCEPTION mean the worker itself
-broke (or stopped before the build could end): the dispatcher runs the
-build again, up to the job's ``attempts``, and then reports RETRY_LIMIT.
+pool had when the worker gave up waiting; a FAILURE may carry
+``recognised``: the known failures found in its logs); WORK_FAIL or
+WORK_EXCEPTION mean the worker itself broke (or stopped before the build
+could end): the dispatcher runs the build again, up to the job's
+``attempts``, and then reports RETRY_LIMIT.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 from gatekeeper.errors import DispatchError
 from gatekeeper.model.outside import shown
-from gatekeeper.model.results import CompleteData, NodeWait, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, Recognised, StartData
 
 _T = TypeVar("_T")
 
@@ -38,6 +40,8 @@ _INT_LIMIT = 2**63
 BUILD_PREFIX = "build:"
 STOP_PREFIX = "stop:"
 JOB_KEY = "gatekeeper"
+#: The most known failures one WORK_COMPLETE may name (one per signature).
+MAX_RECOGNISED = 100
 
 
 def build_function(job: str) -> str:
@@ -152,9 +156,15 @@ def decode_complete(text: str) -> CompleteData:
     """:raises DispatchError: not a WORK_COMPLETE packet of ours."""
     payload = _load(text, "WORK_COMPLETE")
     wait = payload.pop("node_wait", None) if isinstance(payload, dict) else None
+    recognised = payload.pop("recognised", []) if isinstance(payload, dict) else []
     data = _typed(CompleteData, payload, "WORK_COMPLETE")
     if wait is not None:
         data.node_wait = _typed(NodeWait, wait, "WORK_COMPLETE's node_wait")
+    if not isinstance(recognised, list) or len(recognised) > MAX_RECOGNISED:
+        raise DispatchError(
+            f"malformed WORK_COMPLETE: recognised is not a list of at most {MAX_RECOGNISED}"
+        )
+    data.recognised = [_typed(Recognised, r, "WORK_COMPLETE's recognised") for r in recognised]
     return data
 
 

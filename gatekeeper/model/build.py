@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gatekeeper.model.results import NodeWait
+from gatekeeper.model.results import NodeWait, Recognised
 
 
 class BuildResult(StrEnum):
@@ -62,6 +62,8 @@ class Build:
     conflict: str = ""
     #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
     node_wait: NodeWait | None = None
+    #: For FAILURE and TIMED_OUT: the known failures its worker found in its logs.
+    recognised: list[Recognised] = field(default_factory=list)
 
     @property
     def done(self) -> bool:

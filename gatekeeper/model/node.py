@@ -43,3 +43,6 @@ class LaunchedNode:
     username: str = ""
     #: known_hosts lines for the node, as seen when it first answered.
     host_keys: str = ""
+    #: Where the cloud says it runs ("" where the provider reports nothing).
+    region: str = ""
+    availability_zone: str = ""

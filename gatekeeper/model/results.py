@@ -21,6 +21,15 @@ class StartData:
     provider: str
     url: str
     started_at: float
+    #: Where the node runs, from its row: the cloud's region and availability
+    #: zone ("" where the provider reports none), the label it was launched
+    #: for, and the pool image it was booted from with when that image was
+    #: built ("" and None for a provider's base image).
+    region: str = ""
+    availability_zone: str = ""
+    label: str = ""
+    image: str = ""
+    image_built_at: float | None = None
     #: Filled in by the dispatcher (a requeued job carries its first arguments).
     attempt: int = 1
     #: The worker's certificate (PEM) and its signature of this start
@@ -67,6 +76,17 @@ class NodeWait:
 
 
 @dataclass
+class Recognised:
+    """A known failure (a signature of the site's ``failures/``) the worker
+    found in a failed build's logs; its report names it."""
+
+    signature: str
+    description: str
+    #: The bug's URL ("" when the signature names none).
+    bug: str = ""
+
+
+@dataclass
 class CompleteData:
     """The WORK_COMPLETE a worker sends at the end of a build."""
 
@@ -83,6 +103,8 @@ class CompleteData:
     conflict: str = ""
     #: For NODE_FAILURE: what the pool had when the worker gave up waiting.
     node_wait: NodeWait | None = None
+    #: For FAILURE and TIMED_OUT: the known failures found in its logs.
+    recognised: list[Recognised] = field(default_factory=list)
     #: As in :class:`StartData`: who sends it, and the proof.
     certificate: str = ""
     signature: str = ""

@@ -113,6 +113,10 @@ class Demo:
             extra_site=web,
             gerrit_version=self.gerrit_version,
         )
+        # An example known failure: a change that breaks a unit test gets a
+        # "Recognised:" line in its failure report.
+        sandbox.failures_dir.mkdir(parents=True, exist_ok=True)
+        (sandbox.failures_dir / "unit-test-failed.yaml").write_text(EXAMPLE_SIGNATURE)
         try:
             self.say("sandbox", "starting the Gerrit simulator and gatekeeper ...")
             sandbox.start()
@@ -209,7 +213,8 @@ class Demo:
             f"database: {site.database}\n"
             f"gearman:\n  listen: {{host: {app.gearman.host}, port: {app.gearman.port}}}\n"
             f"web:\n  listen: {{host: {site.web.listen.host}, port: {web_port}}}\n"
-            f"  url: {app.web_url}\n",
+            f"  url: {app.web_url}\n"
+            f"failures-dir: {site.failures_dir}\n",
         )
 
     def archive_of(self, sandbox: Sandbox, number: int) -> Path:
@@ -247,6 +252,13 @@ class Demo:
 Logs are archived under {sandbox.site.log_root}.
 """)
 
+
+EXAMPLE_SIGNATURE = """\
+id: unit-test-failed
+description: a project's unit test failed (the sandbox's example signature)
+files: [logs/screen-*.txt*]
+patterns: ['^FAIL: test_']
+"""
 
 NOVA_XLARGE = '''"""Nova (sandbox): the arithmetic of flavors."""
 

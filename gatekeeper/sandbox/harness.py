@@ -148,6 +148,8 @@ class Sandbox:
         #: ``app.start_worker()`` to decide who takes the first build).
         self.components = components
         self.keys = self.root / "keys"
+        #: The site's known-failure signatures (``failures-dir``), in its state.
+        self.failures_dir = self.root / "state" / "failures"
         self.known_hosts = self.root / "known_hosts"
         self.sim: GerritSimulator | None = None
         self.app: Gatekeeper | None = None
@@ -166,6 +168,8 @@ class Sandbox:
         """gatekeeper itself, in this process, against the running simulator."""
         self.site = self._site_config()
         assert self.site.gerrit is not None  # _site_config points it at the simulator
+        assert self.site.failures_dir is not None
+        self.site.failures_dir.mkdir(parents=True, exist_ok=True)
         connection = GerritConnection(self.site.gerrit)
         self.listener = GerritListener(connection, backoff_start=0.2, backoff_max=2.0)
         self.app = Gatekeeper(
@@ -228,6 +232,8 @@ class Sandbox:
             "pool": {"interval": 0.5},
             # Any free port: tests run side by side (the demo asks for 8080).
             "web": {"listen": {"host": "127.0.0.1", "port": 0}},
+            # Known-failure signatures (*.yaml), read when the worker starts.
+            "failures-dir": self.failures_dir,
         }
         if self.database:
             data["database"] = self.database

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from gatekeeper.config.layout import Layout
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.items import ItemStore
+from gatekeeper.db.pipeline_state import PipelineStateStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.merger import MergeQueue
+from gatekeeper.scheduler.pipeline_state import PipelineStates
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
 from gatekeeper.scheduler.zuul_events import ZuulEvents
@@ -49,9 +52,17 @@ class SchedulerContext:
     manager_named: Callable[[str], object] | None = None
     #: Where events, items and builds are counted (nowhere by default).
     metrics: Metrics = NO_METRICS
+    #: A failed job's flaky line for its failure report (None: no such lines).
+    flaky_note: Callable[[str], str] | None = None
+    #: Sends the smtp reporters' mail in its own thread (None: the site file
+    #: has no smtp section, and the layout has no smtp reporter).
+    mail: MailQueue | None = None
+    #: Each pipeline's run of failures (disable-after-consecutive-failures).
+    pipeline_states: PipelineStates = field(init=False)
     #: Makes ``trigger: zuul:`` events when changes enter pipelines and merge.
     zuul_events: ZuulEvents | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
         self.item_store = ItemStore(self.builds)
+        self.pipeline_states = PipelineStates(PipelineStateStore(self.builds))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import tempfile
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Protocol
 
+from gatekeeper.db.images import ImageStore
 from gatekeeper.dispatch.protocol import JOB_KEY, JobSpec
 from gatekeeper.errors import (
     DispatchError,
@@ -23,8 +25,9 @@ from gatekeeper.errors import (
 from gatekeeper.git.refs import parse_zuul_changes
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
-from gatekeeper.model.results import CompleteData, NodeWait, StartData
+from gatekeeper.model.results import CompleteData, NodeWait, Recognised, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node.transport_local import LocalTransport
 from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
@@ -45,11 +48,46 @@ CONSOLE = "console.txt"
 HELD_RESULTS = frozenset({BuildResult.FAILURE, BuildResult.TIMED_OUT})
 
 
+#: Names the known failures in a failed build's logs:
+#: ``(uuid, log_dir, job, project, branch)`` -> what was found.
+Recognise = Callable[[str, Path, str, str, str], list[Recognised]]
+
+
 class Reaches(Protocol):
     """What the executor needs of a node's provider: how to reach the node
     (every :class:`gatekeeper.pool.providers.base.Provider` does)."""
 
     def transport(self, node: Node) -> Transport: ...
+
+
+#: The node facts, in the workspace on the node (the devstack kit's wrap
+#: copies it into logs/): shell assignments, quoted, for ``source``.
+NODE_FACTS = ".gatekeeper/node.env"
+
+
+def node_facts(node: Node) -> dict[str, str]:
+    """Where a build runs, as its job and its logs see it (devstack-gate's
+    ``/etc/nodepool/provider`` habit, and what per-provider statistics
+    read): the provider, the node, its label, and the cloud's region and
+    availability zone ("" where the provider reports none)."""
+    return {
+        "NODE_PROVIDER": node.provider,
+        "NODE_NAME": node.name,
+        "NODE_LABEL": node.label,
+        "NODE_REGION": node.region,
+        "NODE_AZ": node.availability_zone,
+    }
+
+
+def write_node_facts(workspace: Path, facts: Mapping[str, str]) -> None:
+    """``workspace/.gatekeeper/node.env``. The values are quoted: a zone name
+    is the cloud's text, and the file is sourced by bash on the node."""
+    path = workspace / NODE_FACTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}={shlex.quote(value)}" for key, value in facts.items()]
+    path.write_text(
+        "# Where this build ran (written by gatekeeper's worker).\n" + "\n".join(lines) + "\n"
+    )
 
 
 class _Console:
@@ -99,6 +137,8 @@ class BuildExecutor:
     ``describe_wait(label, waited)`` says what the pool had when a build
     gave up waiting for a node (its NODE_FAILURE report shows it).
     ``log_max_bytes`` caps the log files collected from one build.
+    ``recognise(uuid, log_dir, job, project, branch)`` names the known
+    failures in a failed build's archived logs (see :mod:`.recognise`).
     """
 
     def __init__(
@@ -120,6 +160,7 @@ class BuildExecutor:
         hold_max: Callable[[str], int] | None = None,
         describe_wait: Callable[[str, float], NodeWait] | None = None,
         log_max_bytes: int = 300 * 2**20,
+        recognise: Recognise | None = None,
     ) -> None:
         self.nodes = nodes
         self.providers = providers
@@ -138,6 +179,7 @@ class BuildExecutor:
         self.hold_max = hold_max
         self.describe_wait = describe_wait
         self.log_max_bytes = log_max_bytes
+        self.recognise = recognise
 
     # -- node ----------------------------------------------------------------
 
@@ -222,7 +264,7 @@ class BuildExecutor:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             try:
-                on_start(StartData(uuid, worker_name, node.name, node.provider, url, started_at))
+                on_start(self._start_data(uuid, worker_name, node, url, started_at))
             except Exception:
                 log.exception("build %s: start callback failed", uuid)
             sink = self.console or (lambda line: console_log.info("%s %s", uuid[:7], line))
@@ -240,6 +282,19 @@ class BuildExecutor:
             result, error = BuildResult.ERROR, f"worker error: {exc}"
         finally:
             self._release(node, result in HELD_RESULTS, f"build {uuid} {result}")
+        recognised: list[Recognised] = []
+        if result in HELD_RESULTS and self.recognise is not None:
+            # After the release: the node is not kept waiting for the scan.
+            try:
+                recognised = self.recognise(
+                    uuid,
+                    log_dir,
+                    spec.name,
+                    params.get("ZUUL_PROJECT", ""),
+                    params.get("ZUUL_BRANCH", ""),
+                )
+            except Exception:
+                log.exception("build %s: the search for known failures failed", uuid)
         return CompleteData(
             uuid=uuid,
             result=str(result),
@@ -251,6 +306,33 @@ class BuildExecutor:
             started_at=started_at,
             ended_at=time.time(),
             conflict=conflict,
+            recognised=recognised,
+        )
+
+    def _start_data(
+        self, uuid: str, worker: str, node: Node, url: str, started_at: float
+    ) -> StartData:
+        """The start, saying where the build runs (kept with the build: the
+        node's row goes when the node does)."""
+        built_at = None
+        if node.image:
+            try:
+                built_at = ImageStore(self.nodes.db).built_at(node.image)
+            except Exception:
+                # Only the image's age is missing from the record.
+                log.exception("build %s: could not read image %s", uuid, node.image)
+        return StartData(
+            uuid,
+            worker,
+            node.name,
+            node.provider,
+            url,
+            started_at,
+            region=node.region,
+            availability_zone=node.availability_zone,
+            label=node.label,
+            image=node.image,
+            image_built_at=built_at,
         )
 
     def _release(self, node: Node, hold: bool, comment: str) -> None:
@@ -290,8 +372,9 @@ class BuildExecutor:
     ) -> tuple[str, str]:
         """The build on a claimed node; returns (result, error)."""
         console.line(f"gatekeeper build {uuid} job {spec.name}")
-        console.line(f"NODE_PROVIDER={node.provider}")
-        console.line(f"NODE_NAME={node.name}")
+        facts = node_facts(node)
+        for key, value in facts.items():
+            console.line(f"{key}={shown(value)}")
         for key in sorted(params):
             if key != JOB_KEY:
                 console.line(f"{key}={params[key]}")
@@ -311,6 +394,7 @@ class BuildExecutor:
             except WorkspaceError as exc:
                 console.line(f"ERROR: preparing the workspace failed: {exc}")
                 return BuildResult.ERROR, str(exc)
+            write_node_facts(tmp / "workspace", facts)
             for state in states:
                 console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
             if stop.is_set():
@@ -381,10 +465,16 @@ class BuildExecutor:
         console: _Console,
     ) -> tuple[str, str]:
         env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
+        env.update(node_facts(node))
         env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
-        command = 'WORKSPACE="$PWD"; export WORKSPACE; ' + spec.run
+        prefix = 'WORKSPACE="$PWD"; export WORKSPACE; '
+        if isinstance(transport, LocalTransport):
+            # A directory node carries its image's git cache under its own
+            # root (a VM has it at /opt/git, the kit's default).
+            prefix += 'GATEKEEPER_GIT_CACHE="${PWD%/*}/opt/git"; export GATEKEEPER_GIT_CACHE; '
+        command = prefix + spec.run
         timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
         try:
             status = transport.run(command, env, "workspace", console.line, timeout, stop)

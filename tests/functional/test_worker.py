@@ -16,10 +16,13 @@ from pathlib import Path
 
 import gear
 import pytest
+from sqlalchemy import update
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.engine import Database
+from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.tables import Node
 from gatekeeper.dispatch.certs import Role, ensure_local
 from gatekeeper.dispatch.protocol import (
     JobSpec,
@@ -208,6 +211,48 @@ def test_successful_build_reports_start_and_archives_logs(harness: Harness) -> N
     assert harness.worker.running_builds == []
 
 
+def test_the_job_sees_where_it_runs_and_the_node_facts_reach_its_logs(
+    harness: Harness,
+) -> None:
+    # The pool records a cloud node's region and zone (test_pool_cloud); a
+    # local node has none, so this row is given them as a cloud would. The
+    # zone is the cloud's text: quotes and a dollar must arrive as they are.
+    harness.nodes.add("node-3", LABEL, "local")
+    launched = harness.provider.launch("node-3", LABEL)
+    launched.region, launched.availability_zone = "RegionOne", "az 'one' $HOME"
+    harness.nodes.set_ready("node-3", launched)
+    uuid = "facade0facts"
+    job = harness.submit(
+        'echo "job: $NODE_PROVIDER|$NODE_REGION|$NODE_AZ|$NODE_LABEL|$NODE_NAME"\n'
+        'echo "cache: $GATEKEEPER_GIT_CACHE root: $(cd .. && pwd)"\n'
+        # What the devstack kit's wrap does with the file: keep it in logs/.
+        "mkdir -p logs && cp .gatekeeper/node.env logs/node.env\n"
+        "env -i bash -c 'source logs/node.env && echo \"file: $NODE_AZ|$NODE_REGION\"'\n",
+        uuid,
+    )
+    wait_for(lambda: job.complete)
+    result = decode_complete(job.data[-1])
+    assert result.result == "SUCCESS", result.error
+
+    console = (harness.log_dir(uuid) / "console.txt").read_text()
+    assert "\njob: local|RegionOne|az 'one' $HOME|test-label|node-3\n" in console
+    assert "\nfile: az 'one' $HOME|RegionOne\n" in console
+    # The worker's own record of it, before the job ran.
+    assert "NODE_LABEL=test-label\nNODE_REGION=RegionOne\nNODE_AZ=az 'one' $HOME\n" in console
+    # The image's git cache sits beside the workspace on a directory node.
+    (cache_line,) = [line for line in console.splitlines() if line.startswith("cache: ")]
+    cache, root = cache_line.removeprefix("cache: ").split(" root: ")
+    assert cache == f"{root}/opt/git"
+    archived = (harness.log_dir(uuid) / "logs" / "node.env").read_text().splitlines()
+    assert archived[1:] == [
+        "NODE_PROVIDER=local",
+        "NODE_NAME=node-3",
+        "NODE_LABEL=test-label",
+        "NODE_REGION=RegionOne",
+        "NODE_AZ='az '\"'\"'one'\"'\"' $HOME'",
+    ]
+
+
 def test_failing_build_holds_the_node(harness: Harness) -> None:
     harness.add_ready_node("node-2")
     uuid = "f00dfeedbeef"
@@ -315,3 +360,22 @@ def test_merge_conflict_is_error_and_node_held(harness: Harness) -> None:
     assert "2,1" in result.error
     console = (harness.log_root / "02/2/1/check/test-job/cafe000/console.txt").read_text()
     assert "preparing the workspace failed" in console
+
+
+def test_the_start_says_where_the_node_runs_and_how_old_its_image_is(harness: Harness) -> None:
+    # The local provider reports no region: the row is set as a cloud's launch sets it.
+    images = ImageStore(harness.nodes.db)
+    image = images.start_build("local", LABEL, now=time.time() - 7200)
+    images.finish(image.name, "img-1")
+    harness.add_ready_node("node-1")
+    with harness.nodes.db.session() as session:
+        session.execute(
+            update(Node)
+            .where(Node.name == "node-1")
+            .values(region="RegionOne", availability_zone="nova-az2", image=image.name)
+        )
+    job = harness.submit("exit 0", "d1e2f3a4b5c6")
+    wait_for(lambda: job.complete)
+    start = decode_start(job.data[0])
+    assert (start.region, start.availability_zone, start.label) == ("RegionOne", "nova-az2", LABEL)
+    assert (start.image, start.image_built_at) == (image.name, image.created_at)

@@ -38,6 +38,7 @@ from gatekeeper.pool.providers.openstack import (
     META_PROVIDER,
 )
 from tests.fixtures.fake_cloud import FakeCloud, registered
+from tests.fixtures.image_kit import KIT_PROJECTS, kit_upstream
 from tests.fixtures.remote_cloud import serve
 from tests.fixtures.sshd import SSHServer
 
@@ -170,6 +171,21 @@ def test_launch_tags_servers_and_waits_for_ssh(
         }
         assert (node.address, node.port, node.username) == ("127.0.0.1", sshd.port, sshd.username)
         assert node.host_keys == f"[127.0.0.1]:{sshd.port} {key.get_name()} {key.get_base64()}"
+
+
+def test_a_node_records_the_region_and_zone_the_cloud_placed_it_in(
+    db: Database, clouds: Callable[..., FakeCloud], make_pool: MakePool
+) -> None:
+    # What per-provider failure statistics and the job's NODE_REGION/NODE_AZ read.
+    cloud = clouds(availability_zone="az-east-2")
+    pool = make_pool([("rax", cloud, {"region": "RegionTwo"})])
+    _round(pool)
+    (node,) = NodeStore(db).list()
+    assert (node.state, node.region, node.availability_zone) == (
+        NodeState.READY,
+        "RegionTwo",
+        "az-east-2",
+    )
 
 
 def test_a_node_is_usable_over_ssh_with_the_recorded_host_key(
@@ -565,6 +581,42 @@ def test_images_are_built_kept_two_deep_and_used_for_launches(
     (node,) = nodes.list()
     assert node.image == current.name
     assert cloud._servers[node.external_id].image == current.external_id
+
+
+def test_the_devstack_image_kit_runs_on_the_build_server_before_the_snapshot(
+    tmp_path: Path,
+    db: Database,
+    clouds: Callable[..., FakeCloud],
+    make_pool: MakePool,
+) -> None:
+    # The build server is the real sshd on this host (the fake cloud's
+    # servers all answer there), so the kit lays its tree out in a directory
+    # of its own ('root'), as it would on a server at /: a server at / would
+    # be this host, which the kit would then change (packages, a user).
+    upstream = kit_upstream(tmp_path / "upstream")
+    # Not nova: its requirements would need the server's own pip mirror.
+    projects = [p for p in KIT_PROJECTS if p != "openstack/nova"]
+    tree = tmp_path / "server-root"
+    kit = {"git-url": upstream.git_url, "projects": projects, "root": str(tree)}
+    cloud = clouds()
+    pool = make_pool([("rax", cloud, {"image": {"kit": kit}})], min_ready=0)
+    said: list[str] = []
+    image = pool.builder.build(pool.providers["rax"], "trusty", said.append)
+    assert image.state == ImageState.READY, image.comment
+    assert said.index("running the devstack image kit") < said.index("snapshotting")
+    for project in projects:
+        head = upstream.sim.branch_head(project)
+        assert f"image kit: cached {project} at {head[:7]} (master)" in said
+        cached = subprocess.run(
+            ["git", "-C", str(tree / "opt" / "git" / project), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert cached.stdout.strip() == head
+    assert (tree / "opt" / "cache" / "packages.txt").is_file()
+    assert {i.name for i in cloud.images()} == {image.name}
+    assert cloud.servers() == []
 
 
 def test_a_failed_image_build_keeps_the_current_image(

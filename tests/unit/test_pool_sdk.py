@@ -220,3 +220,17 @@ def test_flavor_by_name_or_smallest_with_enough_ram(
     assert cloud.find_flavor("m1.large", 0) == "3"
     with pytest.raises(CloudError, match="at least 16384"):
         cloud.find_flavor("", 16384)
+
+
+def test_a_server_says_which_availability_zone_nova_placed_it_in(
+    http: tuple[requests_mock.Mocker, SDKCloud],
+) -> None:
+    mock, cloud = http
+    placed = _server(status="ACTIVE", **{"OS-EXT-AZ:availability_zone": "az-east-2"})
+    mock.get(f"{COMPUTE}/servers/srv-1", json={"server": placed})
+    mock.get(f"{COMPUTE}/servers/srv-2", json={"server": _server(id="srv-2")})
+    server = cloud.get_server("srv-1")
+    assert server is not None and server.availability_zone == "az-east-2"
+    # Not scheduled yet (or a cloud that hides zones from its users).
+    unplaced = cloud.get_server("srv-2")
+    assert unplaced is not None and unplaced.availability_zone == ""

@@ -41,6 +41,8 @@ class CloudServer:
     address: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     fault: str = ""
+    # Where nova placed it ("" until it is scheduled, or if the cloud hides it).
+    availability_zone: str = ""
 
 
 @dataclass
@@ -265,6 +267,7 @@ def _server(server: Any) -> CloudServer:
         address=_address(server),
         metadata={str(k): str(v) for k, v in (server.metadata or {}).items()},
         fault=str(fault.get("message", "")) if isinstance(fault, dict) else str(fault),
+        availability_zone=str(server.availability_zone or ""),
     )
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
+from gatekeeper.kit import image_kit_program
 from gatekeeper.model.node import LaunchedNode
+from gatekeeper.model.outside import shown
 from gatekeeper.node.confine import Jail
 from gatekeeper.node.transport import Transport
 from gatekeeper.node.transport_local import LocalTransport, make_writable_and_retry
@@ -130,7 +132,7 @@ class LocalProvider(Provider, Reapable, BuildsImages):
     def builds_images(self, label: str) -> bool:
         # Without setup scripts an image would only copy the base: boot that.
         settings = self.config.image(label)
-        return settings is not None and bool(settings.setup)
+        return settings is not None and settings.builds
 
     def build_image(self, label: str, image_name: str, progress: Progress) -> str:
         settings = self.config.image(label)
@@ -147,6 +149,14 @@ class LocalProvider(Provider, Reapable, BuildsImages):
                 shutil.rmtree(template, onerror=make_writable_and_retry)
             progress(f"template {template.name} from {base}")
             shutil.copytree(base, template, symlinks=True)
+            if settings.kit is not None:
+                progress("running the devstack image kit")
+                kit = settings.kit
+                program = image_kit_program(kit.projects, kit.git_url, str(template))
+                output = self._run_bash("the devstack image kit", ["bash", "-s"], template, program)
+                for line in output.splitlines():
+                    if line.startswith("image kit: "):
+                        progress(shown(line, 1000))
             for script in settings.setup:
                 progress(f"running {script.name}")
                 self._run_setup(script, template)
@@ -160,19 +170,29 @@ class LocalProvider(Provider, Reapable, BuildsImages):
         return str(dest)
 
     def _run_setup(self, script: Path, template: Path) -> None:
+        self._run_bash(f"setup {script.name}", ["bash", str(script)], template)
+
+    def _run_bash(
+        self, name: str, argv: builtins.list[str], template: Path, program: bytes = b""
+    ) -> str:
+        """Run ``argv`` in ``template`` (``program`` on its stdin); its output.
+
+        :raises ProviderError: it exited non-zero (the end of its output says why).
+        """
         env = {**os.environ, "TEMPLATE": str(template)}
         done = subprocess.run(
-            ["bash", str(script)],
+            argv,
             cwd=template,
             env=env,
-            stdin=subprocess.DEVNULL,
+            input=program,
             capture_output=True,
-            text=True,
             check=False,
         )
+        stdout = done.stdout.decode("utf-8", "replace")
         if done.returncode != 0:
-            output = (done.stdout + done.stderr).strip()[-2000:]
-            raise ProviderError(f"setup {script.name} exited {done.returncode}: {output}")
+            output = (stdout + done.stderr.decode("utf-8", "replace")).strip()[-2000:]
+            raise ProviderError(f"{name} exited {done.returncode}: {output}")
+        return stdout
 
     def delete_image(self, external_id: str) -> None:
         path = self._image_dir(external_id)

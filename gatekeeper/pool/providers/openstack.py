@@ -25,7 +25,9 @@ import paramiko
 from gatekeeper.config.site import ProviderConfig, ProviderImage
 from gatekeeper.db.tables import Node
 from gatekeeper.errors import ProviderError
+from gatekeeper.kit import image_kit_program
 from gatekeeper.model.node import LaunchedNode
+from gatekeeper.model.outside import shown
 from gatekeeper.node import ssh
 from gatekeeper.node.transport import Transport
 from gatekeeper.node.transport_ssh import SSHTransport
@@ -226,6 +228,8 @@ class OpenStackProvider(
                 port=self.config.ssh_port,
                 username=settings.username,
                 host_keys=host_keys,
+                region=self.config.region,
+                availability_zone=server.availability_zone,
             )
         raise ProviderError(
             f"node {node_name}: no usable server on {self.name} after "
@@ -438,7 +442,7 @@ class OpenStackProvider(
     def builds_images(self, label: str) -> bool:
         # Without setup scripts an image would only copy the base: boot that.
         settings = self.config.image(label)
-        return settings is not None and bool(settings.setup)
+        return settings is not None and settings.builds
 
     def build_image(self, label: str, image_name: str, progress: Progress) -> str:
         settings = self._image_config(label)
@@ -483,6 +487,14 @@ class OpenStackProvider(
                 timeout=30.0,
             )
             try:
+                if settings.kit is not None:
+                    kit = settings.kit
+                    progress("running the devstack image kit")
+                    program = image_kit_program(kit.projects, kit.git_url, kit.root)
+                    output = ssh.run(client, "bash -s", stdin=program, timeout=SSH_COMMAND_TIMEOUT)
+                    for line in output.splitlines():
+                        if line.startswith("image kit: "):
+                            progress(shown(line, 1000))
                 for script in settings.setup:
                     progress(f"running {script.name}")
                     try:

@@ -12,6 +12,8 @@ timer's cron line names a second a few seconds away instead of 06:00; and
 job runs on the sandbox's one node label). The jobs have no ``run:`` (they
 were Jenkins jobs): each succeeds once its workspace is made.
 
+Its periodic-stable and periodic-qa pipelines mail failures: the site
+gets an ``smtp`` section for a real SMTP server (tests/fixtures/smtp.py).
 Its gate and merge-check require ``Verified`` from the account ``jenkins``,
 OpenStack's CI; gatekeeper reports here as ``gatekeeper``, so the test
 casts jenkins's vote itself.
@@ -29,6 +31,7 @@ from sqlalchemy import select
 
 from gatekeeper.db.tables import BuildRecord
 from gatekeeper.sandbox.harness import Sandbox, make_key
+from tests.fixtures.smtp import MailServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,9 +64,14 @@ def sandbox_layout(directory: Path, slot: datetime) -> Path:
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
+def box(tmp_path: Path, mail_server: MailServer) -> Iterator[Sandbox]:
     slot = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
-    sandbox = Sandbox(tmp_path / "sandbox", sandbox_layout(tmp_path, slot), worker_count=4)
+    sandbox = Sandbox(
+        tmp_path / "sandbox",
+        sandbox_layout(tmp_path, slot),
+        worker_count=4,
+        extra_site={"smtp": mail_server.site()},
+    )
     sandbox.start_gerrit()
     assert sandbox.sim is not None
     sandbox.sim.add_account(

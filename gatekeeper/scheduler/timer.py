@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeGuard
@@ -146,17 +147,6 @@ class SlotLedger:
         # The column holds 64 characters; a long name is kept by its digest.
         return f"timer:#{hashlib.sha256(pipeline.encode()).hexdigest()[:40]}"
 
-    def last(self, pipeline: str) -> datetime | None:
-        with self.db.session() as session:
-            row = session.get(SchedulerState, self.key(pipeline))
-            if row is None or not row.value:
-                return None
-            try:
-                return datetime.fromtimestamp(float(row.value), UTC)
-            except ValueError:
-                log.warning("scheduler_state %s is not a time: %r", row.name, row.value[:50])
-                return None
-
     def claim(self, pipeline: str, slot: datetime) -> bool:
         """Record ``slot`` as fired for ``pipeline``; false when it (or a later
         one) was fired already, by this run of the daemon or an earlier one."""
@@ -202,8 +192,8 @@ class Timer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Slots fired (pipeline, slot), and passes made, for status and tests.
-        self.fired: list[tuple[str, datetime]] = []
+        #: The last slots fired (pipeline, slot), and passes made, for tests.
+        self.fired: deque[tuple[str, datetime]] = deque(maxlen=100)
         self.passes = 0
 
     def _set_triggers(self, layout: Layout) -> None:

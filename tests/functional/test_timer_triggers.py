@@ -141,5 +141,5 @@ def test_a_slot_runs_the_jobs_of_every_project_once_even_across_a_restart(
     # The new timer's first pass has run once it has chosen when to wake next.
     box.wait_for(lambda: timer.passes > 0, 30, "the timer's first pass")
     box.wait_until_settled()
-    assert timer.fired == []
+    assert list(timer.fired) == []
     assert len(periodic_builds(box)) == 2

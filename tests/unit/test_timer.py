@@ -125,7 +125,7 @@ def test_a_restart_in_the_slots_minute_does_not_fire_it_again(layout: Layout, db
     # looks back over, but the database says it fired.
     again, _ = timer_at(layout, db, SIX + timedelta(seconds=20), events)
     again.run_once()
-    assert len(events) == 1 and again.fired == []
+    assert len(events) == 1 and list(again.fired) == []
 
 
 def test_a_slot_that_came_while_the_daemon_started_fires_within_its_minute(
@@ -134,7 +134,7 @@ def test_a_slot_that_came_while_the_daemon_started_fires_within_its_minute(
     events: list[TriggerEvent] = []
     timer, _ = timer_at(layout, sqlite_db, SIX + timedelta(seconds=40), events)
     timer.run_once()
-    assert timer.fired == [("periodic", SIX)]
+    assert list(timer.fired) == [("periodic", SIX)]
 
 
 def test_a_slot_missed_while_the_daemon_was_down_is_not_run_late(
@@ -147,7 +147,7 @@ def test_a_slot_missed_while_the_daemon_was_down_is_not_run_late(
     # The next day's slot fires as usual.
     clock.now = SIX + timedelta(days=1)
     timer.run_once()
-    assert timer.fired == [("periodic", SIX + timedelta(days=1))]
+    assert list(timer.fired) == [("periodic", SIX + timedelta(days=1))]
 
 
 def test_slots_that_came_together_fire_once() -> None:

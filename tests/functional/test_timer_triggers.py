@@ -1,4 +1,5 @@
-"""A periodic pipeline: a cron slot enqueues every project with jobs in it.
+"""A periodic pipeline: a cron slot enqueues every project with jobs in it
+(and a failure is mailed, as OpenStack's periodic-stable pipeline did).
 
 The cron line names one second of the day a few seconds after the layout
 is written, so the slot comes once while the test runs (and the daemon
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from gatekeeper.db.tables import BuildRecord, SchedulerState
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.smtp import MailServer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -143,3 +145,53 @@ def test_a_slot_runs_the_jobs_of_every_project_once_even_across_a_restart(
     box.wait_until_settled()
     assert list(timer.fired) == []
     assert len(periodic_builds(box)) == 2
+
+
+# OpenStack's periodic-stable: nothing said to Gerrit (a ref has no change),
+# a failure mailed to the team.
+MAILING = """
+pipelines:
+  - name: periodic-stable
+    manager: independent
+    precedence: low
+    trigger:
+      timer:
+        - time: '{cron}'
+    failure:
+      smtp:
+        from: jenkins@openstack.org
+        to: openstack-stable-maint@lists.openstack.org
+        subject: 'Stable check of {{change.project}} failed'
+jobs:
+  - name: periodic-broken
+    node: devstack-vm
+    run: "false"
+projects:
+  - name: openstack/nova
+    periodic-stable: [periodic-broken]
+"""
+
+
+@pytest.fixture
+def mailing_box(tmp_path: Path, slot: datetime, mail_server: MailServer) -> Iterator[Sandbox]:
+    layout = tmp_path / "layout.yaml"
+    layout.write_text(MAILING.format(cron=f"{slot.minute} {slot.hour} * * * {slot.second}"))
+    sandbox = Sandbox(tmp_path / "sandbox", layout, extra_site={"smtp": mail_server.site()})
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def test_a_periodic_failure_is_mailed_as_openstacks_periodic_stable_did(
+    mailing_box: Sandbox, mail_server: MailServer
+) -> None:
+    [mail] = mail_server.wait_for(1, timeout=90)
+    assert mail.rcpt_tos == ["openstack-stable-maint@lists.openstack.org"]
+    assert mail.mail_from == "jenkins@openstack.org"
+    assert mail.subject == "Stable check of openstack/nova failed"
+    assert "periodic-broken" in mail.body and ": FAILURE" in mail.body
+    mailing_box.wait_until_settled()
+    assert mailing_box.sim is not None
+    assert not [r for r in mailing_box.sim.reviews() if r.username == "gatekeeper"]

@@ -570,6 +570,11 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
                     f"{b['job']}:{b['result'] or ('running' if b['started_at'] else 'queued')}"
                     for b in item["builds"]
                 )
+                waiting = ", ".join(
+                    f"{shown(job, 100)}:waiting for mutex {shown(mutex, 100)}"
+                    for job, mutex in item.get("waiting_for_mutex", {}).items()
+                )
+                builds = ", ".join(part for part in (builds, waiting) if part)
                 click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
                 if builds:
                     click.echo(f"       {builds}")

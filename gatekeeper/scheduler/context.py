@@ -17,6 +17,7 @@ from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.scheduler.merger import MergeQueue
+from gatekeeper.scheduler.mutex import Mutexes
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
 
@@ -48,6 +49,8 @@ class SchedulerContext:
     manager_named: Callable[[str], object] | None = None
     #: Where events, items and builds are counted (nowhere by default).
     metrics: Metrics = NO_METRICS
+    #: Job mutexes, shared by every pipeline (a reconfigure keeps the context).
+    mutexes: Mutexes = field(default_factory=Mutexes)
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

@@ -186,6 +186,7 @@ class PipelineManager:
 
     def _cancel(self, build: Build) -> None:
         build.canceled = True
+        self.context.mutexes.release(build)
         self.context.dispatcher.cancel(build.uuid, build.worker)
         self.context.builds.completed(build.uuid, BuildResult.CANCELED.value, time.time())
 
@@ -195,6 +196,7 @@ class PipelineManager:
                 if not build.done:
                     self._cancel(build)
         item.dequeued = True
+        self.context.mutexes.forget_item(item.uuid)
         self._discard(item)
         self.context.item_store.removed(item)
         resident = time.time() - item.enqueued_at
@@ -215,12 +217,14 @@ class PipelineManager:
         record = self.context.builds.get(build.uuid)
         if record is not None:
             self.context.item_store.lose([record])
+        self.context.mutexes.release(build)
         for item in self.items:
             if item.builds.get(build.job) is build:
                 del item.builds[build.job]
 
     def on_build_completed(self, build: Build) -> None:
-        """Nothing to do now: :meth:`process` picks up what this unblocks."""
+        """Free its mutex; :meth:`process` picks up what this unblocks."""
+        self.context.mutexes.release(build)
 
     # -- the work ----------------------------------------------------------
     def process(self) -> bool:
@@ -269,8 +273,8 @@ class PipelineManager:
                         item.builds[tree.name] = build
                         changed = True
                     elif parent_ok is None or parent_ok:
-                        self._dispatch(item, tree.name, ahead or [])
-                        changed = True
+                        # A job waiting for its mutex changes nothing yet.
+                        changed = self._dispatch(item, tree.name, ahead or []) or changed
                     continue
                 if build.done:
                     walk(list(tree.children), build.result == BuildResult.SUCCESS)
@@ -281,11 +285,18 @@ class PipelineManager:
         walk(self._job_trees(item), None)
         return changed
 
-    def _dispatch(self, item: QueueItem, job_name: str, ahead: list[Change]) -> None:
+    def _dispatch(self, item: QueueItem, job_name: str, ahead: list[Change]) -> bool:
+        """Start a build of ``job_name`` for ``item``; False (nothing done) while
+        the job waits for its mutex."""
         layout = self.context.layout
         job = layout.job(job_name)
+        mutexes = self.context.mutexes
+        if job.mutex and not mutexes.free_for(job.mutex, item.uuid, job_name):
+            return False
         build = Build(job=job_name, item_uuid=item.uuid, voting=bool(job.voting))
         item.builds[job_name] = build
+        if job.mutex:
+            mutexes.take(job.mutex, build)
         change = item.change
         params = build_params(change, ahead, self.name, job_name, build.uuid, self.context.zuul_url)
         if item.zuul_ref and self.context.merger is not None:
@@ -304,7 +315,7 @@ class PipelineManager:
                 build.ended_at = time.time()
                 self._record(build, change, job.node, params)
                 self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
-                return
+                return True
         # The workspace holds every project the job runs for, and every
         # project a change under test (this one or one ahead) belongs to.
         projects = list(
@@ -334,10 +345,11 @@ class PipelineManager:
             build.result = BuildResult.ERROR
             build.ended_at = time.time()
             self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
-            return
+            return True
         log.info(
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
         )
+        return True
 
     def _record(self, build: Build, change: Change, label: str, params: Mapping[str, str]) -> None:
         self.context.builds.dispatched(

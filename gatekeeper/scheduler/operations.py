@@ -239,6 +239,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
                         "eta": _eta(item, jobs, durations),
                         "jobs": jobs,
                         "builds": [_build_status(b, now) for b in item.builds.values()],
+                        # Job -> the mutex it waits for (not dispatched yet).
+                        "waiting_for_mutex": scheduler.context.mutexes.waiting_of(item.uuid),
                         "uuid": item.uuid,
                         "key": change_key(change),
                         "branch": change.branch,

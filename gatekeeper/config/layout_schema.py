@@ -37,6 +37,7 @@ from gatekeeper.config.cron import cron_problem
 from gatekeeper.config.loader import describe, model_keys, unknown_key_message
 from gatekeeper.config.yamlmarks import KeyPath
 from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
+from gatekeeper.model.patterns import pattern_problem
 
 __all__ = [
     "DEFAULT_FAILURE_MESSAGE",
@@ -495,6 +496,14 @@ class JobDefinition(_Model):
     def _name(cls, value: str) -> str:
         if value.startswith("^"):
             _compile(value)
+        return value
+
+    @field_validator("failure_pattern", "success_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        problem = None if value is None else pattern_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property

@@ -21,7 +21,7 @@ from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
 from gatekeeper.scheduler.params import build_params, call_parameter_function
 from gatekeeper.scheduler.reporter import ReportOutcome
-from gatekeeper.scheduler.reports import Report, ReportComposer
+from gatekeeper.scheduler.reports import Report, ReportComposer, stored_facts
 
 if TYPE_CHECKING:
     from gatekeeper.config.layout_schema import PipelineConfig
@@ -43,7 +43,7 @@ class PipelineManager:
         self.name: str = pipeline.name
         self.context = context
         self._items: list[QueueItem] = []
-        self.compose = ReportComposer(pipeline)
+        self.compose = ReportComposer(pipeline, context.layout.job, stored_facts(context.builds))
 
     @property
     def items(self) -> list[QueueItem]:

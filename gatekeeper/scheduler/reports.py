@@ -7,16 +7,26 @@ Everything here is pure: it runs in the scheduler thread and builds
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.patterns import fill, parameter_name
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout_schema import PipelineConfig, Reporter
+    from gatekeeper.config.layout_schema import JobConfig, PipelineConfig, Reporter
+    from gatekeeper.db.builds import BuildStore
+
+log = logging.getLogger(__name__)
+
+#: What the build in memory cannot say, looked up for a URL pattern:
+#: ``(build, placeholder) -> value`` for ``build.number`` and ``build.parameters[X]``.
+BuildFacts = Callable[[Build, str], str]
 
 #: A merge failure's headline when the pipeline names none.
 DEFAULT_MERGE_FAILURE = (
@@ -64,14 +74,16 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def job_line(build: Build) -> str:
+def job_line(build: Build, url: str = "", result: str = "") -> str:
     """``- <job> <url> : <RESULT> in <time>``, the line CI-result plugins parse.
 
-    A NODE_FAILURE that says what the pool had ends ``: NODE_FAILURE (<why>)``
-    instead: it never ran, so it has no logs to link nor a time to give.
+    ``url`` and ``result`` replace the build's log URL and result word (a
+    job's ``success-pattern`` and ``success-message``, say). A NODE_FAILURE
+    that says what the pool had ends ``: NODE_FAILURE (<why>)`` instead: it
+    never ran, so it has no logs to link nor a time to give.
     """
-    result = build.result.value if build.result else "UNKNOWN"
-    url = build.url or "(no logs)"
+    result = result or (build.result.value if build.result else "UNKNOWN")
+    url = url or build.url or "(no logs)"
     line = f"- {build.job} {url} : {result}"
     if build.result == BuildResult.NODE_FAILURE and build.node_wait is not None:
         line += f" ({build.node_wait.describe()})"
@@ -83,17 +95,23 @@ def job_line(build: Build) -> str:
 
 
 def compose_message(
-    headline: str, pipeline: str, item: QueueItem, job_order: list[str], footer: str = ""
+    headline: str,
+    pipeline: str,
+    item: QueueItem,
+    job_order: list[str],
+    footer: str = "",
+    line: Callable[[Build], str] = job_line,
 ) -> str:
     """The result comment: the headline naming the pipeline, then one
-    :func:`job_line` per job in ``job_order``, then the footer."""
+    ``line`` (:func:`job_line` unless given) per job in ``job_order``, then
+    the footer."""
     lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
     if not job_order:
         lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
     for name in job_order:
         build = item.builds.get(name)
         if build is not None:
-            lines.append(job_line(build))
+            lines.append(line(build))
     text = "\n".join(lines).rstrip() + "\n"
     if footer:
         text += "\n" + footer.rstrip() + "\n"
@@ -129,9 +147,17 @@ class ReportComposer:
     returns None when the pipeline reports nothing to Gerrit for that event.
     """
 
-    def __init__(self, pipeline: PipelineConfig) -> None:
+    def __init__(
+        self,
+        pipeline: PipelineConfig,
+        jobs: Callable[[str], JobConfig] | None = None,
+        facts: BuildFacts | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
+        #: A job's settings (its report patterns and messages); None: none apply.
+        self.jobs = jobs
+        self.facts = facts
 
     def _report(
         self,
@@ -165,7 +191,48 @@ class ReportComposer:
         headline = pipeline.success_message if passed else pipeline.failure_message
         headline = headline or ("Build succeeded." if passed else "Build failed.")
         footer = pipeline.footer_message or ""
-        return compose_message(headline, self.name, item, job_order, footer)
+        return compose_message(
+            headline, self.name, item, job_order, footer, lambda b: self.job_line(item, b)
+        )
+
+    def job_line(self, item: QueueItem, build: Build) -> str:
+        """:func:`job_line` as the job asks, like Zuul v2.5: on SUCCESS its
+        ``success-message`` for the result and ``success-pattern`` for the URL,
+        on FAILURE its ``failure-message`` and ``failure-pattern``."""
+        if self.jobs is None or build.result not in (BuildResult.SUCCESS, BuildResult.FAILURE):
+            return job_line(build)
+        job = self.jobs(build.job)
+        passed = build.result == BuildResult.SUCCESS
+        message = job.success_message if passed else job.failure_message
+        pattern = job.success_pattern if passed else job.failure_pattern
+        url = self.report_url(item, build, pattern) if pattern else ""
+        return job_line(build, url=url, result=message or "")
+
+    def report_url(self, item: QueueItem, build: Build, pattern: str) -> str:
+        """``pattern`` filled for ``build`` of ``item`` (see :mod:`gatekeeper.model.patterns`)."""
+        change = item.change
+        known = {
+            "change.number": "" if change.is_ref else str(change.number),
+            "change.patchset": "" if change.is_ref else str(change.patchset),
+            "change.project": change.project,
+            "change.branch": change.branch,
+            "change.ref": change.ref,
+            "change.url": change.url,
+            "change.oldrev": change.old_rev,
+            "change.newrev": change.new_rev,
+            "pipeline.name": self.name,
+            "job.name": build.job,
+            "build.uuid": build.uuid,
+            "build.url": build.url,
+            "build.result": build.result.value if build.result else "",
+        }
+
+        def value(placeholder: str) -> str:
+            if placeholder in known:
+                return known[placeholder]
+            return self.facts(build, placeholder) if self.facts is not None else ""
+
+        return fill(pattern, value)
 
     def result(self, item: QueueItem, passed: bool, job_order: list[str]) -> Report | None:
         """Success or failure; a success submits if the pipeline's success
@@ -201,3 +268,26 @@ class ReportComposer:
     def notice(self, change: Change, message: str) -> Report:
         """A message on the change, without votes."""
         return Report(change, ReportKind.NOTICE, message + "\n", pipeline=self.name)
+
+
+def stored_facts(builds: BuildStore) -> BuildFacts:
+    """:data:`BuildFacts` from the builds table: the build's number among its
+    job's builds, and the parameters it was dispatched with."""
+
+    def facts(build: Build, placeholder: str) -> str:
+        if placeholder == "build.number":
+            number = builds.number(build.uuid)
+            return "" if number is None else str(number)
+        name = parameter_name(placeholder)
+        record = builds.get(build.uuid) if name is not None else None
+        if name is None or record is None:
+            return ""
+        try:
+            parameters = json.loads(record.parameters or "{}")
+        except ValueError:
+            log.warning("build %s: its recorded parameters are not JSON", build)
+            return ""
+        value = parameters.get(name) if isinstance(parameters, dict) else None
+        return "" if value is None else str(value)
+
+    return facts

@@ -37,7 +37,7 @@ from gatekeeper.config.cron import cron_problem
 from gatekeeper.config.loader import describe, model_keys, unknown_key_message
 from gatekeeper.config.yamlmarks import KeyPath
 from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
-from gatekeeper.model.patterns import pattern_problem
+from gatekeeper.model.patterns import PLACEHOLDERS, pattern_problem
 
 __all__ = [
     "DEFAULT_FAILURE_MESSAGE",
@@ -457,11 +457,52 @@ class SkipIf(_Model):
     all_files_match_any: RegexList = Field(default_factory=list, alias="all-files-match-any")
 
 
-class SwiftTarget(BaseModel):
-    """A ``swift:`` entry; only ``name`` is interpreted, the rest is kept for the job."""
+#: What a ``swift:`` target's container and logserver prefix may name (Zuul
+#: v2.5 filled them from the change and the job when it launched a build).
+SWIFT_PLACEHOLDERS = frozenset(
+    {*(p for p in PLACEHOLDERS if p.startswith("change.")), "pipeline.name", "job.name"}
+)
 
-    model_config = ConfigDict(extra="allow")
+
+class SwiftTarget(_Model):
+    """One ``swift:`` target of a job: where its build may upload, signed as
+    the site's ``swift:`` section says (``SWIFT_<name>_*`` build parameters).
+
+    Zuul v2.5's keys, each in its dash and its older underscore spelling;
+    unset ones take the site's ``default-*`` values.
+    """
+
     name: str
+    container: str | None = None
+    expiry: int | None = Field(default=None, gt=0)
+    max_file_size: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("max-file-size", "max_file_size")
+    )
+    max_file_count: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("max-file-count", "max_file_count")
+    )
+    logserver_prefix: str | None = Field(
+        default=None, validation_alias=AliasChoices("logserver-prefix", "logserver_prefix")
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # It becomes part of an environment variable's name: SWIFT_<name>_URL.
+        if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError(
+                f"swift target name {value!r} must be letters, digits and '_' "
+                "(it names the SWIFT_<name>_* build parameters)"
+            )
+        return value
+
+    @field_validator("container", "logserver_prefix")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        problem = None if value is None else pattern_problem(value, SWIFT_PLACEHOLDERS)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class JobDefinition(_Model):

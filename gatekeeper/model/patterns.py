@@ -19,7 +19,16 @@ import re
 import string
 from collections.abc import Callable
 
-__all__ = ["PLACEHOLDERS", "fill", "parameter_name", "pattern_problem", "placeholders"]
+from gatekeeper.model.change import Change
+
+__all__ = [
+    "PLACEHOLDERS",
+    "change_values",
+    "fill",
+    "parameter_name",
+    "pattern_problem",
+    "placeholders",
+]
 
 #: Every placeholder a pattern may use, with what it becomes.
 PLACEHOLDERS: dict[str, str] = {
@@ -84,6 +93,20 @@ def fill(pattern: str, value: Callable[[str], str]) -> str:
         if field is not None:
             out.append(value(field))
     return "".join(out)
+
+
+def change_values(change: Change) -> dict[str, str]:
+    """The ``change.*`` placeholders' values for ``change``."""
+    return {
+        "change.number": "" if change.is_ref else str(change.number),
+        "change.patchset": "" if change.is_ref else str(change.patchset),
+        "change.project": change.project,
+        "change.branch": change.branch,
+        "change.ref": change.ref,
+        "change.url": change.url,
+        "change.oldrev": change.old_rev,
+        "change.newrev": change.new_rev,
+    }
 
 
 def parameter_name(placeholder: str) -> str | None:

@@ -20,6 +20,7 @@ from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.mutex import Mutexes
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
+from gatekeeper.scheduler.swift import SwiftSigner
 
 
 @dataclass
@@ -51,6 +52,8 @@ class SchedulerContext:
     metrics: Metrics = NO_METRICS
     #: Job mutexes, shared by every pipeline (a reconfigure keeps the context).
     mutexes: Mutexes = field(default_factory=Mutexes)
+    #: Signs jobs' ``swift:`` targets into SWIFT_* parameters; None: the site has no swift.
+    swift: SwiftSigner | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

@@ -19,7 +19,7 @@ from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
-from gatekeeper.scheduler.params import build_params, call_parameter_function
+from gatekeeper.scheduler.params import build_params, call_parameter_function, swift_params
 from gatekeeper.scheduler.reporter import ReportOutcome
 from gatekeeper.scheduler.reports import Report, ReportComposer, stored_facts
 
@@ -303,6 +303,9 @@ class PipelineManager:
             # The merger's state: the same commits for every build of the item.
             params["ZUUL_REF"] = item.zuul_ref
             params["ZUUL_URL"] = self.context.merger.merger.url
+        if job.swift and self.context.swift is not None:
+            # Before the parameter function, which may change them (as in Zuul).
+            params.update(swift_params(self.context.swift, job, change, self.name, params))
         if job.parameter_function:
             function = layout.functions.get(job.parameter_function)
             try:

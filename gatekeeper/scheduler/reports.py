@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
-from gatekeeper.model.patterns import fill, parameter_name
+from gatekeeper.model.patterns import change_values, fill, parameter_name
 
 if TYPE_CHECKING:
     from gatekeeper.config.layout_schema import JobConfig, PipelineConfig, Reporter
@@ -210,16 +210,8 @@ class ReportComposer:
 
     def report_url(self, item: QueueItem, build: Build, pattern: str) -> str:
         """``pattern`` filled for ``build`` of ``item`` (see :mod:`gatekeeper.model.patterns`)."""
-        change = item.change
         known = {
-            "change.number": "" if change.is_ref else str(change.number),
-            "change.patchset": "" if change.is_ref else str(change.patchset),
-            "change.project": change.project,
-            "change.branch": change.branch,
-            "change.ref": change.ref,
-            "change.url": change.url,
-            "change.oldrev": change.old_rev,
-            "change.newrev": change.new_rev,
+            **change_values(item.change),
             "pipeline.name": self.name,
             "job.name": build.job,
             "build.uuid": build.uuid,

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -52,6 +53,7 @@ __all__ = [
     "JobTree",
     "LayoutFile",
     "PipelineConfig",
+    "PipelineReject",
     "PipelineRequire",
     "ProjectConfig",
     "ProjectTemplate",
@@ -115,6 +117,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
 
 
+def _not_acted_on(data: Any, refused: Mapping[str, str]) -> None:
+    """Refuse the first key of ``data`` that Zuul v2.5 took but gatekeeper
+    cannot act on (``refused``: key -> why), rather than accept it and do nothing.
+
+    :raises PydanticCustomError: naming the key, so the error has its line.
+    """
+    if not isinstance(data, dict):
+        return
+    for key in data:
+        if key in refused:
+            raise PydanticCustomError(
+                "not_acted_on",
+                "'{key}' is not supported: {why}",
+                {"key": key, "why": refused[key], "path": (key,)},
+            )
+
+
 # ---------------------------------------------------------------------------
 # Pipelines
 
@@ -134,6 +153,18 @@ def _required_votes(value: Any) -> dict[str, list[int]]:
                 )
             out[label].append(number)
     return out
+
+
+# Zuul v2.5 matched these against the vote's author and date; gatekeeper
+# reads a change's votes as label -> username -> value, without either.
+_NO_EMAIL = "gatekeeper knows a vote's username, not its email; match the voter with 'username'"
+_NO_AGE = "gatekeeper does not know when a vote was cast, so it cannot check a vote's age"
+_UNCHECKABLE_APPROVAL = {
+    "email": _NO_EMAIL,
+    "email-filter": _NO_EMAIL,
+    "older-than": _NO_AGE,
+    "newer-than": _NO_AGE,
+}
 
 
 class ApprovalRequirement(_Model):
@@ -156,6 +187,7 @@ class ApprovalRequirement(_Model):
     @model_validator(mode="before")
     @classmethod
     def _split_labels(cls, data: Any) -> Any:
+        _not_acted_on(data, _UNCHECKABLE_APPROVAL)
         if not isinstance(data, dict):
             return data
         known = _known_keys(cls, "labels")
@@ -178,6 +210,24 @@ class ApprovalRequirement(_Model):
 # ``require-approval`` / ``reject-approval`` (triggers) and ``approval``
 # (pipeline requirements): one requirement or a list of them.
 ApprovalRequirements = Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)]
+
+
+def _labelled(value: list[ApprovalRequirement]) -> list[ApprovalRequirement]:
+    for index, requirement in enumerate(value):
+        if not requirement.labels:
+            raise PydanticCustomError(
+                "reject_label",
+                "a reject approval must name a label and its votes (e.g. verified: [-1, -2]): "
+                "gatekeeper rejects by label, so one without any would reject nothing",
+                {"path": (index,)},
+            )
+    return value
+
+
+# A rejection is by label: one without a label would be accepted and reject nothing.
+RejectApprovals = Annotated[
+    list[ApprovalRequirement], BeforeValidator(_to_list), AfterValidator(_labelled)
+]
 
 
 def _trigger_approval(value: Any) -> dict[str, int]:
@@ -245,7 +295,7 @@ class GerritTrigger(_Model):
         default_factory=list, validation_alias=AliasChoices("username", "username_filter")
     )
     require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
-    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
+    reject_approval: RejectApprovals = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -273,7 +323,7 @@ class ZuulTrigger(_Model):
     event: RegexList
     pipeline: RegexList = Field(default_factory=list)
     require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
-    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
+    reject_approval: RejectApprovals = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -292,12 +342,30 @@ class Triggers(_Model):
 
 
 class PipelineRequire(_Model):
-    """``require:`` / ``reject:``: what a change must (not) have to enter a pipeline."""
+    """``require:``: what a change must have to enter a pipeline."""
 
     approval: ApprovalRequirements = Field(default_factory=list)
     open: bool | None = None
     current_patchset: bool | None = Field(default=None, alias="current-patchset")
     status: StrList = Field(default_factory=list)
+
+
+_REJECT_ONLY_APPROVAL = "Zuul v2.5's reject: takes only 'approval'; say it under require:"
+
+
+class PipelineReject(_Model):
+    """``reject:``: the votes that keep a change out of a pipeline."""
+
+    approval: RejectApprovals = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_approval(cls, data: Any) -> Any:
+        _not_acted_on(
+            data,
+            dict.fromkeys(["open", "current-patchset", "status"], _REJECT_ONLY_APPROVAL),
+        )
+        return data
 
 
 def _gerrit_action(value: Any) -> dict[str, int | bool]:
@@ -310,6 +378,14 @@ def _gerrit_action(value: Any) -> dict[str, int | bool]:
         )
     out: dict[str, int | bool] = {}
     for key, vote in value.items():
+        if isinstance(vote, bool) and key != "submit":
+            # Zuul v2.5 passed any flag on to `gerrit review --<flag>`.
+            raise PydanticCustomError(
+                "gerrit_action",
+                "'{key}: {vote}' is not supported: a gerrit reporter votes labels and may "
+                "'submit: true'; gatekeeper passes no other option to gerrit review",
+                {"key": key, "vote": describe(vote), "path": (key,)},
+            )
         if isinstance(vote, bool):
             out[str(key)] = vote
         elif key == "submit":
@@ -390,7 +466,7 @@ class PipelineConfig(_Model):
     source: str = "gerrit"
     precedence: Literal["high", "normal", "low"] = "normal"
     require: PipelineRequire = Field(default_factory=PipelineRequire)
-    reject: PipelineRequire = Field(default_factory=PipelineRequire)
+    reject: PipelineReject = Field(default_factory=PipelineReject)
     trigger: Triggers = Field(default_factory=Triggers)
     start: Reporter | None = None
     success: Reporter | None = None

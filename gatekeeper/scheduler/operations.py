@@ -271,6 +271,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
             job: {
                 "voting": layout.job(job).voting,
                 "node": layout.job(job).node,
+                # Zuul v2.5's job tags: informational (parameter functions read them too).
+                "tags": layout.job(job).tags,
                 "estimated": durations.get(job),
             }
             for job in sorted(every_job)

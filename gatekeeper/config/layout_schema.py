@@ -207,25 +207,22 @@ class ApprovalRequirement(_Model):
         return value
 
 
-# ``require-approval`` / ``reject-approval`` (triggers) and ``approval``
-# (pipeline requirements): one requirement or a list of them.
-ApprovalRequirements = Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)]
-
-
 def _labelled(value: list[ApprovalRequirement]) -> list[ApprovalRequirement]:
     for index, requirement in enumerate(value):
         if not requirement.labels:
             raise PydanticCustomError(
-                "reject_label",
-                "a reject approval must name a label and its votes (e.g. verified: [-1, -2]): "
-                "gatekeeper rejects by label, so one without any would reject nothing",
+                "approval_label",
+                "an approval must name a label and its votes (e.g. verified: [-1, -2]): "
+                "gatekeeper matches approvals by label, so one without any would match "
+                "every change (or, in a reject, none)",
                 {"path": (index,)},
             )
     return value
 
 
-# A rejection is by label: one without a label would be accepted and reject nothing.
-RejectApprovals = Annotated[
+# ``require-approval`` / ``reject-approval`` (triggers) and ``approval``
+# (pipeline requirements): one requirement or a list of them, each naming a label.
+ApprovalRequirements = Annotated[
     list[ApprovalRequirement], BeforeValidator(_to_list), AfterValidator(_labelled)
 ]
 
@@ -295,7 +292,7 @@ class GerritTrigger(_Model):
         default_factory=list, validation_alias=AliasChoices("username", "username_filter")
     )
     require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
-    reject_approval: RejectApprovals = Field(default_factory=list, alias="reject-approval")
+    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -323,7 +320,7 @@ class ZuulTrigger(_Model):
     event: RegexList
     pipeline: RegexList = Field(default_factory=list)
     require_approval: ApprovalRequirements = Field(default_factory=list, alias="require-approval")
-    reject_approval: RejectApprovals = Field(default_factory=list, alias="reject-approval")
+    reject_approval: ApprovalRequirements = Field(default_factory=list, alias="reject-approval")
 
     @field_validator("event")
     @classmethod
@@ -356,7 +353,7 @@ _REJECT_ONLY_APPROVAL = "Zuul v2.5's reject: takes only 'approval'; say it under
 class PipelineReject(_Model):
     """``reject:``: the votes that keep a change out of a pipeline."""
 
-    approval: RejectApprovals = Field(default_factory=list)
+    approval: ApprovalRequirements = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy import select
 
@@ -126,6 +127,23 @@ def test_builds_sharing_a_mutex_never_run_at_once(box: Sandbox, flags: Path) -> 
     box.wait_for(one_running_three_waiting, 60, "one mutex build running, three waiting")
     assert {mutex for _, mutex in waiting(box)} == {"devstack"}
     assert len(mutex_builds(box)) == 1  # the waiting ones were not even dispatched
+    # The web's status.json says so too, for each job held back.
+    assert box.app is not None
+    url = box.app.web_url + "status.json"
+
+    def web_waiting() -> list[str]:
+        status = httpx2.get(url, timeout=10).json()
+        return [
+            job["waiting_for_mutex"]
+            for pipeline in status["pipelines"]
+            for queue in pipeline["change_queues"]
+            for heads in queue["heads"]
+            for item in heads
+            for job in item["jobs"]
+            if job["waiting_for_mutex"]
+        ]
+
+    box.wait_for(lambda: web_waiting() == ["devstack"] * 3, 30, "status.json to show the waits")
 
     (flags / "release").touch()
     box.wait_until_settled()

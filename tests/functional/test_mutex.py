@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx2
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from gatekeeper.cli import main
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord
 from gatekeeper.sandbox.harness import Sandbox
@@ -112,7 +114,25 @@ def mutex_builds(box: Sandbox) -> list[BuildRecord]:
         return sorted(session.scalars(query), key=lambda r: r.start_time or 0.0)
 
 
-def test_builds_sharing_a_mutex_never_run_at_once(box: Sandbox, flags: Path) -> None:
+def gatekeeper_status(box: Sandbox, tmp_path: Path) -> str:
+    """What ``gatekeeper status`` prints, with a site file naming the sandbox's
+    Gearman server and certificates."""
+    assert box.app is not None
+    [(host, port)] = box.app.gearman_servers
+    site = tmp_path / "operator.yaml"
+    site.write_text(
+        f"state-dir: {box.site.state_dir}\n"
+        f"gearman:\n  servers: [{{host: {host}, port: {port}}}]\n"
+        f"  tls-dir: {box.site.gearman.tls_dir}\n"
+    )
+    result = CliRunner().invoke(main, ["status", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_builds_sharing_a_mutex_never_run_at_once(
+    box: Sandbox, flags: Path, tmp_path: Path
+) -> None:
     """Two changes, each in ``check`` and in ``second``: four builds of the one
     mutex, across items and pipelines, run one after another."""
     box.push_change(PROJECT, "First", {"a.txt": "a\n"})
@@ -144,6 +164,9 @@ def test_builds_sharing_a_mutex_never_run_at_once(box: Sandbox, flags: Path) -> 
         ]
 
     box.wait_for(lambda: web_waiting() == ["devstack"] * 3, 30, "status.json to show the waits")
+    # And `gatekeeper status`, asking the running scheduler as an operator would.
+    printed = gatekeeper_status(box, tmp_path)
+    assert printed.count("waiting for mutex devstack") == 3, printed
 
     (flags / "release").touch()
     box.wait_until_settled()

@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/e2e_latency.py
 	$(VENV)/bin/python bench/gearman_tls.py
+	$(VENV)/bin/python bench/gear_nodelay.py
 	$(VENV)/bin/python bench/layout_load.py
 	$(VENV)/bin/python bench/route.py
 	$(VENV)/bin/python bench/gate_queue.py

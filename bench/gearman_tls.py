@@ -39,6 +39,7 @@ import gear
 from rich.console import Console
 from rich.table import Table
 
+from gatekeeper.dispatch import wire
 from gatekeeper.dispatch.certs import Role, TlsFiles, ensure_local
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.dispatch.protocol import JobSpec, encode
@@ -68,7 +69,7 @@ class NoopWorkers:
         self.workers: list[gear.TextWorker] = []
         self.threads: list[threading.Thread] = []
         for slot in range(slots):
-            worker = gear.TextWorker(f"noop-{slot}")
+            worker = wire.TextWorker(f"noop-{slot}")
             worker.addServer("127.0.0.1", port, **gear_kwargs(tls))
             worker.registerFunction(f"build:{JOB}")
             worker.waitForServer(30)
@@ -130,8 +131,9 @@ class Result:
     bare_round_trips: list[float]
 
 
-class _BareClient(gear.Client):
-    """A gear.Client that tells when a job's WORK_COMPLETE arrived (gear's poll thread)."""
+class _BareClient(wire.Client):
+    """A gear.Client (with gatekeeper's TCP_NODELAY) that tells when a job's
+    WORK_COMPLETE arrived (gear's poll thread)."""
 
     def __init__(self) -> None:
         super().__init__(client_id="bench-bare")

@@ -17,6 +17,7 @@ from gatekeeper.config.site import GerritHttpConfig, LabelConfig, SiteConfig
 from gatekeeper.db.audit import AuditLog
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.engine import Database
+from gatekeeper.db.mail_outbox import MailOutbox
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.dispatch.admin import AdminWorker, Handler
 from gatekeeper.dispatch.certs import Role, TlsFiles
@@ -34,6 +35,8 @@ from gatekeeper.gerrit.rest import GerritRest
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
+from gatekeeper.insights.flaky import FlakyNotes
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.metrics import Census
@@ -41,8 +44,9 @@ from gatekeeper.model.results import NodeWait, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
-from gatekeeper.scheduler import operations
+from gatekeeper.scheduler import mail, operations
 from gatekeeper.scheduler.merger import MergeQueue, Merger
+from gatekeeper.scheduler.pipeline_state import warn_unused_disabled
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
 from gatekeeper.scheduler.swift import SwiftSigner, unsigned_targets
@@ -83,7 +87,7 @@ class Gatekeeper:
     serve_web: bool = True
 
     def __post_init__(self) -> None:
-        self.layout = load_layout(self.site.layout)
+        self.layout = self._load_layout()
         self.db = Database(self.site.database)
         self.gearman: EmbeddedGearman | None = None
         self.scheduler: Scheduler | None = None
@@ -100,6 +104,8 @@ class Gatekeeper:
         }
         self._listener_thread: threading.Thread | None = None
         self.catch_up: CatchUp | None = None
+        #: Failure rates per provider, for the pool and the metrics.
+        self.provider_watch = ProviderWatch.for_site(self.db, self.site.insights.providers)
         #: What every component counts into; ``metrics.prometheus.registry``
         #: is what the web serves at /metrics.
         self.metrics = SiteMetrics(
@@ -108,6 +114,7 @@ class Gatekeeper:
                 nodes=NodeStore(self.db).census,
                 max_servers={p.name: p.max_servers for p in self.site.providers},
                 gearman=lambda: self.gearman.queue() if self.gearman is not None else None,
+                provider_rates=self.provider_watch.rates,
             ),
         )
         self.web: WebServer | None = None
@@ -115,6 +122,19 @@ class Gatekeeper:
         self.web_url = self.site.web.url
         #: The certificate each role of this process presents (None: plain TCP).
         self.tls: dict[Role, TlsFiles | None] = {}
+
+    def _load_layout(self) -> Layout:
+        """The layout file, checked against this site too (its smtp reporters
+        need the site's smtp section).
+
+        :raises ConfigError: with one ``file:line: key: message`` line per problem.
+        """
+        layout = load_layout(self.site.layout)
+        errors = mail.check_layout(layout, self.site.smtp)
+        if errors:
+            raise ConfigError(errors)
+        warn_unused_disabled(layout)
+        return layout
 
     @property
     def gearman_servers(self) -> list[tuple[str, int]]:
@@ -145,7 +165,9 @@ class Gatekeeper:
         self.metrics.start()
         if "pool" in self.components:
             labels = default_labels(self.layout, site)
-            self.pool = Pool(site, self.db, self.providers, labels, self.metrics.metrics)
+            self.pool = Pool(
+                site, self.db, self.providers, labels, self.metrics.metrics, self.provider_watch
+            )
             self.pool.start()
         if "worker" in self.components:
             self._start_worker()
@@ -375,6 +397,8 @@ class Gatekeeper:
             local_workers=frozenset({self.worker_name}) if self.worker is not None else frozenset(),
             merger=self._start_merger(),
             metrics=self.metrics.metrics,
+            flaky_note=self._flaky_note(),
+            mail=self._mail_queue(),
         )
         if self.site.swift is not None:
             self.scheduler.context.swift = SwiftSigner.from_config(self.site.swift)
@@ -417,6 +441,22 @@ class Gatekeeper:
                 daemon=True,
             )
             self._listener_thread.start()
+
+    def _flaky_note(self) -> Callable[[str], str] | None:
+        """The failure report's flaky line, when the site's insights ask for it."""
+        config = self.site.insights
+        if not config.flaky_comment:
+            return None
+        notes = FlakyNotes(self.db, config.flaky_days, config.flaky_min_runs, config.flaky_cache)
+        return notes.line
+
+    def _mail_queue(self) -> mail.MailQueue | None:
+        """The smtp reporters' mailer, with what the last run left unsent."""
+        if self.site.smtp is None:
+            return None
+        queue = mail.MailQueue(self.site.smtp, outbox=MailOutbox(self.db))
+        queue.resume()
+        return queue
 
     def _start_merger(self) -> MergeQueue:
         """The gate's merger, publishing under ``<state>/merger`` (served to
@@ -468,7 +508,7 @@ class Gatekeeper:
         stays. Returns whether the new layout took effect.
         """
         try:
-            layout = load_layout(self.site.layout)
+            layout = self._load_layout()
         except GatekeeperError as exc:
             log.error("reconfigure: %s; keeping the current layout", exc)
             return False

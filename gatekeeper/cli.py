@@ -276,14 +276,22 @@ def pool_status(ctx: click.Context, site_path: Path | None) -> None:
     is_flag=True,
     help="Skip 'includes:' (python-file parameter functions) and check the rest.",
 )
-def validate(layout: Path, no_includes: bool) -> None:
+@site_option
+def validate(layout: Path, no_includes: bool, site_path: Path | None) -> None:
     """Check a layout file (default ./layout.yaml); print every error with its
     file, line and key, and exit non-zero if there is any. On success, print
-    how many pipelines, projects, templates and jobs it has."""
+    how many pipelines, projects, templates and jobs it has. With -c, check it
+    against that site file too (its smtp reporters need the site's smtp)."""
     from gatekeeper.config.layout import load_layout
+    from gatekeeper.config.loader import load_site
+    from gatekeeper.scheduler.mail import check_layout
 
     try:
         loaded = load_layout(layout, includes=not no_includes)
+        if site_path is not None:
+            errors = check_layout(loaded, load_site(site_path, Path.cwd()).smtp)
+            if errors:
+                raise ConfigError(errors)
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)
@@ -558,6 +566,7 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
         click.echo(
             f"{pipeline['name']} ({pipeline['manager']}): "
             + (f"{sum(len(q['items']) for q in queues)} queued" if queues else "empty")
+            + _disabled_note(pipeline)
         )
         for queue in queues:
             if pipeline["manager"] == "dependent":
@@ -589,6 +598,16 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
     click.echo(f"audit log, latest {len(audit)}:")
     for entry in audit:
         click.echo("  " + _audit_line(entry))
+
+
+def _disabled_note(pipeline: dict[str, object]) -> str:
+    """`` DISABLED ...`` for a pipeline that disabled itself, else ''."""
+    if not pipeline.get("disabled"):
+        return ""
+    return (
+        f" DISABLED after {pipeline.get('consecutive_failures')} failures in a row"
+        " (reports only through its disabled reporters until a reconfiguration)"
+    )
 
 
 def _audit_line(entry: dict[str, object]) -> str:

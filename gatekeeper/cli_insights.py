@@ -10,7 +10,20 @@ Each reads the builds table (and the log archive) of the site file given with
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.model.outside import shown
+
+if TYPE_CHECKING:
+    from gatekeeper.insights.flaky import Run
 
 
 @click.group()
@@ -27,3 +40,170 @@ def register(main: click.Group) -> None:
     """Add ``insights`` and ``failures`` to the ``gatekeeper`` command."""
     main.add_command(insights)
     main.add_command(failures)
+
+
+# -- insights flaky (flaky jobs) ------------------------------------------------
+
+
+@insights.command("flaky")
+@click.option(
+    "-c",
+    "--config",
+    "site_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
+)
+@click.option("--job", help="Only this job.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=7.0,
+    show_default=True,
+    help="The window: builds dispatched in the last N days.",
+)
+def insights_flaky(site_path: Path | None, job: str | None, days: float) -> None:
+    """Jobs that failed and then passed on unchanged code.
+
+    An incident is a job's failure (FAILURE or TIMED_OUT) followed by its
+    pass in the same pipeline on the same patch set with the same changes
+    ahead (the same ZUUL_CHANGES), as a recheck does. The flaky rate is the
+    failed runs of incidents over all the job's passes and failures in the
+    window. First each job's rate, flakiest first; then the incidents,
+    newest first, with their failed and passing builds."""
+    from gatekeeper.config.loader import load_local_site
+    from gatekeeper.db.engine import Database
+    from gatekeeper.insights.flaky import flaky_report
+
+    try:
+        site = load_local_site(site_path)
+        db = Database(site.database)
+        db.migrate()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = flaky_report(db, days, job)
+    finally:
+        db.dispose()
+    console = Console(width=200, soft_wrap=True, markup=False, highlight=False)
+    rates = _flaky_table("job", "runs", "failures", "flaky failures", "incidents", "flaky rate")
+    for rate in report.rates:
+        rates.add_row(
+            shown(rate.job),
+            str(rate.runs),
+            str(rate.failures),
+            str(rate.flaky_failures),
+            str(rate.incidents),
+            f"{rate.percent}%",
+        )
+    window = f"{days:g} day{'' if days == 1 else 's'}"
+    console.print(f"flaky jobs over the last {window}" + (f" (job {shown(job)})" if job else ""))
+    if not report.rates:
+        console.print("no finished builds in the window")
+        return
+    console.print(rates)
+    if report.truncated:
+        console.print("(the window holds more builds than are read: only the newest counted)")
+    console.print("")
+    if not report.incidents:
+        console.print("no flaky incidents")
+        return
+    table = _flaky_table("passed at", "job", "project", "change", "pipeline", "failed", "passed")
+    for incident in report.incidents:
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(incident.when)),
+            shown(incident.job),
+            shown(incident.project),
+            f"{incident.change},{incident.patchset}",
+            shown(incident.pipeline),
+            " ".join(_flaky_run(run) for run in incident.failed),
+            _flaky_run(incident.passed),
+        )
+    console.print(f"{len(report.incidents)} incident{'' if len(report.incidents) == 1 else 's'}")
+    console.print(table)
+
+
+def _flaky_run(run: Run) -> str:
+    """``<uuid> (RESULT on provider/region/zone)``."""
+    where = f" on {shown(run.where)}" if run.where else ""
+    return f"{run.uuid[:12]} ({run.result}{where})"
+
+
+def _flaky_table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+# -- insights providers (failure rates per provider) --------------------------
+
+
+@insights.command("providers")
+@click.option(
+    "-c",
+    "--config",
+    "site_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
+)
+@click.option("--job", help="Only this job (default: each job, and all jobs together).")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True, max=366),
+    help="The window, in days before now (default: the site's insights.providers.days, 7).",
+)
+def insights_providers(site_path: Path | None, job: str | None, days: float | None) -> None:
+    """Failure rate per provider, per job and for all jobs together.
+
+    FAILURE and TIMED_OUT count as failures, SUCCESS as a pass; other
+    results are left out. The interval is Wilson's; FLAGGED means Fisher's
+    one-sided exact test against the other providers together, Holm-corrected
+    over the comparisons shown, is at or below the site's level. A provider
+    (or the rest) with fewer than ``min-runs`` runs is not compared."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gatekeeper.config.loader import load_local_site
+    from gatekeeper.db.engine import Database
+    from gatekeeper.insights.providers import provider_report
+    from gatekeeper.model.outside import shown
+
+    try:
+        site = load_local_site(site_path)
+        config = site.insights.providers
+        db = Database(site.database)
+        db.migrate()
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = provider_report(
+            db, days if days is not None else config.days, job, config.level, config.min_runs
+        )
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot read the builds: {exc}") from exc
+    finally:
+        db.dispose()
+    console = Console(width=200, soft_wrap=True, markup=False, highlight=False)
+    console.print(
+        f"builds dispatched in the last {report.days:g} days; flagged at family-wise "
+        f"level {report.level:g}, at least {report.min_runs} runs a side"
+    )
+    tables = [each for each in report.tables() if each.rows]
+    if not tables:
+        console.print("no finished builds on a provider in this window")
+    for each in tables:
+        table = Table(title=shown(each.title, 200), title_justify="left", box=None)
+        table.header_style = "bold"
+        for column in ("provider", "runs", "failures", "rate", "interval", "p (Holm)", "flag"):
+            table.add_column(column, overflow="fold")
+        for row in each.rows:
+            table.add_row(
+                shown(row.provider, 100),
+                str(row.runs),
+                str(row.failures),
+                f"{100 * row.rate:.1f}%",
+                f"{100 * row.low:.1f}-{100 * row.high:.1f}%",
+                "not compared" if row.adjusted is None else f"{row.adjusted:.2g}",
+                "FLAGGED" if row.flagged else "",
+            )
+        console.print(table)

@@ -16,10 +16,11 @@ directory gatekeeper was started in, unless they are absolute.
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.model.gerrit_vocabulary import MAX_EVENT_BYTES
@@ -257,6 +258,10 @@ class LabelConfig(_Strict):
     # Nodes of this label held at once (failed builds and operators' holds
     # together); None: the pool's hold-max. See PoolConfig.hold_max.
     hold_max: int | None = Field(default=None, alias="hold-max", ge=0)
+    # Launch no node of this label on a provider significantly worse over all
+    # jobs (gatekeeper.insights.providers), and delete its READY ones there,
+    # while another provider serving the label is not backing off.
+    deprioritize_failing: bool = Field(default=False, alias="deprioritize-failing")
 
 
 class PoolConfig(_Strict):
@@ -417,6 +422,88 @@ class SwiftConfig(_Strict):
         return text
 
 
+class ProviderInsightsConfig(_Strict):
+    """Provider correlation (``gatekeeper.insights.providers``): the window,
+    the family-wise level a provider is flagged at, the runs a provider (and
+    the others together) need before it is compared, and how often the
+    pool and the metrics look again."""
+
+    days: float = Field(default=7.0, gt=0)
+    level: float = Field(default=0.05, gt=0, lt=1)
+    min_runs: int = Field(default=30, alias="min-runs", ge=1)
+    refresh: Duration = Field(default=300.0, gt=0)
+
+
+class InsightsConfig(_Strict):
+    """Why builds fail (``gatekeeper/insights/``): each insight's settings."""
+
+    providers: ProviderInsightsConfig = Field(default_factory=ProviderInsightsConfig)
+
+    # A failed job with a flaky history gets "this job failed on unchanged
+    # code in N% of recent runs" in the failure comment. On by default: it
+    # tells the developer whether to look at the change or recheck, and is
+    # only said of a job with an incident and flaky-min-runs runs.
+    flaky_comment: bool = Field(default=True, alias="flaky-comment")
+    # The window of that rate, in days.
+    flaky_days: float = Field(default=7.0, alias="flaky-days", gt=0)
+    # Fewer runs than this in the window say too little (1 of 2 is "50%").
+    flaky_min_runs: int = Field(default=10, alias="flaky-min-runs", ge=1)
+    # How long a job's rate is reused by later reports before it is read
+    # again (a broken dependency fails every change at once: one read a
+    # minute per job, not one per report); 0 reads it for every report.
+    flaky_cache: Duration = Field(default=60.0, alias="flaky-cache", ge=0)
+
+
+def mail_addresses(value: str) -> list[str]:
+    """The addresses of ``value``, one or more mail addresses separated by
+    commas (``Ann <ann@example.org>, ci@example.org``), each with one ``@`` and
+    nothing that could end a header line.
+
+    :raises ValueError: naming the address at fault.
+    """
+    found: list[str] = []
+    for address in value.split(","):
+        _, bare = parseaddr(address)
+        if "\r" in address or "\n" in address or bare.count("@") != 1:
+            raise ValueError(f"not a mail address: {address.strip()!r}")
+        found.append(bare)
+    return found
+
+
+class SmtpConfig(_Strict):
+    """Where SMTP reporters send their mail (``smtp:`` in a pipeline's
+    reporters), and who it is from and to when the layout does not say."""
+
+    server: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    default_from: str = Field(default="gatekeeper@localhost", alias="default-from")
+    # None: every smtp reporter of the layout must name its own 'to'.
+    default_to: str | None = Field(default=None, alias="default-to")
+    # Ask the server for STARTTLS (and check its certificate) before sending.
+    starttls: bool = False
+    # The CA that signed the server's certificate (default: the system's).
+    ca_file: Path | None = Field(default=None, alias="ca-file")
+    # One SMTP conversation's timeout (connect, each command).
+    timeout: Duration = Field(default=30.0, gt=0)
+    # A mail the server did not take is sent again after this long, doubled
+    # per failed try up to retry-max, for as long as the daemon runs.
+    retry: Duration = Field(default=2.0, gt=0)
+    retry_max: Duration = Field(default=300.0, alias="retry-max", gt=0)
+
+    @field_validator("default_from")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        mail_addresses(value)
+        return value
+
+    @field_validator("default_to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None:
+            mail_addresses(value)
+        return value
+
+
 class SiteConfig(_Strict):
     """The whole site file. Only ``gerrit`` is required for ``gatekeeper run``."""
 
@@ -445,6 +532,10 @@ class SiteConfig(_Strict):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     #: Signed upload URLs for jobs' ``swift:`` targets; None: builds get none.
     swift: SwiftConfig | None = None
+    insights: InsightsConfig = Field(default_factory=InsightsConfig)
+    # The mail server of the layout's smtp reporters (none: a layout with
+    # smtp reporters is refused).
+    smtp: SmtpConfig | None = None
 
     def hold_max(self, label: str) -> int:
         """How many nodes of ``label`` may be held at once."""
@@ -491,6 +582,8 @@ class SiteConfig(_Strict):
                 http.password_file = fix(http.password_file)
         if self.swift is not None and self.swift.temp_url_key_file is not None:
             self.swift.temp_url_key_file = fix(self.swift.temp_url_key_file)
+        if self.smtp is not None and self.smtp.ca_file is not None:
+            self.smtp.ca_file = fix(self.smtp.ca_file)
         if self.reap.hold_failed is not None:
             self.pool.hold_failed_hours = self.reap.hold_failed / 3600
         for provider in self.providers:

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from gatekeeper.db.audit import AuditEntry, AuditLog
 from gatekeeper.db.engine import Database, rowcount
 from gatekeeper.db.tables import BuildRecord
+from gatekeeper.model.results import StartData
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,23 @@ T = TypeVar("T")
 
 #: The audit action of a build packet that was not believed.
 REFUSED_RESULT = "build-result"
+
+
+@dataclass(frozen=True)
+class RanOn:
+    """Where a build's node runs, copied into its record when it starts."""
+
+    region: str = ""
+    availability_zone: str = ""
+    image: str = ""
+    image_built_at: float | None = None
+
+    @classmethod
+    def of(cls, start: StartData) -> RanOn:
+        return cls(start.region, start.availability_zone, start.image, start.image_built_at)
+
+    def values(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class BuildStore:
@@ -116,9 +135,17 @@ class BuildStore:
         self._write(work)
 
     def started(
-        self, uuid: str, node: str, provider: str, worker: str, start_time: float, log_url: str
+        self,
+        uuid: str,
+        node: str,
+        provider: str,
+        worker: str,
+        start_time: float,
+        log_url: str,
+        where: RanOn | None = None,
     ) -> None:
-        """Record that a worker claimed a node and started the build."""
+        """Record that a worker claimed a node and started the build (and,
+        with ``where``, where that node runs)."""
 
         def work(session: Session) -> None:
             record = self._get_or_stub(session, uuid, start_time)
@@ -127,6 +154,9 @@ class BuildStore:
             record.worker = worker
             record.start_time = start_time
             record.log_url = log_url
+            if where is not None:
+                for key, value in where.values().items():
+                    setattr(record, key, value)
 
         self._write(work)
 
@@ -171,10 +201,12 @@ class BuildStore:
         start_time: float,
         log_url: str,
         console_address: str = "",
+        where: RanOn | None = None,
     ) -> bool:
         """A worker claimed a node and starts the build; False if the build has
         a result already (or no record: it was not dispatched by a scheduler).
-        ``console_address`` is where the worker serves its live console."""
+        ``console_address`` is where the worker serves its live console;
+        ``where`` is where the node runs."""
         statement = (
             update(BuildRecord)
             .where(BuildRecord.uuid == uuid, BuildRecord.result.is_(None))
@@ -187,6 +219,7 @@ class BuildStore:
                 log_url=log_url,
                 heartbeat=start_time,
                 console_address=console_address,
+                **(where or RanOn()).values(),
             )
         )
         return self._write(lambda session: rowcount(session.execute(statement)) > 0)
@@ -280,6 +313,7 @@ class BuildStore:
                 end_time=None,
                 result=None,
                 heartbeat=None,
+                **RanOn().values(),
             )
         statement = update(BuildRecord).where(BuildRecord.uuid == uuid).values(**values)
         self._write(lambda session: session.execute(statement))

@@ -94,6 +94,11 @@ class ImageStore:
         with self.db.session() as session:
             return list(session.scalars(query))
 
+    def built_at(self, name: str) -> float | None:
+        """When the image ``name`` was built (None: no such image)."""
+        with self.db.session() as session:
+            return session.scalars(select(Image.created_at).where(Image.name == name)).first()
+
     def current(self, provider: str, label: str) -> Image | None:
         """The newest READY image: what new nodes boot from."""
         ready = self.list(provider, label, ImageState.READY)

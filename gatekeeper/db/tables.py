@@ -142,6 +142,8 @@ class BuildRecord(Base):
         Index("ix_builds_change", "change", "patchset"),
         # The build history lists newest first.
         Index("ix_builds_dispatched_at", "dispatched_at"),
+        # One job's recent builds (the flaky line of a failure report).
+        Index("ix_builds_job_dispatched_at", "job", "dispatched_at"),
     )
 
 

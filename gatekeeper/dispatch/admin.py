@@ -37,6 +37,7 @@ from typing import Any
 import gear
 
 from gatekeeper.db.audit import AuditLog, Outcome
+from gatekeeper.dispatch import wire
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.dispatch.tokens import Caller, allows, verify
@@ -79,6 +80,9 @@ MAX_REQUEST = 64 * 1024
 AUDIT_MAX = 500
 # Characters of a request's arguments kept in a log line.
 SHOWN = 300
+# Seconds an operator waits past a request's expiry for the scheduler's
+# answer (which it sends by the expiry) to arrive.
+ANSWER_GRACE = 2.0
 
 # Takes the request's JSON arguments and the Unix time after which it must
 # not be acted on (None: no limit); returns what json.dumps can write.
@@ -187,7 +191,7 @@ class AdminWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        worker = gear.TextWorker(client_id=f"{self.name}-admin")
+        worker = wire.TextWorker(client_id=f"{self.name}-admin")
         for host, port in self.servers:
             worker.addServer(host, port, **gear_kwargs(self.tls))
         for function in self.handlers:
@@ -335,7 +339,8 @@ def call(
         raise OperationError(
             f"unknown operator function '{shown(function)}' (known: {', '.join(FUNCTIONS)})"
         )
-    request: dict[str, object] = {**args, "expires": time.time() + timeout}
+    expires = time.time() + timeout
+    request: dict[str, object] = {**args, "expires": expires}
     if token is not None:
         request["token"] = token
     body = json.dumps(request)
@@ -359,10 +364,12 @@ def call(
         job = gear.TextJob(PREFIX + function, body)
         client.submitJob(job, timeout=timeout)
         finished = threading.Event()
-        waited = 0.0
-        while not job.complete and waited < timeout:
+        # A scheduler that took the request answers by its expiry (with an
+        # error if it could not act in time): wait that long and a little
+        # more for the answer to travel, so the operator hears why.
+        deadline = time.monotonic() + (expires - time.time()) + ANSWER_GRACE
+        while not job.complete and time.monotonic() < deadline:
             finished.wait(0.05)
-            waited += 0.05
         if not job.complete:
             # Its expiry makes a scheduler that takes it later refuse it.
             raise DispatchError(f"no scheduler answered {function} within {timeout:.0f}s")
@@ -383,7 +390,7 @@ def _connected(servers: list[tuple[str, int]], timeout: float, tls: TlsFiles | N
 
     :raises DispatchError: none answered within ``timeout``.
     """
-    client = gear.Client(client_id="gatekeeper-cli")
+    client = wire.Client(client_id="gatekeeper-cli")
     for host, port in servers:
         client.addServer(host, port, **gear_kwargs(tls))
     try:

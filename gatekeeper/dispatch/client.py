@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import gear
 
-from gatekeeper.dispatch import protocol
+from gatekeeper.dispatch import protocol, wire
 from gatekeeper.dispatch.certs import Identity, TlsFiles
 from gatekeeper.dispatch.signing import Kind, ResultVerifier, claimed_identity
 from gatekeeper.dispatch.tls import gear_kwargs
@@ -83,7 +83,7 @@ PASSING = frozenset({BuildResult.SUCCESS, BuildResult.SKIPPED})
 REFUSED_LIMIT = 5
 
 
-class _Client(gear.Client):
+class _Client(wire.Client):
     """gear calls these from its poll thread; they only post events.
 
     Each returns the job the packet is about: the very ``gear.TextJob`` that

@@ -9,6 +9,7 @@ import gear
 
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.tls import RoleAcl, gear_kwargs
+from gatekeeper.dispatch.wire import no_delay
 from gatekeeper.model.metrics import GearmanQueue
 
 log = logging.getLogger(__name__)
@@ -20,19 +21,24 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 5.0
 
 
-class _HandshakeTimeoutSocket:
-    """The listening socket, handing out accepted sockets with a timeout.
+class _AcceptingSocket:
+    """The listening socket, handing out accepted sockets that send each
+    packet at once (see :mod:`gatekeeper.dispatch.wire`) and, over TLS, with
+    a timeout.
 
     gear's ``ServerConnection`` makes the socket non-blocking right after the
     handshake, so the timeout bounds only the handshake.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, handshake_timeout: float | None) -> None:
         self._sock = sock
+        self._handshake_timeout = handshake_timeout
 
     def accept(self) -> tuple[socket.socket, object]:
         conn, addr = self._sock.accept()
-        conn.settimeout(HANDSHAKE_TIMEOUT)
+        no_delay(conn)
+        if self._handshake_timeout is not None:
+            conn.settimeout(self._handshake_timeout)
         return conn, addr
 
     def __getattr__(self, name: str) -> object:
@@ -56,8 +62,9 @@ class EmbeddedGearman:
         self._server = gear.Server(
             port, host=host, acl=RoleAcl() if tls is not None else None, **gear_kwargs(tls)
         )
-        if tls is not None:
-            self._server.socket = _HandshakeTimeoutSocket(self._server.socket)  # type: ignore[assignment]
+        self._server.socket = _AcceptingSocket(  # type: ignore[assignment]
+            self._server.socket, HANDSHAKE_TIMEOUT if tls is not None else None
+        )
         self.port: int = self._server.port
         log.info(
             "embedded gearman listening on %s:%d (%s)",

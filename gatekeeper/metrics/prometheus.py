@@ -53,6 +53,7 @@ class _CensusCollector(Collector):
         for provider, n in sorted(self.census.max_servers.items()):
             limit.add_metric([provider], n)
         yield limit
+        yield from self._providers()
         queue = self.census.gearman()
         if queue is not None:
             jobs = GaugeMetricFamily(
@@ -64,6 +65,30 @@ class _CensusCollector(Collector):
             jobs.add_metric(["running"], queue.running)
             jobs.add_metric(["waiting"], queue.waiting)
             yield jobs
+
+    def _providers(self) -> Iterator[GaugeMetricFamily]:
+        rate = GaugeMetricFamily(
+            "gatekeeper_provider_failure_rate",
+            "Failed share of a job's finished runs on a provider over the insights window "
+            '(job "" is every job together)',
+            labels=["job", "provider"],
+        )
+        flagged = GaugeMetricFamily(
+            "gatekeeper_provider_flagged",
+            "1 if the provider fails the job significantly more often than the others "
+            "(Fisher's exact test, Holm-corrected)",
+            labels=["job", "provider"],
+        )
+        try:
+            rates = self.census.provider_rates()
+        except (GatekeeperError, SQLAlchemyError) as exc:
+            log.warning("metrics: cannot read provider failure rates: %s", exc)
+            rates = {}
+        for (job, provider), (value, worse) in sorted(rates.items()):
+            rate.add_metric([job, provider], value)
+            flagged.add_metric([job, provider], 1.0 if worse else 0.0)
+        yield rate
+        yield flagged
 
 
 class PrometheusMetrics(Metrics):

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 #: ``(label, provider, state) -> number of nodes``.
 NodeCounts = Mapping[tuple[str, str, str], int]
+#: ``(job, provider) -> (failure rate, significantly worse)``; job "" is
+#: every job together (see gatekeeper.insights.providers).
+ProviderRates = Mapping[tuple[str, str], tuple[float, bool]]
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,11 @@ class Tee(Metrics):
 @dataclass
 class Census:
     """Where the levels are read from: the node table, the providers'
-    max-servers, and the embedded Gearman server (None when this process
-    runs none)."""
+    max-servers, the embedded Gearman server (None when this process
+    runs none), and the failure rates per provider."""
 
     nodes: Callable[[], NodeCounts]
     max_servers: Mapping[str, int] = field(default_factory=dict)
     gearman: Callable[[], GearmanQueue | None] = lambda: None
+    #: Failure rates per provider (a cached report: cheap to ask).
+    provider_rates: Callable[[], ProviderRates] = lambda: {}

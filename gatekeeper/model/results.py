@@ -21,6 +21,15 @@ class StartData:
     provider: str
     url: str
     started_at: float
+    #: Where the node runs, from its row: the cloud's region and availability
+    #: zone ("" where the provider reports none), the label it was launched
+    #: for, and the pool image it was booted from with when that image was
+    #: built ("" and None for a provider's base image).
+    region: str = ""
+    availability_zone: str = ""
+    label: str = ""
+    image: str = ""
+    image_built_at: float | None = None
     #: Filled in by the dispatcher (a requeued job carries its first arguments).
     attempt: int = 1
     #: The worker's certificate (PEM) and its signature of this start

@@ -45,6 +45,7 @@ from gatekeeper.db.engine import Database
 from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.node import ImageState, NodeState
 from gatekeeper.model.results import NodeWait
@@ -139,9 +140,13 @@ class Pool:
         providers: dict[str, Provider],
         labels: list[LabelConfig],
         metrics: Metrics = NO_METRICS,
+        watch: ProviderWatch | None = None,
     ) -> None:
         self.site = site
         self.metrics = metrics
+        #: Which providers are significantly worse (``deprioritize-failing``);
+        #: asked each round, it reads the builds only every ``refresh``.
+        self.watch = watch
         self.nodes = NodeStore(db)
         self.images = ImageStore(db)
         self.builder = ImageBuilder(self.images, site.image_update.keep)
@@ -166,6 +171,10 @@ class Pool:
         self._next_image_check = 0.0
         # Labels already warned about having no provider that serves them.
         self._unserved: set[str] = set()
+        # Per deprioritize-failing label, the flagged providers last logged as avoided.
+        self._avoided: dict[str, frozenset[str]] = {}
+        # Those of them launching on a flagged provider again (the rest back off).
+        self._fallen_back: set[str] = set()
 
     # -- thread ------------------------------------------------------------
 
@@ -252,6 +261,11 @@ class Pool:
         # Launch before deleting: a DELETE row takes no capacity, and deletes
         # through a slow or failing cloud's rate limit must not hold up the
         # launches that replace its nodes elsewhere.
+        if self.watch is not None:
+            # The pool's thread keeps the report fresh, so a provider that
+            # turns worse is logged even where no label deprioritizes it.
+            self.watch.report()
+            self._deprioritize_failing()
         self._launch_for_demand()
         self._delete_nodes()
         self._rounds += 1
@@ -429,7 +443,7 @@ class Pool:
                 )
         wanted = {p for names in label_providers.values() for p in names}
         free = {name: self.capacity(self.providers[name]) for name in sorted(wanted)}
-        plan = allocate(demand, label_providers, free, self._rounds)
+        plan = self._plan(demand, labels, label_providers, free)
         batch: list[tuple[str, str, str]] = []
         for (label, provider_name), n in sorted(plan.items()):
             provider = self.providers[provider_name]
@@ -451,6 +465,73 @@ class Pool:
             if placed < n:
                 log.debug("label %s: no capacity for %d more nodes", label, n - placed)
         self._release_holds_for_waiting(demand, label_providers, plan, free)
+
+    def _plan(
+        self,
+        demand: Mapping[str, int],
+        labels: Mapping[str, LabelConfig],
+        label_providers: Mapping[str, list[str]],
+        free: Mapping[str, int],
+    ) -> dict[tuple[str, str], int]:
+        """:func:`allocate`, keeping a ``deprioritize-failing`` label off the
+        providers flagged significantly worse while another of its providers
+        can launch (is not backed off): its builds wait for a node there
+        rather than fail on the flagged one."""
+        placed = dict(label_providers)
+        for name, bad in self._avoided.items():
+            if not bad or name not in placed or not labels[name].deprioritize_failing:
+                continue
+            others = [p for p in placed[name] if p not in bad]
+            if any(not self._backed_off(p) for p in others):
+                placed[name] = others
+            elif name not in self._fallen_back:
+                self._fallen_back.add(name)
+                log.warning(
+                    "label %s: launching on flagged %s again: its other providers are backing off",
+                    name,
+                    ", ".join(sorted(bad)),
+                )
+        for name in [n for n in self._fallen_back if placed.get(n) != label_providers.get(n)]:
+            self._fallen_back.discard(name)
+        return allocate(demand, placed, free, self._rounds)
+
+    def _deprioritize_failing(self) -> None:
+        """Per ``deprioritize-failing`` label, which of its providers are
+        flagged significantly worse while another provider serves it too.
+        When that changes it is logged, and the label's READY nodes on a
+        newly avoided provider are deleted (unclaimed ones only), so that
+        builds wait for nodes elsewhere rather than take them."""
+        if self.watch is None:
+            return
+        # Only the site file's labels can ask for it (no extra query per round).
+        chosen = [label for label in self.labels if label.deprioritize_failing]
+        if not chosen:
+            return
+        flagged = self.watch.flagged_providers()
+        for label in chosen:
+            serving = [p.name for p in self._label_providers(label)]
+            bad = frozenset(p for p in serving if p in flagged)
+            if bad == set(serving):
+                bad = frozenset()  # nowhere else to go
+            before = self._avoided.get(label.name, frozenset())
+            if bad == before:
+                continue
+            self._avoided[label.name] = bad
+            if not bad:
+                log.info("label %s: launching on every provider again", label.name)
+                continue
+            log.warning(
+                "label %s: not launching on %s (significantly more failures than the "
+                "other providers) while %s can serve it",
+                label.name,
+                ", ".join(sorted(bad)),
+                ", ".join(p for p in serving if p not in bad),
+            )
+            for provider in sorted(bad - before):
+                for node in self.nodes.list(label.name, provider, NodeState.READY):
+                    why = f"{provider} is significantly worse for {label.name}"
+                    if self.nodes.change_state(node.name, NodeState.READY, NodeState.DELETE, why):
+                        log.info("node %s: READY -> DELETE (%s)", node.name, why)
 
     def _release_holds_for_waiting(
         self,

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from gatekeeper.config.layout import Layout
 from gatekeeper.db.builds import BuildStore
 from gatekeeper.db.items import ItemStore
+from gatekeeper.db.pipeline_state import PipelineStateStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.mutex import Mutexes
+from gatekeeper.scheduler.pipeline_state import PipelineStates
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
 from gatekeeper.scheduler.swift import SwiftSigner
@@ -54,7 +57,15 @@ class SchedulerContext:
     mutexes: Mutexes = field(default_factory=Mutexes)
     #: Signs jobs' ``swift:`` targets into SWIFT_* parameters; None: the site has no swift.
     swift: SwiftSigner | None = None
+    #: A failed job's flaky line for its failure report (None: no such lines).
+    flaky_note: Callable[[str], str] | None = None
+    #: Sends the smtp reporters' mail in its own thread (None: the site file
+    #: has no smtp section, and the layout has no smtp reporter).
+    mail: MailQueue | None = None
+    #: Each pipeline's run of failures (disable-after-consecutive-failures).
+    pipeline_states: PipelineStates = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)
         self.item_store = ItemStore(self.builds)
+        self.pipeline_states = PipelineStates(PipelineStateStore(self.builds))

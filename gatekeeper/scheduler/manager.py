@@ -43,7 +43,17 @@ class PipelineManager:
         self.name: str = pipeline.name
         self.context = context
         self._items: list[QueueItem] = []
-        self.compose = ReportComposer(pipeline, context.layout.job, stored_facts(context.builds))
+        #: The run of failed reports (disable-after-consecutive-failures).
+        self.health = context.pipeline_states.of(pipeline)
+        mail = context.mail.report if context.mail is not None else None
+        self.compose = ReportComposer(
+            pipeline,
+            self.health,
+            mail,
+            flaky=context.flaky_note,
+            jobs=context.layout.job,
+            facts=stored_facts(context.builds),
+        )
 
     @property
     def items(self) -> list[QueueItem]:
@@ -445,14 +455,19 @@ class PipelineManager:
         log.info(
             "reporting %s in %s: %s", item.change, self.name, "SUCCESS" if passed else "FAILURE"
         )
+        # Composed before it counts: the failure that disables the pipeline
+        # is still reported as usual. An item without jobs counts for
+        # nothing, as in Zuul.
+        report = self.compose.result(item, passed, jobs)
+        if jobs:
+            self.health.reported(passed)
         if item.change.is_ref:
-            # A ref update has no change in Gerrit to review: the log and the
-            # build records are its report.
+            # A ref update has no change in Gerrit to review: the log, the
+            # build records and any mail are its report.
             for line in self.compose.result_message(item, passed, jobs).splitlines()[2:]:
                 log.info("%s in %s: %s", item.change, self.name, line)
             then()
             return
-        report = self.compose.result(item, passed, jobs)
         if report is None:
             then()
             return

@@ -258,6 +258,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
                 "queues": rendered,
                 # A gate's change queues with nothing in them (Zuul lists them too).
                 "empty_queues": empty,
+                # disable-after-consecutive-failures: disabled, and the run so far.
+                **manager.health.describe(),
             }
         )
     return {

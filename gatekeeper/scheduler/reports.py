@@ -1,8 +1,14 @@
 """What a report says: one place composes the votes and the message of
 every report kind (start, success, failure, merge failure, notice).
 
-Everything here is pure: it runs in the scheduler thread and builds
-:class:`Report` values; :mod:`gatekeeper.scheduler.reporter` sends them.
+It runs in the scheduler thread and builds :class:`Report` values;
+:mod:`gatekeeper.scheduler.reporter` sends them. Nothing here waits on
+anything but a failed job's :data:`FlakyNote` (a bounded and cached database
+read). An action's ``smtp:`` part
+is handed to the composer's ``mail`` sink as the report is composed
+(:mod:`gatekeeper.scheduler.mail` sends it). A disabled pipeline
+(:mod:`gatekeeper.scheduler.pipeline_state`) sends no start reports and its
+results through its ``disabled`` action.
 """
 
 from __future__ import annotations
@@ -19,10 +25,19 @@ from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.patterns import change_values, fill, parameter_name
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout_schema import JobConfig, PipelineConfig, Reporter
+    from gatekeeper.config.layout_schema import (
+        JobConfig,
+        PipelineConfig,
+        Reporter,
+        SmtpReporter,
+    )
     from gatekeeper.db.builds import BuildStore
+    from gatekeeper.scheduler.pipeline_state import PipelineHealth
 
 log = logging.getLogger(__name__)
+
+#: Where an action's ``smtp:`` part goes: (pipeline, smtp part, change, kind, message).
+MailSink = Callable[["PipelineConfig", "SmtpReporter", Change, str, str], None]
 
 #: What the build in memory cannot say, looked up for a URL pattern:
 #: ``(build, placeholder) -> value`` for ``build.number`` and ``build.parameters[X]``.
@@ -94,17 +109,33 @@ def job_line(build: Build, url: str = "", result: str = "") -> str:
     return line
 
 
+#: A job's flaky line ("this job failed on unchanged code in N% of recent
+#: runs", or "" when it has no flaky history): the job's name -> the line.
+#: :class:`gatekeeper.insights.flaky.FlakyNotes` answers it from a bounded,
+#: cached query; the app hands it over when the site's insights say so.
+FlakyNote = Callable[[str], str]
+
+
+def flaky_lines(build: Build, note: FlakyNote | None) -> list[str]:
+    """Under a failed (or timed out) job's line, its flaky line if it has one."""
+    if note is None or build.result not in (BuildResult.FAILURE, BuildResult.TIMED_OUT):
+        return []
+    line = note(build.job)
+    return [f"  {line}"] if line else []
+
+
 def compose_message(
     headline: str,
     pipeline: str,
     item: QueueItem,
     job_order: list[str],
     footer: str = "",
+    flaky: FlakyNote | None = None,
     line: Callable[[Build], str] = job_line,
 ) -> str:
     """The result comment: the headline naming the pipeline, then one
-    ``line`` (:func:`job_line` unless given) per job in ``job_order``, then
-    the footer."""
+    ``line`` (:func:`job_line` unless given) per job in ``job_order`` (a
+    failed one followed by its :func:`flaky_lines`), then the footer."""
     lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
     if not job_order:
         lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
@@ -112,6 +143,7 @@ def compose_message(
         build = item.builds.get(name)
         if build is not None:
             lines.append(line(build))
+            lines.extend(flaky_lines(build, flaky))
     text = "\n".join(lines).rstrip() + "\n"
     if footer:
         text += "\n" + footer.rstrip() + "\n"
@@ -145,19 +177,37 @@ class ReportComposer:
     ``pipeline`` is the pipeline's configuration (its ``start``, ``success``,
     ``failure`` and ``merge_failure`` actions and their messages). A method
     returns None when the pipeline reports nothing to Gerrit for that event.
+    ``health`` says whether the pipeline is disabled; ``mail`` takes the
+    actions' ``smtp:`` parts.
     """
 
     def __init__(
         self,
         pipeline: PipelineConfig,
+        health: PipelineHealth | None = None,
+        mail: MailSink | None = None,
+        flaky: FlakyNote | None = None,
         jobs: Callable[[str], JobConfig] | None = None,
         facts: BuildFacts | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
+        self.health = health
+        self.mail = mail
+        #: Adds a failed job's flaky line to the result comment (None: never).
+        self.flaky = flaky
         #: A job's settings (its report patterns and messages); None: none apply.
         self.jobs = jobs
+        #: What a URL pattern needs beyond the build in memory (its number, parameters).
         self.facts = facts
+
+    @property
+    def disabled(self) -> bool:
+        return self.health is not None and self.health.disabled
+
+    def _final(self, action: Reporter | None) -> Reporter | None:
+        """A result's action: the ``disabled`` one while the pipeline is disabled."""
+        return self.pipeline.disabled if self.disabled else action
 
     def _report(
         self,
@@ -167,8 +217,11 @@ class ReportComposer:
         message: str,
         submit: bool = False,
     ) -> Report | None:
+        if action is not None and action.smtp is not None and self.mail is not None:
+            self.mail(self.pipeline, action.smtp, change, kind.value, message)
         action = _gerrit_action(action)
-        if action is None:
+        if action is None or change.is_ref:
+            # A ref update has no change in Gerrit to review.
             return None
         return Report(
             change=change,
@@ -180,7 +233,7 @@ class ReportComposer:
         )
 
     def start(self, item: QueueItem) -> Report | None:
-        if item.change.is_ref:
+        if self.disabled:
             return None
         message = self.pipeline.start_message or f"Starting {self.name} jobs."
         return self._report(item.change, ReportKind.START, self.pipeline.start, message)
@@ -192,7 +245,13 @@ class ReportComposer:
         headline = headline or ("Build succeeded." if passed else "Build failed.")
         footer = pipeline.footer_message or ""
         return compose_message(
-            headline, self.name, item, job_order, footer, lambda b: self.job_line(item, b)
+            headline,
+            self.name,
+            item,
+            job_order,
+            footer,
+            flaky=self.flaky,
+            line=lambda b: self.job_line(item, b),
         )
 
     def job_line(self, item: QueueItem, build: Build) -> str:
@@ -230,7 +289,7 @@ class ReportComposer:
         """Success or failure; a success submits if the pipeline's success
         action asks for it."""
         kind = ReportKind.SUCCESS if passed else ReportKind.FAILURE
-        action = self.pipeline.success if passed else self.pipeline.failure
+        action = self._final(self.pipeline.success if passed else self.pipeline.failure)
         message = self.result_message(item, passed, job_order)
         return self._report(item.change, kind, action, message, submit=True)
 
@@ -241,21 +300,23 @@ class ReportComposer:
     def merge_failure(self, item: QueueItem, reason: str = "") -> Report | None:
         """The merge failure report; ``reason``, when given, is said below the
         headline (why Gerrit will not submit the change)."""
-        action = self.pipeline.merge_failure or self.pipeline.failure
+        action = self._final(self.pipeline.merge_failure or self.pipeline.failure)
         headline = self.merge_failure_headline().rstrip() + "\n"
         if reason:
             headline += f"\n{reason}\n"
         return self._report(item.change, ReportKind.MERGE_FAILURE, action, headline)
 
-    def dropped(self, change: Change, need: Change) -> Report:
+    def dropped(self, change: Change, need: Change) -> Report | None:
         """``change`` left the queue because ``need``, which it needs, did:
-        why, with the failure votes if the pipeline's failure action has any."""
+        why, with the failure votes if the pipeline's failure action has any
+        (a disabled pipeline: only what its disabled action says)."""
         message = (
             f"This change depends on {need}, which failed to merge or left the "
             f"{self.name} queue; it was taken out of the queue too."
         )
-        report = self._report(change, ReportKind.NOTICE, self.pipeline.failure, message + "\n")
-        return report or self.notice(change, message)
+        action = self._final(self.pipeline.failure)
+        report = self._report(change, ReportKind.NOTICE, action, message + "\n")
+        return report or (None if self.disabled else self.notice(change, message))
 
     def notice(self, change: Change, message: str) -> Report:
         """A message on the change, without votes."""

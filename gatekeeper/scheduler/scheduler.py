@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from gatekeeper.config.layout import Layout
 from gatekeeper.config.layout_schema import PipelineConfig
-from gatekeeper.db.builds import BuildStore
+from gatekeeper.db.builds import BuildStore, RanOn
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.errors import GatekeeperError, OperationError
 from gatekeeper.gerrit.ledger import EventLedger
@@ -29,6 +29,7 @@ from gatekeeper.model.outside import shown
 from gatekeeper.model.results import BuildCompleted, BuildStarted, CompleteData, ResultEvent
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependent import DependentPipelineManager
+from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.manager import PipelineManager
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
@@ -58,12 +59,16 @@ class Scheduler:
         local_workers: frozenset[str] = frozenset(),
         merger: MergeQueue | None = None,
         metrics: Metrics = NO_METRICS,
+        flaky_note: Callable[[str], str] | None = None,
+        mail: MailQueue | None = None,
     ) -> None:
         self.context = SchedulerContext(
             layout, source, dispatcher, builds, reporter, zuul_url, log_url
         )
         self.context.merger = merger
+        self.context.mail = mail
         self.context.metrics = metrics
+        self.context.flaky_note = flaky_note
         self.context.post = self.put_management
         self.context.reports = ReportQueue(reporter, self.put_management)
         self.context.reports.metrics = metrics
@@ -159,6 +164,8 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.context.reports.stop()
+        if self.context.mail is not None:
+            self.context.mail.stop()
         close = getattr(self.context.reporter, "close", None)
         if close is not None:
             close()
@@ -282,6 +289,8 @@ class Scheduler:
 
     def _reconfigure(self, layout: Layout) -> None:
         previous = {m.name: m for m in self.managers}
+        # Zuul's rule: a reconfiguration enables every disabled pipeline.
+        self.context.pipeline_states.reset()
         self.context.layout = layout
         self.context.router = Router(layout)
         managers = []
@@ -343,7 +352,13 @@ class Scheduler:
         if isinstance(event, BuildStarted):
             start = event.data
             self.context.builds.started(
-                event.uuid, start.node, start.provider, start.worker, start.started_at, start.url
+                event.uuid,
+                start.node,
+                start.provider,
+                start.worker,
+                start.started_at,
+                start.url,
+                RanOn.of(start),
             )
             if found is None:
                 return

@@ -12,7 +12,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.web import actions, builds, console, logs, metrics, pool, status
+from gatekeeper.web import (
+    actions,
+    builds,
+    console,
+    insights_flaky,
+    insights_providers,
+    logs,
+    metrics,
+    pool,
+    status,
+)
 from gatekeeper.web.context import WebContext
 from gatekeeper.web.templating import STATIC
 
@@ -82,6 +92,8 @@ def make_app(ctx: WebContext) -> Starlette:
     routes.extend(status.routes(ctx))
     routes.extend(actions.routes(ctx))
     routes.extend(console.routes(ctx))
+    routes.extend(insights_flaky.routes(ctx))
+    routes.extend(insights_providers.routes(ctx))
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.ctx = ctx
     return app

@@ -110,6 +110,13 @@ def wait(record: BuildRecord) -> float | None:
     return None if record.start_time is None else record.start_time - record.dispatched_at
 
 
+def image_age(record: BuildRecord) -> float | None:
+    """How old the node's image was when the build started."""
+    if record.image_built_at is None or record.start_time is None:
+        return None
+    return max(0.0, record.start_time - record.image_built_at)
+
+
 def as_json(record: BuildRecord, base_url: str) -> dict[str, object]:
     return {
         "uuid": record.uuid,
@@ -125,6 +132,11 @@ def as_json(record: BuildRecord, base_url: str) -> dict[str, object]:
         "node": record.node,
         "provider": record.provider,
         "label": record.label,
+        "region": record.region,
+        "availability_zone": record.availability_zone,
+        "image": record.image,
+        "image_built_at": record.image_built_at,
+        "image_age": image_age(record),
         "worker": record.worker,
         "dispatched_at": record.dispatched_at,
         "start_time": record.start_time,
@@ -243,6 +255,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                 "gerrit_url": gerrit_url(ctx, record),
                 "duration": duration(record),
                 "wait": wait(record),
+                "image_age": image_age(record),
                 "console": console,
                 "console_href": logs.href(f"{relative}/{logs.CONSOLE}") if relative else "",
                 "log_href": logs.href(relative) + "/" if relative else "",

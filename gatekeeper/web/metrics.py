@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.insights.providers import ProviderWatch
 from gatekeeper.metrics import PrometheusMetrics
 from gatekeeper.model.metrics import Census
 from gatekeeper.web.context import WebContext
@@ -24,6 +25,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         census = Census(
             nodes=NodeStore(ctx.db).census,
             max_servers={p.name: p.max_servers for p in ctx.site.providers},
+            provider_rates=ProviderWatch.for_site(ctx.db, ctx.site.insights.providers).rates,
         )
         registry = PrometheusMetrics(census).registry
 

@@ -211,6 +211,8 @@ def to_zuul(snapshot: Mapping[str, Any], base_url: str) -> dict[str, Any]:
                 "description": pipeline.get("description", ""),
                 "change_queues": queues,
                 "manager": pipeline.get("manager"),
+                # gatekeeper's own: disable-after-consecutive-failures tripped.
+                "disabled": bool(pipeline.get("disabled")),
             }
         )
     status: dict[str, Any] = {

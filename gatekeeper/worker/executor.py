@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Protocol
 
+from gatekeeper.db.images import ImageStore
 from gatekeeper.dispatch.protocol import JOB_KEY, JobSpec
 from gatekeeper.errors import (
     DispatchError,
@@ -222,7 +223,7 @@ class BuildExecutor:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             try:
-                on_start(StartData(uuid, worker_name, node.name, node.provider, url, started_at))
+                on_start(self._start_data(uuid, worker_name, node, url, started_at))
             except Exception:
                 log.exception("build %s: start callback failed", uuid)
             sink = self.console or (lambda line: console_log.info("%s %s", uuid[:7], line))
@@ -251,6 +252,32 @@ class BuildExecutor:
             started_at=started_at,
             ended_at=time.time(),
             conflict=conflict,
+        )
+
+    def _start_data(
+        self, uuid: str, worker: str, node: Node, url: str, started_at: float
+    ) -> StartData:
+        """The start, saying where the build runs (kept with the build: the
+        node's row goes when the node does)."""
+        built_at = None
+        if node.image:
+            try:
+                built_at = ImageStore(self.nodes.db).built_at(node.image)
+            except Exception:
+                # Only the image's age is missing from the record.
+                log.exception("build %s: could not read image %s", uuid, node.image)
+        return StartData(
+            uuid,
+            worker,
+            node.name,
+            node.provider,
+            url,
+            started_at,
+            region=node.region,
+            availability_zone=node.availability_zone,
+            label=node.label,
+            image=node.image,
+            image_built_at=built_at,
         )
 
     def _release(self, node: Node, hold: bool, comment: str) -> None:

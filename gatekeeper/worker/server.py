@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import gear
 
+from gatekeeper.db.builds import RanOn
+from gatekeeper.dispatch import wire
 from gatekeeper.dispatch.certs import TlsFiles
 from gatekeeper.dispatch.protocol import build_function, decode_build, encode, stop_function
 from gatekeeper.dispatch.signing import ResultSigner
@@ -48,7 +50,7 @@ _Data = TypeVar("_Data", StartData, CompleteData)
 STOP_GRACE = 30.0
 
 
-class _GearWorker(gear.TextWorker):
+class _GearWorker(wire.TextWorker):
     """Tells the Worker when a connection drops (gear's connection thread)."""
 
     def __init__(self, client_id: str, owner: Worker) -> None:
@@ -377,6 +379,7 @@ class Worker:
                 data.started_at,
                 data.url,
                 console_address=self.consoles.address if self.consoles is not None else "",
+                where=RanOn.of(data),
             )
         except Exception:
             log.exception("build %s: could not record its start", data.uuid)

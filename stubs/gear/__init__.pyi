@@ -47,6 +47,8 @@ class Connection:
     state_time: float
     #: Jobs submitted over this connection, by handle.
     related_jobs: dict[bytes, Job]
+    #: The socket (an ssl.SSLSocket over TLS) while connected.
+    conn: _socket.socket | None
     def __init__(
         self,
         host: str,
@@ -213,6 +215,7 @@ class BaseClientServer:
     connections_condition: threading.Condition
     def __init__(self, client_id: str | bytes | None = None) -> None: ...
     def _lostConnection(self, conn: Connection) -> None: ...  # noqa: N802
+    def _onConnect(self, conn: Connection) -> None: ...  # noqa: N802
     def handleDisconnect(self, job: Job) -> Job: ...  # noqa: N802
     def shutdown(self) -> None: ...
 

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import gear
 import pytest
+from sqlalchemy import update
 
 from gatekeeper.config.site import ProviderConfig
 from gatekeeper.db.engine import Database
+from gatekeeper.db.images import ImageStore
 from gatekeeper.db.nodes import NodeStore
+from gatekeeper.db.tables import Node
 from gatekeeper.dispatch.certs import Role, ensure_local
 from gatekeeper.dispatch.protocol import (
     JobSpec,
@@ -315,3 +318,22 @@ def test_merge_conflict_is_error_and_node_held(harness: Harness) -> None:
     assert "2,1" in result.error
     console = (harness.log_root / "02/2/1/check/test-job/cafe000/console.txt").read_text()
     assert "preparing the workspace failed" in console
+
+
+def test_the_start_says_where_the_node_runs_and_how_old_its_image_is(harness: Harness) -> None:
+    # The local provider reports no region: the row is set as a cloud's launch sets it.
+    images = ImageStore(harness.nodes.db)
+    image = images.start_build("local", LABEL, now=time.time() - 7200)
+    images.finish(image.name, "img-1")
+    harness.add_ready_node("node-1")
+    with harness.nodes.db.session() as session:
+        session.execute(
+            update(Node)
+            .where(Node.name == "node-1")
+            .values(region="RegionOne", availability_zone="nova-az2", image=image.name)
+        )
+    job = harness.submit("exit 0", "d1e2f3a4b5c6")
+    wait_for(lambda: job.complete)
+    start = decode_start(job.data[0])
+    assert (start.region, start.availability_zone, start.label) == ("RegionOne", "nova-az2", LABEL)
+    assert (start.image, start.image_built_at) == (image.name, image.created_at)

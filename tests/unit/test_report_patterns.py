@@ -37,7 +37,7 @@ def test_what_a_pattern_may_name(pattern: str, problem: str | None) -> None:
 
 def composer(job: JobConfig) -> ReportComposer:
     pipeline = PipelineConfig.model_validate({"name": "post", "manager": "independent"})
-    return ReportComposer(pipeline, lambda name: job, lambda build, p: f"<{p}>")
+    return ReportComposer(pipeline, jobs=lambda name: job, facts=lambda build, p: f"<{p}>")
 
 
 def finished(result: BuildResult) -> Build:

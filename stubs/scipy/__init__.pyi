@@ -1,0 +1,1 @@
+# The parts of scipy gatekeeper uses (scipy ships no types).

@@ -1,5 +1,8 @@
 """A job's success-pattern and failure-pattern through the daemon: the URL its
-line of the Gerrit report links to, read back from the Gerrit simulator."""
+line of the Gerrit report links to, read back from the Gerrit simulator.
+
+On SQLite and PostgreSQL: ``{build.number}`` and ``{build.parameters[...]}``
+are read from the builds table."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from sqlalchemy import select
 
 from gatekeeper.db.tables import BuildRecord
 from gatekeeper.sandbox.harness import Sandbox
+from tests.fixtures.db import postgres_server_url, scratch_postgres_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,11 +57,25 @@ projects:
 """
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "postgresql":
+        with scratch_postgres_database(postgres_server_url()) as url:
+            yield url
+    else:
+        yield ""  # the sandbox's own SQLite file
+
+
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
+def box(tmp_path: Path, database_url: str) -> Iterator[Sandbox]:
     path = tmp_path / "layout.yaml"
     path.write_text(LAYOUT)
-    sandbox = Sandbox(tmp_path / "sandbox", path, worker_count=3)
+    sandbox = Sandbox(tmp_path / "sandbox", path, worker_count=3, database=database_url)
     sandbox.start()
     try:
         yield sandbox

@@ -13,7 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 
+from gatekeeper.cli import main
 from gatekeeper.config.layout import Layout, load_layout
 from gatekeeper.config.site import SiteConfig, SwiftConfig
 from gatekeeper.errors import ConfigError
@@ -179,3 +181,20 @@ def test_without_a_site_section_the_targets_are_named(layout: Layout) -> None:
         f"{layout.file}:10: jobs[1].swift: the site has no 'swift:' section: builds of "
         "'docs' get no SWIFT_* parameters for logs, artifacts",
     ]
+
+
+def test_validate_with_a_site_warns_of_unsigned_targets(layout: Layout, tmp_path: Path) -> None:
+    """``gatekeeper validate -c``: a warning per entry, and the layout is still OK."""
+    without = tmp_path / "without.yaml"
+    without.write_text("state-dir: state\n")
+    with_swift = tmp_path / "with.yaml"
+    with_swift.write_text(f"swift:\n  storage-url: https://s/v1/AUTH_x\n  temp-url-key: {KEY}\n")
+    runs = {
+        site.name: CliRunner().invoke(main, ["validate", str(layout.file), "-c", str(site)])
+        for site in (without, with_swift)
+    }
+    assert [r.exit_code for r in runs.values()] == [0, 0]
+    warned = runs["without.yaml"].stderr.splitlines()
+    assert warned == [f"warning: {line}" for line in unsigned_targets(layout)]
+    assert "warning" not in runs["with.yaml"].stderr
+    assert ": OK (" in runs["with.yaml"].stdout

@@ -49,6 +49,7 @@ from gatekeeper.scheduler.merger import MergeQueue, Merger
 from gatekeeper.scheduler.pipeline_state import warn_unused_disabled
 from gatekeeper.scheduler.reporter import GerritReporter
 from gatekeeper.scheduler.scheduler import Scheduler
+from gatekeeper.scheduler.swift import SwiftSigner, unsigned_targets
 from gatekeeper.scheduler.timer import Timer
 from gatekeeper.web.app import make_app
 from gatekeeper.web.context import WebContext
@@ -418,6 +419,9 @@ class Gatekeeper:
             flaky_note=self._flaky_note(),
             mail=self._mail_queue(),
         )
+        if self.site.swift is not None:
+            self.scheduler.context.swift = SwiftSigner.from_config(self.site.swift)
+        self._warn_unsigned(self.layout)
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger
         self.scheduler.start()
@@ -533,6 +537,8 @@ class Gatekeeper:
             log.error("reconfigure: %s; keeping the current layout", exc)
             return False
         self.layout = layout
+        if self.scheduler is not None:
+            self._warn_unsigned(layout)
         if self.worker is not None:
             self.worker.set_jobs(layout.all_job_names())
         if self.scheduler is not None and not self.scheduler.reconfigure(layout).wait(wait):
@@ -541,6 +547,13 @@ class Gatekeeper:
             self.timer.set_layout(layout)
         log.info("reconfigured from %s", self.site.layout)
         return True
+
+    def _warn_unsigned(self, layout: Layout) -> None:
+        """Jobs with ``swift:`` targets on a site without a ``swift:`` section
+        run without SWIFT_* parameters: said once per layout load."""
+        if self.site.swift is None:
+            for line in unsigned_targets(layout):
+                log.warning("%s", line)
 
     def _put_result(self, event: ResultEvent) -> None:
         if self.scheduler is not None:

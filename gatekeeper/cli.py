@@ -281,17 +281,22 @@ def validate(layout: Path, no_includes: bool, site_path: Path | None) -> None:
     """Check a layout file (default ./layout.yaml); print every error with its
     file, line and key, and exit non-zero if there is any. On success, print
     how many pipelines, projects, templates and jobs it has. With -c, check it
-    against that site file too (its smtp reporters need the site's smtp)."""
+    against that site file too (its smtp reporters need the site's smtp; jobs
+    with swift targets on a site without swift are warned of)."""
     from gatekeeper.config.layout import load_layout
     from gatekeeper.config.loader import load_site
     from gatekeeper.scheduler.mail import check_layout
+    from gatekeeper.scheduler.swift import unsigned_targets
 
     try:
         loaded = load_layout(layout, includes=not no_includes)
         if site_path is not None:
-            errors = check_layout(loaded, load_site(site_path, Path.cwd()).smtp)
+            site = load_site(site_path, Path.cwd())
+            errors = check_layout(loaded, site.smtp)
             if errors:
                 raise ConfigError(errors)
+            for line in unsigned_targets(loaded) if site.swift is None else []:
+                click.echo(f"warning: {line}", err=True)
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)
@@ -586,6 +591,11 @@ def status(site_path: Path | None, token: str | None, as_json: bool) -> None:
                     f"{b['job']}:{b['result'] or ('running' if b['started_at'] else 'queued')}"
                     for b in item["builds"]
                 )
+                waiting = ", ".join(
+                    f"{shown(job, 100)}:waiting for mutex {shown(mutex, 100)}"
+                    for job, mutex in item.get("waiting_for_mutex", {}).items()
+                )
+                builds = ", ".join(part for part in (builds, waiting) if part)
                 click.echo(f"    {item['position'] + 1}. {item['project']} {what}{state}{eta}")
                 if builds:
                     click.echo(f"       {builds}")

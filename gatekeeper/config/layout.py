@@ -67,6 +67,10 @@ def _apply(config: JobConfig, definition: JobDefinition) -> None:
             continue
         if name == "tags":
             config.tags = list(dict.fromkeys([*config.tags, *value]))
+        elif name == "swift":
+            # Targets layer by name, as Zuul v2.5 kept them.
+            targets = {t.name: t for t in [*config.swift, *value]}
+            config.swift = list(targets.values())
         else:
             setattr(config, name, value)
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -37,6 +38,7 @@ from gatekeeper.config.cron import cron_problem
 from gatekeeper.config.loader import describe, model_keys, unknown_key_message
 from gatekeeper.config.yamlmarks import KeyPath
 from gatekeeper.model.gerrit_vocabulary import KNOWN_TYPES
+from gatekeeper.model.patterns import PLACEHOLDERS, pattern_problem
 
 __all__ = [
     "DEFAULT_FAILURE_MESSAGE",
@@ -51,6 +53,7 @@ __all__ = [
     "JobTree",
     "LayoutFile",
     "PipelineConfig",
+    "PipelineReject",
     "PipelineRequire",
     "ProjectConfig",
     "ProjectTemplate",
@@ -114,6 +117,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
 
 
+def _not_acted_on(data: Any, refused: Mapping[str, str]) -> None:
+    """Refuse the first key of ``data`` that Zuul v2.5 took but gatekeeper
+    cannot act on (``refused``: key -> why), rather than accept it and do nothing.
+
+    :raises PydanticCustomError: naming the key, so the error has its line.
+    """
+    if not isinstance(data, dict):
+        return
+    for key in data:
+        if key in refused:
+            raise PydanticCustomError(
+                "not_acted_on",
+                "'{key}' is not supported: {why}",
+                {"key": key, "why": refused[key], "path": (key,)},
+            )
+
+
 # ---------------------------------------------------------------------------
 # Pipelines
 
@@ -135,6 +155,18 @@ def _required_votes(value: Any) -> dict[str, list[int]]:
     return out
 
 
+# Zuul v2.5 matched these against the vote's author and date; gatekeeper
+# reads a change's votes as label -> username -> value, without either.
+_NO_EMAIL = "gatekeeper knows a vote's username, not its email; match the voter with 'username'"
+_NO_AGE = "gatekeeper does not know when a vote was cast, so it cannot check a vote's age"
+_UNCHECKABLE_APPROVAL = {
+    "email": _NO_EMAIL,
+    "email-filter": _NO_EMAIL,
+    "older-than": _NO_AGE,
+    "newer-than": _NO_AGE,
+}
+
+
 class ApprovalRequirement(_Model):
     """One entry of ``require: approval:`` / ``require-approval:``.
 
@@ -143,6 +175,8 @@ class ApprovalRequirement(_Model):
     """
 
     username: Regex | None = None
+    # Zuul's keys, kept as fields so none is ever read as a label name; a
+    # layout giving one is refused (_UNCHECKABLE_APPROVAL says why).
     email: Regex | None = Field(
         default=None, validation_alias=AliasChoices("email", "email-filter")
     )
@@ -155,6 +189,7 @@ class ApprovalRequirement(_Model):
     @model_validator(mode="before")
     @classmethod
     def _split_labels(cls, data: Any) -> Any:
+        _not_acted_on(data, _UNCHECKABLE_APPROVAL)
         if not isinstance(data, dict):
             return data
         known = _known_keys(cls, "labels")
@@ -166,17 +201,25 @@ class ApprovalRequirement(_Model):
                 out["labels"][str(key)] = _to_list(value)
         return out
 
-    @field_validator("older_than", "newer_than")
-    @classmethod
-    def _age(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d+[smhdw]?", str(value)):
-            raise ValueError(f"expected an age like '48h' or '2d', got {value!r}")
-        return value
+
+def _labelled(value: list[ApprovalRequirement]) -> list[ApprovalRequirement]:
+    for index, requirement in enumerate(value):
+        if not requirement.labels:
+            raise PydanticCustomError(
+                "approval_label",
+                "an approval must name a label and its votes (e.g. verified: [-1, -2]): "
+                "gatekeeper matches approvals by label, so one without any would match "
+                "every change (or, in a reject, none)",
+                {"path": (index,)},
+            )
+    return value
 
 
 # ``require-approval`` / ``reject-approval`` (triggers) and ``approval``
-# (pipeline requirements): one requirement or a list of them.
-ApprovalRequirements = Annotated[list[ApprovalRequirement], BeforeValidator(_to_list)]
+# (pipeline requirements): one requirement or a list of them, each naming a label.
+ApprovalRequirements = Annotated[
+    list[ApprovalRequirement], BeforeValidator(_to_list), AfterValidator(_labelled)
+]
 
 
 def _trigger_approval(value: Any) -> dict[str, int]:
@@ -304,12 +347,30 @@ class Triggers(_Model):
 
 
 class PipelineRequire(_Model):
-    """``require:`` / ``reject:``: what a change must (not) have to enter a pipeline."""
+    """``require:``: what a change must have to enter a pipeline."""
 
     approval: ApprovalRequirements = Field(default_factory=list)
     open: bool | None = None
     current_patchset: bool | None = Field(default=None, alias="current-patchset")
     status: StrList = Field(default_factory=list)
+
+
+_REJECT_ONLY_APPROVAL = "Zuul v2.5's reject: takes only 'approval'; say it under require:"
+
+
+class PipelineReject(_Model):
+    """``reject:``: the votes that keep a change out of a pipeline."""
+
+    approval: ApprovalRequirements = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_approval(cls, data: Any) -> Any:
+        _not_acted_on(
+            data,
+            dict.fromkeys(["open", "current-patchset", "status"], _REJECT_ONLY_APPROVAL),
+        )
+        return data
 
 
 def _gerrit_action(value: Any) -> dict[str, int | bool]:
@@ -322,6 +383,14 @@ def _gerrit_action(value: Any) -> dict[str, int | bool]:
         )
     out: dict[str, int | bool] = {}
     for key, vote in value.items():
+        if isinstance(vote, bool) and key != "submit":
+            # Zuul v2.5 passed any flag on to `gerrit review --<flag>`.
+            raise PydanticCustomError(
+                "gerrit_action",
+                "'{key}: {vote}' is not supported: a gerrit reporter votes labels and may "
+                "'submit: true'; gatekeeper passes no other option to gerrit review",
+                {"key": key, "vote": describe(vote), "path": (key,)},
+            )
         if isinstance(vote, bool):
             out[str(key)] = vote
         elif key == "submit":
@@ -402,7 +471,7 @@ class PipelineConfig(_Model):
     source: str = "gerrit"
     precedence: Literal["high", "normal", "low"] = "normal"
     require: PipelineRequire = Field(default_factory=PipelineRequire)
-    reject: PipelineRequire = Field(default_factory=PipelineRequire)
+    reject: PipelineReject = Field(default_factory=PipelineReject)
     trigger: Triggers = Field(default_factory=Triggers)
     start: Reporter | None = None
     success: Reporter | None = None
@@ -469,11 +538,52 @@ class SkipIf(_Model):
     all_files_match_any: RegexList = Field(default_factory=list, alias="all-files-match-any")
 
 
-class SwiftTarget(BaseModel):
-    """A ``swift:`` entry; only ``name`` is interpreted, the rest is kept for the job."""
+#: What a ``swift:`` target's container and logserver prefix may name (Zuul
+#: v2.5 filled them from the change and the job when it launched a build).
+SWIFT_PLACEHOLDERS = frozenset(
+    {*(p for p in PLACEHOLDERS if p.startswith("change.")), "pipeline.name", "job.name"}
+)
 
-    model_config = ConfigDict(extra="allow")
+
+class SwiftTarget(_Model):
+    """One ``swift:`` target of a job: where its build may upload, signed as
+    the site's ``swift:`` section says (``SWIFT_<name>_*`` build parameters).
+
+    Zuul v2.5's keys, each in its dash and its older underscore spelling;
+    unset ones take the site's ``default-*`` values.
+    """
+
     name: str
+    container: str | None = None
+    expiry: int | None = Field(default=None, gt=0)
+    max_file_size: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("max-file-size", "max_file_size")
+    )
+    max_file_count: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("max-file-count", "max_file_count")
+    )
+    logserver_prefix: str | None = Field(
+        default=None, validation_alias=AliasChoices("logserver-prefix", "logserver_prefix")
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # It becomes part of an environment variable's name: SWIFT_<name>_URL.
+        if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError(
+                f"swift target name {value!r} must be letters, digits and '_' "
+                "(it names the SWIFT_<name>_* build parameters)"
+            )
+        return value
+
+    @field_validator("container", "logserver_prefix")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        problem = None if value is None else pattern_problem(value, SWIFT_PLACEHOLDERS)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class JobDefinition(_Model):
@@ -508,6 +618,14 @@ class JobDefinition(_Model):
     def _name(cls, value: str) -> str:
         if value.startswith("^"):
             _compile(value)
+        return value
+
+    @field_validator("failure_pattern", "success_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        problem = None if value is None else pattern_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property

@@ -408,6 +408,53 @@ class LogsConfig(_Strict):
     keep_days: float = Field(default=0, alias="keep-days", ge=0)
 
 
+class SwiftConfig(_Strict):
+    """Where jobs' ``swift:`` targets upload (Zuul v2.5's ``[swift]`` of zuul.conf).
+
+    gatekeeper signs Swift FormPost temporary URLs with ``temp-url-key`` and
+    hands them to builds as ``SWIFT_<name>_*`` parameters; it never talks
+    to Swift itself, so the account's ``X-Account-Meta-Temp-Url-Key`` must
+    be set to the same key (``swift post -m Temp-URL-Key:<key>``), and the
+    storage URL is given, not looked up. The ``default-*`` values apply to a
+    target that does not set its own. The key is never logged.
+    """
+
+    #: The account's storage URL, e.g. ``https://swift.example.org/v1/AUTH_logs``.
+    storage_url: str = Field(alias="storage-url", min_length=1)
+    temp_url_key: str = Field(default="", alias="temp-url-key", repr=False)
+    temp_url_key_file: Path | None = Field(default=None, alias="temp-url-key-file")
+    default_container: str = Field(default="", alias="default-container")
+    #: How long a signature stays valid (seconds, or ``2h``...).
+    default_expiry: Duration = Field(default=7200.0, alias="default-expiry", gt=0)
+    default_max_file_size: int = Field(default=104857600, alias="default-max-file-size", ge=1)
+    default_max_file_count: int = Field(default=10, alias="default-max-file-count", ge=1)
+    #: A path under the container, before the build's LOG_PATH.
+    default_file_path_prefix: str = Field(default="", alias="default-file-path-prefix")
+    #: Where the uploaded files are served (``SWIFT_<name>_LOGSERVER_PREFIX``).
+    default_logserver_prefix: str = Field(default="", alias="default-logserver-prefix")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SwiftConfig:
+        if bool(self.temp_url_key) == (self.temp_url_key_file is not None):
+            raise ValueError("give one of 'temp-url-key' and 'temp-url-key-file'")
+        return self
+
+    def secret(self) -> str:
+        """The signing key, read from ``temp-url-key-file`` when it is given.
+
+        :raises ConfigError: the file cannot be read or is empty.
+        """
+        if self.temp_url_key_file is None:
+            return self.temp_url_key
+        try:
+            text = self.temp_url_key_file.expanduser().read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"swift.temp-url-key-file: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError(f"swift.temp-url-key-file: {self.temp_url_key_file} is empty")
+        return text
+
+
 class ProviderInsightsConfig(_Strict):
     """Provider correlation (``gatekeeper.insights.providers``): the window,
     the family-wise level a provider is flagged at, the runs a provider (and
@@ -516,6 +563,8 @@ class SiteConfig(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     statsd: StatsdConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    #: Signed upload URLs for jobs' ``swift:`` targets; None: builds get none.
+    swift: SwiftConfig | None = None
     insights: InsightsConfig = Field(default_factory=InsightsConfig)
     # The mail server of the layout's smtp reporters (none: a layout with
     # smtp reporters is refused).
@@ -568,6 +617,8 @@ class SiteConfig(_Strict):
             http = self.gerrit.http
             if http is not None and http.password_file is not None:
                 http.password_file = fix(http.password_file)
+        if self.swift is not None and self.swift.temp_url_key_file is not None:
+            self.swift.temp_url_key_file = fix(self.swift.temp_url_key_file)
         if self.smtp is not None and self.smtp.ca_file is not None:
             self.smtp.ca_file = fix(self.smtp.ca_file)
         if self.reap.hold_failed is not None:

@@ -382,6 +382,18 @@ class BuildStore:
         with self._session() as session:
             return session.get(BuildRecord, uuid)
 
+    def number(self, uuid: str) -> int | None:
+        """The build's number among its job's builds, oldest first (1, 2, ...),
+        as Jenkins numbered them (Zuul's ``{build.number}``); None if unknown."""
+        with self._session() as session:
+            record = session.get(BuildRecord, uuid)
+            if record is None:
+                return None
+            query = select(func.count()).where(
+                BuildRecord.job == record.job, BuildRecord.dispatched_at <= record.dispatched_at
+            )
+            return int(session.scalar(query) or 0)
+
     def for_change(self, change: int) -> list[BuildRecord]:
         """Every build of a change, oldest first."""
         with self._session() as session:

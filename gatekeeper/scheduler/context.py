@@ -19,9 +19,11 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.merger import MergeQueue
+from gatekeeper.scheduler.mutex import Mutexes
 from gatekeeper.scheduler.pipeline_state import PipelineStates
 from gatekeeper.scheduler.reporter import Reporter, ReportQueue
 from gatekeeper.scheduler.routing import Router
+from gatekeeper.scheduler.swift import SwiftSigner
 from gatekeeper.scheduler.zuul_events import ZuulEvents
 
 
@@ -52,6 +54,10 @@ class SchedulerContext:
     manager_named: Callable[[str], object] | None = None
     #: Where events, items and builds are counted (nowhere by default).
     metrics: Metrics = NO_METRICS
+    #: Job mutexes, shared by every pipeline (a reconfigure keeps the context).
+    mutexes: Mutexes = field(default_factory=Mutexes)
+    #: Signs jobs' ``swift:`` targets into SWIFT_* parameters; None: the site has no swift.
+    swift: SwiftSigner | None = None
     #: A failed job's flaky line for its failure report (None: no such lines).
     flaky_note: Callable[[str], str] | None = None
     #: Sends the smtp reporters' mail in its own thread (None: the site file

@@ -19,9 +19,9 @@ from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.events import TriggerEvent
 from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.dependencies import DependencyCycleError, needed_changes
-from gatekeeper.scheduler.params import build_params, call_parameter_function
+from gatekeeper.scheduler.params import build_params, call_parameter_function, swift_params
 from gatekeeper.scheduler.reporter import ReportOutcome
-from gatekeeper.scheduler.reports import Report, ReportComposer
+from gatekeeper.scheduler.reports import Report, ReportComposer, stored_facts
 
 if TYPE_CHECKING:
     from gatekeeper.config.layout_schema import PipelineConfig
@@ -46,7 +46,14 @@ class PipelineManager:
         #: The run of failed reports (disable-after-consecutive-failures).
         self.health = context.pipeline_states.of(pipeline)
         mail = context.mail.report if context.mail is not None else None
-        self.compose = ReportComposer(pipeline, self.health, mail, flaky=context.flaky_note)
+        self.compose = ReportComposer(
+            pipeline,
+            self.health,
+            mail,
+            flaky=context.flaky_note,
+            jobs=context.layout.job,
+            facts=stored_facts(context.builds),
+        )
 
     @property
     def items(self) -> list[QueueItem]:
@@ -191,6 +198,7 @@ class PipelineManager:
 
     def _cancel(self, build: Build) -> None:
         build.canceled = True
+        self.context.mutexes.release(build)
         self.context.dispatcher.cancel(build.uuid, build.worker)
         self.context.builds.completed(build.uuid, BuildResult.CANCELED.value, time.time())
 
@@ -200,6 +208,7 @@ class PipelineManager:
                 if not build.done:
                     self._cancel(build)
         item.dequeued = True
+        self.context.mutexes.forget_item(item.uuid)
         self._discard(item)
         self.context.item_store.removed(item)
         resident = time.time() - item.enqueued_at
@@ -220,12 +229,14 @@ class PipelineManager:
         record = self.context.builds.get(build.uuid)
         if record is not None:
             self.context.item_store.lose([record])
+        self.context.mutexes.release(build)
         for item in self.items:
             if item.builds.get(build.job) is build:
                 del item.builds[build.job]
 
     def on_build_completed(self, build: Build) -> None:
-        """Nothing to do now: :meth:`process` picks up what this unblocks."""
+        """Free its mutex; :meth:`process` picks up what this unblocks."""
+        self.context.mutexes.release(build)
 
     # -- the work ----------------------------------------------------------
     def process(self) -> bool:
@@ -274,8 +285,8 @@ class PipelineManager:
                         item.builds[tree.name] = build
                         changed = True
                     elif parent_ok is None or parent_ok:
-                        self._dispatch(item, tree.name, ahead or [])
-                        changed = True
+                        # A job waiting for its mutex changes nothing yet.
+                        changed = self._dispatch(item, tree.name, ahead or []) or changed
                     continue
                 if build.done:
                     walk(list(tree.children), build.result == BuildResult.SUCCESS)
@@ -286,17 +297,27 @@ class PipelineManager:
         walk(self._job_trees(item), None)
         return changed
 
-    def _dispatch(self, item: QueueItem, job_name: str, ahead: list[Change]) -> None:
+    def _dispatch(self, item: QueueItem, job_name: str, ahead: list[Change]) -> bool:
+        """Start a build of ``job_name`` for ``item``; False (nothing done) while
+        the job waits for its mutex."""
         layout = self.context.layout
         job = layout.job(job_name)
+        mutexes = self.context.mutexes
+        if job.mutex and not mutexes.free_for(job.mutex, item.uuid, job_name):
+            return False
         build = Build(job=job_name, item_uuid=item.uuid, voting=bool(job.voting))
         item.builds[job_name] = build
+        if job.mutex:
+            mutexes.take(job.mutex, build)
         change = item.change
         params = build_params(change, ahead, self.name, job_name, build.uuid, self.context.zuul_url)
         if item.zuul_ref and self.context.merger is not None:
             # The merger's state: the same commits for every build of the item.
             params["ZUUL_REF"] = item.zuul_ref
             params["ZUUL_URL"] = self.context.merger.merger.url
+        if job.swift and self.context.swift is not None:
+            # Before the parameter function, which may change them (as in Zuul).
+            params.update(swift_params(self.context.swift, job, change, self.name, params))
         if job.parameter_function:
             function = layout.functions.get(job.parameter_function)
             try:
@@ -309,7 +330,7 @@ class PipelineManager:
                 build.ended_at = time.time()
                 self._record(build, change, job.node, params)
                 self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
-                return
+                return True
         # The workspace holds every project the job runs for, and every
         # project a change under test (this one or one ahead) belongs to.
         projects = list(
@@ -339,10 +360,11 @@ class PipelineManager:
             build.result = BuildResult.ERROR
             build.ended_at = time.time()
             self.context.builds.completed(build.uuid, build.result.value, build.ended_at)
-            return
+            return True
         log.info(
             "build dispatched: %s %s for %s in %s", job_name, build.uuid[:7], change, self.name
         )
+        return True
 
     def _record(self, build: Build, change: Change, label: str, params: Mapping[str, str]) -> None:
         self.context.builds.dispatched(

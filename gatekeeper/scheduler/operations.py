@@ -239,6 +239,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
                         "eta": _eta(item, jobs, durations),
                         "jobs": jobs,
                         "builds": [_build_status(b, now) for b in item.builds.values()],
+                        # Job -> the mutex it waits for (not dispatched yet).
+                        "waiting_for_mutex": scheduler.context.mutexes.waiting_of(item.uuid),
                         "uuid": item.uuid,
                         "key": change_key(change),
                         "branch": change.branch,
@@ -271,6 +273,8 @@ def status(scheduler: RunningScheduler) -> dict[str, Any]:
             job: {
                 "voting": layout.job(job).voting,
                 "node": layout.job(job).node,
+                # Zuul v2.5's job tags: informational (parameter functions read them too).
+                "tags": layout.job(job).tags,
                 "estimated": durations.get(job),
             }
             for job in sorted(every_job)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from gatekeeper.config.layout_schema import JobConfig
 from gatekeeper.model.change import Change, QueueItem
+from gatekeeper.model.patterns import change_values
+from gatekeeper.scheduler.swift import SwiftSigner
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,15 @@ def build_params(
         "LOG_PATH": log_path(change, pipeline, job, uuid),
         "BASE_LOG_PATH": base_log_path(change),
     }
+
+
+def swift_params(
+    signer: SwiftSigner, job: JobConfig, change: Change, pipeline: str, params: dict[str, str]
+) -> dict[str, str]:
+    """The ``SWIFT_<name>_*`` parameters of ``job``'s ``swift:`` targets for a
+    build with ``params`` (its ``LOG_PATH`` is where it uploads)."""
+    values = {**change_values(change), "pipeline.name": pipeline, "job.name": job.name}
+    return signer.params(job.swift, params["LOG_PATH"], lambda name: values.get(name, ""))
 
 
 def call_parameter_function(

@@ -13,6 +13,8 @@ results through its ``disabled`` action.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,13 +23,26 @@ from typing import TYPE_CHECKING
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem
 from gatekeeper.model.outside import shown
+from gatekeeper.model.patterns import change_values, fill, parameter_name
 
 if TYPE_CHECKING:
-    from gatekeeper.config.layout_schema import PipelineConfig, Reporter, SmtpReporter
+    from gatekeeper.config.layout_schema import (
+        JobConfig,
+        PipelineConfig,
+        Reporter,
+        SmtpReporter,
+    )
+    from gatekeeper.db.builds import BuildStore
     from gatekeeper.scheduler.pipeline_state import PipelineHealth
+
+log = logging.getLogger(__name__)
 
 #: Where an action's ``smtp:`` part goes: (pipeline, smtp part, change, kind, message).
 MailSink = Callable[["PipelineConfig", "SmtpReporter", Change, str, str], None]
+
+#: What the build in memory cannot say, looked up for a URL pattern:
+#: ``(build, placeholder) -> value`` for ``build.number`` and ``build.parameters[X]``.
+BuildFacts = Callable[[Build, str], str]
 
 #: A merge failure's headline when the pipeline names none.
 DEFAULT_MERGE_FAILURE = (
@@ -75,14 +90,16 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def job_line(build: Build) -> str:
+def job_line(build: Build, url: str = "", result: str = "") -> str:
     """``- <job> <url> : <RESULT> in <time>``, the line CI-result plugins parse.
 
-    A NODE_FAILURE that says what the pool had ends ``: NODE_FAILURE (<why>)``
-    instead: it never ran, so it has no logs to link nor a time to give.
+    ``url`` and ``result`` replace the build's log URL and result word (a
+    job's ``success-pattern`` and ``success-message``, say). A NODE_FAILURE
+    that says what the pool had ends ``: NODE_FAILURE (<why>)`` instead: it
+    never ran, so it has no logs to link nor a time to give.
     """
-    result = build.result.value if build.result else "UNKNOWN"
-    url = build.url or "(no logs)"
+    result = result or (build.result.value if build.result else "UNKNOWN")
+    url = url or build.url or "(no logs)"
     line = f"- {build.job} {url} : {result}"
     if build.result == BuildResult.NODE_FAILURE and build.node_wait is not None:
         line += f" ({build.node_wait.describe()})"
@@ -130,17 +147,18 @@ def compose_message(
     job_order: list[str],
     footer: str = "",
     flaky: FlakyNote | None = None,
+    line: Callable[[Build], str] = job_line,
 ) -> str:
     """The result comment: the headline naming the pipeline, then one
-    :func:`job_line` per job in ``job_order`` (a failed one followed by its
-    :func:`flaky_lines`), then the footer."""
+    ``line`` (:func:`job_line` unless given) per job in ``job_order`` (a
+    failed one followed by its :func:`flaky_lines`), then the footer."""
     lines = [f"{headline.strip().rstrip('.')} ({pipeline} pipeline).", ""]
     if not job_order:
         lines.append("No jobs run for this change here: branch, files and skip-if ruled out all.")
     for name in job_order:
         build = item.builds.get(name)
         if build is not None:
-            lines.append(job_line(build))
+            lines.append(line(build))
             lines.extend(flaky_lines(build, flaky))
             lines.extend(recognised_lines(build))
     text = "\n".join(lines).rstrip() + "\n"
@@ -186,6 +204,8 @@ class ReportComposer:
         health: PipelineHealth | None = None,
         mail: MailSink | None = None,
         flaky: FlakyNote | None = None,
+        jobs: Callable[[str], JobConfig] | None = None,
+        facts: BuildFacts | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.name: str = pipeline.name
@@ -193,6 +213,10 @@ class ReportComposer:
         self.mail = mail
         #: Adds a failed job's flaky line to the result comment (None: never).
         self.flaky = flaky
+        #: A job's settings (its report patterns and messages); None: none apply.
+        self.jobs = jobs
+        #: What a URL pattern needs beyond the build in memory (its number, parameters).
+        self.facts = facts
 
     @property
     def disabled(self) -> bool:
@@ -237,7 +261,46 @@ class ReportComposer:
         headline = pipeline.success_message if passed else pipeline.failure_message
         headline = headline or ("Build succeeded." if passed else "Build failed.")
         footer = pipeline.footer_message or ""
-        return compose_message(headline, self.name, item, job_order, footer, flaky=self.flaky)
+        return compose_message(
+            headline,
+            self.name,
+            item,
+            job_order,
+            footer,
+            flaky=self.flaky,
+            line=lambda b: self.job_line(item, b),
+        )
+
+    def job_line(self, item: QueueItem, build: Build) -> str:
+        """:func:`job_line` as the job asks, like Zuul v2.5: on SUCCESS its
+        ``success-message`` for the result and ``success-pattern`` for the URL,
+        on FAILURE its ``failure-message`` and ``failure-pattern``."""
+        if self.jobs is None or build.result not in (BuildResult.SUCCESS, BuildResult.FAILURE):
+            return job_line(build)
+        job = self.jobs(build.job)
+        passed = build.result == BuildResult.SUCCESS
+        message = job.success_message if passed else job.failure_message
+        pattern = job.success_pattern if passed else job.failure_pattern
+        url = self.report_url(item, build, pattern) if pattern else ""
+        return job_line(build, url=url, result=message or "")
+
+    def report_url(self, item: QueueItem, build: Build, pattern: str) -> str:
+        """``pattern`` filled for ``build`` of ``item`` (see :mod:`gatekeeper.model.patterns`)."""
+        known = {
+            **change_values(item.change),
+            "pipeline.name": self.name,
+            "job.name": build.job,
+            "build.uuid": build.uuid,
+            "build.url": build.url,
+            "build.result": build.result.value if build.result else "",
+        }
+
+        def value(placeholder: str) -> str:
+            if placeholder in known:
+                return known[placeholder]
+            return self.facts(build, placeholder) if self.facts is not None else ""
+
+        return fill(pattern, value)
 
     def result(self, item: QueueItem, passed: bool, job_order: list[str]) -> Report | None:
         """Success or failure; a success submits if the pipeline's success
@@ -275,3 +338,26 @@ class ReportComposer:
     def notice(self, change: Change, message: str) -> Report:
         """A message on the change, without votes."""
         return Report(change, ReportKind.NOTICE, message + "\n", pipeline=self.name)
+
+
+def stored_facts(builds: BuildStore) -> BuildFacts:
+    """:data:`BuildFacts` from the builds table: the build's number among its
+    job's builds, and the parameters it was dispatched with."""
+
+    def facts(build: Build, placeholder: str) -> str:
+        if placeholder == "build.number":
+            number = builds.number(build.uuid)
+            return "" if number is None else str(number)
+        name = parameter_name(placeholder)
+        record = builds.get(build.uuid) if name is not None else None
+        if name is None or record is None:
+            return ""
+        try:
+            parameters = json.loads(record.parameters or "{}")
+        except ValueError:
+            log.warning("build %s: its recorded parameters are not JSON", build)
+            return ""
+        value = parameters.get(name) if isinstance(parameters, dict) else None
+        return "" if value is None else str(value)
+
+    return facts

@@ -105,6 +105,9 @@ def restore_queues(
             if item is not None:
                 manager.append(item)
                 summary.restored += 1
+                # Its running builds hold their jobs' mutexes again.
+                mutex_of = {j: m for j in item.builds if (m := context.layout.job(j).mutex)}
+                context.mutexes.retake(item.builds.values(), mutex_of)
         if isinstance(manager, DependentPipelineManager):
             _restore_tested_on(context.source, manager)
     if summary.restored or summary.dropped:

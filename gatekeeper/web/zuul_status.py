@@ -120,6 +120,10 @@ def _item(
         _job(name, builds.get(name), jobs_info.get(name, {}), pipeline, base_url, now)
         for name in item["jobs"]
     ]
+    # gatekeeper's own: a job not launched because its mutex is held.
+    waiting = item.get("waiting_for_mutex") or {}
+    for job in jobs:
+        job["waiting_for_mutex"] = waiting.get(job["name"])
     # Known once every job has started: the longest a job still has to run.
     # (v2.5 counted a running job without an estimate as 0; it is unknown.)
     known = all(j["remaining_time"] is not None for j in jobs)

@@ -102,12 +102,8 @@ APPROVAL_REQUIREMENT = merged(
     st.dictionaries(st.sampled_from(LABELS), one_or_list(VOTE), min_size=1, max_size=2),
     st.fixed_dictionaries(
         {},
-        optional={
-            "username": REGEX,
-            "email": REGEX,
-            "older-than": st.sampled_from(["48h", "2d", "30", "1w"]),
-            "newer-than": st.sampled_from(["1h", "7d"]),
-        },
+        # email, older-than and newer-than are refused: gatekeeper cannot check them.
+        optional={"username": REGEX},
     ),
 )
 GERRIT_TRIGGER = st.fixed_dictionaries(
@@ -167,6 +163,10 @@ REQUIRE = st.fixed_dictionaries(
         "status": one_or_list(st.sampled_from(["NEW", "MERGED", "ABANDONED"])),
     },
 )
+# Zuul v2.5's reject: takes approvals only.
+REJECT = st.fixed_dictionaries(
+    {}, optional={"approval": st.lists(APPROVAL_REQUIREMENT, min_size=1, max_size=2)}
+)
 
 
 def pipeline(name: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -177,7 +177,7 @@ def pipeline(name: str) -> st.SearchStrategy[dict[str, Any]]:
             "source": st.just("gerrit"),
             "precedence": st.sampled_from(["high", "normal", "low"]),
             "require": REQUIRE,
-            "reject": REQUIRE,
+            "reject": REJECT,
             "trigger": TRIGGERS,
             **{key: REPORTER for key in REPORTERS},
             "success-message": TEXT,
@@ -201,7 +201,7 @@ JOB_SETTINGS = {
     "queue-name": WORD,
     "failure-message": TEXT,
     "success-message": TEXT,
-    "failure-pattern": st.just("{name}/{number}"),
+    "failure-pattern": st.just("{change.number}/{build.uuid}"),
     "hold-following-changes": st.booleans(),
     "voting": st.booleans(),
     "attempts": st.integers(1, 5),
@@ -223,7 +223,11 @@ JOB_SETTINGS = {
     ),
     "parameter-function": WORD,
     "swift": st.lists(
-        st.fixed_dictionaries({"name": WORD}, optional={"container": WORD}),
+        st.fixed_dictionaries(
+            # A target's name is part of a variable's name: no '-'.
+            {"name": WORD.map(lambda w: w.replace("-", "_"))},
+            optional={"container": WORD},
+        ),
         min_size=1,
         max_size=2,
     ),
@@ -462,7 +466,7 @@ def pipeline_view(p: PipelineConfig) -> dict[str, Any]:
         "manager": p.manager,
         **{key: getattr(p, _field(PipelineConfig, key)) for key in PIPELINE_DEFAULTS},
         "require": require_view(p.require),
-        "reject": require_view(p.reject),
+        "reject": require_view(PipelineRequire(approval=p.reject.approval)),
         "gerrit": [gerrit_trigger_view(t) for t in p.trigger.gerrit],
         "timer": [t.time for t in p.trigger.timer],
         "zuul": [(plain(t.event), plain(t.pipeline)) for t in p.trigger.zuul],
@@ -510,6 +514,10 @@ def effective_job(name: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
             wanted = job_setting_spec(key, value)
             if field == "tags":
                 config["tags"] = list(dict.fromkeys([*config["tags"], *wanted]))
+            elif field == "swift":
+                # Targets layer by name.
+                targets = {t["name"]: t for t in [*config["swift"], *wanted]}
+                config["swift"] = list(targets.values())
             else:
                 config[field] = wanted
     return config

@@ -166,7 +166,9 @@
         bar.title = "no estimate yet";
       }
     } else {
-      label = job.uuid ? "starting" : "queued";
+      // Not dispatched: queued, or held back by a job sharing its mutex.
+      label = job.uuid ? "starting"
+        : job.waiting_for_mutex ? "waiting for mutex " + job.waiting_for_mutex : "queued";
       bar.hidden = true;
     }
     setText(state, label);

@@ -127,10 +127,15 @@ TRIGGERS = st.fixed_dictionaries(
     optional={
         "gerrit": st.lists(GERRIT_TRIGGER, min_size=1, max_size=3),
         "timer": st.lists(st.fixed_dictionaries({"time": cron()}), min_size=1, max_size=2),
+        # Only parent-change-enqueued names a pipeline: a 'pipeline' filter
+        # on a trigger without it is refused (it could never fire).
         "zuul": st.lists(
-            st.fixed_dictionaries(
-                {"event": one_or_list(st.sampled_from(ZUUL_EVENTS))},
-                optional={"pipeline": one_or_list(REGEX)},
+            st.one_of(
+                st.fixed_dictionaries({"event": one_or_list(st.sampled_from(ZUUL_EVENTS))}),
+                st.fixed_dictionaries(
+                    {"event": one_or_list(st.just("parent-change-enqueued"))},
+                    optional={"pipeline": one_or_list(REGEX)},
+                ),
             ),
             min_size=1,
             max_size=2,

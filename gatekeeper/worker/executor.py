@@ -21,10 +21,12 @@ from gatekeeper.errors import (
     WorkspaceError,
 )
 from gatekeeper.git.refs import parse_zuul_changes
+from gatekeeper.kit import DEVSTACK_GATE
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, NodeWait, StartData
 from gatekeeper.node.transport import CommandAborted, CommandTimedOut, Transport
+from gatekeeper.node.transport_local import LocalTransport
 from gatekeeper.worker.archive import log_url, safe_log_dir, vet, write_index
 from gatekeeper.worker.workspace import RepoState, WorkspaceBuilder
 
@@ -36,6 +38,13 @@ log = logging.getLogger(__name__)
 console_log = logging.getLogger("gatekeeper.console")
 
 CONSOLE = "console.txt"
+#: Where the job kit is put in every workspace (the default layout's devstack
+#: job runs ``$WORKSPACE/.gatekeeper/kit/devstack-gate/devstack-vm-gate-wrap.sh``).
+KIT_DIR = ".gatekeeper/kit"
+#: The exit status of a job that ran out of time on its own watch (GNU
+#: timeout's): the kit's wrap kills its gate hook before the build's timeout
+#: so that it can still collect the logs, then exits with it.
+TIMED_OUT_STATUS = 124
 
 #: Results whose node is held for people to look at: the job itself failed,
 #: or ran out of time (the build developers most want to log in to). An
@@ -313,6 +322,8 @@ class BuildExecutor:
                 return BuildResult.ERROR, str(exc)
             for state in states:
                 console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
+            # The kit travels with the workspace: the node needs nothing of gatekeeper.
+            shutil.copytree(DEVSTACK_GATE, tmp / "workspace" / KIT_DIR / DEVSTACK_GATE.name)
             if stop.is_set():
                 return BuildResult.ABORTED, "aborted"
             try:
@@ -382,10 +393,17 @@ class BuildExecutor:
     ) -> tuple[str, str]:
         env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
         env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
+        timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
+        # Milliseconds, as Jenkins gave it: devstack-gate's scripts read it so.
+        env["BUILD_TIMEOUT"] = str(int(timeout * 1000))
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
-        command = 'WORKSPACE="$PWD"; export WORKSPACE; ' + spec.run
-        timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
+        prefix = 'WORKSPACE="$PWD"; export WORKSPACE; '
+        if isinstance(transport, LocalTransport):
+            # A directory node carries its image's git cache under its own
+            # root (a VM has it at /opt/git, the kit's default).
+            prefix += 'GATEKEEPER_GIT_CACHE="${PWD%/*}/opt/git"; export GATEKEEPER_GIT_CACHE; '
+        command = prefix + spec.run
         try:
             status = transport.run(command, env, "workspace", console.line, timeout, stop)
         except CommandTimedOut:
@@ -402,4 +420,6 @@ class BuildExecutor:
         console.line(f"exit status {status}")
         if status == 0:
             return BuildResult.SUCCESS, ""
+        if status == TIMED_OUT_STATUS:
+            return BuildResult.TIMED_OUT, f"timed out: the job ran out of time (exit {status})"
         return BuildResult.FAILURE, f"exit status {status}"

@@ -305,7 +305,8 @@ dg_compare_commits() {
 
 # Run hook $1: an exported bash function of that name (devstack-gate's way),
 # else the project under test's $DEVSTACK_GATE_HOOKS_DIR/$1.sh (default
-# contrib/ci/). Returns 0 with a note when there is neither.
+# contrib/ci/), from its prepared tree; both run in $WORKSPACE, as
+# devstack-gate's did. Returns 0 with a note when there is neither.
 dg_run_hook() {
     local hook=$1 file
     file=$BASE/new/${ZUUL_PROJECT##*/}/${DEVSTACK_GATE_HOOKS_DIR:-contrib/ci}/$hook.sh
@@ -314,7 +315,7 @@ dg_run_hook() {
         "$hook"
     elif [[ -n ${ZUUL_PROJECT:-} && -f $file ]]; then
         echo "$hook: ${file#"$BASE"/new/}"
-        (cd "$BASE/new" && bash "$file")
+        (cd "$WORKSPACE" && bash "$file")
     else
         echo "$hook: none"
     fi
@@ -404,10 +405,10 @@ dg_check_logs() {
 
 dg_cleanup_host() {
     local logs=$WORKSPACE/logs new=$BASE/new f name
-    # Let the services flush what they were writing.
-    sleep 1
-    if [[ -x $new/devstack/unstack.sh && -f $new/devstack/.stack-ran ]]; then
-        (cd "$new/devstack" && ./unstack.sh) || echo "unstack.sh failed"
+    if [[ -f $new/devstack/unstack.sh && -f $new/devstack/.stack-ran ]]; then
+        # Let the services flush what they were writing, then stop them.
+        sleep 1
+        (cd "$new/devstack" && bash ./unstack.sh) || echo "unstack.sh failed"
     fi
     dg_save_syslog
     for f in "$new"/screen-logs/screen-*.log; do

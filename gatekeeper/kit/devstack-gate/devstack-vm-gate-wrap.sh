@@ -74,9 +74,12 @@ dg_gate_seconds() {
 DG_RESULT=0
 DG_CLEANED=0
 dg_finish() {
+    local status=$?
     # Cleanup always runs once: at the end, or on an early exit or signal.
     [[ $DG_CLEANED == 1 ]] && return
     DG_CLEANED=1
+    # An exit from inside a hook says how the job ended too.
+    [[ $DG_RESULT == 0 ]] && DG_RESULT=$status
     export DG_RESULT
     dg_phase cleanup-host "cleanup host" dg_cleanup_host
     rm -rf "$DG_STATE"
@@ -114,13 +117,6 @@ if ! dg_phase pre-test-hook "pre_test_hook" dg_run_hook pre_test_hook; then
     exit 1
 fi
 
-# The default gate hook: devstack-vm-gate.sh (stack.sh, exercises, tempest).
-if ! declare -F gate_hook >/dev/null &&
-    [[ ! -f $BASE/new/${ZUUL_PROJECT##*/}/${DEVSTACK_GATE_HOOKS_DIR:-contrib/ci}/gate_hook.sh ]]; then
-    gate_hook() {
-        bash "$DG_KIT/devstack-vm-gate.sh"
-    }
-fi
 DG_GATE_SECONDS=$(dg_gate_seconds)
 if ((DG_GATE_SECONDS <= 0)); then
     echo "ERROR: no time left for the gate hook (the build's timeout has passed)"

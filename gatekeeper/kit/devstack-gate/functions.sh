@@ -36,14 +36,18 @@ dg_tee_ts() {
 # dg_phase NAME TITLE COMMAND...: run COMMAND as one phase of the job, its
 # output on the console and in logs/devstack-gate-NAME.txt, between a header
 # and a footer that says how it ended and how long it took. Returns its status.
+# COMMAND runs in this shell, as devstack-gate's hooks did: what a
+# pre_test_hook exports (DEVSTACK_LOCAL_CONFIG, ...) reaches the gate hook.
 dg_phase() {
     local name=$1 title=$2 start status
     shift 2
     start=$(dg_now_us)
     echo "== $title"
     set +e
-    "$@" 2>&1 | dg_tee_ts "$WORKSPACE/logs/devstack-gate-$name.txt"
-    status=${PIPESTATUS[0]}
+    "$@" > >(dg_tee_ts "$WORKSPACE/logs/devstack-gate-$name.txt") 2>&1
+    status=$?
+    # The copy to the console and the log ends before the footer.
+    wait $! 2>/dev/null
     if [[ $status -eq 0 ]]; then
         echo "== $title: done ($(dg_since "$start"))"
     else
@@ -236,12 +240,17 @@ HEADER
         echo "# The build's DEVSTACK_GATE_* and ZUUL_* values."
         for name in $(compgen -e | sort); do
             case $name in
+                # Derived from BUILD_TIMEOUT unless the job set it (below).
+                DEVSTACK_GATE_TIMEOUT) ;;
                 DEVSTACK* | ZUUL* | OVERRIDE_*_BRANCH | BUILD_TIMEOUT | TEMPEST_CONCURRENCY | \
                     ENABLED_SERVICES | SKIP_EXERCISES | KEEP_LOCALRC)
                     printf 'declare -x %s=%q\n' "$name" "${!name}"
                     ;;
             esac
         done
+        if [[ -n ${DG_USER_TIMEOUT:-} ]]; then
+            printf 'declare -x DEVSTACK_GATE_TIMEOUT=%q\n' "$DG_USER_TIMEOUT"
+        fi
         echo 'ZUUL_URL=${REPRODUCE_ZUUL_URL:-$ZUUL_URL}'
         echo 'export ZUUL_URL'
         printf 'declare -x DEVSTACK_GATE_PROJECTS_OVERRIDE=%q\n' "$(dg_projects)"
@@ -305,17 +314,22 @@ dg_compare_commits() {
 
 # Run hook $1: an exported bash function of that name (devstack-gate's way),
 # else the project under test's $DEVSTACK_GATE_HOOKS_DIR/$1.sh (default
-# contrib/ci/), from its prepared tree; both run in $WORKSPACE, as
-# devstack-gate's did. Returns 0 with a note when there is neither.
+# contrib/ci/) from its prepared tree, sourced as the jobs' functions
+# sourced them; both in $WORKSPACE, in the wrap's shell, as devstack-gate
+# ran them. Without either, the gate hook is the kit's devstack-vm-gate.sh
+# and the others do nothing (and say so).
 dg_run_hook() {
     local hook=$1 file
     file=$BASE/new/${ZUUL_PROJECT##*/}/${DEVSTACK_GATE_HOOKS_DIR:-contrib/ci}/$hook.sh
     if declare -F "$hook" >/dev/null; then
         echo "$hook: the job's function"
-        "$hook"
+        cd "$WORKSPACE" && "$hook"
     elif [[ -n ${ZUUL_PROJECT:-} && -f $file ]]; then
         echo "$hook: ${file#"$BASE"/new/}"
-        (cd "$WORKSPACE" && bash "$file")
+        cd "$WORKSPACE" && source "$file"
+    elif [[ $hook == gate_hook ]]; then
+        echo "gate_hook: the kit's devstack-vm-gate.sh"
+        bash "$DG_KIT/devstack-vm-gate.sh"
     else
         echo "$hook: none"
     fi

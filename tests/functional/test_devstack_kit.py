@@ -1,4 +1,5 @@
-"""The devstack job kit through the whole daemon, on a confined local node.
+"""The devstack job kit through the whole daemon, on a confined local node
+and on a static node over real SSH.
 
 The default layout's job runs the shipped kit (devstack-vm-gate-wrap.sh) on
 a node of the ``local`` provider, confined by real bubblewrap, against the
@@ -36,6 +37,7 @@ from tests.fixtures.devstack import (
     phases,
     seed_image_cache,
 )
+from tests.fixtures.sshd import SSHServer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -266,3 +268,63 @@ def test_reproduce_sh_rebuilds_the_same_tree_on_a_fresh_directory(
     reproduced = (again / "local.conf.txt").read_text()
     assert reproduced.replace(str(fresh / "opt" / "stack"), "/node/opt/stack") == original
     assert os.path.isdir(fresh / "opt" / "stack" / "new" / "horizon" / "horizon")
+
+
+@pytest.mark.sshd
+def test_the_devstack_job_on_a_static_node_over_ssh(sshd: SSHServer, tmp_path: Path) -> None:
+    """The same job on the ``static`` provider: a real sshd on 127.0.0.1 as
+    the node, the kit pushed with the workspace by rsync over SSH and run
+    through paramiko. The host is this test machine, not a throw-away VM, so
+    the job says so (DEVSTACK_GATE_SETUP_HOST=0) though it logs in as root;
+    there is no image cache, so every repository is cloned from the
+    workspace."""
+    workdir = tmp_path / "static"
+    host = {
+        "name": "static-1",
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.username,
+        "private-key": str(sshd.private_key),
+        "known-hosts": str(sshd.known_hosts),
+        "label": "devstack-vm",
+        "workdir": str(workdir),
+    }
+    layout = default_layout(tmp_path / "layout.yaml", exports="export DEVSTACK_GATE_SETUP_HOST=0")
+    sandbox = Sandbox(
+        tmp_path / "sandbox",
+        layout,
+        worker_count=1,
+        extra_site={
+            "providers": [{"name": "lab", "driver": "static", "hosts": [host]}],
+            "labels": [{"name": "devstack-vm", "min-ready": 1}],
+        },
+    )
+    try:
+        sandbox.start()
+        assert sandbox.sim is not None
+        number, _ = sandbox.push_change("openstack/nova", "Over SSH", {"nova/ssh.txt": "x\n"})
+        sandbox.wait_until_settled()
+        assert sandbox.sim.get_change(number).votes["Verified"] == {"gatekeeper": 1}
+        record = build_of(sandbox, number)
+        assert (record.result, record.node) == ("SUCCESS", "static-1")
+        archive = archive_of(sandbox, record)
+    finally:
+        sandbox.stop()
+    console = (archive / "console.txt").read_text()
+    assert "NODE_PROVIDER=lab" in console
+    assert phases(console) == dict.fromkeys(PHASES, "done")
+    assert "because DEVSTACK_GATE_SETUP_HOST=0: this host is not the job's to change" in console
+    node = workdir / "static-1"
+    assert (
+        f"openstack/nova: cloned from {node}/workspace/openstack/nova (no image cache)" in console
+    )
+    assert "PASS flavors" in console
+    assert logs_tree(archive) == ALWAYS | {
+        "devstack-gate-post-test-hook.txt",
+        "screen-key.txt.gz",
+        "screen-n-api.txt.gz",
+        "etc/keystone/keystone.conf",
+        "etc/nova/nova.conf",
+    }
+    localrc = (archive / "logs" / "localrc.txt").read_text().splitlines()
+    assert f"DEST={node}/opt/stack/new" in localrc

@@ -335,11 +335,11 @@ dg_run_hook() {
     fi
 }
 
-# Run command... in a process group of its own, killed with its whole process
-# group (SIGKILL) after $1 seconds. Returns its status, or 137 and leaves
+# Run command... in a process group of its own, killed with its whole group
+# (SIGKILL) after $1 seconds. Returns its status, or 137 and leaves
 # $DG_STATE/gate-timed-out when the time ran out.
 dg_run_with_deadline() {
-    local seconds=$1 pid watchdog status
+    local seconds=$1 pid timer first status
     shift
     rm -f "$DG_STATE/gate-timed-out"
     # Job control gives the background job a process group of its own.
@@ -348,20 +348,21 @@ dg_run_with_deadline() {
     pid=$!
     set +m
     echo "$pid" >"$WORKSPACE/gate.pid"
-    (
-        trap 'exit 0' TERM
-        sleep "$seconds" &
-        wait $!
-        touch "$DG_STATE/gate-timed-out"
-        kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null
-    ) >/dev/null 2>&1 &
-    watchdog=$!
-    wait "$pid"
+    sleep "$seconds" </dev/null >/dev/null 2>&1 &
+    timer=$!
+    wait -n -p first "$pid" "$timer"
     status=$?
-    kill "$watchdog" 2>/dev/null
-    wait "$watchdog" 2>/dev/null
-    # Whatever the hook left behind in its group goes too.
-    kill -9 -- "-$pid" 2>/dev/null
+    if [[ $first == "$timer" ]]; then
+        touch "$DG_STATE/gate-timed-out"
+        kill -9 -- "-$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        status=137
+    else
+        kill "$timer" 2>/dev/null
+        wait "$timer" 2>/dev/null
+        # Whatever the hook left behind in its group goes too.
+        kill -9 -- "-$pid" 2>/dev/null
+    fi
     return "$status"
 }
 

@@ -170,7 +170,10 @@ dg_setup_project() {
         dg_git clone -q --no-checkout "$cache" "$dest"
         echo "$project: seeded from the image cache $cache"
     elif [[ -n $source ]]; then
-        dg_git clone -q --no-checkout "$source" "$dest"
+        if ! dg_git clone -q --no-checkout "$source" "$dest"; then
+            echo "$project: ERROR: cannot clone $source" >&2
+            return 1
+        fi
         echo "$project: cloned from $source (no image cache)"
     else
         echo "$project: ERROR: no image cache, no workspace copy and no ZUUL_URL" >&2

@@ -19,7 +19,7 @@ dg_now_us() {
 # "0.3s" from a start in microseconds.
 dg_since() {
     local elapsed=$(($(dg_now_us) - $1))
-    printf '%d.%01ds' $((elapsed / 1000000)) $((elapsed % 1000000 / 100000))
+    printf '%d.%02ds' $((elapsed / 1000000)) $((elapsed % 1000000 / 10000))
 }
 
 # Copy stdin to stdout and, each line prefixed "YYYY-MM-DD HH:MM:SS.mmm | ",
@@ -39,15 +39,20 @@ dg_tee_ts() {
 # COMMAND runs in this shell, as devstack-gate's hooks did: what a
 # pre_test_hook exports (DEVSTACK_LOCAL_CONFIG, ...) reaches the gate hook.
 dg_phase() {
-    local name=$1 title=$2 start status
+    local name=$1 title=$2 start status copied waits=0
     shift 2
     start=$(dg_now_us)
+    copied=$DG_STATE/copied-$name
+    rm -f "$copied"
     echo "== $title"
     set +e
-    "$@" > >(dg_tee_ts "$WORKSPACE/logs/devstack-gate-$name.txt") 2>&1
+    "$@" > >(dg_tee_ts "$WORKSPACE/logs/devstack-gate-$name.txt"; : >"$copied") 2>&1
     status=$?
-    # The copy to the console and the log ends before the footer.
-    wait $! 2>/dev/null
+    # The copy to the console and the log ends before the footer, unless
+    # something the phase left running still holds its output (5 s at most).
+    while [[ ! -e $copied ]] && ((waits++ < 100)); do
+        sleep 0.05
+    done
     if [[ $status -eq 0 ]]; then
         echo "== $title: done ($(dg_since "$start"))"
     else
@@ -329,7 +334,13 @@ dg_run_hook() {
         cd "$WORKSPACE" && "$hook"
     elif [[ -n ${ZUUL_PROJECT:-} && -f $file ]]; then
         echo "$hook: ${file#"$BASE"/new/}"
-        cd "$WORKSPACE" && source "$file"
+        cd "$WORKSPACE" || return 1
+        # A project's hook was written for devstack-gate's shell, without -u.
+        set +u
+        source "$file"
+        local status=$?
+        set -u
+        return $status
     elif [[ $hook == gate_hook ]]; then
         echo "gate_hook: the kit's devstack-vm-gate.sh"
         bash "$DG_KIT/devstack-vm-gate.sh"
@@ -340,8 +351,9 @@ dg_run_hook() {
 
 # Run command... in a process group of its own, killed with its whole group
 # (SIGKILL) after $1 seconds. Returns its status, or 137 and leaves
-# $DG_STATE/gate-timed-out when the time ran out.
-dg_run_with_deadline() {
+# $DG_STATE/gate-timed-out when the time ran out. A subshell: its background
+# jobs must not become the phase's $! (the copy of its output to the logs).
+dg_run_with_deadline() (
     local seconds=$1 pid timer first status
     shift
     rm -f "$DG_STATE/gate-timed-out"
@@ -367,7 +379,7 @@ dg_run_with_deadline() {
         kill -9 -- "-$pid" 2>/dev/null
     fi
     return "$status"
-}
+)
 
 # -- cleanup -----------------------------------------------------------------
 

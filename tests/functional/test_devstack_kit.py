@@ -289,7 +289,11 @@ def test_the_devstack_job_on_a_static_node_over_ssh(sshd: SSHServer, tmp_path: P
         "label": "devstack-vm",
         "workdir": str(workdir),
     }
-    layout = default_layout(tmp_path / "layout.yaml", exports="export DEVSTACK_GATE_SETUP_HOST=0")
+    # The job also brings a hook the old way: an exported bash function.
+    exports = """export DEVSTACK_GATE_SETUP_HOST=0
+    post_test_hook() { echo "post_test_hook saw $BASE" | tee logs/post-hook.txt; }
+    export -f post_test_hook"""
+    layout = default_layout(tmp_path / "layout.yaml", exports=exports)
     sandbox = Sandbox(
         tmp_path / "sandbox",
         layout,
@@ -319,7 +323,15 @@ def test_the_devstack_job_on_a_static_node_over_ssh(sshd: SSHServer, tmp_path: P
         f"openstack/nova: cloned from {node}/workspace/openstack/nova (no image cache)" in console
     )
     assert "PASS flavors" in console
+    assert "post_test_hook: the job's function" in console
+    assert (archive / "logs" / "post-hook.txt").read_text() == (
+        f"post_test_hook saw {node}/opt/stack\n"
+    )
+    # reproduce.sh carries it, for the developer's run.
+    reproduce = (archive / "logs" / "reproduce.sh").read_text()
+    assert "post_test_hook () \n{ \n" in reproduce and "export -f post_test_hook" in reproduce
     assert logs_tree(archive) == ALWAYS | {
+        "post-hook.txt",
         "devstack-gate-post-test-hook.txt",
         "screen-key.txt.gz",
         "screen-n-api.txt.gz",

@@ -30,13 +30,22 @@ dg_step() {
     return $status
 }
 
-# Run a command as the stack user where there is one, else as ourselves.
-as_stack() {
-    if [[ $DG_ADMIN == 1 ]]; then
-        sudo -H -u stack "$@"
-    else
+# Run a command as user $1 where the job made one, else as ourselves.
+as_user() {
+    local user=$1
+    shift
+    if [[ $DG_ADMIN != 1 ]]; then
         "$@"
+    elif command -v sudo >/dev/null; then
+        sudo -H -u "$user" "$@"
+    else
+        # A root job on a host without sudo (util-linux's runuser needs none).
+        runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@"
     fi
+}
+
+as_stack() {
+    as_user stack "$@"
 }
 
 write_local_conf() {
@@ -98,11 +107,7 @@ run_tempest() {
         dg_root chown -R tempest:stack "$tempest"
     fi
     echo "tox -e $env ${args[*]}"
-    if [[ $DG_ADMIN == 1 ]]; then
-        (cd "$tempest" && sudo -H -u tempest tox -q -e "$env" "${args[@]}")
-    else
-        (cd "$tempest" && tox -q -e "$env" "${args[@]}")
-    fi
+    (cd "$tempest" && as_user tempest tox -q -e "$env" "${args[@]}")
 }
 
 dg_step "local.conf" write_local_conf || exit 1

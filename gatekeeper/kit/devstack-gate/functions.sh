@@ -104,6 +104,7 @@ dg_setup_host() {
     if ! id stack >/dev/null 2>&1; then
         dg_root useradd -U -s /bin/bash -d "$BASE/new" -m stack
     fi
+    dg_root mkdir -p /etc/sudoers.d
     echo "stack ALL=(root) NOPASSWD:ALL" | dg_root tee /etc/sudoers.d/50_stack_sh >/dev/null
     dg_root chmod 0440 /etc/sudoers.d/50_stack_sh
     echo "users: stack with sudo"

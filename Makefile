@@ -40,6 +40,7 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/route.py
 	$(VENV)/bin/python bench/gate_queue.py
 	$(VENV)/bin/python bench/pool_converge.py
+	$(VENV)/bin/python bench/devstack_kit.py
 	@bash scripts/system-deps.sh --bench
 	$(VENV)/bin/python bench/web_logs.py
 

@@ -2,13 +2,16 @@
 # Installs the system packages gatekeeper and its tests use, when missing
 # (bubblewrap confines jobs on the local provider).
 # `--all` also installs what only the tests use (sshd, gearmand, PostgreSQL,
-# Chromium and its WebDriver for the browser tests); `--bench` what only the
+# Chromium and its WebDriver for the browser tests, tox and os-testr for the
+# devstack job's tempest); `--bench` what only the
 # benchmarks use (nginx and curl, the baseline of bench/web_logs.py).
 set -euo pipefail
 
 need=(git rsync openssh-client bubblewrap)
 if [[ "${1:-}" == "--all" ]]; then
     need+=(openssh-server gearman-job-server postgresql chromium chromium-driver)
+    # The devstack job's stand-in tempest: tox, stestr and subunit2html.
+    need+=(tox python3-os-testr)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
     need+=(nginx curl)

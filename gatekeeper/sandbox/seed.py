@@ -1,12 +1,18 @@
 """The first commit of each of the eight projects of the original gate.
 
 Small, but real enough to gate: nova carries a module and its unit tests,
-and devstack-gate carries the wrapper the gate job runs
-(``devstack-vm-gate-wrap.sh``), which here runs every project's own tests
-in place of a full devstack (nothing in the sandbox can boot OpenStack).
+and devstack carries the stand-in devstack (``seed/devstack/``: devstack's
+interface, none of OpenStack, which nothing here could boot) that the job
+kit's wrap (:mod:`gatekeeper.kit`, shipped with every workspace) runs.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+#: The stand-in devstack tree: openstack-dev/devstack's first commit in the
+#: sandbox, and what tests (tests/fixtures/devstack.py) run the kit against.
+STANDIN_DEVSTACK = Path(__file__).resolve().parent / "seed" / "devstack"
 
 PROJECTS = [
     "openstack/nova",
@@ -18,31 +24,6 @@ PROJECTS = [
     "openstack-dev/devstack",
     "openstack-infra/devstack-gate",
 ]
-
-GATE_WRAP = r"""#!/usr/bin/env bash
-# Sandbox devstack-gate: the real wrapper boots devstack and runs tempest;
-# this one runs each project's own run_tests.sh from the prepared workspace,
-# with the same inputs (the ZUUL_* environment and the git trees).
-set -u
-mkdir -p logs
-echo "devstack-vm-gate-wrap: $ZUUL_PIPELINE $ZUUL_PROJECT change $ZUUL_CHANGE,$ZUUL_PATCHSET"
-echo "changes under test: $ZUUL_CHANGES"
-status=0
-for tests in */*/run_tests.sh; do
-    project=${tests%/run_tests.sh}
-    screen="logs/screen-$(basename "$project").txt"
-    echo "== $project"
-    if (cd "$project" && bash ./run_tests.sh) >"$screen" 2>&1; then
-        echo "   passed ($(wc -l <"$screen") lines in $screen)"
-    else
-        echo "   FAILED, see $screen:"
-        tail -n 20 "$screen" | sed 's/^/   | /'
-        status=1
-    fi
-done
-date -u +"%FT%TZ gate finished with status $status" >> logs/syslog.txt
-exit $status
-"""
 
 NOVA_INIT = '''"""Nova (sandbox): the arithmetic of flavors."""
 
@@ -92,6 +73,15 @@ def seed_files(project: str) -> dict[str, str | bytes]:
                 "run_tests.sh": PY_TESTS,
             }
         )
-    if project == "openstack-infra/devstack-gate":
-        files["devstack-vm-gate-wrap.sh"] = GATE_WRAP
+    if project == "openstack-dev/devstack":
+        files.update(standin_devstack())
     return files
+
+
+def standin_devstack() -> dict[str, str | bytes]:
+    """The stand-in devstack's files, by path in the repository."""
+    return {
+        str(path.relative_to(STANDIN_DEVSTACK)): path.read_bytes()
+        for path in sorted(STANDIN_DEVSTACK.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and ".tox" not in path.parts
+    }

@@ -23,6 +23,7 @@ from gatekeeper.errors import (
     WorkspaceError,
 )
 from gatekeeper.git.refs import parse_zuul_changes
+from gatekeeper.kit import DEVSTACK_GATE
 from gatekeeper.model.build import BuildResult
 from gatekeeper.model.outside import shown
 from gatekeeper.model.results import CompleteData, NodeWait, Recognised, StartData
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 console_log = logging.getLogger("gatekeeper.console")
 
 CONSOLE = "console.txt"
+#: Where the job kit is put in every workspace (the default layout's devstack
+#: job runs ``$WORKSPACE/.gatekeeper/kit/devstack-gate/devstack-vm-gate-wrap.sh``).
+KIT_DIR = ".gatekeeper/kit"
+#: The exit status of a job that ran out of time on its own watch (GNU
+#: timeout's): the kit's wrap kills its gate hook before the build's timeout
+#: so that it can still collect the logs, then exits with it.
+TIMED_OUT_STATUS = 124
 
 #: Results whose node is held for people to look at: the job itself failed,
 #: or ran out of time (the build developers most want to log in to). An
@@ -397,6 +405,8 @@ class BuildExecutor:
             write_node_facts(tmp / "workspace", facts)
             for state in states:
                 console.line(f"{state.project} {state.branch} {state.head_sha} {state.subject}")
+            # The kit travels with the workspace: the node needs nothing of gatekeeper.
+            shutil.copytree(DEVSTACK_GATE, tmp / "workspace" / KIT_DIR / DEVSTACK_GATE.name)
             if stop.is_set():
                 return BuildResult.ABORTED, "aborted"
             try:
@@ -467,6 +477,9 @@ class BuildExecutor:
         env = {k: v for k, v in params.items() if k != JOB_KEY and isinstance(v, str)}
         env.update(node_facts(node))
         env.update(NODE_PROVIDER=node.provider, NODE_NAME=node.name, WORKSPACE="workspace")
+        timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
+        # Milliseconds, as Jenkins gave it: devstack-gate's scripts read it so.
+        env["BUILD_TIMEOUT"] = str(int(timeout * 1000))
         # The node's root is the transport's business; the command learns the
         # absolute workspace path where it runs (same line: keeps line numbers).
         prefix = 'WORKSPACE="$PWD"; export WORKSPACE; '
@@ -475,7 +488,6 @@ class BuildExecutor:
             # root (a VM has it at /opt/git, the kit's default).
             prefix += 'GATEKEEPER_GIT_CACHE="${PWD%/*}/opt/git"; export GATEKEEPER_GIT_CACHE; '
         command = prefix + spec.run
-        timeout = spec.timeout if spec.timeout > 0 else self.job_timeout
         try:
             status = transport.run(command, env, "workspace", console.line, timeout, stop)
         except CommandTimedOut:
@@ -492,4 +504,6 @@ class BuildExecutor:
         console.line(f"exit status {status}")
         if status == 0:
             return BuildResult.SUCCESS, ""
+        if status == TIMED_OUT_STATUS:
+            return BuildResult.TIMED_OUT, f"timed out: the job ran out of time (exit {status})"
         return BuildResult.FAILURE, f"exit status {status}"

@@ -1,9 +1,10 @@
 """Issue 13, attack 2: a pushed change steals the CI account through its job.
 
 Through the real daemon against the Gerrit simulator (the sandbox harness),
-on the default ``local`` provider, with real bubblewrap. The change rewrites
-the script the check job runs so that it prints the Gerrit private key, the
-TLS keys and the database, and hard-links the key into its logs.
+on the default ``local`` provider, with real bubblewrap. The change adds a
+pre-test hook, which the default job's kit runs, that prints the Gerrit
+private key, the TLS keys and the database, and hard-links the key into its
+logs.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def test_pushed_change_cannot_read_or_link_the_ci_keys(sandbox: Sandbox) -> None
     number, _ps = sandbox.push_change(
         "openstack-infra/devstack-gate",
         "Speed up the wrapper",
-        {"devstack-vm-gate-wrap.sh": ATTACK.format(secrets=secrets)},
+        {"contrib/ci/pre_test_hook.sh": ATTACK.format(secrets=secrets)},
     )
     sandbox.wait_until_settled()
 

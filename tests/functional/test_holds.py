@@ -112,7 +112,7 @@ def test_a_build_aborted_by_a_new_patchset_holds_nothing(tmp_path: Path) -> None
         scheduler = sandbox.app.scheduler
         assert scheduler is not None
         # Fails if it is ever let finish: only the abort can end it early.
-        slow = {"run_tests.sh": "#!/usr/bin/env bash\nsleep 120\nexit 1\n"}
+        slow = {"contrib/ci/pre_test_hook.sh": "sleep 120\nexit 1\n"}  # run by the job's kit
         number, _ = sandbox.push_change("openstack/nova", "Slow", slow)
 
         def running() -> bool:

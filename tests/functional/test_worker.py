@@ -311,6 +311,19 @@ def test_timeout(harness: Harness) -> None:
     assert decode_complete(job.data[-1]).result == "TIMED_OUT"
 
 
+def test_a_job_out_of_time_on_its_own_watch_is_timed_out(harness: Harness) -> None:
+    """The devstack kit kills its gate hook before the build's timeout (which
+    it gets as BUILD_TIMEOUT, in milliseconds as Jenkins gave it), collects
+    the logs and exits 124, GNU timeout's status: that is TIMED_OUT."""
+    harness.add_ready_node("node-6")
+    uuid = "124124124124"
+    wrap = ".gatekeeper/kit/devstack-gate/devstack-vm-gate-wrap.sh"
+    job = harness.submit(f'echo "budget $BUILD_TIMEOUT ms"; test -f {wrap} && exit 124', uuid, 30)
+    wait_for(lambda: job.complete)
+    assert decode_complete(job.data[-1]).result == "TIMED_OUT"
+    assert "\nbudget 30000 ms\n" in (harness.log_dir(uuid) / "console.txt").read_text()
+
+
 def test_no_node_is_node_failure_and_request_withdrawn(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,7 +74,10 @@ def test_repository_layout_loads_with_eight_projects() -> None:
             assert layout.jobs_for(project, pipeline) == [JobTree("gate-devstack-vm")]
     job = layout.job("gate-devstack-vm")
     assert job.node == "devstack-vm" and job.timeout == 3600 and job.logs == ["logs/**"]
-    assert job.run == "./openstack-infra/devstack-gate/devstack-vm-gate-wrap.sh"
+    assert job.run.splitlines() == [
+        "export DEVSTACK_GATE_EXERCISES=1",
+        'bash "$WORKSPACE/.gatekeeper/kit/devstack-gate/devstack-vm-gate-wrap.sh"',
+    ]
     assert layout.projects_for_job("gate-devstack-vm") == EIGHT
     assert layout.all_job_names() == ["gate-devstack-vm"]
 

@@ -66,6 +66,8 @@ ALWAYS = {
     "localrc.txt",
     "devstacklog.txt",
     "devstacklog.summary.txt",
+    # The node's provider, region, zone, label and name (the worker's node.env).
+    "node.env.txt",
 }
 #: The host's state, collected when the build failed.
 HOST_STATE = {"df.txt", "mount.txt", "ps.txt", "dpkg-l.txt", "pip3-freeze.txt"}
@@ -139,6 +141,7 @@ def test_a_devstack_build_leaves_devstack_gates_log_tree(box: Sandbox) -> None:
     assert "DEST=/node/opt/stack/new" in localrc and "ERROR_ON_CLONE=True" in localrc
     assert "LOGFILE=/node/opt/stack/new/devstacklog.txt" in localrc
     assert (logs / "local.conf.txt").read_text().startswith("[[local|localrc]]\n")
+    assert f"NODE_NAME={record.node}" in (logs / "node.env.txt").read_text()
     with gzip.open(logs / "screen-n-api.txt.gz", "rt") as fh:
         assert " INFO n-api [-] started with /node/opt/stack/etc/nova/nova.conf" in fh.read()
     assert "stack.sh completed in" in (logs / "devstacklog.summary.txt").read_text()

@@ -1,14 +1,17 @@
 """disable-after-consecutive-failures through the daemon: a check pipeline
 that fails twice in a row stops voting and only comments (its ``disabled``
-reporter), stays so across a restart, and votes again after a reconfiguration."""
+reporter), stays so across a restart, and votes again after a reconfiguration.
+The status page (Debian's headless Chromium) says the pipeline is disabled."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.cli import main
 from gatekeeper.sandbox.harness import Sandbox
@@ -102,7 +105,7 @@ def _status_command(box: Sandbox, tmp_path: Path) -> str:
 
 
 def test_a_pipeline_disables_itself_until_a_reconfiguration(
-    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Any, artifacts: Path
 ) -> None:
     # The status command makes its own token from the site's secret.
     monkeypatch.delenv("GATEKEEPER_TOKEN", raising=False)
@@ -122,6 +125,18 @@ def test_a_pipeline_disables_itself_until_a_reconfiguration(
     assert "check (independent): empty DISABLED after 3 failures in a row" in _status_command(
         box, tmp_path
     )
+    # The status page says so too, though the pipeline is empty.
+    assert box.app is not None
+    browser.get(box.app.web_url)
+    state = WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda b: next(
+            (e for e in b.find_elements("css selector", ".gk-pipeline-disabled") if e.text),
+            None,
+        ),
+        message="the disabled pipeline's note",
+    )
+    assert state.text.startswith("disabled after failures in a row")
+    browser.save_screenshot(str(artifacts / "disabled.png"))
 
     # A restart keeps it disabled; a success does not enable it either.
     assert box.app is not None

@@ -278,6 +278,10 @@
       const title = part(section, "title", "h2", "gk-pipeline-name");
       const description = part(section, "description", "p", "gk-pipeline-description");
       setText(description, pipeline.description || "");
+      // disable-after-consecutive-failures: said even when the pipeline is empty.
+      const state = part(section, "state", "p", "gk-pipeline-disabled");
+      setText(state, pipeline.disabled ? "disabled after failures in a row: it reports only through its disabled reporters until the next reconfiguration" : "");
+      state.hidden = !pipeline.disabled;
       const queues = part(section, "queues", "div", "gk-queues");
       let count = 0;
       const withItems = (pipeline.change_queues || []).filter((q) => q.heads.length);
@@ -298,7 +302,7 @@
       prune(queues);
       setText(title, pipeline.name + (count ? " (" + count + ")" : ""));
       // Empty pipelines stay, folded to their name.
-      section.classList.toggle("gk-folded", count === 0);
+      section.classList.toggle("gk-folded", count === 0 && !pipeline.disabled);
       shown += count;
     }
     prune(pipelinesNode);

@@ -23,7 +23,37 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.model.outside import shown
 
 if TYPE_CHECKING:
+    from gatekeeper.config.site import SiteConfig
+    from gatekeeper.db.engine import Database
     from gatekeeper.insights.flaky import Run
+
+
+site_option = click.option(
+    "-c",
+    "--config",
+    "site_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
+)
+
+
+def open_site(site_path: Path | None) -> tuple[SiteConfig, Database]:
+    """The site file and its database, migrated; a bad site file or an
+    unreachable database is a click error saying why."""
+    from gatekeeper.config.loader import load_local_site
+    from gatekeeper.db.engine import Database
+
+    try:
+        site = load_local_site(site_path)
+        db = Database(site.database)
+    except GatekeeperError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        db.migrate()
+    except GatekeeperError as exc:
+        db.dispose()
+        raise click.ClickException(str(exc)) from exc
+    return site, db
 
 
 @click.group()
@@ -41,13 +71,7 @@ def failures() -> None:
 
 @failures.command("try")
 @click.argument("signature_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option(
-    "-c",
-    "--config",
-    "site_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
-)
+@site_option
 @click.option("--days", type=click.IntRange(1, 365), default=7, show_default=True)
 @click.option(
     "--limit",
@@ -63,8 +87,6 @@ def failures_try(signature_file: Path, site_path: Path | None, days: int, limit:
     from rich.console import Console
     from rich.table import Table
 
-    from gatekeeper.config.loader import load_local_site
-    from gatekeeper.db.engine import Database
     from gatekeeper.errors import ConfigError, GatekeeperError
     from gatekeeper.insights.known_failures import failed_builds
     from gatekeeper.insights.scanner import Scanner
@@ -77,16 +99,13 @@ def failures_try(signature_file: Path, site_path: Path | None, days: int, limit:
         signature = load_signature(signature_file)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    site, db = open_site(site_path)
     try:
-        site = load_local_site(site_path)
-        db = Database(site.database)
-        try:
-            db.migrate()
-            builds = failed_builds(db, days, limit)
-        finally:
-            db.dispose()
+        builds = failed_builds(db, days, limit)
     except GatekeeperError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        db.dispose()
     assert site.log_root is not None
     scanner = Scanner([signature])
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -139,13 +158,7 @@ def register(main: click.Group) -> None:
 
 
 @insights.command("flaky")
-@click.option(
-    "-c",
-    "--config",
-    "site_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
-)
+@site_option
 @click.option("--job", help="Only this job.")
 @click.option(
     "--days",
@@ -163,16 +176,9 @@ def insights_flaky(site_path: Path | None, job: str | None, days: float) -> None
     failed runs of incidents over all the job's passes and failures in the
     window. First each job's rate, flakiest first; then the incidents,
     newest first, with their failed and passing builds."""
-    from gatekeeper.config.loader import load_local_site
-    from gatekeeper.db.engine import Database
     from gatekeeper.insights.flaky import flaky_report
 
-    try:
-        site = load_local_site(site_path)
-        db = Database(site.database)
-        db.migrate()
-    except GatekeeperError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _, db = open_site(site_path)
     try:
         report = flaky_report(db, days, job)
     finally:
@@ -232,13 +238,7 @@ def _flaky_table(*columns: str) -> Table:
 
 
 @insights.command("providers")
-@click.option(
-    "-c",
-    "--config",
-    "site_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Site file (YAML). Default: ./gatekeeper.yaml if it exists.",
-)
+@site_option
 @click.option("--job", help="Only this job (default: each job, and all jobs together).")
 @click.option(
     "--days",
@@ -256,18 +256,11 @@ def insights_providers(site_path: Path | None, job: str | None, days: float | No
     from rich.console import Console
     from rich.table import Table
 
-    from gatekeeper.config.loader import load_local_site
-    from gatekeeper.db.engine import Database
     from gatekeeper.insights.providers import provider_report
     from gatekeeper.model.outside import shown
 
-    try:
-        site = load_local_site(site_path)
-        config = site.insights.providers
-        db = Database(site.database)
-        db.migrate()
-    except GatekeeperError as exc:
-        raise click.ClickException(str(exc)) from exc
+    site, db = open_site(site_path)
+    config = site.insights.providers
     try:
         report = provider_report(
             db, days if days is not None else config.days, job, config.level, config.min_runs

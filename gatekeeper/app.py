@@ -36,11 +36,13 @@ from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.gerrit.transport import RestReview, ReviewTransport, SshReview
 from gatekeeper.git.runner import gerrit_git_env
 from gatekeeper.insights.flaky import FlakyNotes
+from gatekeeper.insights.known_failures import recognised_of
 from gatekeeper.insights.providers import ProviderWatch
+from gatekeeper.insights.signatures import SignatureSet, load_signatures
 from gatekeeper.metrics import SiteMetrics
 from gatekeeper.model.listener import Listener
 from gatekeeper.model.metrics import Census
-from gatekeeper.model.results import NodeWait, ResultEvent
+from gatekeeper.model.results import NodeWait, Recognised, ResultEvent
 from gatekeeper.pool.pool import Pool, describe_wait
 from gatekeeper.pool.providers import make_provider
 from gatekeeper.pool.providers.base import Provider
@@ -376,6 +378,21 @@ class Gatekeeper:
             self.recogniser = FailureRecogniser(self.site.failures_dir, self.db)
         return self.recogniser
 
+    def _recognised_of(self, uuid: str) -> list[Recognised]:
+        """Build ``uuid``'s stored known failures, described by this process's
+        signatures (the worker's, or ``failures-dir`` read now by a scheduler
+        running alone). Called by the scheduler's restore."""
+        if self.recogniser is not None:
+            signatures = self.recogniser.signatures
+        else:
+            assert self.site.failures_dir is not None
+            try:
+                signatures = load_signatures(self.site.failures_dir)
+            except ConfigError as exc:
+                log.warning("known failures: %s; stored ones are named by id", exc)
+                signatures = SignatureSet()
+        return recognised_of(self.db, uuid, signatures)
+
     def _describe_wait(self, label: str, waited: float) -> NodeWait:
         """What the pool has for ``label``: this process's pool knows which
         providers it backs off; without one, the database tells the rest."""
@@ -421,6 +438,7 @@ class Gatekeeper:
         )
         if self.site.swift is not None:
             self.scheduler.context.swift = SwiftSigner.from_config(self.site.swift)
+        self.scheduler.context.recognised_of = self._recognised_of
         self._warn_unsigned(self.layout)
         ledger = EventLedger(self.db, retention=gerrit.config.catchup_max_age)
         self.scheduler.ledger = ledger

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from gatekeeper.db.engine import Database
 from gatekeeper.db.tables import BuildRecord, FailureMatch
 from gatekeeper.insights.scanner import Match
+from gatekeeper.insights.signatures import SignatureSet
+from gatekeeper.model.results import Recognised
 
 __all__ = [
     "FAILED",
@@ -26,6 +28,7 @@ __all__ = [
     "SignatureHits",
     "failed_builds",
     "hits_per_day",
+    "recognised_of",
     "record_matches",
     "uncategorised",
 ]
@@ -113,6 +116,29 @@ def record_matches(
         )
 
     db.transaction(work)
+
+
+def recognised_of(db: Database, uuid: str, signatures: SignatureSet) -> list[Recognised]:
+    """What the worker recognised in build ``uuid``'s logs, from its stored
+    matches: one per signature, in the order they were found, described by
+    ``signatures`` (a signature since removed from the site is named by its
+    id alone). A restarted scheduler reports a build that ended before it
+    with these (the worker's result, which carried them, is gone)."""
+    with db.session() as session:
+        found = session.scalars(
+            select(FailureMatch.signature)
+            .where(FailureMatch.build_uuid == uuid)
+            .order_by(FailureMatch.id)
+        )
+        ids = list(dict.fromkeys(found))
+    out = []
+    for signature_id in ids:
+        known = signatures.get(signature_id)
+        if known is None:
+            out.append(Recognised(signature_id, signature_id))
+        else:
+            out.append(Recognised(signature_id, known.description, known.bug))
+    return out
 
 
 def _since(days: float, now: float | None) -> float:

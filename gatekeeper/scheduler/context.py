@@ -17,6 +17,7 @@ from gatekeeper.db.pipeline_state import PipelineStateStore
 from gatekeeper.dispatch.client import BuildDispatcher
 from gatekeeper.gerrit.source import GerritSource
 from gatekeeper.model.metrics import NO_METRICS, Metrics
+from gatekeeper.model.results import Recognised
 from gatekeeper.scheduler.mail import MailQueue
 from gatekeeper.scheduler.merger import MergeQueue
 from gatekeeper.scheduler.mutex import Mutexes
@@ -67,6 +68,9 @@ class SchedulerContext:
     pipeline_states: PipelineStates = field(init=False)
     #: Makes ``trigger: zuul:`` events when changes enter pipelines and merge.
     zuul_events: ZuulEvents | None = None
+    #: The known failures stored for a build (by uuid), for a restored build
+    #: that ended before a restart (None: not looked up).
+    recognised_of: Callable[[str], list[Recognised]] | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.layout)

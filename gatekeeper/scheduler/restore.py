@@ -39,9 +39,11 @@ from gatekeeper.gerrit.source import GerritSource, comments_since
 from gatekeeper.model.build import Build, BuildResult
 from gatekeeper.model.change import Change, QueueItem, change_ref
 from gatekeeper.model.outside import shown
+from gatekeeper.model.results import Recognised
 from gatekeeper.scheduler.context import SchedulerContext
 from gatekeeper.scheduler.dependencies import needed_changes
 from gatekeeper.scheduler.dependent import DependentPipelineManager
+from gatekeeper.scheduler.reports import RECOGNISED_RESULTS
 
 if TYPE_CHECKING:
     from gatekeeper.scheduler.manager import PipelineManager
@@ -279,6 +281,7 @@ def _restore_builds(
         )
         if record.result is not None:
             build.result = BuildResult.read(record.result)
+            build.recognised = _recognised(context, build)
             item.builds[job] = build
             summary.finished += 1
             continue
@@ -299,6 +302,19 @@ def _restore_builds(
     if lost:
         summary.lost += len(lost)
         context.item_store.lose(lost)
+
+
+def _recognised(context: SchedulerContext, build: Build) -> list[Recognised]:
+    """The known failures the worker found in a failed build's logs (its
+    report names them); none when they cannot be read: the report goes out
+    without them rather than not at all."""
+    if context.recognised_of is None or build.result not in RECOGNISED_RESULTS:
+        return []
+    try:
+        return context.recognised_of(build.uuid)
+    except Exception:
+        log.exception("build %s: could not read its known failures", build.uuid)
+        return []
 
 
 def _restore_tested_on(source: GerritSource, manager: DependentPipelineManager) -> None:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from gatekeeper.db.engine import Database
-from gatekeeper.db.tables import BuildRecord, QueueItemRecord
+from gatekeeper.db.tables import BuildRecord, FailureMatch, QueueItemRecord
 from gatekeeper.dispatch.certs import Role
 from gatekeeper.dispatch.tls import gear_kwargs
 from gatekeeper.model.change import change_ref
@@ -234,6 +234,47 @@ def test_a_report_that_did_not_reach_gerrit_is_sent_once(box: Sandbox, db: Datab
     assert box.sim is not None and box.sim.get_change(number).votes["Verified"] == {"gatekeeper": 1}
     assert [b.uuid for b in builds_of(db, item)] == [build]  # its result was kept, not re-run
     assert rows(db) == []
+
+
+def test_a_failure_recognised_before_a_restart_is_named_in_the_report(
+    box: Sandbox, db: Database
+) -> None:
+    """The worker stored what it recognised in the failed build's logs and
+    carried it in its result to the scheduler that then stopped: the
+    restarted scheduler reads it back, so its report still names the known
+    failure (and one whose signature is gone by its id)."""
+    number = push(box)
+    _, build = left_behind(db, number, 1, "FAILURE")
+    box.failures_dir.mkdir(parents=True, exist_ok=True)
+    (box.failures_dir / "eof.yaml").write_text(
+        "id: libvirt-eof\n"
+        "description: libvirt closed the connection under nova-compute\n"
+        "bug: https://bugs.example.org/1643911\n"
+        "patterns: ['End of file while reading data']\n"
+    )
+    with db.session() as session:
+        for signature, line in (("libvirt-eof", 7), ("libvirt-eof", 9), ("retired-one", 3)):
+            session.add(
+                FailureMatch(
+                    build_uuid=build,
+                    signature=signature,
+                    file="logs/screen-n-cpu.txt",
+                    line_number=line,
+                    line="libvirtError: End of file while reading data",
+                    matched_at=time.time(),
+                )
+            )
+
+    start(box)
+
+    [report] = reports(box, number)
+    assert ": FAILURE" in report
+    recognised = [line.strip() for line in report.splitlines() if "Recognised:" in line]
+    assert recognised == [
+        "Recognised: libvirt closed the connection under nova-compute "
+        "https://bugs.example.org/1643911",
+        "Recognised: retired-one",
+    ]
 
 
 def test_a_build_whose_worker_died_runs_again(box: Sandbox, db: Database) -> None:

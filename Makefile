@@ -41,6 +41,8 @@ bench: sysdeps $(STAMP)
 	$(VENV)/bin/python bench/gate_queue.py
 	$(VENV)/bin/python bench/pool_converge.py
 	$(VENV)/bin/python bench/devstack_kit.py
+	$(VENV)/bin/python bench/failure_scan.py
+	$(VENV)/bin/python bench/flaky_query.py
 	@bash scripts/system-deps.sh --bench
 	$(VENV)/bin/python bench/web_logs.py
 

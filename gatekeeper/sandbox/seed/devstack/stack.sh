@@ -12,6 +12,10 @@ mkdir -p "$(dirname "$LOGFILE")" "$SCREEN_LOGDIR" "$DEST/status"
 START=$SECONDS
 # Everything from here on goes to the log, each line timestamped, as devstack's.
 exec > >(while IFS= read -r line; do printf '%(%F %T)T | %s\n' -1 "$line"; done >>"$LOGFILE") 2>&1
+LOGGER=$!
+# The logger writes on its own time: at exit, hand it the last lines and wait
+# for them to reach $LOGFILE, so whoever runs stack.sh reads a whole log.
+trap 'exec >&- 2>&-; wait "$LOGGER" 2>/dev/null' EXIT
 summary() { echo "$*"; echo "$*" >>"$LOGFILE.summary"; }
 die() {
     echo "[ERROR] $*"

@@ -12,26 +12,33 @@ was not reached.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gatekeeper.gerrit.connection import GerritConnection, review_argv
 from gatekeeper.gerrit.rest import GerritRest, GerritRestError, bot_tag
 
 
+@dataclass(frozen=True)
+class Review:
+    """What one review sets on a patch set: a message, label votes (as
+    Gerrit spells the labels), and whether to submit; ``pipeline`` names who
+    sends it (REST tags the message with it)."""
+
+    project: str
+    change: int
+    patchset: int
+    message: str
+    labels: dict[str, int] = field(default_factory=dict)
+    submit: bool = False
+    pipeline: str = ""
+
+
 class ReviewTransport(Protocol):
     """One review sent; called from a reporter thread."""
 
     def send(
-        self,
-        connection: GerritConnection,
-        project: str,
-        change: int,
-        patchset: int,
-        message: str,
-        labels: dict[str, int],
-        submit: bool,
-        pipeline: str,
-        timeout: float,
+        self, connection: GerritConnection, review: Review, timeout: float
     ) -> tuple[int, str, str]: ...
 
 
@@ -39,18 +46,16 @@ class SshReview:
     """``gerrit review`` on the reporter thread's own SSH connection."""
 
     def send(
-        self,
-        connection: GerritConnection,
-        project: str,
-        change: int,
-        patchset: int,
-        message: str,
-        labels: dict[str, int],
-        submit: bool,
-        pipeline: str,
-        timeout: float,
+        self, connection: GerritConnection, review: Review, timeout: float
     ) -> tuple[int, str, str]:
-        argv = review_argv(project, change, patchset, message, labels, submit)
+        argv = review_argv(
+            review.project,
+            review.change,
+            review.patchset,
+            review.message,
+            review.labels,
+            review.submit,
+        )
         return connection.run(argv, timeout=timeout)
 
 
@@ -62,22 +67,19 @@ class RestReview:
         self.rest = rest
 
     def send(
-        self,
-        connection: GerritConnection,
-        project: str,
-        change: int,
-        patchset: int,
-        message: str,
-        labels: dict[str, int],
-        submit: bool,
-        pipeline: str,
-        timeout: float,
+        self, connection: GerritConnection, review: Review, timeout: float
     ) -> tuple[int, str, str]:
         try:
-            if message or labels:
-                self.rest.review(change, str(patchset), message, labels, bot_tag(pipeline))
-            if submit:
-                self.rest.submit(change)
+            if review.message or review.labels:
+                self.rest.review(
+                    review.change,
+                    str(review.patchset),
+                    review.message,
+                    review.labels,
+                    bot_tag(review.pipeline),
+                )
+            if review.submit:
+                self.rest.submit(review.change)
         except GerritRestError as exc:
             return exc.status, "", str(exc)
         return 0, "", ""

@@ -23,7 +23,7 @@ from gatekeeper.errors import GerritError, GerritOutcomeUnknownError
 from gatekeeper.gerrit.changeinfo import ChangeQueries
 from gatekeeper.gerrit.connection import REVIEW_TIMEOUT, GerritConnection
 from gatekeeper.gerrit.source import comments_since
-from gatekeeper.gerrit.transport import ReviewTransport, SshReview
+from gatekeeper.gerrit.transport import Review, ReviewTransport, SshReview
 from gatekeeper.model.metrics import NO_METRICS, Metrics
 from gatekeeper.model.outside import shown
 from gatekeeper.scheduler.reports import Report
@@ -121,6 +121,15 @@ class GerritReporter:
         change = report.change
         connection = self._connection()
         unmet = self._unmet(connection, report) if report.submit else []
+        review = Review(
+            change.project,
+            change.number,
+            change.patchset,
+            report.message,
+            report.labels,
+            report.submit and not unmet,
+            report.pipeline,
+        )
         error = ""
         attempt = 0
         while attempt < max(1, self.attempts) and not stop.is_set():
@@ -131,17 +140,7 @@ class GerritReporter:
                     break
             sent_at = time.time()
             try:
-                status, out, err = self.transport.send(
-                    connection,
-                    change.project,
-                    change.number,
-                    change.patchset,
-                    report.message,
-                    report.labels,
-                    report.submit and not unmet,
-                    report.pipeline,
-                    self.timeout,
-                )
+                status, out, err = self.transport.send(connection, review, self.timeout)
             except GerritOutcomeUnknownError as exc:
                 error = str(exc)
                 log.warning(

@@ -44,55 +44,36 @@ def build_params(
     ``changes_ahead`` are the changes the build must include before this one,
     in queue order (empty in an independent pipeline).
     """
-    if change.is_branch_tip:
-        # A timer's item: the branch as it is when the workspace is made
-        # (Zuul v2.5 sent no revision for these either).
-        return {
-            "ZUUL_UUID": uuid,
-            "ZUUL_PROJECT": change.project,
-            "ZUUL_PIPELINE": pipeline,
-            "ZUUL_BRANCH": change.branch,
-            "ZUUL_REF": change.ref,
-            "ZUUL_URL": zuul_url,
-            "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
-            "ZUUL_JOB": job,
-            "LOG_PATH": log_path(change, pipeline, job, uuid),
-            "BASE_LOG_PATH": "",
-        }
-    if change.is_ref:
-        return {
-            "ZUUL_UUID": uuid,
-            "ZUUL_PROJECT": change.project,
-            "ZUUL_PIPELINE": pipeline,
-            "ZUUL_BRANCH": change.branch,
-            "ZUUL_REF": change.ref,
-            "ZUUL_OLDREV": change.old_rev,
-            "ZUUL_NEWREV": change.new_rev,
-            "ZUUL_COMMIT": change.new_rev,
-            "ZUUL_URL": zuul_url,
-            "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
-            "ZUUL_JOB": job,
-            "LOG_PATH": log_path(change, pipeline, job, uuid),
-            "BASE_LOG_PATH": base_log_path(change),
-        }
-    changes = [*changes_ahead, change]
-    return {
+    params = {
         "ZUUL_UUID": uuid,
         "ZUUL_PROJECT": change.project,
         "ZUUL_PIPELINE": pipeline,
         "ZUUL_BRANCH": change.branch,
-        "ZUUL_CHANGE": str(change.number),
-        "ZUUL_PATCHSET": str(change.patchset),
         "ZUUL_REF": change.ref,
-        "ZUUL_COMMIT": change.revision,
         "ZUUL_URL": zuul_url,
-        "ZUUL_CHANGES": "^".join(f"{c.project}:{c.branch}:{c.ref}" for c in changes),
-        "ZUUL_CHANGE_IDS": " ".join(f"{c.number},{c.patchset}" for c in changes),
         "ZUUL_SHORT_PROJECT_NAME": change.project.split("/")[-1],
         "ZUUL_JOB": job,
         "LOG_PATH": log_path(change, pipeline, job, uuid),
         "BASE_LOG_PATH": base_log_path(change),
     }
+    if change.is_branch_tip:
+        # A timer's item: the branch as it is when the workspace is made
+        # (Zuul v2.5 sent no revision for these either).
+        return params
+    if change.is_ref:
+        params.update(
+            ZUUL_OLDREV=change.old_rev, ZUUL_NEWREV=change.new_rev, ZUUL_COMMIT=change.new_rev
+        )
+        return params
+    changes = [*changes_ahead, change]
+    params.update(
+        ZUUL_CHANGE=str(change.number),
+        ZUUL_PATCHSET=str(change.patchset),
+        ZUUL_COMMIT=change.revision,
+        ZUUL_CHANGES="^".join(f"{c.project}:{c.branch}:{c.ref}" for c in changes),
+        ZUUL_CHANGE_IDS=" ".join(f"{c.number},{c.patchset}" for c in changes),
+    )
+    return params
 
 
 def swift_params(

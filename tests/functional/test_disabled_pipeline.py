@@ -15,19 +15,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from gatekeeper.cli import main
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.sandbox.seed import PROJECTS
 
 pytestmark = pytest.mark.timeout(180)
 
-PROJECTS = [
-    "openstack/nova",
-    "openstack/glance",
-    "openstack/keystone",
-    "openstack/horizon",
-    "openstack/python-novaclient",
-    "openstack/python-keystoneclient",
-    "openstack-dev/devstack",
-    "openstack-infra/devstack-gate",
-]
 
 LAYOUT = """
 pipelines:

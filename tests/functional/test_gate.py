@@ -21,20 +21,10 @@ from gatekeeper.dispatch import admin
 from gatekeeper.dispatch.certs import Role, TlsFiles
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.sandbox.seed import PROJECTS
 from gatekeeper.scheduler.dependent import DependentPipelineManager
 
 pytestmark = pytest.mark.timeout(240)
-
-PROJECTS = [
-    "openstack/nova",
-    "openstack/glance",
-    "openstack/keystone",
-    "openstack/horizon",
-    "openstack/python-novaclient",
-    "openstack/python-keystoneclient",
-    "openstack-dev/devstack",
-    "openstack-infra/devstack-gate",
-]
 
 
 def gate_layout(flags: Path, window: int = 20, nova: str = "[integrated]", jobs: str = "") -> str:

@@ -10,19 +10,9 @@ import pytest
 
 from gatekeeper.model.build import BuildResult
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.sandbox.seed import PROJECTS
 
 pytestmark = pytest.mark.timeout(180)
-
-PROJECTS = [
-    "openstack/nova",
-    "openstack/glance",
-    "openstack/keystone",
-    "openstack/horizon",
-    "openstack/python-novaclient",
-    "openstack/python-keystoneclient",
-    "openstack-dev/devstack",
-    "openstack-infra/devstack-gate",
-]
 
 
 def job(name: str, run: str, extra: str = "") -> str:

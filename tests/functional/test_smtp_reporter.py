@@ -13,20 +13,11 @@ import pytest
 from gatekeeper.app import Gatekeeper
 from gatekeeper.errors import ConfigError
 from gatekeeper.sandbox.harness import Sandbox
+from gatekeeper.sandbox.seed import PROJECTS
 from tests.fixtures.smtp import MailServer
 
 pytestmark = pytest.mark.timeout(180)
 
-PROJECTS = [
-    "openstack/nova",
-    "openstack/glance",
-    "openstack/keystone",
-    "openstack/horizon",
-    "openstack/python-novaclient",
-    "openstack/python-keystoneclient",
-    "openstack-dev/devstack",
-    "openstack-infra/devstack-gate",
-]
 
 # Success mails go to the layout's own address with a subject of Zuul's
 # placeholders; failures to the site's default-to, from another sender.
